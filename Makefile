@@ -1,0 +1,29 @@
+# eventstore: PGXS build.  The version lives in eventstore.control only.
+EXTENSION  = eventstore
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = eventstore
+OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o src/immutable.o
+
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+
+# pg_regress suites (sql/*.sql -> expected/*.out)
+REGRESS = core append reads immutable
+REGRESS_OPTS = --inputdir=. --load-extension=pgtap
+
+# isolation specs (specs/*.spec -> expected/*.out)
+ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated
+ISOLATION_OPTS = --inputdir=.
+
+PG_CONFIG ?= pg_config
+# Server headers as system headers: -Wextra then judges our code, not theirs.
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: prove stress demo test bench
+prove:
+	pg_prove --ext .sql -r test/pgtap
+
+stress:
+	bash test/stress/stress.sh

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Command two: run every test suite against a throwaway cluster, then stop it.
+# On a fresh Debian 12 machine as root it first installs what is missing and
+# builds with -Wall -Wextra -Werror.  Suites:
+#   pg_regress   sql/*.sql against expected/*.out      (make installcheck)
+#   isolation    specs/*.spec against expected/*.out   (make installcheck)
+#   pgTAP        test/pgtap/*.sql                       (pg_prove)
+#   scripts      test/scripts/*.sh: stress, no-preload, crash/restart
+# Ends with one line "N passed, N failed"; exits non-zero if anything failed.
+ES_PORT=${ES_PORT:-54331}
+source "$(dirname "$0")/cluster.sh"
+
+es_install_deps
+es_build_install
+ES_PGDATA=$(mktemp -d /tmp/eventstore-test.XXXXXX)
+trap 'es_stop_cluster; rm -rf "$ES_PGDATA"' EXIT
+es_start_cluster
+
+passed=0; failed=0; failures=()
+suite() {
+    local name=$1; shift
+    es_log "suite: $name"
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+}
+
+# pg_regress and isolation share one make target; they run as root against
+# the cluster (only initdb and postgres refuse root).
+regress() {
+    local rc=0
+    make -C "$ES_ROOT" -s PG_CONFIG="$(es_pg_config)" installcheck || rc=$?
+    if [ $rc != 0 ]; then
+        for f in "$ES_ROOT"/regression.diffs "$ES_ROOT"/output_iso/regression.diffs; do
+            [ -f "$f" ] && { echo "---- $f"; head -c 20000 "$f"; }
+        done
+    fi
+    return $rc
+}
+suite "pg_regress + isolation" regress
+
+prove_tap() {
+    es_psql -d postgres -c 'DROP DATABASE IF EXISTS eventstore_tap' -c 'CREATE DATABASE eventstore_tap'
+    es_psql -d eventstore_tap -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION eventstore'
+    pg_prove -d eventstore_tap -U postgres -h "$PGHOST" -p "$PGPORT" --ext .sql -r "$ES_ROOT/test/pgtap"
+}
+suite "pgTAP" prove_tap
+
+for script in "$ES_ROOT"/test/scripts/*.sh; do
+    [ -e "$script" ] || continue
+    suite "$(basename "$script")" bash "$script"
+done
+
+echo
+[ $failed -gt 0 ] && printf 'failed suites: %s\n' "${failures[*]}"
+echo "suites: $passed passed, $failed failed"
+[ $failed = 0 ]

@@ -1,0 +1,567 @@
+/*
+ * append.c
+ *		eventstore.append() and eventstore.append_event(): optimistic
+ *		concurrency per stream, idempotent retries, and the insert itself.
+ *
+ * Locking rules: an append takes a transaction-scoped advisory lock on its
+ * stream (a 64-bit hash of the stream id, in a field4 of our own so it never
+ * meets the application's advisory keys).  While it is held no other append to
+ * the stream is in flight, so the stream's current version is read with a
+ * fresh snapshot rather than the transaction's: it is the truth, in every
+ * isolation level, and the loser of a race sees the winner's events and gets
+ * the wrong-expected-version error before it takes any position.  Appends to
+ * other streams never wait for it.  The unique (stream_id, stream_version)
+ * key is only the backstop.
+ *
+ * Rows are inserted as the owner of eventstore.events: EXECUTE on the append
+ * functions is the privilege to write; nobody needs INSERT on the table.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_append);
+PG_FUNCTION_INFO_V1(eventstore_append_event);
+
+/* One event of an append call, validated. */
+typedef struct EsNewEvent
+{
+	Datum		event_type;		/* text */
+	Datum		data;			/* jsonb */
+	Datum		metadata;		/* jsonb, or 0 when null */
+	pg_uuid_t	event_id;
+	bool		id_given;		/* the caller chose event_id */
+} EsNewEvent;
+
+/* Prepared statements, kept for the life of the backend. */
+static SPIPlanPtr es_plan_version = NULL;
+static SPIPlanPtr es_plan_find_ids = NULL;
+static SPIPlanPtr es_plan_insert_one = NULL;
+static SPIPlanPtr es_plan_insert_many = NULL;
+
+static SPIPlanPtr
+es_prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "eventstore: SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+/* Check the stream id argument; shared with the read functions. */
+void
+es_check_stream_id(text *stream_id)
+{
+	int			len = VARSIZE_ANY_EXHDR(stream_id);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream_id must not be empty")));
+	if (len > ES_MAX_STREAM_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("stream_id is too long"),
+				 errdetail("The stream id has %d bytes; the limit is %d.",
+						   len, ES_MAX_STREAM_ID_BYTES)));
+}
+
+/* A random (version 4) UUID. */
+static void
+es_random_uuid(pg_uuid_t *uuid)
+{
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+}
+
+/* metadata with key => value added, unless metadata already has key. */
+static Datum
+es_metadata_with(Datum metadata, const char *key, const char *value)
+{
+	StringInfoData buf;
+	Datum		addition;
+
+	if (metadata != (Datum) 0 &&
+		DatumGetBool(DirectFunctionCall2(jsonb_exists, metadata,
+										 CStringGetTextDatum(key))))
+		return metadata;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	escape_json(&buf, key);
+	appendStringInfoChar(&buf, ':');
+	escape_json(&buf, value);
+	appendStringInfoChar(&buf, '}');
+	addition = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	if (metadata == (Datum) 0)
+		return addition;
+	return DirectFunctionCall2(jsonb_concat, metadata, addition);
+}
+
+/* Validate one event's fields and fill *ev; ordinal is 1-based, for messages. */
+static void
+es_prepare_event(EsNewEvent *ev, int ordinal,
+				 Datum event_type, bool type_null,
+				 Datum data, bool data_null,
+				 Datum metadata, bool metadata_null,
+				 Datum event_id, bool id_null)
+{
+	Size		size;
+
+	if (type_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event_type of event %d must not be null", ordinal)));
+	if (VARSIZE_ANY_EXHDR(DatumGetPointer(event_type)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_type of event %d must not be empty", ordinal)));
+	if (data_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("data of event %d must not be null", ordinal),
+				 errhint("Use '{}'::jsonb for an event without data.")));
+	if (!metadata_null && !JB_ROOT_IS_OBJECT(DatumGetJsonbP(metadata)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata of event %d must be a JSON object", ordinal)));
+
+	ev->event_type = event_type;
+	ev->data = PointerGetDatum(PG_DETOAST_DATUM(data));
+	ev->metadata = metadata_null ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM(metadata));
+	if (es_correlation_id != NULL && es_correlation_id[0] != '\0')
+		ev->metadata = es_metadata_with(ev->metadata, "correlation_id", es_correlation_id);
+	if (es_causation_id != NULL && es_causation_id[0] != '\0')
+		ev->metadata = es_metadata_with(ev->metadata, "causation_id", es_causation_id);
+
+	size = VARSIZE_ANY(DatumGetPointer(ev->data)) +
+		VARSIZE_ANY(DatumGetPointer(ev->event_type));
+	if (ev->metadata != (Datum) 0)
+		size += VARSIZE_ANY(DatumGetPointer(ev->metadata));
+	if (size > (Size) es_max_event_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event %d is too large", ordinal),
+				 errdetail("The event has %zu bytes; eventstore.max_event_size is %d bytes.",
+						   size, es_max_event_size)));
+
+	ev->id_given = !id_null;
+	if (id_null)
+		es_random_uuid(&ev->event_id);
+	else
+		memcpy(&ev->event_id, DatumGetUUIDP(event_id), sizeof(pg_uuid_t));
+}
+
+static void
+es_lock_stream(text *stream_id)
+{
+	LOCKTAG		tag;
+	uint64		h = hash_bytes_extended((const unsigned char *) VARDATA_ANY(stream_id),
+										VARSIZE_ANY_EXHDR(stream_id), 0);
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 ES_LOCKTAG_STREAM);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/* The stream's current version as of snapshot, 0 when it has no events. */
+static int64
+es_current_version(Datum stream_id, Snapshot snapshot)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {stream_id};
+	SPIPlanPtr	plan;
+	bool		isnull;
+
+	plan = es_prepare(&es_plan_version,
+					  "SELECT e.stream_version FROM eventstore.events e"
+					  " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+					  " ORDER BY e.stream_version DESC LIMIT 1",
+					  1, argtypes);
+	if (SPI_execute_snapshot(plan, values, NULL, snapshot, InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading the stream version failed");
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Idempotent retry check.  Returns true, with the original result in
+ * *version and *position, when every event id of the call is already stored in
+ * the stream consecutively and in the call's order.  Raises unique_violation
+ * when only some are.  Returns false when none is.
+ */
+static bool
+es_check_retry(Datum stream_id, EsNewEvent *events, int n, Snapshot snapshot,
+			   int64 *version, int64 *position)
+{
+	Oid			argtypes[2] = {TEXTOID, UUIDARRAYOID};
+	Datum		values[2];
+	Datum	   *ids;
+	SPIPlanPtr	plan;
+	bool		all_given = true;
+	int64		first_version = 0;
+	int64		last_position = 0;
+	uint64		found;
+
+	ids = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = UUIDPGetDatum(&events[i].event_id);
+		all_given &= events[i].id_given;
+	}
+	values[0] = stream_id;
+	values[1] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
+												TYPALIGN_CHAR));
+
+	plan = es_prepare(&es_plan_find_ids,
+					  "SELECT e.event_id, e.stream_version, e.global_position"
+					  " FROM eventstore.events e"
+					  " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+					  " AND e.event_id OPERATOR(pg_catalog.=) ANY ($2)",
+					  2, argtypes);
+	if (SPI_execute_snapshot(plan, values, NULL, snapshot, InvalidSnapshot,
+							 true, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: looking up event ids failed");
+	found = SPI_processed;
+	if (found == 0)
+		return false;
+
+	/* Match every stored row to its place in the call. */
+	for (int i = 0; i < n; i++)
+	{
+		bool		matched = false;
+
+		for (uint64 r = 0; r < found; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+			int64		v;
+
+			if (memcmp(id, &events[i].event_id, UUID_LEN) != 0)
+				continue;
+			matched = true;
+			v = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			if (i == 0)
+				first_version = v;
+			if (!all_given || found != (uint64) n || v != first_version + i)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNIQUE_VIOLATION),
+						 errmsg("event %s already exists in stream \"%s\"",
+								DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))),
+								TextDatumGetCString(stream_id)),
+						 errdetail("Only a retry that repeats the same events in the same order succeeds without writing.")));
+			if (i == n - 1)
+				last_position = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		if (!matched)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("some events of this append already exist in stream \"%s\"",
+							TextDatumGetCString(stream_id)),
+					 errdetail("Only a retry that repeats the same events in the same order succeeds without writing.")));
+	}
+	*version = first_version + n - 1;
+	*position = last_position;
+	return true;
+}
+
+/* Raise the wrong-expected-version error, unless current satisfies expected. */
+static void
+es_check_expected(Datum stream_id, bool any_version, int64 expected, int64 current)
+{
+	bool		ok;
+	char		expected_text[64];
+
+	if (any_version)
+		return;
+	if (expected == -1)
+	{
+		ok = current > 0;
+		snprintf(expected_text, sizeof(expected_text), "an existing stream");
+	}
+	else
+	{
+		ok = current == expected;
+		snprintf(expected_text, sizeof(expected_text), INT64_FORMAT, expected);
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
+				 errmsg("wrong expected version for stream \"%s\": expected %s, actual %lld",
+						TextDatumGetCString(stream_id), expected_text, (long long) current),
+				 errdetail("Nothing was appended."),
+				 errhint("Read the stream again and retry with its current version.")));
+}
+
+/* Insert the prepared events at versions current+1.. with fresh positions. */
+static int64
+es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current)
+{
+	Oid			seq = es_position_seqid();
+	int64		last_position = 0;
+
+	if (n == 1)
+	{
+		Oid			argtypes[7] = {INT8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID, JSONBOID, JSONBOID};
+		Datum		values[7];
+		char		nulls[7] = "       ";
+		SPIPlanPtr	plan;
+
+		plan = es_prepare(&es_plan_insert_one,
+						  "INSERT INTO eventstore.events (global_position, stream_id,"
+						  " stream_version, event_id, event_type, data, metadata)"
+						  " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+						  7, argtypes);
+		last_position = es_allocate_position(seq);
+		values[0] = Int64GetDatum(last_position);
+		values[1] = stream_id;
+		values[2] = Int64GetDatum(current + 1);
+		values[3] = UUIDPGetDatum(&events[0].event_id);
+		values[4] = events[0].event_type;
+		values[5] = events[0].data;
+		values[6] = events[0].metadata;
+		if (events[0].metadata == (Datum) 0)
+			nulls[6] = 'n';
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "eventstore: inserting the event failed");
+	}
+	else
+	{
+		Oid			argtypes[7] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, UUIDARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+		Datum		values[7];
+		Datum	   *positions = palloc(sizeof(Datum) * n);
+		Datum	   *versions = palloc(sizeof(Datum) * n);
+		Datum	   *ids = palloc(sizeof(Datum) * n);
+		Datum	   *types = palloc(sizeof(Datum) * n);
+		Datum	   *datas = palloc(sizeof(Datum) * n);
+		Datum	   *metas = palloc(sizeof(Datum) * n);
+		bool	   *meta_nulls = palloc(sizeof(bool) * n);
+		int			dims[1] = {n};
+		int			lbs[1] = {1};
+		SPIPlanPtr	plan;
+
+		plan = es_prepare(&es_plan_insert_many,
+						  "INSERT INTO eventstore.events (global_position, stream_id,"
+						  " stream_version, event_id, event_type, data, metadata)"
+						  " SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m"
+						  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+						  " pg_catalog.unnest($4), pg_catalog.unnest($5),"
+						  " pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
+						  7, argtypes);
+		for (int i = 0; i < n; i++)
+		{
+			last_position = es_allocate_position(seq);
+			positions[i] = Int64GetDatum(last_position);
+			versions[i] = Int64GetDatum(current + 1 + i);
+			ids[i] = UUIDPGetDatum(&events[i].event_id);
+			types[i] = events[i].event_type;
+			datas[i] = events[i].data;
+			metas[i] = events[i].metadata;
+			meta_nulls[i] = events[i].metadata == (Datum) 0;
+		}
+		values[0] = stream_id;
+		values[1] = PointerGetDatum(construct_array(positions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[2] = PointerGetDatum(construct_array(versions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[3] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+		values[4] = PointerGetDatum(construct_array(types, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[5] = PointerGetDatum(construct_array(datas, n, JSONBOID, -1, false, TYPALIGN_INT));
+		values[6] = PointerGetDatum(construct_md_array(metas, meta_nulls, 1, dims, lbs,
+													   JSONBOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "eventstore: inserting the events failed");
+	}
+	return last_position;
+}
+
+/*
+ * The append itself: lock the stream, honour a retry, check the expected
+ * version, insert.  Returns the stream's new version and the position of the
+ * last event through the out parameters.
+ */
+static void
+es_append(text *stream_id, bool any_version, int64 expected,
+		  EsNewEvent *events, int n, int64 *version, int64 *position)
+{
+	Datum		sid = PointerGetDatum(stream_id);
+	Oid			save_userid;
+	int			save_sec;
+	Snapshot	snapshot;
+	int64		current;
+	bool		any_id_given = false;
+
+	if (!any_version && expected < -1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid expected_version " INT64_FORMAT, expected),
+				 errhint("Use NULL for any version, 0 for a new stream, -1 for an existing stream, or the exact current version.")));
+
+	for (int i = 0; i < n; i++)
+		any_id_given |= events[i].id_given;
+
+	es_lock_stream(stream_id);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+
+	/* No other append to this stream is in flight: read the newest state. */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	if (any_id_given && es_check_retry(sid, events, n, snapshot, version, position))
+	{
+		UnregisterSnapshot(snapshot);
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec);
+		return;
+	}
+
+	current = es_current_version(sid, snapshot);
+	UnregisterSnapshot(snapshot);
+	es_check_expected(sid, any_version, expected, current);
+
+	*position = es_insert_events(sid, events, n, current);
+	*version = current + n;
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+static Datum
+es_result(FunctionCallInfo fcinfo, int64 version, int64 position)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "eventstore: return type must be a row type");
+	desc = BlessTupleDesc(desc);
+	values[0] = Int64GetDatum(version);
+	values[1] = Int64GetDatum(position);
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+/*
+ * eventstore.append(stream_id text, expected_version bigint,
+ *					 events eventstore.new_event[])
+ */
+Datum
+eventstore_append(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+	EsNewEvent *events;
+	int64		version;
+	int64		position;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be null")));
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("events must not be null")));
+
+	arr = PG_GETARG_ARRAYTYPE_P(2);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("events must be a one-dimensional array")));
+	deconstruct_array(arr, ARR_ELEMTYPE(arr), -1, false, TYPALIGN_DOUBLE,
+					  &elems, &elem_nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must not be empty")));
+
+	events = palloc(sizeof(EsNewEvent) * n);
+	for (int i = 0; i < n; i++)
+	{
+		HeapTupleHeader rec;
+		Datum		f[4];
+		bool		fnull[4];
+
+		if (elem_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("event %d must not be null", i + 1)));
+		rec = DatumGetHeapTupleHeader(elems[i]);
+		for (int a = 0; a < 4; a++)
+			f[a] = GetAttributeByNum(rec, a + 1, &fnull[a]);
+		es_prepare_event(&events[i], i + 1, f[0], fnull[0], f[1], fnull[1],
+						 f[2], fnull[2], f[3], fnull[3]);
+	}
+
+	es_append(stream_id, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+			  events, n, &version, &position);
+	return es_result(fcinfo, version, position);
+}
+
+/*
+ * eventstore.append_event(stream_id text, expected_version bigint,
+ *		event_type text, data jsonb, metadata jsonb, event_id uuid)
+ */
+Datum
+eventstore_append_event(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	EsNewEvent	event;
+	int64		version;
+	int64		position;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be null")));
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	es_prepare_event(&event, 1,
+					 PG_GETARG_DATUM(2), PG_ARGISNULL(2),
+					 PG_GETARG_DATUM(3), PG_ARGISNULL(3),
+					 PG_GETARG_DATUM(4), PG_ARGISNULL(4),
+					 PG_GETARG_DATUM(5), PG_ARGISNULL(5));
+	es_append(stream_id, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+			  &event, 1, &version, &position);
+	return es_result(fcinfo, version, position);
+}

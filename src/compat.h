@@ -1,0 +1,91 @@
+/*
+ * compat.h
+ *		Every PostgreSQL version difference eventstore cares about, in one place.
+ *
+ * The code is developed against PostgreSQL 15; the shims below keep 13 to 17
+ * building.  Nothing outside this header tests PG_VERSION_NUM.
+ */
+#ifndef EVENTSTORE_COMPAT_H
+#define EVENTSTORE_COMPAT_H
+
+#include "postgres.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+/* A per-backend slot number, 0-based, below ES_MAX_BACKEND_SLOTS. */
+#if PG_VERSION_NUM >= 170000
+#include "storage/procnumber.h"
+#define ES_MY_SLOT()			(MyProcNumber)
+#else
+#include "storage/backendid.h"
+#define ES_MY_SLOT()			(MyBackendId - 1)
+#endif
+
+/*
+ * How many backend slots shared memory must hold.  From 15 on MaxBackends is
+ * known when shmem_request_hook runs; before that we size for the worst case
+ * of the settings in force when _PG_init runs.
+ */
+#if PG_VERSION_NUM >= 150000
+#define ES_MAX_BACKEND_SLOTS()	(MaxBackends)
+#define ES_HAVE_SHMEM_REQUEST_HOOK 1
+#else
+#include "postmaster/autovacuum.h"
+#include "replication/walsender.h"
+#define ES_MAX_BACKEND_SLOTS()	(MaxConnections + autovacuum_max_workers + 1 + \
+								 max_worker_processes + max_wal_senders + 1)
+#endif
+
+/* GUC prefix reservation was renamed in 15. */
+#if PG_VERSION_NUM < 150000
+#define MarkGUCPrefixReserved(prefix)	EmitWarningsOnPlaceholders(prefix)
+#endif
+
+/*
+ * Run a prepared read-only SPI plan with the active snapshot and send its rows
+ * straight into a tuplestore.  SPI_execute_plan_extended() (14+) lets the rows
+ * bypass SPI's own result copy; older servers copy them over.
+ */
+#include "executor/spi.h"
+#include "executor/tstoreReceiver.h"
+#include "nodes/params.h"
+
+static inline void
+es_spi_into_tuplestore(SPIPlanPtr plan, int nargs, Oid *argtypes,
+					   Datum *values, bool *nulls, Tuplestorestate *tstore,
+					   MemoryContext tcontext)
+{
+#if PG_VERSION_NUM >= 140000
+	SPIExecuteOptions options;
+	ParamListInfo params = makeParamList(nargs);
+	DestReceiver *dest = CreateTuplestoreDestReceiver();
+
+	for (int i = 0; i < nargs; i++)
+	{
+		params->params[i].value = values[i];
+		params->params[i].isnull = nulls[i];
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = argtypes[i];
+	}
+	SetTuplestoreDestReceiverParams(dest, tstore, tcontext, false, NULL, NULL);
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = true;
+	options.dest = dest;
+	if (SPI_execute_plan_extended(plan, &options) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: read query failed");
+	dest->rDestroy(dest);
+#else
+	char	   *cnulls = palloc(nargs + 1);
+
+	for (int i = 0; i < nargs; i++)
+		cnulls[i] = nulls[i] ? 'n' : ' ';
+	cnulls[nargs] = '\0';
+	if (SPI_execute_plan(plan, values, cnulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: read query failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(tstore, SPI_tuptable->vals[i]);
+#endif
+}
+
+#endif							/* EVENTSTORE_COMPAT_H */

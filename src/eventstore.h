@@ -1,0 +1,54 @@
+/*
+ * eventstore.h
+ *		Declarations shared between the files of the eventstore extension.
+ *
+ * Each .c file owns one concern; this header names what they export to each
+ * other: the GUC variables, the per-subsystem init functions called from
+ * _PG_init, and the SQLSTATEs a client may branch on.
+ */
+#ifndef EVENTSTORE_H
+#define EVENTSTORE_H
+
+#include "postgres.h"
+#include "storage/lock.h"
+#include "utils/snapshot.h"
+
+/*
+ * SQLSTATEs of our own, in class "ES" which PostgreSQL does not use.  Every
+ * one is documented in the README's reference section.
+ */
+#define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','4','0','9')
+#define ERRCODE_ES_PREPARE_NOT_SUPPORTED	MAKE_SQLSTATE('E','S','0','0','1')
+#define ERRCODE_ES_IMMUTABLE				MAKE_SQLSTATE('E','S','0','0','2')
+
+/* Longest stream id accepted, in bytes (keeps the btree keys well in bounds). */
+#define ES_MAX_STREAM_ID_BYTES	1024
+
+/*
+ * field4 of the advisory lock tags we take, so they never collide with the
+ * application's own pg_advisory_lock keys (which use 1 and 2).
+ */
+#define ES_LOCKTAG_STREAM		17747	/* one stream's append lock */
+#define ES_LOCKTAG_LOG			17748	/* "an append is in flight" (no preload) */
+
+/* GUCs (eventstore.c) */
+extern int	es_max_event_size;
+extern char *es_correlation_id;
+extern char *es_causation_id;
+
+/* horizon.c: in-flight positions and the read horizon */
+extern void es_horizon_init(void);
+extern bool es_horizon_shmem_ready(void);
+extern int64 es_allocate_position(Oid seqoid);
+extern int64 es_read_horizon(Oid seqoid, Snapshot *snapshot_out);
+
+/* append.c */
+extern void es_check_stream_id(text *stream_id);
+
+/* catalog.c: OIDs of the extension's own objects, cached per backend */
+extern Oid	es_schema_oid(void);
+extern Oid	es_events_relid(void);
+extern Oid	es_position_seqid(void);
+extern Oid	es_events_owner(void);
+
+#endif							/* EVENTSTORE_H */

@@ -1,0 +1,306 @@
+/*
+ * horizon.c
+ *		Global positions of in-flight appends, and the read horizon derived
+ *		from them.
+ *
+ * A global position is taken from a sequence, so positions become visible
+ * out of order: transaction A takes 10, B takes 11 and commits first.  A
+ * reader that returned 11 and checkpointed there would never see 10.  The
+ * read horizon is the highest position below which nothing can still appear.
+ *
+ * With the library in shared_preload_libraries, shared memory holds one slot
+ * per backend: the database and the first position its current transaction
+ * took (0 when none).  Locking rules:
+ *
+ *	- A transaction's first position is taken and published in its slot while
+ *	  holding es_shared->lock exclusively, so "allocate and register" is
+ *	  atomic.  Later positions of the same transaction are higher and need no
+ *	  lock: the slot already holds them back.
+ *	- A reader holds the lock in shared mode while it scans the slots and
+ *	  takes the snapshot it will read with.  Every position below the lowest
+ *	  registered one belongs to a finished transaction, and no first position
+ *	  can be taken between the scan and the snapshot.
+ *	- A slot is cleared from the transaction callback at commit or abort,
+ *	  which PostgreSQL runs after the commit became visible to new snapshots.
+ *	  Clearing uses an atomic exchange (a full barrier) and no lock: a reader
+ *	  that still sees the old value merely stops a little early.
+ *
+ * Without preload there is no shared memory.  Appenders then take a shared
+ * advisory lock (ES_LOCKTAG_LOG) before their first position, held to the end
+ * of the transaction, and a reader reads the sequence's last value, waits for
+ * the appenders that hold the lock at that moment, and reads up to that
+ * value.  That is exact too, but it waits for open appending transactions
+ * instead of returning early.
+ *
+ * Transactions that appended cannot be prepared (PREPARE TRANSACTION): their
+ * positions would stay in flight with no backend to clear them.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/sequence.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/fmgrprotos.h"
+#include "utils/snapmgr.h"
+
+#include "compat.h"
+#include "eventstore.h"
+
+typedef struct EsSlot
+{
+	Oid			dbid;
+	pg_atomic_uint64 first_pos;	/* 0 = no append in flight */
+} EsSlot;
+
+typedef struct EsHorizonShared
+{
+	LWLock	   *lock;
+	int			nslots;
+	EsSlot		slots[FLEXIBLE_ARRAY_MEMBER];
+} EsHorizonShared;
+
+static EsHorizonShared *es_shared = NULL;
+
+/* First position taken by this backend's current transaction, 0 if none. */
+static int64 es_my_first_pos = 0;
+static bool es_exit_hook_registered = false;
+
+#ifdef ES_HAVE_SHMEM_REQUEST_HOOK
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+es_horizon_shmem_size(void)
+{
+	return add_size(offsetof(EsHorizonShared, slots),
+					mul_size(ES_MAX_BACKEND_SLOTS(), sizeof(EsSlot)));
+}
+
+static void
+es_horizon_shmem_request(void)
+{
+#ifdef ES_HAVE_SHMEM_REQUEST_HOOK
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(es_horizon_shmem_size());
+	RequestNamedLWLockTranche("eventstore_horizon", 1);
+}
+
+static void
+es_horizon_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	es_shared = ShmemInitStruct("eventstore_horizon", es_horizon_shmem_size(), &found);
+	if (!found)
+	{
+		es_shared->lock = &(GetNamedLWLockTranche("eventstore_horizon"))->lock;
+		es_shared->nslots = ES_MAX_BACKEND_SLOTS();
+		for (int i = 0; i < es_shared->nslots; i++)
+		{
+			es_shared->slots[i].dbid = InvalidOid;
+			pg_atomic_init_u64(&es_shared->slots[i].first_pos, 0);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static EsSlot *
+es_my_slot(void)
+{
+	int			i = ES_MY_SLOT();
+
+	if (i < 0 || i >= es_shared->nslots)
+		elog(ERROR, "eventstore: backend slot %d out of range", i);
+	return &es_shared->slots[i];
+}
+
+/* Forget this transaction's in-flight positions (it has ended). */
+static void
+es_horizon_release(void)
+{
+	if (es_my_first_pos == 0)
+		return;
+	if (es_shared != NULL)
+		pg_atomic_exchange_u64(&es_my_slot()->first_pos, 0);
+	es_my_first_pos = 0;
+}
+
+static void
+es_horizon_xact_callback(XactEvent event, void *arg)
+{
+	(void) arg;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (es_my_first_pos != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_ES_PREPARE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that appended events"),
+						 errdetail("Its global positions would stay in flight and hold back every reader of the log.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			es_horizon_release();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+es_horizon_shmem_exit(int code, Datum arg)
+{
+	(void) code;
+	(void) arg;
+	es_horizon_release();
+}
+
+/* Called from _PG_init: hooks for shared memory (preload only) and callbacks. */
+void
+es_horizon_init(void)
+{
+	RegisterXactCallback(es_horizon_xact_callback, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+#ifdef ES_HAVE_SHMEM_REQUEST_HOOK
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = es_horizon_shmem_request;
+#else
+	es_horizon_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = es_horizon_shmem_startup;
+}
+
+/* True when the in-flight registry exists (library preloaded). */
+bool
+es_horizon_shmem_ready(void)
+{
+	return es_shared != NULL;
+}
+
+static void
+es_log_locktag(LOCKTAG *tag)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, 0, ES_LOCKTAG_LOG);
+}
+
+/*
+ * Take the next global position for the current transaction, registering the
+ * transaction as in flight first if this is its first position.
+ */
+int64
+es_allocate_position(Oid seqoid)
+{
+	int64		pos;
+
+	if (es_my_first_pos != 0)
+		return nextval_internal(seqoid, false);
+
+	if (es_shared != NULL)
+	{
+		EsSlot	   *slot = es_my_slot();
+
+		LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+		pos = nextval_internal(seqoid, false);
+		slot->dbid = MyDatabaseId;
+		pg_atomic_write_u64(&slot->first_pos, (uint64) pos);
+		LWLockRelease(es_shared->lock);
+	}
+	else
+	{
+		LOCKTAG		tag;
+
+		es_log_locktag(&tag);
+		(void) LockAcquire(&tag, ShareLock, false, false);
+		pos = nextval_internal(seqoid, false);
+	}
+	es_my_first_pos = pos;
+	if (!es_exit_hook_registered)
+	{
+		before_shmem_exit(es_horizon_shmem_exit, (Datum) 0);
+		es_exit_hook_registered = true;
+	}
+	return pos;
+}
+
+/*
+ * Compute the read horizon of the current database and the snapshot to read
+ * the log with: every position at or below the returned value that will ever
+ * be visible is visible in *snapshot_out.  PG_INT64_MAX means no limit.  The
+ * caller must UnregisterSnapshot() the snapshot.
+ *
+ * The snapshot is always a fresh one, also in REPEATABLE READ: a tail reader
+ * needs the horizon and the rows from the same instant.
+ */
+int64
+es_read_horizon(Oid seqoid, Snapshot *snapshot_out)
+{
+	int64		horizon = PG_INT64_MAX;
+
+	if (es_shared != NULL)
+	{
+		uint64		lowest = PG_UINT64_MAX;
+
+		LWLockAcquire(es_shared->lock, LW_SHARED);
+		for (int i = 0; i < es_shared->nslots; i++)
+		{
+			EsSlot	   *slot = &es_shared->slots[i];
+			uint64		first = pg_atomic_read_u64(&slot->first_pos);
+
+			if (first != 0 && slot->dbid == MyDatabaseId && first < lowest)
+				lowest = first;
+		}
+		*snapshot_out = RegisterSnapshot(GetLatestSnapshot());
+		LWLockRelease(es_shared->lock);
+
+		if (lowest != PG_UINT64_MAX)
+			horizon = (int64) lowest - 1;
+	}
+	else
+	{
+		LOCKTAG		tag;
+		Datum		last;
+		Oid			save_userid;
+		int			save_sec;
+
+		/* The sequence is read as its owner: readers need no grant on it. */
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		{
+			LOCAL_FCINFO(fcinfo, 1);
+
+			InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+			fcinfo->args[0].value = ObjectIdGetDatum(seqoid);
+			fcinfo->args[0].isnull = false;
+			last = pg_sequence_last_value(fcinfo);
+			/* NULL before the sequence's first nextval: nothing to read */
+			horizon = fcinfo->isnull ? 0 : DatumGetInt64(last);
+		}
+		SetUserIdAndSecContext(save_userid, save_sec);
+
+		es_log_locktag(&tag);
+		WaitForLockers(tag, ExclusiveLock, false);
+		*snapshot_out = RegisterSnapshot(GetLatestSnapshot());
+	}
+
+	/* Our own open append is in flight too. */
+	if (es_my_first_pos != 0 && es_my_first_pos - 1 < horizon)
+		horizon = es_my_first_pos - 1;
+	return horizon;
+}

@@ -1,0 +1,46 @@
+/*
+ * immutable.c
+ *		The trigger that makes stored events immutable.
+ *
+ * It is attached to eventstore.events as a statement-level BEFORE UPDATE,
+ * DELETE and TRUNCATE trigger and enabled ALWAYS, so it also fires with
+ * session_replication_role = replica.  Only dropping or disabling the trigger,
+ * which takes ownership of the table, gets past it.
+ */
+#include "postgres.h"
+
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/rel.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_refuse_change);
+
+Datum
+eventstore_refuse_change(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("eventstore_refuse_change() must be called as a trigger")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		op = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		op = "DELETE";
+	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		op = "TRUNCATE";
+	else
+		op = "this change";
+
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_IMMUTABLE),
+			 errmsg("%s of %s is not allowed: events are immutable", op,
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errhint("Append a compensating event instead.")));
+	PG_RETURN_NULL();
+}
