@@ -3,7 +3,9 @@ EXTENSION  = eventstore
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
 
 MODULE_big = eventstore
-OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o src/immutable.o
+OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
+       src/projection.o src/immutable.o
+HEADERS = include/eventstore_hooks.h
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -17,7 +19,7 @@ ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config
 # Server headers as system headers: -Wextra then judges our code, not theirs.
-PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CPPFLAGS = -I$(CURDIR)/include -isystem $(shell $(PG_CONFIG) --includedir-server)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 

@@ -52,8 +52,20 @@ typedef struct EsNewEvent
 /* Prepared statements, kept for the life of the backend. */
 static SPIPlanPtr es_plan_version = NULL;
 static SPIPlanPtr es_plan_find_ids = NULL;
-static SPIPlanPtr es_plan_insert_one = NULL;
-static SPIPlanPtr es_plan_insert_many = NULL;
+/* [batch][returning]: one row or many, with or without RETURNING * */
+static SPIPlanPtr es_plan_insert[2][2];
+
+static const char *const es_insert_sql[2] = {
+	"INSERT INTO eventstore.events (global_position, stream_id,"
+	" stream_version, event_id, event_type, data, metadata)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	"INSERT INTO eventstore.events (global_position, stream_id,"
+	" stream_version, event_id, event_type, data, metadata)"
+	" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m"
+	" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+	" pg_catalog.unnest($4), pg_catalog.unnest($5),"
+	" pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
+};
 
 static SPIPlanPtr
 es_prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
@@ -325,12 +337,34 @@ es_check_expected(Datum stream_id, bool any_version, int64 expected, int64 curre
 				 errhint("Read the stream again and retry with its current version.")));
 }
 
-/* Insert the prepared events at versions current+1.. with fresh positions. */
+/* The insert statement for a batch or not, returning the rows or not. */
+static SPIPlanPtr
+es_insert_plan(bool batch, bool returning, Oid *argtypes)
+{
+	SPIPlanPtr *cache = &es_plan_insert[batch][returning];
+
+	if (*cache == NULL)
+	{
+		char	   *sql = psprintf("%s%s", es_insert_sql[batch],
+								   returning ? " RETURNING *" : "");
+
+		es_prepare(cache, sql, 7, argtypes);
+		pfree(sql);
+	}
+	return *cache;
+}
+
+/*
+ * Insert the prepared events at versions current+1.. with fresh positions.
+ * With returning, the stored rows are left in SPI_tuptable.
+ */
 static int64
-es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current)
+es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
+				 bool returning)
 {
 	Oid			seq = es_position_seqid();
 	int64		last_position = 0;
+	int			expected_rc = returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT;
 
 	if (n == 1)
 	{
@@ -339,11 +373,7 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current)
 		char		nulls[7] = "       ";
 		SPIPlanPtr	plan;
 
-		plan = es_prepare(&es_plan_insert_one,
-						  "INSERT INTO eventstore.events (global_position, stream_id,"
-						  " stream_version, event_id, event_type, data, metadata)"
-						  " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-						  7, argtypes);
+		plan = es_insert_plan(false, returning, argtypes);
 		last_position = es_allocate_position(seq);
 		values[0] = Int64GetDatum(last_position);
 		values[1] = stream_id;
@@ -354,7 +384,7 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current)
 		values[6] = events[0].metadata;
 		if (events[0].metadata == (Datum) 0)
 			nulls[6] = 'n';
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != expected_rc)
 			elog(ERROR, "eventstore: inserting the event failed");
 	}
 	else
@@ -373,14 +403,7 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current)
 		int			lbs[1] = {1};
 		SPIPlanPtr	plan;
 
-		plan = es_prepare(&es_plan_insert_many,
-						  "INSERT INTO eventstore.events (global_position, stream_id,"
-						  " stream_version, event_id, event_type, data, metadata)"
-						  " SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m"
-						  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
-						  " pg_catalog.unnest($4), pg_catalog.unnest($5),"
-						  " pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
-						  7, argtypes);
+		plan = es_insert_plan(true, returning, argtypes);
 		for (int i = 0; i < n; i++)
 		{
 			last_position = es_allocate_position(seq);
@@ -400,7 +423,7 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current)
 		values[5] = PointerGetDatum(construct_array(datas, n, JSONBOID, -1, false, TYPALIGN_INT));
 		values[6] = PointerGetDatum(construct_md_array(metas, meta_nulls, 1, dims, lbs,
 													   JSONBOID, -1, false, TYPALIGN_INT));
-		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != expected_rc)
 			elog(ERROR, "eventstore: inserting the events failed");
 	}
 	return last_position;
@@ -421,6 +444,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	Snapshot	snapshot;
 	int64		current;
 	bool		any_id_given = false;
+	bool		dispatch;
 
 	if (!any_version && expected < -1)
 		ereport(ERROR,
@@ -454,11 +478,19 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	UnregisterSnapshot(snapshot);
 	es_check_expected(sid, any_version, expected, current);
 
-	*position = es_insert_events(sid, events, n, current);
+	dispatch = es_projections_wanted();
+	*position = es_insert_events(sid, events, n, current, dispatch);
 	*version = current + n;
 
-	SPI_finish();
+	/* Projections and the hook run as the appending user, still connected. */
 	SetUserIdAndSecContext(save_userid, save_sec);
+	if (dispatch)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+
+		es_projections_dispatch(rows->vals, SPI_processed, rows->tupdesc);
+	}
+	SPI_finish();
 }
 
 static Datum

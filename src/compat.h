@@ -36,6 +36,17 @@
 								 max_worker_processes + max_wal_senders + 1)
 #endif
 
+/* Ownership and ACL checks on functions were generalised in 16. */
+#include "utils/acl.h"
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_proc.h"
+#define es_proc_ownercheck(fn)	object_ownercheck(ProcedureRelationId, (fn), GetUserId())
+#define es_proc_aclcheck(fn)	object_aclcheck(ProcedureRelationId, (fn), GetUserId(), ACL_EXECUTE)
+#else
+#define es_proc_ownercheck(fn)	pg_proc_ownercheck((fn), GetUserId())
+#define es_proc_aclcheck(fn)	pg_proc_aclcheck((fn), GetUserId(), ACL_EXECUTE)
+#endif
+
 /* GUC prefix reservation was renamed in 15. */
 #if PG_VERSION_NUM < 150000
 #define MarkGUCPrefixReserved(prefix)	EmitWarningsOnPlaceholders(prefix)

@@ -20,6 +20,7 @@ PG_MODULE_MAGIC;
 int			es_max_event_size = 1024 * 1024;
 char	   *es_correlation_id = NULL;
 char	   *es_causation_id = NULL;
+int			es_max_projection_depth = 16;
 
 void		_PG_init(void);
 
@@ -55,7 +56,19 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventstore.max_projection_depth",
+							"How deeply projection handlers may nest appends.",
+							"A handler that appends runs the projections of what it appended; past this depth the append fails.",
+							&es_max_projection_depth,
+							16,
+							1,
+							1000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("eventstore");
 
 	es_horizon_init();
+	es_projection_init();
 }

@@ -11,6 +11,8 @@
 
 #include "postgres.h"
 #include "storage/lock.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "utils/snapshot.h"
 
 /*
@@ -35,6 +37,7 @@
 extern int	es_max_event_size;
 extern char *es_correlation_id;
 extern char *es_causation_id;
+extern int	es_max_projection_depth;
 
 /* horizon.c: in-flight positions and the read horizon */
 extern void es_horizon_init(void);
@@ -44,6 +47,11 @@ extern int64 es_read_horizon(Oid seqoid, Snapshot *snapshot_out);
 
 /* append.c */
 extern void es_check_stream_id(text *stream_id);
+
+/* projection.c: synchronous projections and the C hook */
+extern void es_projection_init(void);
+extern bool es_projections_wanted(void);
+extern void es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc);
 
 /* catalog.c: OIDs of the extension's own objects, cached per backend */
 extern Oid	es_schema_oid(void);
