@@ -19,11 +19,11 @@ SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
 GRANT SELECT ON eventstore.projections TO PUBLIC;
 
 -- Every change to the registry invalidates the per-backend caches.
-CREATE FUNCTION eventstore._projections_changed() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_projections_changed';
+CREATE FUNCTION eventstore._registry_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_registry_changed';
 CREATE TRIGGER projections_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON eventstore.projections
-    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._projections_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._registry_changed();
 
 CREATE FUNCTION eventstore._check_handler(fn regprocedure, nargs integer) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'eventstore_check_handler';
@@ -119,4 +119,4 @@ REVOKE ALL ON FUNCTION eventstore.enable_projection(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.rebuild_projection(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore._set_projection(text, boolean, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore._check_handler(regprocedure, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION eventstore._projections_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._registry_changed() FROM PUBLIC;

@@ -360,7 +360,7 @@ es_insert_plan(bool batch, bool returning, Oid *argtypes)
  */
 static int64
 es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
-				 bool returning)
+				 bool returning, int64 *positions_out)
 {
 	Oid			seq = es_position_seqid();
 	int64		last_position = 0;
@@ -374,7 +374,8 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		SPIPlanPtr	plan;
 
 		plan = es_insert_plan(false, returning, argtypes);
-		last_position = es_allocate_position(seq);
+		last_position = es_allocate(ES_COUNTER_POSITION, seq);
+		positions_out[0] = last_position;
 		values[0] = Int64GetDatum(last_position);
 		values[1] = stream_id;
 		values[2] = Int64GetDatum(current + 1);
@@ -406,7 +407,8 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		plan = es_insert_plan(true, returning, argtypes);
 		for (int i = 0; i < n; i++)
 		{
-			last_position = es_allocate_position(seq);
+			last_position = es_allocate(ES_COUNTER_POSITION, seq);
+			positions_out[i] = last_position;
 			positions[i] = Int64GetDatum(last_position);
 			versions[i] = Int64GetDatum(current + 1 + i);
 			ids[i] = UUIDPGetDatum(&events[i].event_id);
@@ -445,6 +447,9 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	int64		current;
 	bool		any_id_given = false;
 	bool		dispatch;
+	int64	   *positions;
+	SPITupleTable *rows;
+	uint64		nrows;
 
 	if (!any_version && expected < -1)
 		ereport(ERROR,
@@ -479,17 +484,25 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	es_check_expected(sid, any_version, expected, current);
 
 	dispatch = es_projections_wanted();
-	*position = es_insert_events(sid, events, n, current, dispatch);
+	positions = palloc(sizeof(int64) * n);
+	*position = es_insert_events(sid, events, n, current, dispatch, positions);
 	*version = current + n;
+	rows = dispatch ? SPI_tuptable : NULL;
+	nrows = SPI_processed;
+
+	/* Outbox rows for the routes that match, in the same transaction. */
+	{
+		Datum	   *types = palloc(sizeof(Datum) * n);
+
+		for (int i = 0; i < n; i++)
+			types[i] = events[i].event_type;
+		es_outbox_route(sid, types, positions, n);
+	}
 
 	/* Projections and the hook run as the appending user, still connected. */
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (dispatch)
-	{
-		SPITupleTable *rows = SPI_tuptable;
-
-		es_projections_dispatch(rows->vals, SPI_processed, rows->tupdesc);
-	}
+		es_projections_dispatch(rows->vals, nrows, rows->tupdesc);
 	SPI_finish();
 }
 

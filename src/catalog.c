@@ -13,6 +13,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/rel.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -119,4 +122,25 @@ es_events_owner(void)
 {
 	es_catalog_load();
 	return es_cat.owner;
+}
+
+PG_FUNCTION_INFO_V1(eventstore_registry_changed);
+
+/*
+ * Statement trigger on the registry tables (projections, routes): send a
+ * relcache invalidation for the table, so every backend's cache of it is
+ * rebuilt -- this one at its next command, the others at their next
+ * transaction.  Row changes alone would not tell them.
+ */
+Datum
+eventstore_registry_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("eventstore_registry_changed() must be called as a trigger")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
 }

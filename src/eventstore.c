@@ -21,6 +21,10 @@ int			es_max_event_size = 1024 * 1024;
 char	   *es_correlation_id = NULL;
 char	   *es_causation_id = NULL;
 int			es_max_projection_depth = 16;
+int			es_relay_naptime = 1000;
+int			es_relay_batch_size = 1000;
+int			es_outbox_retention = 86400;
+char	   *es_relay_databases = NULL;
 
 void		_PG_init(void);
 
@@ -67,8 +71,52 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventstore.relay_naptime",
+							"Longest time the relay worker sleeps when nobody wakes it.",
+							"Commits that write outbox rows wake it at once; this is the fallback poll.",
+							&es_relay_naptime,
+							1000,
+							10,
+							3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventstore.relay_batch_size",
+							"Most outbox rows the relay publishes in one transaction.",
+							NULL,
+							&es_relay_batch_size,
+							1000,
+							1,
+							100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventstore.outbox_retention",
+							"How long published outbox rows are kept once every consumer has acknowledged them; -1 keeps them.",
+							NULL,
+							&es_outbox_retention,
+							86400,
+							-1,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("eventstore.relay_databases",
+							   "Databases the relay serves, comma-separated; empty serves every database with the extension.",
+							   NULL,
+							   &es_relay_databases,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("eventstore");
 
 	es_horizon_init();
 	es_projection_init();
+	es_outbox_init();
+	es_relay_worker_init();
 }

@@ -32,18 +32,30 @@
  */
 #define ES_LOCKTAG_STREAM		17747	/* one stream's append lock */
 #define ES_LOCKTAG_LOG			17748	/* "an append is in flight" (no preload) */
+#define ES_LOCKTAG_RELAY		17749	/* one relay pass at a time per database */
 
 /* GUCs (eventstore.c) */
 extern int	es_max_event_size;
 extern char *es_correlation_id;
 extern char *es_causation_id;
 extern int	es_max_projection_depth;
+extern int	es_relay_naptime;
+extern int	es_relay_batch_size;
+extern int	es_outbox_retention;
+extern char *es_relay_databases;
 
-/* horizon.c: in-flight positions and the read horizon */
+/* horizon.c: in-flight counters (positions, outbox ids) and read horizons */
+typedef enum EsCounter
+{
+	ES_COUNTER_POSITION,		/* eventstore.events.global_position */
+	ES_COUNTER_OUTBOX,			/* eventstore.outbox.id */
+	ES_NCOUNTERS
+} EsCounter;
+
 extern void es_horizon_init(void);
 extern bool es_horizon_shmem_ready(void);
-extern int64 es_allocate_position(Oid seqoid);
-extern int64 es_read_horizon(Oid seqoid, Snapshot *snapshot_out);
+extern int64 es_allocate(EsCounter kind, Oid seqoid);
+extern int64 es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out);
 
 /* append.c */
 extern void es_check_stream_id(text *stream_id);
@@ -52,6 +64,17 @@ extern void es_check_stream_id(text *stream_id);
 extern void es_projection_init(void);
 extern bool es_projections_wanted(void);
 extern void es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc);
+
+/* outbox.c: routes, outbox rows, enqueue */
+extern void es_outbox_init(void);
+extern void es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n);
+extern void es_check_channel(text *channel);
+
+/* relay.c: one relay pass; relay_worker.c: the background workers */
+extern int	es_relay_pass(int max_count);
+extern void es_relay_worker_init(void);
+extern void es_relay_wakeup_at_commit(void);
+extern void es_relay_report(int published, const char *error);
 
 /* catalog.c: OIDs of the extension's own objects, cached per backend */
 extern Oid	es_schema_oid(void);

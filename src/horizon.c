@@ -1,12 +1,15 @@
 /*
  * horizon.c
- *		Global positions of in-flight appends, and the read horizon derived
- *		from them.
+ *		Counters handed out by in-flight transactions, and the read horizon
+ *		derived from them.
  *
  * A global position is taken from a sequence, so positions become visible
  * out of order: transaction A takes 10, B takes 11 and commits first.  A
  * reader that returned 11 and checkpointed there would never see 10.  The
  * read horizon is the highest position below which nothing can still appear.
+ * The same holds for outbox ids, which the relay publishes in order: there
+ * is one such counter per EsCounter kind, and everything below applies to
+ * each kind separately.
  *
  * With the library in shared_preload_libraries, shared memory holds one slot
  * per backend: the database and the first position its current transaction
@@ -54,7 +57,7 @@
 typedef struct EsSlot
 {
 	Oid			dbid;
-	pg_atomic_uint64 first_pos;	/* 0 = no append in flight */
+	pg_atomic_uint64 first[ES_NCOUNTERS];	/* 0 = none in flight */
 } EsSlot;
 
 typedef struct EsHorizonShared
@@ -66,8 +69,8 @@ typedef struct EsHorizonShared
 
 static EsHorizonShared *es_shared = NULL;
 
-/* First position taken by this backend's current transaction, 0 if none. */
-static int64 es_my_first_pos = 0;
+/* First value of each counter taken by this backend's transaction, 0 if none. */
+static int64 es_my_first[ES_NCOUNTERS];
 static bool es_exit_hook_registered = false;
 
 #ifdef ES_HAVE_SHMEM_REQUEST_HOOK
@@ -110,7 +113,8 @@ es_horizon_shmem_startup(void)
 		for (int i = 0; i < es_shared->nslots; i++)
 		{
 			es_shared->slots[i].dbid = InvalidOid;
-			pg_atomic_init_u64(&es_shared->slots[i].first_pos, 0);
+			for (int k = 0; k < ES_NCOUNTERS; k++)
+				pg_atomic_init_u64(&es_shared->slots[i].first[k], 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -126,15 +130,28 @@ es_my_slot(void)
 	return &es_shared->slots[i];
 }
 
-/* Forget this transaction's in-flight positions (it has ended). */
+/* Forget this transaction's in-flight counters (it has ended). */
 static void
 es_horizon_release(void)
 {
-	if (es_my_first_pos == 0)
-		return;
-	if (es_shared != NULL)
-		pg_atomic_exchange_u64(&es_my_slot()->first_pos, 0);
-	es_my_first_pos = 0;
+	for (int k = 0; k < ES_NCOUNTERS; k++)
+	{
+		if (es_my_first[k] == 0)
+			continue;
+		if (es_shared != NULL)
+			pg_atomic_exchange_u64(&es_my_slot()->first[k], 0);
+		es_my_first[k] = 0;
+	}
+}
+
+/* True when this transaction has taken a value of any counter. */
+static bool
+es_horizon_in_flight(void)
+{
+	for (int k = 0; k < ES_NCOUNTERS; k++)
+		if (es_my_first[k] != 0)
+			return true;
+	return false;
 }
 
 static void
@@ -144,10 +161,10 @@ es_horizon_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
-			if (es_my_first_pos != 0)
+			if (es_horizon_in_flight())
 				ereport(ERROR,
 						(errcode(ERRCODE_ES_PREPARE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that appended events"),
+						 errmsg("cannot PREPARE a transaction that appended events or enqueued messages"),
 						 errdetail("Its global positions would stay in flight and hold back every reader of the log.")));
 			break;
 		case XACT_EVENT_COMMIT:
@@ -195,21 +212,22 @@ es_horizon_shmem_ready(void)
 }
 
 static void
-es_log_locktag(LOCKTAG *tag)
+es_log_locktag(LOCKTAG *tag, EsCounter kind)
 {
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, 0, ES_LOCKTAG_LOG);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, (uint32) kind, ES_LOCKTAG_LOG);
 }
 
 /*
- * Take the next global position for the current transaction, registering the
- * transaction as in flight first if this is its first position.
+ * Take the next value of counter kind (from sequence seqoid) for the current
+ * transaction, registering the transaction as in flight first if this is its
+ * first value of that counter.
  */
 int64
-es_allocate_position(Oid seqoid)
+es_allocate(EsCounter kind, Oid seqoid)
 {
 	int64		pos;
 
-	if (es_my_first_pos != 0)
+	if (es_my_first[kind] != 0)
 		return nextval_internal(seqoid, false);
 
 	if (es_shared != NULL)
@@ -219,18 +237,18 @@ es_allocate_position(Oid seqoid)
 		LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
 		pos = nextval_internal(seqoid, false);
 		slot->dbid = MyDatabaseId;
-		pg_atomic_write_u64(&slot->first_pos, (uint64) pos);
+		pg_atomic_write_u64(&slot->first[kind], (uint64) pos);
 		LWLockRelease(es_shared->lock);
 	}
 	else
 	{
 		LOCKTAG		tag;
 
-		es_log_locktag(&tag);
+		es_log_locktag(&tag, kind);
 		(void) LockAcquire(&tag, ShareLock, false, false);
 		pos = nextval_internal(seqoid, false);
 	}
-	es_my_first_pos = pos;
+	es_my_first[kind] = pos;
 	if (!es_exit_hook_registered)
 	{
 		before_shmem_exit(es_horizon_shmem_exit, (Datum) 0);
@@ -240,16 +258,16 @@ es_allocate_position(Oid seqoid)
 }
 
 /*
- * Compute the read horizon of the current database and the snapshot to read
- * the log with: every position at or below the returned value that will ever
- * be visible is visible in *snapshot_out.  PG_INT64_MAX means no limit.  The
- * caller must UnregisterSnapshot() the snapshot.
+ * Compute the read horizon of counter kind in the current database and the
+ * snapshot to read with: every value at or below the returned one that will
+ * ever be visible is visible in *snapshot_out.  PG_INT64_MAX means no limit.
+ * The caller must UnregisterSnapshot() the snapshot.
  *
  * The snapshot is always a fresh one, also in REPEATABLE READ: a tail reader
  * needs the horizon and the rows from the same instant.
  */
 int64
-es_read_horizon(Oid seqoid, Snapshot *snapshot_out)
+es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 {
 	int64		horizon = PG_INT64_MAX;
 
@@ -261,7 +279,7 @@ es_read_horizon(Oid seqoid, Snapshot *snapshot_out)
 		for (int i = 0; i < es_shared->nslots; i++)
 		{
 			EsSlot	   *slot = &es_shared->slots[i];
-			uint64		first = pg_atomic_read_u64(&slot->first_pos);
+			uint64		first = pg_atomic_read_u64(&slot->first[kind]);
 
 			if (first != 0 && slot->dbid == MyDatabaseId && first < lowest)
 				lowest = first;
@@ -294,13 +312,13 @@ es_read_horizon(Oid seqoid, Snapshot *snapshot_out)
 		}
 		SetUserIdAndSecContext(save_userid, save_sec);
 
-		es_log_locktag(&tag);
+		es_log_locktag(&tag, kind);
 		WaitForLockers(tag, ExclusiveLock, false);
 		*snapshot_out = RegisterSnapshot(GetLatestSnapshot());
 	}
 
-	/* Our own open append is in flight too. */
-	if (es_my_first_pos != 0 && es_my_first_pos - 1 < horizon)
-		horizon = es_my_first_pos - 1;
+	/* Our own open transaction is in flight too. */
+	if (es_my_first[kind] != 0 && es_my_first[kind] - 1 < horizon)
+		horizon = es_my_first[kind] - 1;
 	return horizon;
 }

@@ -6,9 +6,9 @@
  *
  * The registry is the table eventstore.projections.  Each backend caches the
  * enabled projections, with a ready FmgrInfo per handler, so dispatching an
- * event plans no SQL.  A statement trigger on the table sends a relcache
- * invalidation for it; the backend that changed it refreshes at its next
- * command, other backends at their next transaction.
+ * event plans no SQL.  The registry trigger (catalog.c) sends a relcache
+ * invalidation for the table; the backend that changed it refreshes at its
+ * next command, other backends at their next transaction.
  *
  * Handlers run with the privileges of the appending user (like triggers, the
  * EXECUTE privilege was checked when the projection was registered, by its
@@ -42,7 +42,6 @@
 #include "eventstore.h"
 #include "eventstore_hooks.h"
 
-PG_FUNCTION_INFO_V1(eventstore_projections_changed);
 PG_FUNCTION_INFO_V1(eventstore_check_handler);
 PG_FUNCTION_INFO_V1(eventstore_rebuild_projection);
 
@@ -241,20 +240,6 @@ es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 		es_proj_depth--;
 	}
 	PG_END_TRY();
-}
-
-/* Statement trigger on eventstore.projections: tell every backend. */
-Datum
-eventstore_projections_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("eventstore_projections_changed() must be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
 }
 
 /*

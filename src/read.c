@@ -172,7 +172,7 @@ es_read_log(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int argno)
 	Snapshot	snapshot;
 	int64		horizon;
 
-	horizon = es_read_horizon(es_position_seqid(), &snapshot);
+	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
 	es_read(fcinfo, kind, key, after, horizon, limited, limit, snapshot);
 	UnregisterSnapshot(snapshot);
 }

@@ -1,0 +1,297 @@
+/*
+ * outbox.c
+ *		The transactional outbox: routes, the outbox rows an append writes for
+ *		matching events, and eventstore.enqueue() for plain messages.
+ *
+ * Outbox rows are written in the appending transaction, so they exist if and
+ * only if the events do.  Their ids come from a sequence through horizon.c,
+ * so the relay can publish them in id order without skipping one whose
+ * transaction commits late.  A transaction that wrote outbox rows wakes the
+ * relay worker of its database when it commits (relay_worker.c).
+ *
+ * The routes (eventstore.routes) are cached per backend like the projection
+ * registry, and invalidated by the same registry trigger.  With no route the
+ * append path costs one cached boolean test.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_enqueue);
+
+typedef struct EsRoute
+{
+	char	   *channel;
+	int			ntypes;			/* -1: every event type */
+	char	  **types;
+	int			ncategories;	/* -1: every category */
+	char	  **categories;
+} EsRoute;
+
+static MemoryContext es_route_cxt = NULL;
+static EsRoute *es_routes = NULL;
+static int	es_nroutes = 0;
+static bool es_routes_valid = false;
+static Oid	es_routes_relid = InvalidOid;
+
+static SPIPlanPtr es_plan_route_insert = NULL;
+static SPIPlanPtr es_plan_enqueue = NULL;
+
+static void
+es_routes_reset(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (!OidIsValid(relid) || !OidIsValid(es_routes_relid) || relid == es_routes_relid)
+		es_routes_valid = false;
+}
+
+void
+es_outbox_init(void)
+{
+	CacheRegisterRelcacheCallback(es_routes_reset, (Datum) 0);
+}
+
+/* Copy a text[] into cxt; -1 for NULL. */
+static int
+es_copy_text_array(Datum arr, bool isnull, MemoryContext cxt, char ***out)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	*out = NULL;
+	if (isnull)
+		return -1;
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	*out = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		(*out)[i] = nulls[i] ? NULL : MemoryContextStrdup(cxt, TextDatumGetCString(elems[i]));
+	return n;
+}
+
+static void
+es_routes_load(void)
+{
+	Oid			save_userid;
+	int			save_sec;
+
+	if (es_routes_valid)
+		return;
+	if (es_route_cxt == NULL)
+		es_route_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore routes",
+											 ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(es_route_cxt);
+	es_routes = NULL;
+	es_nroutes = 0;
+	es_routes_relid = get_relname_relid("routes", es_schema_oid());
+	if (!OidIsValid(es_routes_relid))
+	{
+		/* Schema older than 0.3.0: no routes. */
+		es_routes_valid = true;
+		return;
+	}
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (SPI_execute("SELECT r.channel, r.event_types, r.categories FROM eventstore.routes r"
+					" ORDER BY r.channel COLLATE \"C\"", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading eventstore.routes failed");
+	es_routes = MemoryContextAllocZero(es_route_cxt, sizeof(EsRoute) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		EsRoute    *r = &es_routes[i];
+		bool		isnull;
+		Datum		d;
+
+		r->channel = MemoryContextStrdup(es_route_cxt,
+										 TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		r->ntypes = es_copy_text_array(d, isnull, es_route_cxt, &r->types);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		r->ncategories = es_copy_text_array(d, isnull, es_route_cxt, &r->categories);
+	}
+	es_nroutes = (int) SPI_processed;
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	es_routes_valid = true;
+}
+
+static bool
+es_in_list(char **list, int n, const char *s, int len)
+{
+	if (n < 0)
+		return true;
+	for (int i = 0; i < n; i++)
+		if (list[i] != NULL && (int) strlen(list[i]) == len && memcmp(list[i], s, len) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Write the outbox rows of one append: for each event (in order), one row
+ * per matching route.  Runs inside the append's SPI connection, as the owner.
+ */
+void
+es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n)
+{
+	text	   *sid = DatumGetTextPP(stream_id);
+	const char *sdata = VARDATA_ANY(sid);
+	int			slen = VARSIZE_ANY_EXHDR(sid);
+	const char *dash = memchr(sdata, '-', slen);
+	int			catlen = dash ? (int) (dash - sdata) : slen;
+	Oid			seq;
+	Datum	   *ids;
+	Datum	   *channels;
+	Datum	   *poss;
+	int			nrows = 0;
+
+	es_routes_load();
+	if (es_nroutes == 0)
+		return;
+
+	ids = palloc(sizeof(Datum) * n * es_nroutes);
+	channels = palloc(sizeof(Datum) * n * es_nroutes);
+	poss = palloc(sizeof(Datum) * n * es_nroutes);
+	seq = get_relname_relid("outbox_id_seq", es_schema_oid());
+
+	for (int i = 0; i < n; i++)
+	{
+		text	   *type = DatumGetTextPP(event_types[i]);
+
+		for (int r = 0; r < es_nroutes; r++)
+		{
+			EsRoute    *route = &es_routes[r];
+
+			if (!es_in_list(route->types, route->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+				continue;
+			if (!es_in_list(route->categories, route->ncategories, sdata, catlen))
+				continue;
+			ids[nrows] = Int64GetDatum(es_allocate(ES_COUNTER_OUTBOX, seq));
+			channels[nrows] = CStringGetTextDatum(route->channel);
+			poss[nrows] = Int64GetDatum(positions[i]);
+			nrows++;
+		}
+	}
+	if (nrows == 0)
+		return;
+
+	{
+		Oid			argtypes[3] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+		Datum		values[3];
+
+		if (es_plan_route_insert == NULL)
+		{
+			es_plan_route_insert =
+				SPI_prepare("INSERT INTO eventstore.outbox (id, channel, global_position)"
+							" SELECT u.i, u.c, u.p FROM ROWS FROM (pg_catalog.unnest($1),"
+							" pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(i, c, p)",
+							3, argtypes);
+			if (es_plan_route_insert == NULL)
+				elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(es_plan_route_insert);
+		}
+		values[0] = PointerGetDatum(construct_array(ids, nrows, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[1] = PointerGetDatum(construct_array(channels, nrows, TEXTOID, -1, false, TYPALIGN_INT));
+		values[2] = PointerGetDatum(construct_array(poss, nrows, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(es_plan_route_insert, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "eventstore: writing outbox rows failed");
+	}
+	es_relay_wakeup_at_commit();
+}
+
+/* A NOTIFY channel name: not empty, shorter than NAMEDATALEN bytes. */
+void
+es_check_channel(text *channel)
+{
+	int			len = VARSIZE_ANY_EXHDR(channel);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel must not be empty")));
+	if (len >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("channel name is too long"),
+				 errdetail("The channel has %d bytes; NOTIFY channels must be shorter than %d.",
+						   len, NAMEDATALEN)));
+}
+
+/*
+ * eventstore.enqueue(channel text, payload jsonb, headers jsonb DEFAULT NULL)
+ * RETURNS bigint: a plain message, written to the outbox in this transaction.
+ */
+Datum
+eventstore_enqueue(PG_FUNCTION_ARGS)
+{
+	text	   *channel;
+	Oid			argtypes[4] = {INT8OID, TEXTOID, JSONBOID, JSONBOID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+	int64		id;
+	Oid			save_userid;
+	int			save_sec;
+	Size		size;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("channel must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payload must not be null")));
+	channel = PG_GETARG_TEXT_PP(0);
+	es_check_channel(channel);
+	size = VARSIZE_ANY(PG_GETARG_DATUM(1)) +
+		(PG_ARGISNULL(2) ? 0 : VARSIZE_ANY(PG_GETARG_DATUM(2)));
+	if (size > (Size) es_max_event_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message is too large"),
+				 errdetail("The message has %zu bytes; eventstore.max_event_size is %d bytes.",
+						   size, es_max_event_size)));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (es_plan_enqueue == NULL)
+	{
+		es_plan_enqueue = SPI_prepare("INSERT INTO eventstore.outbox (id, channel, payload, headers)"
+									  " VALUES ($1, $2, $3, $4)", 4, argtypes);
+		if (es_plan_enqueue == NULL)
+			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(es_plan_enqueue);
+	}
+	id = es_allocate(ES_COUNTER_OUTBOX, get_relname_relid("outbox_id_seq", es_schema_oid()));
+	values[0] = Int64GetDatum(id);
+	values[1] = PointerGetDatum(channel);
+	values[2] = PG_GETARG_DATUM(1);
+	values[3] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	if (PG_ARGISNULL(2))
+		nulls[3] = 'n';
+	if (SPI_execute_plan(es_plan_enqueue, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "eventstore: writing the outbox row failed");
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	es_relay_wakeup_at_commit();
+	PG_RETURN_INT64(id);
+}
