@@ -100,7 +100,7 @@ _PG_init(void)
 							86400,
 							-1,
 							INT_MAX,
-							PGC_SIGHUP,
+							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
