@@ -37,6 +37,18 @@ regress() {
 }
 suite "pg_regress + isolation" regress
 
+# The C hook, from a test extension built against the installed header.
+hook_module() {
+    local dir=$ES_ROOT/test/modules/es_hook_test rc=0
+    make -C "$dir" -s PG_CONFIG="$(es_pg_config)" PG_CFLAGS="${ES_CFLAGS:--Wall -Wextra -Werror}" \
+        clean all install installcheck || rc=$?
+    if [ $rc != 0 ] && [ -f "$dir/regression.diffs" ]; then
+        echo "---- $dir/regression.diffs"; head -c 20000 "$dir/regression.diffs"
+    fi
+    return $rc
+}
+suite "C hook module" hook_module
+
 prove_tap() {
     es_psql -d postgres -c 'DROP DATABASE IF EXISTS eventstore_tap' -c 'CREATE DATABASE eventstore_tap'
     es_psql -d eventstore_tap -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION eventstore'
