@@ -4,7 +4,7 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 
 MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
-       src/projection.o src/outbox.o src/relay.o src/relay_worker.o src/immutable.o
+       src/registry.o src/projection.o src/outbox.o src/relay.o src/relay_worker.o src/immutable.o
 HEADERS = include/eventstore_hooks.h
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
@@ -23,9 +23,15 @@ PG_CPPFLAGS = -I$(CURDIR)/include -isystem $(shell $(PG_CONFIG) --includedir-ser
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: prove stress demo test bench
+.PHONY: prove stress bench bench-quick
 prove:
 	pg_prove --ext .sql -r test/pgtap
 
 stress:
-	bash test/stress/stress.sh
+	bash test/scripts/stress.sh
+
+bench:
+	BENCH_MODE=full bash bench/run.sh
+
+bench-quick:
+	BENCH_MODE=quick bash bench/run.sh

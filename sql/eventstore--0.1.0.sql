@@ -73,17 +73,38 @@ CREATE FUNCTION eventstore.append_event(stream_id text, expected_version bigint,
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'eventstore_append_event';
 
+-- Argument checks for the SQL read functions (they raise, or return the value).
+CREATE FUNCTION eventstore._stream_arg(stream_id text) RETURNS text
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'eventstore_stream_arg';
+CREATE FUNCTION eventstore._count_arg(max_count integer) RETURNS bigint
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'eventstore_count_arg';
+
+-- Plain SQL, so the planner inlines them into the calling query.
 CREATE FUNCTION eventstore.read_stream(stream_id text, from_version bigint DEFAULT 1,
                                        max_count integer DEFAULT NULL)
     RETURNS SETOF eventstore.events
-    LANGUAGE c STABLE PARALLEL SAFE
-    AS 'MODULE_PATHNAME', 'eventstore_read_stream';
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+        SELECT e.* FROM eventstore.events e
+         WHERE e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
+         ORDER BY e.stream_version
+         LIMIT eventstore._count_arg($3)
+    $$;
 
 CREATE FUNCTION eventstore.read_stream_backwards(stream_id text, from_version bigint DEFAULT NULL,
                                                  max_count integer DEFAULT NULL)
     RETURNS SETOF eventstore.events
-    LANGUAGE c STABLE PARALLEL SAFE
-    AS 'MODULE_PATHNAME', 'eventstore_read_stream_backwards';
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+        SELECT e.* FROM eventstore.events e
+         WHERE e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
+         ORDER BY e.stream_version DESC
+         LIMIT eventstore._count_arg($3)
+    $$;
 
 -- VOLATILE: each call reads with a fresh snapshot taken with its horizon.
 CREATE FUNCTION eventstore.read_all(after_position bigint DEFAULT 0,

@@ -65,70 +65,19 @@ SELECT o.id, o.channel, o.global_position, o.created_at, o.published_at,
   FROM eventstore.outbox o
   LEFT JOIN eventstore.events e ON e.global_position OPERATOR(pg_catalog.=) o.global_position;
 
-CREATE FUNCTION eventstore._check_channel(channel text) RETURNS void
-    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
-    AS $$
-    BEGIN
-        IF channel IS NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-                MESSAGE = 'channel must not be null';
-        ELSIF channel OPERATOR(pg_catalog.=) '' THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'channel must not be empty';
-        ELSIF pg_catalog.octet_length(channel) OPERATOR(pg_catalog.>=) 64 THEN
-            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-                MESSAGE = 'channel name is too long',
-                DETAIL = 'NOTIFY channels must be shorter than 64 bytes.';
-        END IF;
-    END
-    $$;
-
-CREATE FUNCTION eventstore._check_text_list(list text[], what text) RETURNS void
-    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
-    AS $$
-    BEGIN
-        IF list IS NULL THEN
-            RETURN;
-        ELSIF pg_catalog.cardinality(list) OPERATOR(pg_catalog.=) 0 THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = pg_catalog.format('%s must not be empty', what),
-                HINT = 'Use NULL for all.';
-        ELSIF pg_catalog.array_position(list, NULL) IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-                MESSAGE = pg_catalog.format('%s must not contain NULL', what);
-        END IF;
-    END
-    $$;
-
 CREATE FUNCTION eventstore.add_route(channel text, event_types text[] DEFAULT NULL,
                                      categories text[] DEFAULT NULL)
     RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-    AS $$
-    BEGIN
-        PERFORM eventstore._check_channel(channel);
-        PERFORM eventstore._check_text_list(event_types, 'event_types');
-        PERFORM eventstore._check_text_list(categories, 'categories');
-        IF EXISTS (SELECT FROM eventstore.routes r WHERE r.channel OPERATOR(pg_catalog.=) $1) THEN
-            RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
-                MESSAGE = pg_catalog.format('route for channel "%s" already exists', channel);
-        END IF;
-        INSERT INTO eventstore.routes (channel, event_types, categories) VALUES ($1, $2, $3);
-    END
-    $$;
-
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_add_route';
 CREATE FUNCTION eventstore.remove_route(channel text) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-    AS $$
-    BEGIN
-        PERFORM eventstore._check_channel(channel);
-        DELETE FROM eventstore.routes r WHERE r.channel OPERATOR(pg_catalog.=) $1;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-                MESSAGE = pg_catalog.format('route for channel "%s" does not exist', channel);
-        END IF;
-    END
-    $$;
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_remove_route';
+
+-- A channel argument, checked (not NULL or empty, shorter than 64 bytes).
+CREATE FUNCTION eventstore._channel_arg(channel text) RETURNS text
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'eventstore_channel_arg';
 
 CREATE FUNCTION eventstore.enqueue(channel text, payload jsonb, headers jsonb DEFAULT NULL)
     RETURNS bigint
@@ -160,7 +109,7 @@ CREATE FUNCTION eventstore.consumer_poll(consumer text, channel text, max_count 
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'consumer must not be null or empty';
         END IF;
-        PERFORM eventstore._check_channel($2);
+        PERFORM eventstore._channel_arg($2);
         IF max_count IS NULL OR max_count OPERATOR(pg_catalog.<) 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'max_count must be zero or more';
@@ -187,7 +136,7 @@ CREATE FUNCTION eventstore.consumer_ack(consumer text, channel text, id bigint) 
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'consumer must not be null or empty';
         END IF;
-        PERFORM eventstore._check_channel($2);
+        PERFORM eventstore._channel_arg($2);
         IF id IS NULL OR id OPERATOR(pg_catalog.<=) 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'id must be a positive outbox id';

@@ -130,7 +130,7 @@ SELECT pg_temp.names(format($$SELECT eventstore.append('idem-1', NULL, ARRAY[
 SELECT pg_temp.try(format($$SELECT eventstore.append('idem-1', 0, ARRAY[
            eventstore.event('B', '{}', NULL, %L), eventstore.event('A', '{}', NULL, %L)])$$, :b, :a));
 SELECT pg_temp.names(format($$SELECT eventstore.append('idem-1', 0, ARRAY[
-           eventstore.event('B', '{}', NULL, %L), eventstore.event('A', '{}', NULL, %L)])$$, :b, :a), :a);
+           eventstore.event('B', '{}', NULL, %L), eventstore.event('A', '{}', NULL, %L)])$$, :b, :a), :b);
 -- the stored ids plus one more
 SELECT pg_temp.names(format($$SELECT eventstore.append('idem-1', 0, ARRAY[
            eventstore.event('A', '{}', NULL, %L), eventstore.event('B', '{}', NULL, %L),

@@ -5,7 +5,9 @@
  *
  * Locking rules: an append takes a transaction-scoped advisory lock on its
  * stream (a 64-bit hash of the stream id, in a field4 of our own so it never
- * meets the application's advisory keys).  While it is held no other append to
+ * meets the application's advisory keys).  When the lock is taken, committed
+ * state is consulted first: a call it already decides (a retry, or an
+ * expected version the stream has passed) does not wait.  While it is held no other append to
  * the stream is in flight, so the stream's current version is read with a
  * fresh snapshot rather than the transaction's: it is the truth, in every
  * isolation level, and the loser of a race sees the winner's events and gets
@@ -31,7 +33,16 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "access/genam.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
 #include "utils/uuid.h"
 
 #include "eventstore.h"
@@ -49,10 +60,10 @@ typedef struct EsNewEvent
 	bool		id_given;		/* the caller chose event_id */
 } EsNewEvent;
 
-/* Prepared statements, kept for the life of the backend. */
-static SPIPlanPtr es_plan_version = NULL;
-static SPIPlanPtr es_plan_find_ids = NULL;
-/* [batch][returning]: one row or many, with or without RETURNING * */
+/*
+ * The insert statements, prepared once per backend: [batch][returning], one
+ * row or many, with or without RETURNING *.
+ */
 static SPIPlanPtr es_plan_insert[2][2];
 
 static const char *const es_insert_sql[2] = {
@@ -165,7 +176,7 @@ es_prepare_event(EsNewEvent *ev, int ordinal,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("metadata of event %d must be a JSON object", ordinal)));
 
-	ev->event_type = event_type;
+	ev->event_type = PointerGetDatum(PG_DETOAST_DATUM_PACKED(event_type));
 	ev->data = PointerGetDatum(PG_DETOAST_DATUM(data));
 	ev->metadata = metadata_null ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM(metadata));
 	if (es_correlation_id != NULL && es_correlation_id[0] != '\0')
@@ -174,7 +185,7 @@ es_prepare_event(EsNewEvent *ev, int ordinal,
 		ev->metadata = es_metadata_with(ev->metadata, "causation_id", es_causation_id);
 
 	size = VARSIZE_ANY(DatumGetPointer(ev->data)) +
-		VARSIZE_ANY(DatumGetPointer(ev->event_type));
+		VARSIZE_ANY_EXHDR(DatumGetPointer(ev->event_type));
 	if (ev->metadata != (Datum) 0)
 		size += VARSIZE_ANY(DatumGetPointer(ev->metadata));
 	if (size > (Size) es_max_event_size)
@@ -192,118 +203,199 @@ es_prepare_event(EsNewEvent *ev, int ordinal,
 }
 
 static void
-es_lock_stream(text *stream_id)
+es_stream_locktag(LOCKTAG *tag, text *stream_id)
 {
-	LOCKTAG		tag;
 	uint64		h = hash_bytes_extended((const unsigned char *) VARDATA_ANY(stream_id),
 										VARSIZE_ANY_EXHDR(stream_id), 0);
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 ES_LOCKTAG_STREAM);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
-/* The stream's current version as of snapshot, 0 when it has no events. */
-static int64
-es_current_version(Datum stream_id, Snapshot snapshot)
+/* Take the stream's append lock; with nowait, return false if it is taken. */
+static bool
+es_lock_stream(text *stream_id, bool nowait)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {stream_id};
-	SPIPlanPtr	plan;
+	LOCKTAG		tag;
+
+	es_stream_locktag(&tag, stream_id);
+	return LockAcquire(&tag, ExclusiveLock, false, nowait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* Wait until the transaction holding the stream's lock has ended. */
+static void
+es_wait_stream(text *stream_id)
+{
+	LOCKTAG		tag;
+
+	es_stream_locktag(&tag, stream_id);
+	WaitForLockers(tag, ExclusiveLock, false);
+}
+
+/*
+ * Committed state of a stream is looked up with direct index scans under
+ * SnapshotSelf: what is committed now, plus this transaction's own rows.
+ * With the stream lock held nothing else can be in flight on the stream, so
+ * that is the truth.  It is not an MVCC snapshot, so SERIALIZABLE takes no
+ * predicate locks for it: appends to different streams never fail each other
+ * with a serialization error.
+ */
+typedef struct EsStreamLookup
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+} EsStreamLookup;
+
+/* Start a lookup in index (stream_id = sid [, second column = key2]). */
+static void
+es_lookup_begin(EsStreamLookup *lk, Oid indexoid, Datum sid, Oid key2_proc, Datum key2)
+{
+	int			nkeys = OidIsValid(key2_proc) ? 2 : 1;
+
+	lk->heap = table_open(es_events_relid(), AccessShareLock);
+	lk->index = index_open(indexoid, AccessShareLock);
+	ScanKeyEntryInitialize(&lk->keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   lk->index->rd_indcollation[0], F_TEXTEQ, sid);
+	if (nkeys == 2)
+		ScanKeyEntryInitialize(&lk->keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+							   lk->index->rd_indcollation[1], key2_proc, key2);
+	lk->scan = index_beginscan(lk->heap, lk->index, SnapshotSelf, nkeys, 0);
+	index_rescan(lk->scan, lk->keys, nkeys, NULL, 0);
+	lk->slot = table_slot_create(lk->heap, NULL);
+}
+
+static void
+es_lookup_end(EsStreamLookup *lk)
+{
+	index_endscan(lk->scan);
+	ExecDropSingleTupleTableSlot(lk->slot);
+	index_close(lk->index, NoLock);
+	table_close(lk->heap, NoLock);
+}
+
+/* An int8 column of the events row in slot, by name. */
+static int64
+es_slot_int8(TupleTableSlot *slot, const char *column)
+{
 	bool		isnull;
 
-	plan = es_prepare(&es_plan_version,
-					  "SELECT e.stream_version FROM eventstore.events e"
-					  " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
-					  " ORDER BY e.stream_version DESC LIMIT 1",
-					  1, argtypes);
-	if (SPI_execute_snapshot(plan, values, NULL, snapshot, InvalidSnapshot,
-							 true, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "eventstore: reading the stream version failed");
-	if (SPI_processed == 0)
-		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(slot_getattr(slot, get_attnum(es_events_relid(), column), &isnull));
+}
+
+/* The stream's current committed version, 0 when it has no events. */
+static int64
+es_current_version(Datum stream_id)
+{
+	EsStreamLookup lk;
+	int64		version = 0;
+
+	es_lookup_begin(&lk, es_version_index(), stream_id, InvalidOid, (Datum) 0);
+	if (index_getnext_slot(lk.scan, BackwardScanDirection, lk.slot))
+	{
+		version = es_slot_int8(lk.slot, "stream_version");
+	}
+	es_lookup_end(&lk);
+	return version;
+}
+
+/* The text form of a UUID, for messages. */
+static char *
+es_uuid_text(pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
+static int
+es_uuid_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, UUID_LEN);
+}
+
+/* Refuse an append that names one event id twice. */
+static void
+es_check_duplicate_ids(EsNewEvent *events, int n)
+{
+	pg_uuid_t  *ids;
+	int			nids = 0;
+
+	if (n < 2)
+		return;
+	ids = palloc(sizeof(pg_uuid_t) * n);
+	for (int i = 0; i < n; i++)
+		if (events[i].id_given)
+			ids[nids++] = events[i].event_id;
+	qsort(ids, nids, sizeof(pg_uuid_t), es_uuid_cmp);
+	for (int i = 1; i < nids; i++)
+		if (memcmp(&ids[i - 1], &ids[i], UUID_LEN) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("event %s appears more than once in this append",
+							es_uuid_text(&ids[i]))));
+	pfree(ids);
 }
 
 /*
  * Idempotent retry check.  Returns true, with the original result in
- * *version and *position, when every event id of the call is already stored in
- * the stream consecutively and in the call's order.  Raises unique_violation
- * when only some are.  Returns false when none is.
+ * *version and *position, when every event id of the call is already stored
+ * in the stream consecutively and in the call's order.  Raises
+ * unique_violation, naming the first such event of the call, when only some
+ * are (or in another order).  Returns false when none is.
  */
 static bool
-es_check_retry(Datum stream_id, EsNewEvent *events, int n, Snapshot snapshot,
+es_check_retry(Datum stream_id, EsNewEvent *events, int n,
 			   int64 *version, int64 *position)
 {
-	Oid			argtypes[2] = {TEXTOID, UUIDARRAYOID};
-	Datum		values[2];
-	Datum	   *ids;
-	SPIPlanPtr	plan;
-	bool		all_given = true;
+	bool		retry = true;
+	int			first_existing = -1;
 	int64		first_version = 0;
 	int64		last_position = 0;
-	uint64		found;
 
-	ids = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
-		ids[i] = UUIDPGetDatum(&events[i].event_id);
-		all_given &= events[i].id_given;
-	}
-	values[0] = stream_id;
-	values[1] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
-												TYPALIGN_CHAR));
+		EsStreamLookup lk;
+		bool		found;
+		int64		v = 0;
 
-	plan = es_prepare(&es_plan_find_ids,
-					  "SELECT e.event_id, e.stream_version, e.global_position"
-					  " FROM eventstore.events e"
-					  " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
-					  " AND e.event_id OPERATOR(pg_catalog.=) ANY ($2)",
-					  2, argtypes);
-	if (SPI_execute_snapshot(plan, values, NULL, snapshot, InvalidSnapshot,
-							 true, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "eventstore: looking up event ids failed");
-	found = SPI_processed;
-	if (found == 0)
-		return false;
-
-	/* Match every stored row to its place in the call. */
-	for (int i = 0; i < n; i++)
-	{
-		bool		matched = false;
-
-		for (uint64 r = 0; r < found; r++)
+		if (!events[i].id_given)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-			int64		v;
-
-			if (memcmp(id, &events[i].event_id, UUID_LEN) != 0)
-				continue;
-			matched = true;
-			v = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			if (i == 0)
-				first_version = v;
-			if (!all_given || found != (uint64) n || v != first_version + i)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNIQUE_VIOLATION),
-						 errmsg("event %s already exists in stream \"%s\"",
-								DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))),
-								TextDatumGetCString(stream_id)),
-						 errdetail("Only a retry that repeats the same events in the same order succeeds without writing.")));
-			if (i == n - 1)
-				last_position = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+			retry = false;
+			continue;
 		}
-		if (!matched)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNIQUE_VIOLATION),
-					 errmsg("some events of this append already exist in stream \"%s\"",
-							TextDatumGetCString(stream_id)),
-					 errdetail("Only a retry that repeats the same events in the same order succeeds without writing.")));
+		es_lookup_begin(&lk, es_event_id_index(), stream_id, F_UUID_EQ,
+						UUIDPGetDatum(&events[i].event_id));
+		found = index_getnext_slot(lk.scan, ForwardScanDirection, lk.slot);
+		if (found)
+		{
+			v = es_slot_int8(lk.slot, "stream_version");
+			if (i == n - 1)
+				last_position = es_slot_int8(lk.slot, "global_position");
+		}
+		es_lookup_end(&lk);
+
+		if (!found)
+		{
+			retry = false;
+			continue;
+		}
+		if (first_existing < 0)
+			first_existing = i;
+		if (i == 0)
+			first_version = v;
+		else if (v != first_version + i)
+			retry = false;
 	}
+	if (first_existing < 0)
+		return false;
+	if (!retry || first_existing != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("event %s already exists in stream \"%s\"",
+						es_uuid_text(&events[first_existing].event_id),
+						TextDatumGetCString(stream_id)),
+				 errdetail("Only a retry that repeats the same events in the same order succeeds without writing.")));
 	*version = first_version + n - 1;
 	*position = last_position;
 	return true;
@@ -443,11 +535,11 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	Datum		sid = PointerGetDatum(stream_id);
 	Oid			save_userid;
 	int			save_sec;
-	Snapshot	snapshot;
 	int64		current;
 	bool		any_id_given = false;
 	bool		dispatch;
 	int64	   *positions;
+	Datum	   *types;
 	SPITupleTable *rows;
 	uint64		nrows;
 
@@ -459,31 +551,53 @@ es_append(text *stream_id, bool any_version, int64 expected,
 
 	for (int i = 0; i < n; i++)
 		any_id_given |= events[i].id_given;
-
-	es_lock_stream(stream_id);
+	if (any_id_given)
+		es_check_duplicate_ids(events, n);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "eventstore: SPI_connect failed");
-
-	/* No other append to this stream is in flight: read the newest state. */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-
-	if (any_id_given && es_check_retry(sid, events, n, snapshot, version, position))
+	if (!es_lock_stream(stream_id, true))
 	{
-		UnregisterSnapshot(snapshot);
-		SPI_finish();
+		/*
+		 * Another append to this stream is in flight.  Wait for it to end
+		 * without queueing for the lock itself (every waiter wakes at once),
+		 * then let committed state settle the call if it can: a retry whose
+		 * events are all stored, or an expected version the stream has
+		 * already passed (versions only grow).  Losers of a race so fail
+		 * together instead of taking the lock one after another.
+		 */
+		es_wait_stream(stream_id);
+		if (any_id_given && es_check_retry(sid, events, n, version, position))
+		{
+			SetUserIdAndSecContext(save_userid, save_sec);
+			return;
+		}
+		if (!any_version && expected >= 0)
+		{
+			current = es_current_version(sid);
+			if (current > expected)
+				es_check_expected(sid, any_version, expected, current);
+		}
+		(void) es_lock_stream(stream_id, false);
+	}
+
+	/* No other append to this stream is in flight: committed state is current. */
+	if (any_id_given && es_check_retry(sid, events, n, version, position))
+	{
 		SetUserIdAndSecContext(save_userid, save_sec);
 		return;
 	}
-
-	current = es_current_version(sid, snapshot);
-	UnregisterSnapshot(snapshot);
+	current = es_current_version(sid);
 	es_check_expected(sid, any_version, expected, current);
 
-	dispatch = es_projections_wanted();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+
+	types = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		types[i] = events[i].event_type;
+	dispatch = es_projections_wanted(types, n);
 	positions = palloc(sizeof(int64) * n);
 	*position = es_insert_events(sid, events, n, current, dispatch, positions);
 	*version = current + n;
@@ -491,13 +605,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	nrows = SPI_processed;
 
 	/* Outbox rows for the routes that match, in the same transaction. */
-	{
-		Datum	   *types = palloc(sizeof(Datum) * n);
-
-		for (int i = 0; i < n; i++)
-			types[i] = events[i].event_type;
-		es_outbox_route(sid, types, positions, n);
-	}
+	es_outbox_route(sid, types, positions, n);
 
 	/* Projections and the hook run as the appending user, still connected. */
 	SetUserIdAndSecContext(save_userid, save_sec);

@@ -13,9 +13,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/extension.h"
-#include "commands/trigger.h"
-#include "fmgr.h"
-#include "utils/rel.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -28,6 +25,8 @@ typedef struct EsCatalogCache
 	Oid			schema;
 	Oid			events;
 	Oid			position_seq;
+	Oid			version_index;	/* events_pkey (stream_id, stream_version) */
+	Oid			event_id_index; /* events_stream_event_id_key (stream_id, event_id) */
 	Oid			owner;
 } EsCatalogCache;
 
@@ -39,7 +38,8 @@ static void
 es_catalog_reset_rel(Datum arg, Oid relid)
 {
 	(void) arg;
-	if (!OidIsValid(relid) || relid == es_cat.events || relid == es_cat.position_seq)
+	if (!OidIsValid(relid) || relid == es_cat.events || relid == es_cat.position_seq ||
+		relid == es_cat.version_index || relid == es_cat.event_id_index)
 		es_cat.valid = false;
 }
 
@@ -79,7 +79,10 @@ es_catalog_load(void)
 	es_cat.schema = schema;
 	es_cat.events = get_relname_relid("events", schema);
 	es_cat.position_seq = get_relname_relid("events_global_position_seq", schema);
-	if (!OidIsValid(es_cat.events) || !OidIsValid(es_cat.position_seq))
+	es_cat.version_index = get_relname_relid("events_pkey", schema);
+	es_cat.event_id_index = get_relname_relid("events_stream_event_id_key", schema);
+	if (!OidIsValid(es_cat.events) || !OidIsValid(es_cat.position_seq) ||
+		!OidIsValid(es_cat.version_index) || !OidIsValid(es_cat.event_id_index))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("eventstore's events table or position sequence is missing"),
@@ -118,29 +121,23 @@ es_position_seqid(void)
 }
 
 Oid
+es_version_index(void)
+{
+	es_catalog_load();
+	return es_cat.version_index;
+}
+
+Oid
+es_event_id_index(void)
+{
+	es_catalog_load();
+	return es_cat.event_id_index;
+}
+
+Oid
 es_events_owner(void)
 {
 	es_catalog_load();
 	return es_cat.owner;
 }
 
-PG_FUNCTION_INFO_V1(eventstore_registry_changed);
-
-/*
- * Statement trigger on the registry tables (projections, routes): send a
- * relcache invalidation for the table, so every backend's cache of it is
- * rebuilt -- this one at its next command, the others at their next
- * transaction.  Row changes alone would not tell them.
- */
-Datum
-eventstore_registry_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("eventstore_registry_changed() must be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
-}

@@ -10,6 +10,7 @@
 #define EVENTSTORE_H
 
 #include "postgres.h"
+#include "fmgr.h"
 #include "storage/lock.h"
 #include "access/htup.h"
 #include "access/tupdesc.h"
@@ -62,13 +63,13 @@ extern void es_check_stream_id(text *stream_id);
 
 /* projection.c: synchronous projections and the C hook */
 extern void es_projection_init(void);
-extern bool es_projections_wanted(void);
+extern bool es_projections_wanted(Datum *event_types, int n);
 extern void es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc);
 
 /* outbox.c: routes, outbox rows, enqueue */
 extern void es_outbox_init(void);
 extern void es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n);
-extern void es_check_channel(text *channel);
+extern text *es_channel_arg(FunctionCallInfo fcinfo, int argno);
 
 /* relay.c: one relay pass; relay_worker.c: the background workers */
 extern int	es_relay_pass(int max_count);
@@ -76,10 +77,19 @@ extern void es_relay_worker_init(void);
 extern void es_relay_wakeup_at_commit(void);
 extern void es_relay_report(int published, const char *error);
 
+/* registry.c: shared by the projection and route registries */
+extern text *es_name_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+extern Datum es_text_list_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+extern uint64 es_registry_write(const char *sql, int nargs, Oid *argtypes,
+								Datum *values, const char *nulls);
+extern int	es_copy_text_array(Datum arr, bool isnull, MemoryContext cxt, char ***out);
+
 /* catalog.c: OIDs of the extension's own objects, cached per backend */
 extern Oid	es_schema_oid(void);
 extern Oid	es_events_relid(void);
 extern Oid	es_position_seqid(void);
+extern Oid	es_version_index(void);
+extern Oid	es_event_id_index(void);
 extern Oid	es_events_owner(void);
 
 #endif							/* EVENTSTORE_H */

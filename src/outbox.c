@@ -10,8 +10,8 @@
  * relay worker of its database when it commits (relay_worker.c).
  *
  * The routes (eventstore.routes) are cached per backend like the projection
- * registry, and invalidated by the same registry trigger.  With no route the
- * append path costs one cached boolean test.
+ * registry (read with a fresh snapshot, invalidated by the registry trigger).
+ * With no route the append path costs one cached test.
  */
 #include "postgres.h"
 
@@ -26,10 +26,14 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_enqueue);
+PG_FUNCTION_INFO_V1(eventstore_add_route);
+PG_FUNCTION_INFO_V1(eventstore_remove_route);
+PG_FUNCTION_INFO_V1(eventstore_channel_arg);
 
 typedef struct EsRoute
 {
@@ -63,25 +67,6 @@ es_outbox_init(void)
 	CacheRegisterRelcacheCallback(es_routes_reset, (Datum) 0);
 }
 
-/* Copy a text[] into cxt; -1 for NULL. */
-static int
-es_copy_text_array(Datum arr, bool isnull, MemoryContext cxt, char ***out)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-
-	*out = NULL;
-	if (isnull)
-		return -1;
-	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	*out = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		(*out)[i] = nulls[i] ? NULL : MemoryContextStrdup(cxt, TextDatumGetCString(elems[i]));
-	return n;
-}
-
 static void
 es_routes_load(void)
 {
@@ -108,9 +93,11 @@ es_routes_load(void)
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
+	PushActiveSnapshot(GetLatestSnapshot());
 	if (SPI_execute("SELECT r.channel, r.event_types, r.categories FROM eventstore.routes r"
 					" ORDER BY r.channel COLLATE \"C\"", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading eventstore.routes failed");
+	PopActiveSnapshot();
 	es_routes = MemoryContextAllocZero(es_route_cxt, sizeof(EsRoute) * Max(SPI_processed, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -216,22 +203,67 @@ es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n)
 	es_relay_wakeup_at_commit();
 }
 
-/* A NOTIFY channel name: not empty, shorter than NAMEDATALEN bytes. */
-void
-es_check_channel(text *channel)
+/* A NOTIFY channel name argument: not NULL or empty, shorter than NAMEDATALEN bytes. */
+text *
+es_channel_arg(FunctionCallInfo fcinfo, int argno)
 {
+	text	   *channel = es_name_arg(fcinfo, argno, "channel");
 	int			len = VARSIZE_ANY_EXHDR(channel);
 
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channel must not be empty")));
 	if (len >= NAMEDATALEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("channel name is too long"),
 				 errdetail("The channel has %d bytes; NOTIFY channels must be shorter than %d.",
 						   len, NAMEDATALEN)));
+	return channel;
+}
+
+/* eventstore._channel_arg(channel text) RETURNS text: the channel, checked. */
+Datum
+eventstore_channel_arg(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(es_channel_arg(fcinfo, 0));
+}
+
+/*
+ * eventstore.add_route(channel text, event_types text[] DEFAULT NULL,
+ *						categories text[] DEFAULT NULL)
+ */
+Datum
+eventstore_add_route(PG_FUNCTION_ARGS)
+{
+	text	   *channel = es_channel_arg(fcinfo, 0);
+	Datum		types = es_text_list_arg(fcinfo, 1, "event_types");
+	Datum		categories = es_text_list_arg(fcinfo, 2, "categories");
+	Oid			argtypes[3] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[3] = {PointerGetDatum(channel), types, categories};
+	char		nulls[3] = {' ', types ? ' ' : 'n', categories ? ' ' : 'n'};
+
+	if (es_registry_write("SELECT FROM eventstore.routes r WHERE r.channel OPERATOR(pg_catalog.=) $1",
+						  1, argtypes, values, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("route for channel \"%s\" already exists", text_to_cstring(channel))));
+	(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories)"
+							 " VALUES ($1, $2, $3)", 3, argtypes, values, nulls);
+	PG_RETURN_VOID();
+}
+
+/* eventstore.remove_route(channel text) */
+Datum
+eventstore_remove_route(PG_FUNCTION_ARGS)
+{
+	text	   *channel = es_channel_arg(fcinfo, 0);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(channel)};
+
+	if (es_registry_write("DELETE FROM eventstore.routes r WHERE r.channel OPERATOR(pg_catalog.=) $1",
+						  1, argtypes, values, NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("route for channel \"%s\" does not exist", text_to_cstring(channel))));
+	PG_RETURN_VOID();
 }
 
 /*
@@ -250,16 +282,11 @@ eventstore_enqueue(PG_FUNCTION_ARGS)
 	int			save_sec;
 	Size		size;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("channel must not be null")));
+	channel = es_channel_arg(fcinfo, 0);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("payload must not be null")));
-	channel = PG_GETARG_TEXT_PP(0);
-	es_check_channel(channel);
 	size = VARSIZE_ANY(PG_GETARG_DATUM(1)) +
 		(PG_ARGISNULL(2) ? 0 : VARSIZE_ANY(PG_GETARG_DATUM(2)));
 	if (size > (Size) es_max_event_size)

@@ -1,29 +1,38 @@
 /*
  * projection.c
  *		Synchronous projections: handlers called inside the appending
- *		transaction for every stored event, and the C hook for other
- *		extensions.
+ *		transaction for every stored event, their registry, rebuild, and the
+ *		C hook for other extensions.
  *
  * The registry is the table eventstore.projections.  Each backend caches the
  * enabled projections, with a ready FmgrInfo per handler, so dispatching an
- * event plans no SQL.  The registry trigger (catalog.c) sends a relcache
- * invalidation for the table; the backend that changed it refreshes at its
- * next command, other backends at their next transaction.
+ * event plans no SQL.  The registry trigger (registry.c) sends a relcache
+ * invalidation for the table; the backend that changed it reloads at its
+ * next command, other backends at their next transaction.  The cache is read
+ * with a fresh snapshot, so a transaction never rebuilds it from a snapshot
+ * older than the invalidation it is answering.
  *
- * Handlers run with the privileges of the appending user (like triggers, the
- * EXECUTE privilege was checked when the projection was registered, by its
- * owner).  An error in a handler aborts the append and everything it did.
- * A handler may append; eventstore.max_projection_depth bounds the nesting.
+ * During a dispatch the projections of an event are those cached when the
+ * event's turn came: a handler that changes the registry affects the next
+ * event, not the remaining projections of this one.  A cache replaced while
+ * handlers run is kept until the outermost dispatch ends, since a handler of
+ * it may still be executing.
+ *
+ * Handlers run with the privileges of the appending user (like triggers: the
+ * registering user had to own the handler).  An error in a handler aborts
+ * the append and everything it did.  A handler may append; the nesting is
+ * bounded by eventstore.max_projection_depth.  A projection whose handler has
+ * been dropped fails the appends of the event types it matches, and only
+ * those.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
@@ -42,23 +51,35 @@
 #include "eventstore.h"
 #include "eventstore_hooks.h"
 
-PG_FUNCTION_INFO_V1(eventstore_check_handler);
+PG_FUNCTION_INFO_V1(eventstore_register_projection);
+PG_FUNCTION_INFO_V1(eventstore_unregister_projection);
+PG_FUNCTION_INFO_V1(eventstore_enable_projection);
+PG_FUNCTION_INFO_V1(eventstore_disable_projection);
 PG_FUNCTION_INFO_V1(eventstore_rebuild_projection);
 
 typedef struct EsProjection
 {
 	char	   *name;
+	char	   *handler_name;	/* as registered */
+	bool		resolved;		/* handler exists; flinfo is ready */
 	FmgrInfo	handler;
 	int			ntypes;			/* -1: every event type */
 	char	  **types;
 } EsProjection;
 
-static MemoryContext es_proj_cxt = NULL;
-static EsProjection *es_projections = NULL;
-static int	es_nprojections = 0;
+/* The cache: one memory context holding the array. */
+typedef struct EsProjectionCache
+{
+	MemoryContext cxt;
+	EsProjection *items;
+	int			n;
+} EsProjectionCache;
+
+static EsProjectionCache *es_proj = NULL;
 static bool es_proj_valid = false;
 static Oid	es_proj_relid = InvalidOid;
 static int	es_proj_depth = 0;
+static List *es_proj_retired = NIL;	/* caches replaced during a dispatch */
 
 static eventstore_event_appended_hook_type *es_hook_slot = NULL;
 
@@ -79,22 +100,21 @@ es_projection_init(void)
 	CacheRegisterRelcacheCallback(es_projections_reset, (Datum) 0);
 }
 
-/* Copy a text[] of event types into cxt; -1 for NULL (every type). */
-static int
-es_copy_types(Datum arr, bool isnull, MemoryContext cxt, char ***out)
+/* Free a cache, or keep it until the outermost dispatch ends. */
+static void
+es_projections_retire(EsProjectionCache *cache)
 {
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
+	if (cache == NULL)
+		return;
+	if (es_proj_depth > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-	if (isnull)
-		return -1;
-	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	*out = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		(*out)[i] = nulls[i] ? NULL : MemoryContextStrdup(cxt, TextDatumGetCString(elems[i]));
-	return n;
+		es_proj_retired = lappend(es_proj_retired, cache);
+		MemoryContextSwitchTo(old);
+	}
+	else
+		MemoryContextDelete(cache->cxt);
 }
 
 /* Load the enabled projections, in name order, into the backend cache. */
@@ -103,64 +123,58 @@ es_projections_load(void)
 {
 	Oid			save_userid;
 	int			save_sec;
+	MemoryContext cxt;
+	EsProjectionCache *cache;
 
 	if (es_proj_valid)
 		return;
 
-	if (es_proj_cxt == NULL)
-		es_proj_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore projections",
-											ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(es_proj_cxt);
-	es_projections = NULL;
-	es_nprojections = 0;
+	cxt = AllocSetContextCreate(TopMemoryContext, "eventstore projections",
+								ALLOCSET_SMALL_SIZES);
+	cache = MemoryContextAllocZero(cxt, sizeof(EsProjectionCache));
+	cache->cxt = cxt;
 	es_proj_relid = get_relname_relid("projections", es_schema_oid());
-	if (!OidIsValid(es_proj_relid))
+
+	if (OidIsValid(es_proj_relid))
 	{
-		/* Schema older than 0.2.0: no projections. */
-		es_proj_valid = true;
-		return;
+		/* Read as the extension's owner, with a fresh snapshot. */
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "eventstore: SPI_connect failed");
+		PushActiveSnapshot(GetLatestSnapshot());
+		if (SPI_execute("SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
+						" p.event_types FROM eventstore.projections p WHERE p.enabled"
+						" ORDER BY p.name COLLATE \"C\"", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "eventstore: reading eventstore.projections failed");
+		PopActiveSnapshot();
+
+		cache->items = MemoryContextAllocZero(cxt, sizeof(EsProjection) * Max(SPI_processed, 1));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			EsProjection *p = &cache->items[i];
+			bool		isnull;
+			Datum		d;
+
+			p->name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
+			p->handler_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
+			d = SPI_getbinval(tup, desc, 3, &isnull);
+			p->resolved = !isnull;
+			if (p->resolved)
+				fmgr_info_cxt(DatumGetObjectId(d), &p->handler, cxt);
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			p->ntypes = es_copy_text_array(d, isnull, cxt, &p->types);
+		}
+		cache->n = (int) SPI_processed;
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 
-	/* The registry is read as the extension's owner. */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "eventstore: SPI_connect failed");
-	if (SPI_execute("SELECT p.name, p.handler::pg_catalog.regprocedure::pg_catalog.oid, p.event_types"
-					" FROM eventstore.projections p WHERE p.enabled"
-					" ORDER BY p.name COLLATE \"C\"", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "eventstore: reading eventstore.projections failed");
-
-	es_projections = MemoryContextAllocZero(es_proj_cxt,
-											sizeof(EsProjection) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		EsProjection *p = &es_projections[i];
-		bool		isnull;
-		Datum		types;
-
-		p->name = MemoryContextStrdup(es_proj_cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
-		fmgr_info_cxt(DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull)),
-					  &p->handler, es_proj_cxt);
-		types = SPI_getbinval(tup, desc, 3, &isnull);
-		p->ntypes = es_copy_types(types, isnull, es_proj_cxt, &p->types);
-	}
-	es_nprojections = (int) SPI_processed;
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	es_projections_retire(es_proj);
+	es_proj = cache;
 	es_proj_valid = true;
-}
-
-/* True when anything (a projection or the C hook) wants appended rows. */
-bool
-es_projections_wanted(void)
-{
-	if (es_hook_slot != NULL && *es_hook_slot != NULL)
-		return true;
-	es_projections_load();
-	return es_nprojections > 0;
 }
 
 static bool
@@ -172,6 +186,87 @@ es_type_matches(EsProjection *p, const char *type)
 		if (p->types[i] != NULL && strcmp(p->types[i], type) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * True when anything wants the stored rows of an append of these event types
+ * (text datums): the C hook, or an enabled projection matching one of them.
+ */
+bool
+es_projections_wanted(Datum *event_types, int n)
+{
+	if (es_hook_slot != NULL && *es_hook_slot != NULL)
+		return true;
+	es_projections_load();
+	for (int i = 0; i < es_proj->n; i++)
+	{
+		if (es_proj->items[i].ntypes < 0)
+			return true;
+		for (int e = 0; e < n; e++)
+		{
+			char	   *type = TextDatumGetCString(event_types[e]);
+			bool		match = es_type_matches(&es_proj->items[i], type);
+
+			pfree(type);
+			if (match)
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Call a handler with one argument (or none).  Unlike FunctionCall1, a NULL
+ * result is fine: a handler's result is ignored, and a void SQL function
+ * returns NULL.
+ */
+static void
+es_call_handler(FmgrInfo *flinfo, int nargs, Datum arg)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+
+	InitFunctionCallInfoData(*fcinfo, flinfo, nargs, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = arg;
+	fcinfo->args[0].isnull = false;
+	(void) FunctionCallInvoke(fcinfo);
+}
+
+/* A stored row as a Datum of type eventstore.events. */
+static Datum
+es_row_datum(HeapTuple tup, TupleDesc desc, Oid rowtype)
+{
+	Datum		row = heap_copy_tuple_as_datum(tup, desc);
+
+	HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
+	HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
+	return row;
+}
+
+/* Call the projections of cache that match one stored row. */
+static void
+es_project_row(EsProjectionCache *cache, HeapTuple tup, TupleDesc desc, Oid rowtype, int type_att)
+{
+	bool		isnull;
+	char	   *type = TextDatumGetCString(heap_getattr(tup, type_att, desc, &isnull));
+	Datum		row = (Datum) 0;
+
+	for (int i = 0; i < cache->n; i++)
+	{
+		EsProjection *p = &cache->items[i];
+
+		if (!es_type_matches(p, type))
+			continue;
+		if (!p->resolved)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("handler %s of projection \"%s\" does not exist",
+							p->handler_name, p->name),
+					 errhint("Unregister or disable the projection, or create the function again.")));
+		if (row == (Datum) 0)
+			row = es_row_datum(tup, desc, rowtype);
+		es_call_handler(&p->handler, 1, row);
+	}
+	pfree(type);
 }
 
 /*
@@ -193,7 +288,8 @@ es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 	if (es_proj_depth >= es_max_projection_depth)
 		ereport(ERROR,
 				(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
-				 errmsg("projections nested too deeply: %d levels", es_proj_depth),
+				 errmsg("projections nested deeper than eventstore.max_projection_depth (%d)",
+						es_max_projection_depth),
 				 errdetail("A projection handler appended events whose projections appended events, and so on."),
 				 errhint("Check the projections for a cycle, or raise eventstore.max_projection_depth.")));
 
@@ -202,57 +298,37 @@ es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 	{
 		for (uint64 r = 0; r < nrows; r++)
 		{
-			HeapTuple	tup = rows[r];
-			bool		isnull;
-			char	   *type;
-			Datum		row;
-
 			if (es_hook_slot != NULL && *es_hook_slot != NULL)
-				(*es_hook_slot) (tup, desc);
-
+				(*es_hook_slot) (rows[r], desc);
 			es_projections_load();
-			if (es_nprojections == 0)
-				continue;
-
-			type = TextDatumGetCString(heap_getattr(tup, type_att, desc, &isnull));
-			row = heap_copy_tuple_as_datum(tup, desc);
-			HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
-			HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
-
-			/*
-			 * A handler may change the registry (and so the cache) under us:
-			 * walk by index and reload between calls.
-			 */
-			for (int i = 0; i < es_nprojections; i++)
-			{
-				EsProjection *p = &es_projections[i];
-
-				if (!es_type_matches(p, type))
-					continue;
-				(void) FunctionCall1Coll(&p->handler, InvalidOid, row);
-				es_projections_load();
-			}
-			pfree(type);
+			es_project_row(es_proj, rows[r], desc, rowtype, type_att);
 		}
 	}
 	PG_FINALLY();
 	{
 		es_proj_depth--;
+		if (es_proj_depth == 0 && es_proj_retired != NIL)
+		{
+			ListCell   *lc;
+
+			foreach(lc, es_proj_retired)
+				MemoryContextDelete(((EsProjectionCache *) lfirst(lc))->cxt);
+			list_free(es_proj_retired);
+			es_proj_retired = NIL;
+		}
 	}
 	PG_END_TRY();
 }
 
 /*
- * eventstore._check_handler(fn regprocedure, nargs int): validate a handler
- * at registration.  nargs 1: one argument of type eventstore.events; nargs
- * 0: a reset handler without arguments.  The caller must own the function
- * (or be superuser) and be allowed to execute it.
+ * Validate a handler at registration: nargs 1, one argument of type
+ * eventstore.events; nargs 0, a reset handler without arguments.  The caller
+ * must own the function (or be superuser) and be allowed to execute it.
+ * Returns its schema-qualified signature, to store.
  */
-Datum
-eventstore_check_handler(PG_FUNCTION_ARGS)
+static char *
+es_check_handler(Oid fn, int nargs)
 {
-	Oid			fn = PG_GETARG_OID(0);
-	int			nargs = PG_GETARG_INT32(1);
 	HeapTuple	tup;
 	Form_pg_proc proc;
 	Oid			rowtype = get_rel_type_id(es_events_relid());
@@ -292,6 +368,94 @@ eventstore_check_handler(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s", fname)));
 	ReleaseSysCache(tup);
+	return format_procedure_qualified(fn);
+}
+
+/*
+ * eventstore.register_projection(name text, handler regprocedure,
+ *		event_types text[] DEFAULT NULL, reset_handler regprocedure DEFAULT NULL)
+ */
+Datum
+eventstore_register_projection(PG_FUNCTION_ARGS)
+{
+	text	   *name = es_name_arg(fcinfo, 0, "projection name");
+	Datum		types = es_text_list_arg(fcinfo, 2, "event_types");
+	char	   *handler;
+	char	   *reset = NULL;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("handler must not be null")));
+	handler = es_check_handler(PG_GETARG_OID(1), 1);
+	if (!PG_ARGISNULL(3))
+		reset = es_check_handler(PG_GETARG_OID(3), 0);
+
+	values[0] = PointerGetDatum(name);
+	if (es_registry_write("SELECT FROM eventstore.projections p WHERE p.name OPERATOR(pg_catalog.=) $1",
+						  1, argtypes, values, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("projection \"%s\" already exists", text_to_cstring(name))));
+
+	values[1] = CStringGetTextDatum(handler);
+	values[2] = types;
+	if (types == (Datum) 0)
+		nulls[2] = 'n';
+	values[3] = reset ? CStringGetTextDatum(reset) : (Datum) 0;
+	if (reset == NULL)
+		nulls[3] = 'n';
+	(void) es_registry_write("INSERT INTO eventstore.projections (name, handler, event_types, reset_handler)"
+							 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, nulls);
+	PG_RETURN_VOID();
+}
+
+/* Enable, disable or (drop) unregister a projection by name. */
+static void
+es_set_projection(FunctionCallInfo fcinfo, bool enabled, bool drop)
+{
+	text	   *name = es_name_arg(fcinfo, 0, "projection name");
+	Oid			argtypes[2] = {TEXTOID, BOOLOID};
+	Datum		values[2] = {PointerGetDatum(name), BoolGetDatum(enabled)};
+	uint64		n;
+
+	if (drop)
+		n = es_registry_write("DELETE FROM eventstore.projections p WHERE p.name OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL);
+	else
+		n = es_registry_write("UPDATE eventstore.projections p SET enabled = $2"
+							  " WHERE p.name OPERATOR(pg_catalog.=) $1",
+							  2, argtypes, values, NULL);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" does not exist", text_to_cstring(name))));
+}
+
+/* eventstore.unregister_projection(name text) */
+Datum
+eventstore_unregister_projection(PG_FUNCTION_ARGS)
+{
+	es_set_projection(fcinfo, false, true);
+	PG_RETURN_VOID();
+}
+
+/* eventstore.enable_projection(name text) */
+Datum
+eventstore_enable_projection(PG_FUNCTION_ARGS)
+{
+	es_set_projection(fcinfo, true, false);
+	PG_RETURN_VOID();
+}
+
+/* eventstore.disable_projection(name text) */
+Datum
+eventstore_disable_projection(PG_FUNCTION_ARGS)
+{
+	es_set_projection(fcinfo, false, false);
 	PG_RETURN_VOID();
 }
 
@@ -321,11 +485,12 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	int			type_att;
 	Oid			rowtype = get_rel_type_id(es_events_relid());
 
-	if (PG_ARGISNULL(0))
+	name = es_name_arg(fcinfo, 0, "projection name");
+	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("projection name must not be null")));
-	name = PG_GETARG_TEXT_PP(0);
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("rebuild_projection must run in a READ COMMITTED transaction"),
+				 errdetail("It waits for open appends; an older transaction snapshot would not see them.")));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
@@ -344,14 +509,19 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	{
 		Datum		t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 
-		ntypes = es_copy_types(t, isnull, CurrentMemoryContext, &types);
+		ntypes = es_copy_text_array(t, isnull, CurrentMemoryContext, &types);
 	}
 
 	/* Hold appends back and wait for the open ones. */
 	LockRelationOid(es_events_relid(), ShareLock);
 
 	if (!reset_null)
-		(void) OidFunctionCall0(reset);
+	{
+		FmgrInfo	reset_flinfo;
+
+		fmgr_info(reset, &reset_flinfo);
+		es_call_handler(&reset_flinfo, 0, (Datum) 0);
+	}
 
 	memset(&proj, 0, sizeof(proj));
 	fmgr_info(handler, &proj.handler);
@@ -383,10 +553,8 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 
 			if (es_type_matches(&proj, type))
 			{
-				row = heap_copy_tuple_as_datum(tup, batch->tupdesc);
-				HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
-				HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
-				(void) FunctionCall1Coll(&proj.handler, InvalidOid, row);
+				row = es_row_datum(tup, batch->tupdesc, rowtype);
+				es_call_handler(&proj.handler, 1, row);
 				pfree(DatumGetPointer(row));
 				count++;
 			}

@@ -4,12 +4,13 @@
  *		one category of it.
  *
  * Reads never write, so they run on a hot standby too.  read_stream and
- * read_stream_backwards read with the caller's snapshot like any query.
- * read_all and read_category stop at the read horizon (horizon.c) and read
- * with the snapshot taken together with it, so a reader that resumes after
- * the last position it saw never skips an event that commits late.
- *
- * Rows go from the executor straight into the function's result tuplestore.
+ * read_stream_backwards are SQL functions the planner inlines into the
+ * calling query (no copy of the rows at all); this file only provides the
+ * argument checks they call.  read_all and read_category stop at the read
+ * horizon (horizon.c) and read with the snapshot taken together with it, so a
+ * reader that resumes after the last position it saw never skips an event
+ * that commits late.  Their rows go from the executor straight into the
+ * function's result tuplestore.
  */
 #include "postgres.h"
 
@@ -23,34 +24,20 @@
 #include "compat.h"
 #include "eventstore.h"
 
-PG_FUNCTION_INFO_V1(eventstore_read_stream);
-PG_FUNCTION_INFO_V1(eventstore_read_stream_backwards);
+PG_FUNCTION_INFO_V1(eventstore_stream_arg);
+PG_FUNCTION_INFO_V1(eventstore_count_arg);
 PG_FUNCTION_INFO_V1(eventstore_read_all);
 PG_FUNCTION_INFO_V1(eventstore_read_category);
 
 typedef enum EsReadKind
 {
-	ES_READ_STREAM,
-	ES_READ_STREAM_BACKWARDS,
 	ES_READ_ALL,
 	ES_READ_CATEGORY,
 	ES_READ_KINDS
 } EsReadKind;
 
-/* Each read is one prepared query of four parameters. */
+/* Each read is one prepared query: key $1, range ($2, $3], limit $4. */
 static const char *const es_read_sql[ES_READ_KINDS] = {
-	[ES_READ_STREAM] =
-	"SELECT e.* FROM eventstore.events e"
-	" WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
-	" AND e.stream_version OPERATOR(pg_catalog.>=) $2"
-	" AND e.stream_version OPERATOR(pg_catalog.<=) $3"
-	" ORDER BY e.stream_version LIMIT $4",
-	[ES_READ_STREAM_BACKWARDS] =
-	"SELECT e.* FROM eventstore.events e"
-	" WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
-	" AND e.stream_version OPERATOR(pg_catalog.>=) $2"
-	" AND e.stream_version OPERATOR(pg_catalog.<=) $3"
-	" ORDER BY e.stream_version DESC LIMIT $4",
 	[ES_READ_ALL] =
 	"SELECT e.* FROM eventstore.events e"
 	" WHERE e.global_position OPERATOR(pg_catalog.>) $2"
@@ -107,7 +94,7 @@ es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
 	bool		nulls[4] = {false, false, false, !limited};
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (lo >= hi && kind != ES_READ_STREAM && kind != ES_READ_STREAM_BACKWARDS)
+	if (lo >= hi)
 		return;					/* nothing can be in an empty range */
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -131,32 +118,29 @@ es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
 	SPI_finish();
 }
 
-/* eventstore.read_stream(stream_id, from_version DEFAULT 1, max_count DEFAULT NULL) */
+/*
+ * eventstore._stream_arg(stream_id text) RETURNS text: stream_id, checked
+ * (not NULL, not empty, not too long).  The read_stream functions wrap their
+ * argument in it.
+ */
 Datum
-eventstore_read_stream(PG_FUNCTION_ARGS)
+eventstore_stream_arg(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id = es_required_text_arg(fcinfo, 0, "stream_id");
-	int64		from = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT64(1);
-	int64		limit = 0;
-	bool		limited = es_limit_arg(fcinfo, 2, &limit);
 
-	es_read(fcinfo, ES_READ_STREAM, PointerGetDatum(stream_id), from, PG_INT64_MAX,
-			limited, limit, NULL);
-	return (Datum) 0;
+	es_check_stream_id(stream_id);
+	PG_RETURN_TEXT_P(stream_id);
 }
 
-/* eventstore.read_stream_backwards(stream_id, from_version DEFAULT NULL, max_count DEFAULT NULL) */
+/* eventstore._count_arg(max_count integer) RETURNS bigint: NULL (no limit) or >= 0. */
 Datum
-eventstore_read_stream_backwards(PG_FUNCTION_ARGS)
+eventstore_count_arg(PG_FUNCTION_ARGS)
 {
-	text	   *stream_id = es_required_text_arg(fcinfo, 0, "stream_id");
-	int64		from = PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT64(1);
-	int64		limit = 0;
-	bool		limited = es_limit_arg(fcinfo, 2, &limit);
+	int64		limit;
 
-	es_read(fcinfo, ES_READ_STREAM_BACKWARDS, PointerGetDatum(stream_id), 1, from,
-			limited, limit, NULL);
-	return (Datum) 0;
+	if (!es_limit_arg(fcinfo, 0, &limit))
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(limit);
 }
 
 /*

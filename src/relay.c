@@ -14,7 +14,9 @@
  *	  a crash before the commit publishes nothing and marks nothing; after
  *	  it, both happened.  No row is queued for notification twice.
  *	- Passes of one database are serialised by a transaction-scoped advisory
- *	  lock, so relay_once() and the worker never interleave.
+ *	  lock, so relay_once() and the worker never interleave.  Before that a
+ *	  pass takes a share lock on the extension itself, like DROP EXTENSION's
+ *	  exclusive one, so the two queue instead of deadlocking.
  *	- A payload that would not fit NOTIFY (ES_NOTIFY_PAYLOAD_MAX) goes
  *	  without its data/payload and with "data_omitted": true; consumers read
  *	  the full message with consumer_poll() or the event with read_all().
@@ -22,7 +24,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/async.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -126,6 +130,7 @@ es_relay_pass(int max_count)
 	Oid			save_userid;
 	int			save_sec;
 	Oid			seq;
+	Oid			extoid;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -135,6 +140,19 @@ es_relay_pass(int max_count)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_count must be positive")));
+
+	/*
+	 * Lock the extension first, as DROP EXTENSION does: a pass then waits for
+	 * a drop in progress (or the drop for the pass) instead of the two
+	 * deadlocking over the extension's tables.
+	 */
+	extoid = get_extension_oid("eventstore", true);
+	if (OidIsValid(extoid))
+		LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+	if (!OidIsValid(extoid) || get_extension_oid("eventstore", true) != extoid)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"eventstore\" is not installed in this database")));
 
 	seq = get_relname_relid("outbox_id_seq", es_schema_oid());
 	if (!OidIsValid(seq))
