@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The benchmark command: make bench (full) or make bench-quick.
+#
+# Sets up a throwaway preloaded cluster like the test command, builds the
+# baselines in the same database (bench/setup.sql), and runs every case with
+# pgbench (-M prepared), interleaving ours and the baselines round by round so
+# machine noise hits them alike.  Prints a table of medians and ratios and
+# writes bench/results/<timestamp>.{json,md}.  Never fails on a figure.
+#
+#   BENCH_MODE=quick  1 round x 3 s per run   (under 60 s)
+#   BENCH_MODE=full   3 rounds x 10 s per run (under 15 min)
+ES_PORT=${ES_PORT:-54333}
+source "$(dirname "$0")/../scripts/cluster.sh"
+
+MODE=${BENCH_MODE:-quick}
+case $MODE in
+    quick) ROUNDS=1; SECS=3; CLIENT_SET="1 8"; MEM_APPENDS=10000 ;;
+    full)  ROUNDS=3; SECS=10; CLIENT_SET="1 8"; MEM_APPENDS=100000 ;;
+    *) echo "BENCH_MODE must be quick or full" >&2; exit 2 ;;
+esac
+BENCH=$ES_ROOT/bench
+OUT=$BENCH/results; mkdir -p "$OUT"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+WORK=$(mktemp -d /tmp/eventstore-bench.XXXXXX); chmod 777 "$WORK"
+
+es_install_deps
+es_build_install
+ES_PGDATA=$WORK/data; mkdir -p "$ES_PGDATA"
+ES_FSYNC=on
+trap 'es_stop_cluster; rm -rf "$WORK"' EXIT
+es_start_cluster
+es_psql -d postgres -c "ALTER SYSTEM SET shared_buffers = '512MB'" -c "ALTER SYSTEM SET max_connections = 50" >/dev/null
+es_as_pg "$(es_bindir)/pg_ctl" -D "$ES_PGDATA" -w restart -l "$ES_PGDATA/server.log" >/dev/null
+es_psql -d postgres -c 'CREATE DATABASE bench' >/dev/null
+es_log "loading bench/setup.sql"
+es_psql -d bench -f "$BENCH/setup.sql" >/dev/null
+PGBENCH="$(es_bindir)/pgbench"
+
+# run_case SCRIPT CLIENTS [PGOPTIONS] -> "tps p50_ms p99_ms" (also kept in $WORK/runs)
+run_one() {
+    local script=$1 clients=$2 opts=${3:-}
+    local dir; dir=$(mktemp -d "$WORK/run.XXXX"); chmod 777 "$dir"
+    local out
+    out=$(cd "$dir" && PGOPTIONS="$opts" "$PGBENCH" -n -M prepared -c "$clients" -j "$clients" -T "$SECS" \
+              -l --log-prefix="$dir/log" -f "$BENCH/scripts/$script" bench 2>&1) || { echo "0 0 0"; echo "$out" >&2; return; }
+    local tps; tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
+    local lat; lat=$(cat "$dir"/log* | awk '{print $3}' | sort -n | awk '
+        {a[NR]=$1} END {if (NR==0) {print "0 0"; exit}
+        p50=a[int(NR*0.50)>0?int(NR*0.50):1]; p99=a[int(NR*0.99)>0?int(NR*0.99):1];
+        printf "%.3f %.3f", p50/1000, p99/1000}')
+    rm -rf "$dir"
+    echo "$tps $lat"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
+
+# Each case: name, unit multiplier (events per transaction), clients, options,
+# our script, baseline scripts (name:script ...).
+declare -a CASES=()
+add_case() { CASES+=("$*"); }
+for c in $CLIENT_SET; do
+    add_case "append|1|$c||ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
+    add_case "append sync_commit=off|1|$c|-c synchronous_commit=off|ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
+    add_case "batch of 100|100|$c||ours_batch.sql|raw:raw_batch.sql plpgsql:plpgsql_batch.sql"
+    add_case "append + projection|1|$c||ours_projection.sql|hand:hand_projection.sql"
+    add_case "read_stream 1000|1000|$c||ours_read_stream.sql|raw:raw_read_stream.sql"
+    add_case "read_all batches of 1000|1000|$c||ours_read_all.sql|raw:raw_read_all.sql"
+done
+add_case "hot stream (successes)|1|8||ours_hot.sql|plpgsql:plpgsql_hot.sql"
+
+declare -A SAMPLES
+for round in $(seq 1 "$ROUNDS"); do
+    for i in "${!CASES[@]}"; do
+        IFS='|' read -r name mult clients opts ours baselines <<<"${CASES[$i]}"
+        for variant in "ours:$ours" $baselines; do
+            v=${variant%%:*}; script=${variant#*:}
+            [ "$name" = "hot stream (successes)" ] && es_psql -d bench -c "TRUNCATE hot_results" >/dev/null
+            r=$(run_one "$script" "$clients" "$opts")
+            if [ "$name" = "hot stream (successes)" ]; then
+                read -r tps p50 p99 <<<"$r"
+                ok=$(es_psql -d bench -Atc "SELECT count(*) FILTER (WHERE ok) FROM hot_results")
+                total=$(es_psql -d bench -Atc "SELECT greatest(count(*), 1) FROM hot_results")
+                r="$(awk -v t="$tps" -v o="$ok" -v n="$total" 'BEGIN {printf "%.1f", t*o/n}') $p50 $p99"
+                SAMPLES["$i|$v|conflicts"]+="$(awk -v t="$tps" -v o="$ok" -v n="$total" 'BEGIN {printf "%.1f", t*(n-o)/n}') "
+            fi
+            SAMPLES["$i|$v"]+="$r
+"
+            es_log "round $round: $name, $clients clients, $v: $r"
+        done
+    done
+done
+
+# Memory: one backend, MEM_APPENDS appends, memory contexts before and after.
+mem_growth() {
+    local f=$WORK/mem.sql
+    {
+        echo "SELECT eventstore.append_event('mem-1', NULL, 'M', '{}') FROM generate_series(1, 100);"
+        for _ in $(seq 1 1000); do echo "SELECT eventstore.append_event('mem-1', NULL, 'M', '{\"a\": 1}');"; done
+        echo "SELECT sum(total_bytes) AS before FROM pg_backend_memory_contexts \\gset"
+        for _ in $(seq 1 "$MEM_APPENDS"); do echo "SELECT eventstore.append_event('mem-2', NULL, 'M', '{\"a\": 1}');"; done
+        echo "SELECT sum(total_bytes) - :before AS growth FROM pg_backend_memory_contexts;"
+    } > "$f"
+    es_psql -d bench -At -f "$f" | tail -1
+}
+es_log "memory: $MEM_APPENDS appends in one session"
+MEM=$(mem_growth)
+
+# Report.
+{
+    printf '| case | clients | eventstore | baseline | baseline rate | ratio | p50 ms (ours/base) | p99 ms (ours/base) |\n'
+    printf '|---|---:|---:|---|---:|---:|---:|---:|\n'
+} > "$WORK/table.md"
+echo "[" > "$WORK/results.json"
+first=1
+for i in "${!CASES[@]}"; do
+    IFS='|' read -r name mult clients opts ours baselines <<<"${CASES[$i]}"
+    o_tps=$(printf '%s' "${SAMPLES[$i|ours]}" | awk 'NF {print $1}' | median)
+    o_p50=$(printf '%s' "${SAMPLES[$i|ours]}" | awk 'NF {print $2}' | median)
+    o_p99=$(printf '%s' "${SAMPLES[$i|ours]}" | awk 'NF {print $3}' | median)
+    o_rate=$(awk -v t="$o_tps" -v m="$mult" 'BEGIN {printf "%.0f", t*m}')
+    for variant in $baselines; do
+        v=${variant%%:*}
+        b_tps=$(printf '%s' "${SAMPLES[$i|$v]}" | awk 'NF {print $1}' | median)
+        b_p50=$(printf '%s' "${SAMPLES[$i|$v]}" | awk 'NF {print $2}' | median)
+        b_p99=$(printf '%s' "${SAMPLES[$i|$v]}" | awk 'NF {print $3}' | median)
+        b_rate=$(awk -v t="$b_tps" -v m="$mult" 'BEGIN {printf "%.0f", t*m}')
+        ratio=$(awk -v a="$o_tps" -v b="$b_tps" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
+        printf '| %s | %s | %s/s | %s | %s/s | %s | %s / %s | %s / %s |\n' \
+            "$name" "$clients" "$o_rate" "$v" "$b_rate" "$ratio" "$o_p50" "$b_p50" "$o_p99" "$b_p99" >> "$WORK/table.md"
+        [ $first = 1 ] || echo "," >> "$WORK/results.json"; first=0
+        printf '  {"case": "%s", "clients": %s, "ours_per_s": %s, "baseline": "%s", "baseline_per_s": %s, "ratio": "%s", "ours_p50_ms": %s, "ours_p99_ms": %s, "baseline_p50_ms": %s, "baseline_p99_ms": %s}' \
+            "$name" "$clients" "$o_rate" "$v" "$b_rate" "$ratio" "$o_p50" "$o_p99" "$b_p50" "$b_p99" >> "$WORK/results.json"
+    done
+    if [ -n "${SAMPLES[$i|ours|conflicts]:-}" ]; then
+        oc=$(echo "${SAMPLES[$i|ours|conflicts]}" | tr ' ' '\n' | awk 'NF' | median)
+        pc=$(echo "${SAMPLES[$i|plpgsql|conflicts]}" | tr ' ' '\n' | awk 'NF' | median)
+        printf '| hot stream (conflicts) | 8 | %s/s | plpgsql | %s/s | | | |\n' "$oc" "$pc" >> "$WORK/table.md"
+    fi
+done
+echo "" >> "$WORK/results.json"; echo "]" >> "$WORK/results.json"
+{
+    echo
+    echo "Backend memory growth after $MEM_APPENDS appends in one session: $MEM bytes (pg_backend_memory_contexts, total_bytes)."
+    echo
+    echo "Mode $MODE: $ROUNDS round(s) x ${SECS}s per run, medians; $(nproc) cores; $("$(es_bindir)/postgres" --version); shared_buffers 512MB, fsync on; $(date -u +%Y-%m-%d)."
+    echo "Command: BENCH_MODE=$MODE bash bench/run.sh (or make bench / make bench-quick)."
+} >> "$WORK/table.md"
+cp "$WORK/table.md" "$OUT/$STAMP-$MODE.md"
+cp "$WORK/results.json" "$OUT/$STAMP-$MODE.json"
+echo
+cat "$WORK/table.md"
+echo
+echo "written: bench/results/$STAMP-$MODE.md and .json"

@@ -1,0 +1,1 @@
+INSERT INTO hot_results SELECT 'ours', try_append_ours('hot-ours');

@@ -1,0 +1,1 @@
+SELECT * FROM eventstore.read_stream('reader-1');

@@ -1,0 +1,1 @@
+INSERT INTO hot_results SELECT 'plpgsql', try_append_plpgsql('hot-plpgsql');
