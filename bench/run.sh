@@ -14,8 +14,8 @@ source "$(dirname "$0")/../scripts/cluster.sh"
 
 MODE=${BENCH_MODE:-quick}
 case $MODE in
-    quick) ROUNDS=1; SECS=3; CLIENT_SET="1 8"; MEM_APPENDS=10000 ;;
-    full)  ROUNDS=3; SECS=10; CLIENT_SET="1 8"; MEM_APPENDS=100000 ;;
+    quick) ROUNDS=1; SECS=3; CLIENT_SET="1 8"; MEM_APPENDS=10000; RELAY_RATE=500; RELAY_SECS=2; RELAY_COUNT=5000 ;;
+    full)  ROUNDS=3; SECS=10; CLIENT_SET="1 8"; MEM_APPENDS=100000; RELAY_RATE=1000; RELAY_SECS=10; RELAY_COUNT=20000 ;;
     *) echo "BENCH_MODE must be quick or full" >&2; exit 2 ;;
 esac
 BENCH=$ES_ROOT/bench
@@ -90,6 +90,27 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# Relay: commit-to-NOTIFY latency at a steady rate, and throughput draining a
+# backlog, against a hand-written SKIP LOCKED relay; rounds interleaved.
+es_log "building bench/relay/relay_bench.c"
+gcc -O2 -Wall -Wextra -I"$("$(es_pg_config)" --includedir)" -o "$WORK/relay_bench" \
+    "$BENCH/relay/relay_bench.c" -L"$("$(es_pg_config)" --libdir)" -lpq -lpthread
+CONN="host=$PGHOST port=$PGPORT user=postgres dbname=bench options='-c synchronous_commit=off'"
+declare -A RELAY
+for round in $(seq 1 "$ROUNDS"); do
+    for v in ours hand; do
+        line=$("$WORK/relay_bench" "$CONN" "$v" latency "$RELAY_RATE" "$RELAY_SECS")
+        es_log "round $round: relay latency $v: $line"
+        RELAY["lat|$v"]+="$line
+"
+        line=$("$WORK/relay_bench" "$CONN" "$v" throughput "$RELAY_COUNT")
+        es_log "round $round: relay throughput $v: $line"
+        RELAY["thr|$v"]+="$line
+"
+    done
+done
+field() { printf '%s' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}' | median; }
+
 # Memory: one backend, MEM_APPENDS appends, memory contexts before and after.
 mem_growth() {
     local f=$WORK/mem.sql
@@ -137,6 +158,20 @@ for i in "${!CASES[@]}"; do
         printf '| hot stream (conflicts) | 8 | %s/s | plpgsql | %s/s | | | |\n' "$oc" "$pc" >> "$WORK/table.md"
     fi
 done
+for v in ours hand; do
+    eval "r_${v}_p50=\$(field \"\${RELAY[lat|$v]}\" p50_ms)"
+    eval "r_${v}_p99=\$(field \"\${RELAY[lat|$v]}\" p99_ms)"
+    eval "r_${v}_thr=\$(field \"\${RELAY[thr|$v]}\" events_per_s)"
+done
+ratio=$(awk -v a="$r_ours_thr" -v b="$r_hand_thr" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
+printf '| relay throughput (backlog of %s) | 1 | %s/s | hand SKIP LOCKED | %s/s | %s | | |\n' \
+    "$RELAY_COUNT" "$r_ours_thr" "$r_hand_thr" "$ratio" >> "$WORK/table.md"
+printf '| relay commit-to-NOTIFY at %s/s | 1 | | hand SKIP LOCKED | | | %s / %s | %s / %s |\n' \
+    "$RELAY_RATE" "$r_ours_p50" "$r_hand_p50" "$r_ours_p99" "$r_hand_p99" >> "$WORK/table.md"
+printf ',\n  {"case": "relay throughput", "ours_per_s": %s, "baseline": "hand", "baseline_per_s": %s, "ratio": "%s"}' \
+    "$r_ours_thr" "$r_hand_thr" "$ratio" >> "$WORK/results.json"
+printf ',\n  {"case": "relay latency", "rate": %s, "ours_p50_ms": %s, "ours_p99_ms": %s, "baseline": "hand", "baseline_p50_ms": %s, "baseline_p99_ms": %s}' \
+    "$RELAY_RATE" "$r_ours_p50" "$r_ours_p99" "$r_hand_p50" "$r_hand_p99" >> "$WORK/results.json"
 echo "" >> "$WORK/results.json"; echo "]" >> "$WORK/results.json"
 {
     echo

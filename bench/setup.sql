@@ -73,3 +73,9 @@ INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, ev
 SELECT nextval('raw_position_seq'), 'log-' || (i / 1000), i % 1000 + 1, gen_random_uuid(), 'Log', jsonb_build_object('n', i)
   FROM generate_series(1000, 99999) i;
 VACUUM ANALYZE;
+
+-- Relay cases: our route, and a hand-written outbox.
+SELECT eventstore.add_route('bench_relay', ARRAY['Relayed']);
+CREATE TABLE hand_events (id bigserial PRIMARY KEY, stream_id text NOT NULL, data jsonb NOT NULL,
+                          created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE hand_outbox (id bigint PRIMARY KEY);

@@ -31,12 +31,23 @@ CREATE TABLE eventstore.outbox (
     published_at    timestamptz,
     CONSTRAINT outbox_pkey PRIMARY KEY (id),
     CONSTRAINT outbox_event_or_message CHECK ((global_position IS NULL) OPERATOR(pg_catalog.<>) (payload IS NULL))
-);
+) WITH (fillfactor = 80);	-- room for the HOT update that sets published_at
 ALTER SEQUENCE eventstore.outbox_id_seq OWNED BY eventstore.outbox.id;
-CREATE INDEX outbox_pending_idx ON eventstore.outbox (id) WHERE published_at IS NULL;
 CREATE INDEX outbox_channel_idx ON eventstore.outbox (channel, id);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.outbox_id_seq', '');
+
+-- The relay publishes in id order, so what it has published is always every
+-- row up to one id: the pending rows are those above it, found through the
+-- primary key (no index on published_at, which would fill with dead entries).
+CREATE TABLE eventstore.relay_state (
+    singleton         boolean NOT NULL DEFAULT true,
+    last_published_id bigint  NOT NULL DEFAULT 0,
+    CONSTRAINT relay_state_pkey PRIMARY KEY (singleton),
+    CONSTRAINT relay_state_singleton CHECK (singleton)
+);
+INSERT INTO eventstore.relay_state DEFAULT VALUES;
+SELECT pg_catalog.pg_extension_config_dump('eventstore.relay_state', '');
 
 -- Durable consumer checkpoints.
 CREATE TABLE eventstore.consumers (

@@ -72,7 +72,7 @@ extern void es_outbox_route(Datum stream_id, Datum *event_types, int64 *position
 extern text *es_channel_arg(FunctionCallInfo fcinfo, int argno);
 
 /* relay.c: one relay pass; relay_worker.c: the background workers */
-extern int	es_relay_pass(int max_count);
+extern int	es_relay_pass(int max_count, bool prune);
 extern void es_relay_worker_init(void);
 extern void es_relay_wakeup_at_commit(void);
 extern void es_relay_report(int published, const char *error);

@@ -10,6 +10,9 @@
  *	  open: it reads up to the outbox read horizon (horizon.c), with the
  *	  snapshot taken together with it.  So every channel is published in id
  *	  order, and the published rows are always a prefix of the settled ones.
+ *	- Published rows are always every row up to one id, kept in
+ *	  eventstore.relay_state: the pending rows are found above it through
+ *	  the primary key.
  *	- NOTIFY and the UPDATE that marks the rows published commit together:
  *	  a crash before the commit publishes nothing and marks nothing; after
  *	  it, both happened.  No row is queued for notification twice.
@@ -35,6 +38,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -50,6 +54,7 @@ PG_FUNCTION_INFO_V1(eventstore_relay_once);
 static SPIPlanPtr es_plan_pending = NULL;
 static SPIPlanPtr es_plan_mark = NULL;
 static SPIPlanPtr es_plan_prune = NULL;
+static SPIPlanPtr es_plan_prune_due = NULL;
 
 static SPIPlanPtr
 es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
@@ -64,61 +69,143 @@ es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 	return *cache;
 }
 
-/* The NOTIFY payload for message: itself, or without its data if too large. */
-static char *
-es_notify_payload(Datum message)
+/* Columns of the pending query, in order. */
+enum
 {
-	char	   *text = DatumGetCString(DirectFunctionCall1(jsonb_out, message));
-	Datum		reduced;
+	PEND_ID = 1, PEND_CHANNEL, PEND_POSITION, PEND_STREAM_ID, PEND_VERSION,
+	PEND_TYPE, PEND_EVENT_ID, PEND_DATA, PEND_PAYLOAD, PEND_HEADERS
+};
 
-	if (strlen(text) < ES_NOTIFY_PAYLOAD_MAX)
-		return text;
-
-	reduced = DirectFunctionCall2(jsonb_delete, message, CStringGetTextDatum("data"));
-	reduced = DirectFunctionCall2(jsonb_delete, reduced, CStringGetTextDatum("payload"));
-	reduced = DirectFunctionCall2(jsonb_delete, reduced, CStringGetTextDatum("headers"));
-	reduced = DirectFunctionCall2(jsonb_concat, reduced,
-								  DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"data_omitted\": true}")));
-	text = DatumGetCString(DirectFunctionCall1(jsonb_out, reduced));
-	if (strlen(text) < ES_NOTIFY_PAYLOAD_MAX)
-		return text;
-
-	/* Even the envelope is too large (a huge stream id or type): id only. */
-	reduced = DirectFunctionCall2(jsonb_delete_array, reduced,
-								  PointerGetDatum(construct_array((Datum[]) {
-									  CStringGetTextDatum("stream_id"), CStringGetTextDatum("event_type")},
-																  2, TEXTOID, -1, false, TYPALIGN_INT)));
-	return DatumGetCString(DirectFunctionCall1(jsonb_out, reduced));
+static void
+es_json_key(StringInfo buf, const char *key)
+{
+	if (buf->len > 1)
+		appendStringInfoString(buf, ", ");
+	escape_json(buf, key);
+	appendStringInfoString(buf, ": ");
 }
 
-/* Delete published rows past retention that every consumer acknowledged. */
+/* Append column col of tup as JSON: jsonb as is, text quoted, numbers bare. */
+static void
+es_json_column(StringInfo buf, const char *key, HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	Oid			type = SPI_gettypeid(desc, col);
+
+	es_json_key(buf, key);
+	if (isnull)
+		appendStringInfoString(buf, "null");
+	else if (type == JSONBOID)
+		appendStringInfoString(buf, DatumGetCString(DirectFunctionCall1(jsonb_out, d)));
+	else if (type == INT8OID)
+		appendStringInfo(buf, INT64_FORMAT, DatumGetInt64(d));
+	else
+		escape_json(buf, SPI_getvalue(tup, desc, col));
+}
+
+/*
+ * The NOTIFY payload of one pending row, as JSON text.  With full false, or
+ * when the full payload would not fit NOTIFY, data, payload and headers are
+ * left out and "data_omitted": true says so; if even that does not fit, only
+ * the id and channel go.
+ */
+static char *
+es_notify_payload(HeapTuple tup, TupleDesc desc)
+{
+	bool		is_event;
+	StringInfoData buf;
+
+	(void) SPI_getbinval(tup, desc, PEND_POSITION, &is_event);
+	is_event = !is_event;
+	initStringInfo(&buf);
+	for (int attempt = 0; attempt < 3; attempt++)
+	{
+		resetStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		es_json_column(&buf, "id", tup, desc, PEND_ID);
+		es_json_column(&buf, "channel", tup, desc, PEND_CHANNEL);
+		if (attempt < 2 && is_event)
+		{
+			es_json_column(&buf, "position", tup, desc, PEND_POSITION);
+			es_json_column(&buf, "stream_id", tup, desc, PEND_STREAM_ID);
+			es_json_column(&buf, "stream_version", tup, desc, PEND_VERSION);
+			es_json_column(&buf, "event_type", tup, desc, PEND_TYPE);
+			es_json_column(&buf, "event_id", tup, desc, PEND_EVENT_ID);
+		}
+		if (attempt == 0)
+		{
+			if (is_event)
+				es_json_column(&buf, "data", tup, desc, PEND_DATA);
+			else
+			{
+				es_json_column(&buf, "payload", tup, desc, PEND_PAYLOAD);
+				es_json_column(&buf, "headers", tup, desc, PEND_HEADERS);
+			}
+		}
+		else
+		{
+			es_json_key(&buf, "data_omitted");
+			appendStringInfoString(&buf, "true");
+		}
+		appendStringInfoChar(&buf, '}');
+		if (buf.len < ES_NOTIFY_PAYLOAD_MAX)
+			break;
+	}
+	return buf.data;
+}
+
+/*
+ * Delete published rows past retention that every consumer of their channel
+ * has acknowledged, oldest first, at most ES_PRUNE_BATCH per pass.  Rows are
+ * published in id order, so when the oldest row is still too young there is
+ * nothing to do, which one primary-key probe tells.
+ */
+#define ES_PRUNE_BATCH 10000
+
 static void
 es_relay_prune(void)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(es_outbox_retention)};
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(es_outbox_retention), Int32GetDatum(ES_PRUNE_BATCH)};
+	bool		isnull;
 
 	if (es_outbox_retention < 0)
 		return;
-	es_relay_plan(&es_plan_prune,
-				  "DELETE FROM eventstore.outbox o"
-				  " WHERE o.published_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+	es_relay_plan(&es_plan_prune_due,
+				  "SELECT o.published_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
 				  "   OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))"
-				  " AND NOT EXISTS (SELECT FROM eventstore.consumers c"
-				  "   WHERE c.channel OPERATOR(pg_catalog.=) o.channel"
-				  "   AND c.last_id OPERATOR(pg_catalog.<) o.id)",
+				  " FROM eventstore.outbox o ORDER BY o.id LIMIT 1",
 				  1, argtypes);
+	if (SPI_execute_plan(es_plan_prune_due, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading the oldest outbox row failed");
+	if (SPI_processed == 0 ||
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ||
+		isnull)
+		return;
+
+	es_relay_plan(&es_plan_prune,
+				  "WITH doomed AS (SELECT o.id FROM eventstore.outbox o"
+				  "   WHERE o.id OPERATOR(pg_catalog.<=) (SELECT s.last_published_id FROM eventstore.relay_state s)"
+				  "   AND o.published_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+				  "     OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))"
+				  "   AND NOT EXISTS (SELECT FROM eventstore.consumers c"
+				  "     WHERE c.channel OPERATOR(pg_catalog.=) o.channel"
+				  "     AND c.last_id OPERATOR(pg_catalog.<) o.id)"
+				  "   ORDER BY o.id LIMIT $2)"
+				  " DELETE FROM eventstore.outbox o USING doomed d WHERE o.id OPERATOR(pg_catalog.=) d.id",
+				  2, argtypes);
 	if (SPI_execute_plan(es_plan_prune, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "eventstore: pruning the outbox failed");
 }
 
 /*
  * One pass in the current database and transaction: publish up to max_count
- * pending rows, in id order, and prune.  Returns how many were published.
+ * pending rows, in id order, and with prune, delete what retention allows.  Returns how many were published.
  * Runs as the extension's owner; the caller must be in READ COMMITTED.
  */
 int
-es_relay_pass(int max_count)
+es_relay_pass(int max_count, bool prune)
 {
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2];
@@ -172,9 +259,13 @@ es_relay_pass(int max_count)
 
 	horizon = es_read_horizon(ES_COUNTER_OUTBOX, seq, &snapshot);
 	es_relay_plan(&es_plan_pending,
-				  "SELECT m.id, m.channel, m.message FROM eventstore.outbox_messages m"
-				  " WHERE m.published_at IS NULL AND m.id OPERATOR(pg_catalog.<=) $1"
-				  " ORDER BY m.id LIMIT $2",
+				  "SELECT o.id, o.channel, e.global_position, e.stream_id, e.stream_version,"
+				  " e.event_type, e.event_id, e.data, o.payload, o.headers"
+				  " FROM eventstore.outbox o LEFT JOIN eventstore.events e"
+				  "   ON e.global_position OPERATOR(pg_catalog.=) o.global_position"
+				  " WHERE o.id OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s)"
+				  " AND o.id OPERATOR(pg_catalog.<=) $1"
+				  " ORDER BY o.id LIMIT $2",
 				  2, argtypes);
 	values[0] = Int64GetDatum(horizon);
 	values[1] = Int32GetDatum(max_count);
@@ -187,8 +278,8 @@ es_relay_pass(int max_count)
 	if (n > 0)
 	{
 		SPITupleTable *pending = SPI_tuptable;
-		Oid			markargs[1] = {INT8ARRAYOID};
-		Datum		markvalues[1];
+		Oid			markargs[2] = {INT8OID, INT8OID};
+		Datum		markvalues[2];
 
 		ids = palloc(sizeof(Datum) * n);
 		for (uint64 i = 0; i < n; i++)
@@ -197,23 +288,30 @@ es_relay_pass(int max_count)
 			bool		isnull;
 			char	   *channel;
 
-			ids[i] = SPI_getbinval(tup, pending->tupdesc, 1, &isnull);
-			channel = TextDatumGetCString(SPI_getbinval(tup, pending->tupdesc, 2, &isnull));
-			Async_Notify(channel,
-						 es_notify_payload(SPI_getbinval(tup, pending->tupdesc, 3, &isnull)));
+			ids[i] = SPI_getbinval(tup, pending->tupdesc, PEND_ID, &isnull);
+			channel = TextDatumGetCString(SPI_getbinval(tup, pending->tupdesc, PEND_CHANNEL, &isnull));
+			Async_Notify(channel, es_notify_payload(tup, pending->tupdesc));
 		}
+		/*
+		 * The rows just read are every visible row of ids (cursor, last]:
+		 * mark that range, through the primary key, and move the cursor.
+		 */
 		es_relay_plan(&es_plan_mark,
-					  "UPDATE eventstore.outbox o SET published_at = pg_catalog.now()"
-					  " WHERE o.id OPERATOR(pg_catalog.=) ANY ($1)",
-					  1, markargs);
-		markvalues[0] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8,
-														FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+					  "WITH marked AS (UPDATE eventstore.outbox o SET published_at = pg_catalog.now()"
+					  "   WHERE o.id OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s)"
+					  "   AND o.id OPERATOR(pg_catalog.<=) $1 RETURNING o.id)"
+					  " UPDATE eventstore.relay_state s SET last_published_id = $1"
+					  " WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.=) $2",
+					  2, markargs);
+		markvalues[0] = ids[n - 1];
+		markvalues[1] = Int64GetDatum((int64) n);
 		if (SPI_execute_plan(es_plan_mark, markvalues, NULL, false, 0) != SPI_OK_UPDATE ||
-			SPI_processed != n)
+			SPI_processed != 1)
 			elog(ERROR, "eventstore: marking outbox rows published failed");
 	}
 
-	es_relay_prune();
+	if (prune)
+		es_relay_prune();
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return (int) n;
@@ -224,7 +322,7 @@ Datum
 eventstore_relay_once(PG_FUNCTION_ARGS)
 {
 	int			max_count = PG_ARGISNULL(0) ? es_relay_batch_size : PG_GETARG_INT32(0);
-	int			n = es_relay_pass(max_count);
+	int			n = es_relay_pass(max_count, true);
 
 	es_relay_report(n, NULL);
 	PG_RETURN_INT32(n);

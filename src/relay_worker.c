@@ -74,6 +74,7 @@ PGDLLEXPORT void eventstore_relay_worker_main(Datum arg);
 #define ES_RESCAN_MS		10000	/* look for new databases this often */
 #define ES_RETRY_DROP_MS	30000	/* re-probe a database whose drop we yielded to */
 #define ES_DROP_POLL_MS		1000	/* DROP DATABASE waits 5 s for us */
+#define ES_PRUNE_MS			10000	/* apply outbox retention this often */
 
 typedef enum EsRelayExit
 {
@@ -530,6 +531,9 @@ es_database_drop_pending(void)
 static int
 es_worker_pass(void)
 {
+	static TimestampTz last_prune = 0;
+	bool		prune_due = TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(),
+													   ES_PRUNE_MS);
 	MemoryContext oldcxt = CurrentMemoryContext;
 	volatile int published = 0;
 	volatile bool leave = false;
@@ -555,7 +559,9 @@ es_worker_pass(void)
 		else
 		{
 			pgstat_report_activity(STATE_RUNNING, "eventstore relay pass");
-			published = es_relay_pass(es_relay_batch_size);
+			published = es_relay_pass(es_relay_batch_size, prune_due);
+			if (prune_due)
+				last_prune = GetCurrentTimestamp();
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -709,7 +715,8 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	if (SPI_execute("SELECT pg_catalog.count(*), pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(o.created_at)"
-					" FROM eventstore.outbox o WHERE o.published_at IS NULL", true, 0) == SPI_OK_SELECT &&
+					" FROM eventstore.outbox o WHERE o.id OPERATOR(pg_catalog.>)"
+					" (SELECT s.last_published_id FROM eventstore.relay_state s)", true, 0) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
 		bool		isnull;
