@@ -178,3 +178,62 @@ REVOKE ALL ON FUNCTION eventstore._relay_wakeup() FROM PUBLIC;
 
 -- Tell the relay launcher (if preloaded) that this database now needs a worker.
 SELECT eventstore._relay_wakeup();
+
+-- The role model: one call grants a role everything one kind of user needs.
+--   reader    read the store: read_* functions, the tables' SELECT
+--   writer    reader + append, append_event, enqueue
+--   consumer  consumer_poll, consumer_ack (SECURITY DEFINER: no table rights)
+--   admin     writer + consumer + projections, routes, relay_once
+-- Nobody is granted UPDATE, DELETE or TRUNCATE on eventstore.events.  The
+-- caller needs the right to grant (the extension's owner or a superuser).
+CREATE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        fns text[];
+    BEGIN
+        IF role IS NULL OR access IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'role and access must not be null';
+        END IF;
+        IF access NOT IN ('reader', 'writer', 'consumer', 'admin') THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown access "%s"', access),
+                HINT = 'Use reader, writer, consumer or admin.';
+        END IF;
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA eventstore TO %s', role);
+        IF access IN ('reader', 'writer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.events, eventstore.projections,'
+                                      ' eventstore.routes TO %s', role);
+        END IF;
+        fns := CASE access
+            WHEN 'reader' THEN ARRAY[]::text[]
+            WHEN 'writer' THEN ARRAY['eventstore.append(text, bigint, eventstore.new_event[])',
+                                     'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid)',
+                                     'eventstore.enqueue(text, jsonb, jsonb)']
+            WHEN 'consumer' THEN ARRAY['eventstore.consumer_poll(text, text, integer)',
+                                       'eventstore.consumer_ack(text, text, bigint)']
+            WHEN 'admin' THEN ARRAY['eventstore.append(text, bigint, eventstore.new_event[])',
+                                    'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid)',
+                                    'eventstore.enqueue(text, jsonb, jsonb)',
+                                    'eventstore.consumer_poll(text, text, integer)',
+                                    'eventstore.consumer_ack(text, text, bigint)',
+                                    'eventstore.register_projection(text, regprocedure, text[], regprocedure)',
+                                    'eventstore.unregister_projection(text)',
+                                    'eventstore.enable_projection(text)',
+                                    'eventstore.disable_projection(text)',
+                                    'eventstore.rebuild_projection(text)',
+                                    'eventstore.add_route(text, text[], text[])',
+                                    'eventstore.remove_route(text)',
+                                    'eventstore.relay_once(integer)']
+        END;
+        IF access = 'admin' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.outbox, eventstore.consumers,'
+                                      ' eventstore.outbox_messages TO %s', role);
+        END IF;
+        FOR i IN 1 .. COALESCE(pg_catalog.array_length(fns, 1), 0) LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', fns[i], role);
+        END LOOP;
+    END
+    $$;
+REVOKE ALL ON FUNCTION eventstore.grant_access(regrole, text) FROM PUBLIC;

@@ -95,7 +95,7 @@ es_routes_load(void)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	PushActiveSnapshot(GetLatestSnapshot());
 	if (SPI_execute("SELECT r.channel, r.event_types, r.categories FROM eventstore.routes r"
-					" ORDER BY r.channel COLLATE \"C\"", true, 0) != SPI_OK_SELECT)
+					" ORDER BY r.channel COLLATE pg_catalog.\"C\"", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading eventstore.routes failed");
 	PopActiveSnapshot();
 	es_routes = MemoryContextAllocZero(es_route_cxt, sizeof(EsRoute) * Max(SPI_processed, 1));

@@ -145,7 +145,7 @@ es_projections_load(void)
 		PushActiveSnapshot(GetLatestSnapshot());
 		if (SPI_execute("SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
 						" p.event_types FROM eventstore.projections p WHERE p.enabled"
-						" ORDER BY p.name COLLATE \"C\"", true, 0) != SPI_OK_SELECT)
+						" ORDER BY p.name COLLATE pg_catalog.\"C\"", true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "eventstore: reading eventstore.projections failed");
 		PopActiveSnapshot();
 
