@@ -10,6 +10,7 @@
 #define EVENTSTORE_H
 
 #include "postgres.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "storage/lock.h"
 #include "access/htup.h"
@@ -77,7 +78,22 @@ extern void es_relay_worker_init(void);
 extern void es_relay_wakeup_at_commit(void);
 extern void es_relay_report(int published, const char *error);
 
-/* registry.c: shared by the projection and route registries */
+/* registry.c: shared by the registries (projections, routes, upcasters, snapshot policies) */
+typedef struct EsRegistry EsRegistry;
+struct EsRegistry
+{
+	const char *relname;		/* table in schema eventstore */
+	const char *query;			/* SELECT that reads it */
+	/* build the cache from rows (NULL: no table) in cxt */
+	void		(*fill) (EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
+	void		(*retire) (MemoryContext previous);	/* NULL: delete it */
+	void	   *cache;			/* what fill built */
+	bool		valid;
+	Oid			relid;
+	MemoryContext cxt;
+};
+extern void es_registry_init(EsRegistry *reg);
+extern void es_registry_load(EsRegistry *reg);
 extern text *es_name_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern Datum es_text_list_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern uint64 es_registry_write(const char *sql, int nargs, Oid *argtypes,

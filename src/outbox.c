@@ -9,9 +9,8 @@
  * transaction commits late.  A transaction that wrote outbox rows wakes the
  * relay worker of its database when it commits (relay_worker.c).
  *
- * The routes (eventstore.routes) are cached per backend like the projection
- * registry (read with a fresh snapshot, invalidated by the registry trigger).
- * With no route the append path costs one cached test.
+ * The routes (eventstore.routes) are a registry (registry.c), cached per
+ * backend.  With no route the append path costs one cached test.
  */
 #include "postgres.h"
 
@@ -44,80 +43,53 @@ typedef struct EsRoute
 	char	  **categories;
 } EsRoute;
 
-static MemoryContext es_route_cxt = NULL;
-static EsRoute *es_routes = NULL;
-static int	es_nroutes = 0;
-static bool es_routes_valid = false;
-static Oid	es_routes_relid = InvalidOid;
+typedef struct EsRoutes
+{
+	int			n;
+	EsRoute    *items;
+} EsRoutes;
+
+static void es_routes_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
+
+static EsRegistry es_routes_registry = {
+	.relname = "routes",
+	.query = "SELECT r.channel, r.event_types, r.categories FROM eventstore.routes r"
+	" ORDER BY r.channel COLLATE pg_catalog.\"C\"",
+	.fill = es_routes_fill,
+};
 
 static SPIPlanPtr es_plan_route_insert = NULL;
 static SPIPlanPtr es_plan_enqueue = NULL;
 
-static void
-es_routes_reset(Datum arg, Oid relid)
-{
-	(void) arg;
-	if (!OidIsValid(relid) || !OidIsValid(es_routes_relid) || relid == es_routes_relid)
-		es_routes_valid = false;
-}
-
 void
 es_outbox_init(void)
 {
-	CacheRegisterRelcacheCallback(es_routes_reset, (Datum) 0);
+	es_registry_init(&es_routes_registry);
 }
 
 static void
-es_routes_load(void)
+es_routes_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 {
-	Oid			save_userid;
-	int			save_sec;
+	EsRoutes   *routes = MemoryContextAllocZero(cxt, sizeof(EsRoutes));
+	uint64		n = rows ? rows->numvals : 0;
 
-	if (es_routes_valid)
-		return;
-	if (es_route_cxt == NULL)
-		es_route_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore routes",
-											 ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(es_route_cxt);
-	es_routes = NULL;
-	es_nroutes = 0;
-	es_routes_relid = get_relname_relid("routes", es_schema_oid());
-	if (!OidIsValid(es_routes_relid))
+	routes->items = MemoryContextAllocZero(cxt, sizeof(EsRoute) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
 	{
-		/* Schema older than 0.3.0: no routes. */
-		es_routes_valid = true;
-		return;
-	}
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "eventstore: SPI_connect failed");
-	PushActiveSnapshot(GetLatestSnapshot());
-	if (SPI_execute("SELECT r.channel, r.event_types, r.categories FROM eventstore.routes r"
-					" ORDER BY r.channel COLLATE pg_catalog.\"C\"", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "eventstore: reading eventstore.routes failed");
-	PopActiveSnapshot();
-	es_routes = MemoryContextAllocZero(es_route_cxt, sizeof(EsRoute) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		EsRoute    *r = &es_routes[i];
+		HeapTuple	tup = rows->vals[i];
+		TupleDesc	desc = rows->tupdesc;
+		EsRoute    *r = &routes->items[i];
 		bool		isnull;
 		Datum		d;
 
-		r->channel = MemoryContextStrdup(es_route_cxt,
-										 TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
+		r->channel = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
 		d = SPI_getbinval(tup, desc, 2, &isnull);
-		r->ntypes = es_copy_text_array(d, isnull, es_route_cxt, &r->types);
+		r->ntypes = es_copy_text_array(d, isnull, cxt, &r->types);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
-		r->ncategories = es_copy_text_array(d, isnull, es_route_cxt, &r->categories);
+		r->ncategories = es_copy_text_array(d, isnull, cxt, &r->categories);
 	}
-	es_nroutes = (int) SPI_processed;
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	es_routes_valid = true;
+	routes->n = (int) n;
+	reg->cache = routes;
 }
 
 static bool
@@ -148,23 +120,25 @@ es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n)
 	Datum	   *channels;
 	Datum	   *poss;
 	int			nrows = 0;
+	EsRoutes   *routes;
 
-	es_routes_load();
-	if (es_nroutes == 0)
+	es_registry_load(&es_routes_registry);
+	routes = es_routes_registry.cache;
+	if (routes->n == 0)
 		return;
 
-	ids = palloc(sizeof(Datum) * n * es_nroutes);
-	channels = palloc(sizeof(Datum) * n * es_nroutes);
-	poss = palloc(sizeof(Datum) * n * es_nroutes);
+	ids = palloc(sizeof(Datum) * n * routes->n);
+	channels = palloc(sizeof(Datum) * n * routes->n);
+	poss = palloc(sizeof(Datum) * n * routes->n);
 	seq = get_relname_relid("outbox_id_seq", es_schema_oid());
 
 	for (int i = 0; i < n; i++)
 	{
 		text	   *type = DatumGetTextPP(event_types[i]);
 
-		for (int r = 0; r < es_nroutes; r++)
+		for (int r = 0; r < routes->n; r++)
 		{
-			EsRoute    *route = &es_routes[r];
+			EsRoute    *route = &routes->items[r];
 
 			if (!es_in_list(route->types, route->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 				continue;

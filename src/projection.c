@@ -4,13 +4,9 @@
  *		transaction for every stored event, their registry, rebuild, and the
  *		C hook for other extensions.
  *
- * The registry is the table eventstore.projections.  Each backend caches the
- * enabled projections, with a ready FmgrInfo per handler, so dispatching an
- * event plans no SQL.  The registry trigger (registry.c) sends a relcache
- * invalidation for the table; the backend that changed it reloads at its
- * next command, other backends at their next transaction.  The cache is read
- * with a fresh snapshot, so a transaction never rebuilds it from a snapshot
- * older than the invalidation it is answering.
+ * The registry is the table eventstore.projections, cached per backend like
+ * every registry (registry.c): the enabled projections with a ready FmgrInfo
+ * per handler, so dispatching an event plans no SQL.
  *
  * During a dispatch the projections of an event are those cached when the
  * event's turn came: a handler that changes the registry affects the next
@@ -67,114 +63,87 @@ typedef struct EsProjection
 	char	  **types;
 } EsProjection;
 
-/* The cache: one memory context holding the array. */
+/* The cache of enabled projections, in name order. */
 typedef struct EsProjectionCache
 {
-	MemoryContext cxt;
 	EsProjection *items;
 	int			n;
 } EsProjectionCache;
 
-static EsProjectionCache *es_proj = NULL;
-static bool es_proj_valid = false;
-static Oid	es_proj_relid = InvalidOid;
 static int	es_proj_depth = 0;
 static List *es_proj_retired = NIL;	/* caches replaced during a dispatch */
 
 static eventstore_event_appended_hook_type *es_hook_slot = NULL;
 
-static void
-es_projections_reset(Datum arg, Oid relid)
-{
-	(void) arg;
-	/* Before the table exists (0.1.0 schema) any invalidation may be its creation. */
-	if (!OidIsValid(relid) || !OidIsValid(es_proj_relid) || relid == es_proj_relid)
-		es_proj_valid = false;
-}
+static void es_projections_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
+static void es_projections_retire(MemoryContext previous);
+
+static EsRegistry es_projections_registry = {
+	.relname = "projections",
+	.query = "SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
+	" p.event_types FROM eventstore.projections p WHERE p.enabled"
+	" ORDER BY p.name COLLATE pg_catalog.\"C\"",
+	.fill = es_projections_fill,
+	.retire = es_projections_retire,
+};
 
 void
 es_projection_init(void)
 {
 	es_hook_slot = (eventstore_event_appended_hook_type *)
 		find_rendezvous_variable(EVENTSTORE_HOOK_RENDEZVOUS);
-	CacheRegisterRelcacheCallback(es_projections_reset, (Datum) 0);
+	es_registry_init(&es_projections_registry);
 }
 
-/* Free a cache, or keep it until the outermost dispatch ends. */
+/* A replaced cache is kept until the outermost dispatch ends. */
 static void
-es_projections_retire(EsProjectionCache *cache)
+es_projections_retire(MemoryContext previous)
 {
-	if (cache == NULL)
-		return;
 	if (es_proj_depth > 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		es_proj_retired = lappend(es_proj_retired, cache);
+		es_proj_retired = lappend(es_proj_retired, previous);
 		MemoryContextSwitchTo(old);
 	}
 	else
-		MemoryContextDelete(cache->cxt);
+		MemoryContextDelete(previous);
 }
 
-/* Load the enabled projections, in name order, into the backend cache. */
 static void
-es_projections_load(void)
+es_projections_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 {
-	Oid			save_userid;
-	int			save_sec;
-	MemoryContext cxt;
-	EsProjectionCache *cache;
+	EsProjectionCache *cache = MemoryContextAllocZero(cxt, sizeof(EsProjectionCache));
+	uint64		n = rows ? rows->numvals : 0;
 
-	if (es_proj_valid)
-		return;
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "eventstore projections",
-								ALLOCSET_SMALL_SIZES);
-	cache = MemoryContextAllocZero(cxt, sizeof(EsProjectionCache));
-	cache->cxt = cxt;
-	es_proj_relid = get_relname_relid("projections", es_schema_oid());
-
-	if (OidIsValid(es_proj_relid))
+	cache->items = MemoryContextAllocZero(cxt, sizeof(EsProjection) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
 	{
-		/* Read as the extension's owner, with a fresh snapshot. */
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "eventstore: SPI_connect failed");
-		PushActiveSnapshot(GetLatestSnapshot());
-		if (SPI_execute("SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
-						" p.event_types FROM eventstore.projections p WHERE p.enabled"
-						" ORDER BY p.name COLLATE pg_catalog.\"C\"", true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "eventstore: reading eventstore.projections failed");
-		PopActiveSnapshot();
+		HeapTuple	tup = rows->vals[i];
+		TupleDesc	desc = rows->tupdesc;
+		EsProjection *p = &cache->items[i];
+		bool		isnull;
+		Datum		d;
 
-		cache->items = MemoryContextAllocZero(cxt, sizeof(EsProjection) * Max(SPI_processed, 1));
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			EsProjection *p = &cache->items[i];
-			bool		isnull;
-			Datum		d;
-
-			p->name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
-			p->handler_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
-			d = SPI_getbinval(tup, desc, 3, &isnull);
-			p->resolved = !isnull;
-			if (p->resolved)
-				fmgr_info_cxt(DatumGetObjectId(d), &p->handler, cxt);
-			d = SPI_getbinval(tup, desc, 4, &isnull);
-			p->ntypes = es_copy_text_array(d, isnull, cxt, &p->types);
-		}
-		cache->n = (int) SPI_processed;
-		SPI_finish();
-		SetUserIdAndSecContext(save_userid, save_sec);
+		p->name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
+		p->handler_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		p->resolved = !isnull;
+		if (p->resolved)
+			fmgr_info_cxt(DatumGetObjectId(d), &p->handler, cxt);
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		p->ntypes = es_copy_text_array(d, isnull, cxt, &p->types);
 	}
+	cache->n = (int) n;
+	reg->cache = cache;
+}
 
-	es_projections_retire(es_proj);
-	es_proj = cache;
-	es_proj_valid = true;
+/* The current cache, loaded if needed. */
+static EsProjectionCache *
+es_projections(void)
+{
+	es_registry_load(&es_projections_registry);
+	return es_projections_registry.cache;
 }
 
 static bool
@@ -195,17 +164,19 @@ es_type_matches(EsProjection *p, const char *type)
 bool
 es_projections_wanted(Datum *event_types, int n)
 {
+	EsProjectionCache *cache;
+
 	if (es_hook_slot != NULL && *es_hook_slot != NULL)
 		return true;
-	es_projections_load();
-	for (int i = 0; i < es_proj->n; i++)
+	cache = es_projections();
+	for (int i = 0; i < cache->n; i++)
 	{
-		if (es_proj->items[i].ntypes < 0)
+		if (cache->items[i].ntypes < 0)
 			return true;
 		for (int e = 0; e < n; e++)
 		{
 			char	   *type = TextDatumGetCString(event_types[e]);
-			bool		match = es_type_matches(&es_proj->items[i], type);
+			bool		match = es_type_matches(&cache->items[i], type);
 
 			pfree(type);
 			if (match)
@@ -300,8 +271,7 @@ es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 		{
 			if (es_hook_slot != NULL && *es_hook_slot != NULL)
 				(*es_hook_slot) (rows[r], desc);
-			es_projections_load();
-			es_project_row(es_proj, rows[r], desc, rowtype, type_att);
+			es_project_row(es_projections(), rows[r], desc, rowtype, type_att);
 		}
 	}
 	PG_FINALLY();
@@ -312,7 +282,7 @@ es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 			ListCell   *lc;
 
 			foreach(lc, es_proj_retired)
-				MemoryContextDelete(((EsProjectionCache *) lfirst(lc))->cxt);
+				MemoryContextDelete((MemoryContext) lfirst(lc));
 			list_free(es_proj_retired);
 			es_proj_retired = NIL;
 		}

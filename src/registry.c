@@ -1,14 +1,21 @@
 /*
  * registry.c
- *		What the registry tables (eventstore.projections, eventstore.routes)
- *		share: argument checks, writes made as the extension's owner, the
- *		trigger that keeps every backend's cache of them current, and copying
- *		their text[] columns into a cache.
+ *		What the registry tables (projections, routes, upcasters, snapshot
+ *		policies) share: argument checks, writes made as the extension's
+ *		owner, the per-backend cache of each table, the trigger that keeps
+ *		those caches current, and copying text[] columns into a cache.
  *
  * The management functions are C functions running with the caller's
  * privileges: EXECUTE on them is the privilege to manage (revoked from
  * PUBLIC), ownership checks see the real caller, and only the final write
  * switches to the table owner.  Nobody needs rights on the tables.
+ *
+ * Caches: each registry (an EsRegistry) is loaded on first use with a fresh
+ * snapshot, as the owner, into a memory context of its own, and forgotten on
+ * a relcache invalidation of its table -- which the registry trigger sends
+ * on every change, so the changing backend reloads at its next command and
+ * others at their next transaction.  A registry whose table does not exist
+ * (an older schema version) loads as empty.
  */
 #include "postgres.h"
 
@@ -20,11 +27,91 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_registry_changed);
+
+static List *es_registries = NIL;	/* every EsRegistry, for invalidation */
+
+static void
+es_registry_invalidate(Datum arg, Oid relid)
+{
+	ListCell   *lc;
+
+	(void) arg;
+	foreach(lc, es_registries)
+	{
+		EsRegistry *reg = lfirst(lc);
+
+		/* Before the table exists any invalidation may be its creation. */
+		if (!OidIsValid(relid) || !OidIsValid(reg->relid) || relid == reg->relid)
+			reg->valid = false;
+	}
+}
+
+/* Make reg known to the invalidation callback; call once, from _PG_init. */
+void
+es_registry_init(EsRegistry *reg)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	if (es_registries == NIL)
+		CacheRegisterRelcacheCallback(es_registry_invalidate, (Datum) 0);
+	es_registries = lappend(es_registries, reg);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Load reg's cache if it is not valid: run reg->query as the owner with a
+ * fresh snapshot and hand the rows to reg->fill in a new memory context.  The
+ * previous context goes to reg->retire (which may keep it a while) or is
+ * deleted.
+ */
+void
+es_registry_load(EsRegistry *reg)
+{
+	MemoryContext cxt;
+	Oid			save_userid;
+	int			save_sec;
+	MemoryContext previous = reg->cxt;
+
+	if (reg->valid)
+		return;
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "eventstore registry", ALLOCSET_SMALL_SIZES);
+	MemoryContextSetIdentifier(cxt, reg->relname);
+	reg->relid = get_relname_relid(reg->relname, es_schema_oid());
+	if (!OidIsValid(reg->relid))
+		reg->fill(reg, NULL, cxt);
+	else
+	{
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "eventstore: SPI_connect failed");
+		PushActiveSnapshot(GetLatestSnapshot());
+		if (SPI_execute(reg->query, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "eventstore: reading eventstore.%s failed", reg->relname);
+		PopActiveSnapshot();
+		reg->fill(reg, SPI_tuptable, cxt);
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	reg->cxt = cxt;
+	reg->valid = true;
+	if (previous != NULL)
+	{
+		if (reg->retire)
+			reg->retire(previous);
+		else
+			MemoryContextDelete(previous);
+	}
+}
 
 /* A name argument (what says which): not NULL, not empty. */
 text *
