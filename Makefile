@@ -4,17 +4,18 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 
 MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
-       src/registry.o src/projection.o src/outbox.o src/relay.o src/relay_worker.o src/immutable.o
+       src/registry.o src/projection.o src/upcast.o src/aggregate.o \
+       src/outbox.o src/relay.o src/relay_worker.o src/immutable.o
 HEADERS = include/eventstore_hooks.h
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)
-ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild
+ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order
 ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config

@@ -36,6 +36,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "access/genam.h"
 #include "access/skey.h"
 #include "access/stratnum.h"
@@ -68,11 +69,11 @@ static SPIPlanPtr es_plan_insert[2][2];
 
 static const char *const es_insert_sql[2] = {
 	"INSERT INTO eventstore.events (global_position, stream_id,"
-	" stream_version, event_id, event_type, data, metadata)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	" stream_version, event_id, event_type, data, metadata, created_at)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 	"INSERT INTO eventstore.events (global_position, stream_id,"
-	" stream_version, event_id, event_type, data, metadata)"
-	" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m"
+	" stream_version, event_id, event_type, data, metadata, created_at)"
+	" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m, $8"
 	" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
 	" pg_catalog.unnest($4), pg_catalog.unnest($5),"
 	" pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
@@ -285,17 +286,30 @@ es_slot_int8(TupleTableSlot *slot, const char *column)
 	return DatumGetInt64(slot_getattr(slot, get_attnum(es_events_relid(), column), &isnull));
 }
 
-/* The stream's current committed version, 0 when it has no events. */
+/*
+ * The stream's current committed version (0 when it has no events) and, if
+ * last_time is given, its last event's created_at (0 when none).
+ */
 static int64
-es_current_version(Datum stream_id)
+es_current_version(Datum stream_id, TimestampTz *last_time)
 {
 	EsStreamLookup lk;
 	int64		version = 0;
 
+	if (last_time)
+		*last_time = 0;
 	es_lookup_begin(&lk, es_version_index(), stream_id, InvalidOid, (Datum) 0);
 	if (index_getnext_slot(lk.scan, BackwardScanDirection, lk.slot))
 	{
 		version = es_slot_int8(lk.slot, "stream_version");
+		if (last_time)
+		{
+			bool		isnull;
+
+			*last_time = DatumGetTimestampTz(slot_getattr(lk.slot,
+														  get_attnum(es_events_relid(), "created_at"),
+														  &isnull));
+		}
 	}
 	es_lookup_end(&lk);
 	return version;
@@ -440,7 +454,7 @@ es_insert_plan(bool batch, bool returning, Oid *argtypes)
 		char	   *sql = psprintf("%s%s", es_insert_sql[batch],
 								   returning ? " RETURNING *" : "");
 
-		es_prepare(cache, sql, 7, argtypes);
+		es_prepare(cache, sql, 8, argtypes);
 		pfree(sql);
 	}
 	return *cache;
@@ -452,7 +466,7 @@ es_insert_plan(bool batch, bool returning, Oid *argtypes)
  */
 static int64
 es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
-				 bool returning, int64 *positions_out)
+				 TimestampTz created_at, bool returning, int64 *positions_out)
 {
 	Oid			seq = es_position_seqid();
 	int64		last_position = 0;
@@ -460,9 +474,10 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 
 	if (n == 1)
 	{
-		Oid			argtypes[7] = {INT8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID, JSONBOID, JSONBOID};
-		Datum		values[7];
-		char		nulls[7] = "       ";
+		Oid			argtypes[8] = {INT8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+		TIMESTAMPTZOID};
+		Datum		values[8];
+		char		nulls[8] = "        ";
 		SPIPlanPtr	plan;
 
 		plan = es_insert_plan(false, returning, argtypes);
@@ -477,14 +492,15 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		values[6] = events[0].metadata;
 		if (events[0].metadata == (Datum) 0)
 			nulls[6] = 'n';
+		values[7] = TimestampTzGetDatum(created_at);
 		if (SPI_execute_plan(plan, values, nulls, false, 0) != expected_rc)
 			elog(ERROR, "eventstore: inserting the event failed");
 	}
 	else
 	{
-		Oid			argtypes[7] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, UUIDARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
-		Datum		values[7];
+		Oid			argtypes[8] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, UUIDARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID};
+		Datum		values[8];
 		Datum	   *positions = palloc(sizeof(Datum) * n);
 		Datum	   *versions = palloc(sizeof(Datum) * n);
 		Datum	   *ids = palloc(sizeof(Datum) * n);
@@ -517,6 +533,7 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		values[5] = PointerGetDatum(construct_array(datas, n, JSONBOID, -1, false, TYPALIGN_INT));
 		values[6] = PointerGetDatum(construct_md_array(metas, meta_nulls, 1, dims, lbs,
 													   JSONBOID, -1, false, TYPALIGN_INT));
+		values[7] = TimestampTzGetDatum(created_at);
 		if (SPI_execute_plan(plan, values, NULL, false, 0) != expected_rc)
 			elog(ERROR, "eventstore: inserting the events failed");
 	}
@@ -536,6 +553,8 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	Oid			save_userid;
 	int			save_sec;
 	int64		current;
+	TimestampTz last_time;
+	TimestampTz created_at;
 	bool		any_id_given = false;
 	bool		dispatch;
 	int64	   *positions;
@@ -575,7 +594,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 		}
 		if (!any_version && expected >= 0)
 		{
-			current = es_current_version(sid);
+			current = es_current_version(sid, NULL);
 			if (current > expected)
 				es_check_expected(sid, any_version, expected, current);
 		}
@@ -588,8 +607,14 @@ es_append(text *stream_id, bool any_version, int64 expected,
 		SetUserIdAndSecContext(save_userid, save_sec);
 		return;
 	}
-	current = es_current_version(sid);
+	current = es_current_version(sid, &last_time);
 	es_check_expected(sid, any_version, expected, current);
+
+	/*
+	 * The events' time: now, as the stream lock is held, and never before
+	 * the stream's last event, so created_at never decreases in a stream.
+	 */
+	created_at = Max(GetCurrentTimestamp(), last_time);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
@@ -599,7 +624,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 		types[i] = events[i].event_type;
 	dispatch = es_projections_wanted(types, n);
 	positions = palloc(sizeof(int64) * n);
-	*position = es_insert_events(sid, events, n, current, dispatch, positions);
+	*position = es_insert_events(sid, events, n, current, created_at, dispatch, positions);
 	*version = current + n;
 	rows = dispatch ? SPI_tuptable : NULL;
 	nrows = SPI_processed;
@@ -612,6 +637,9 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	if (dispatch)
 		es_projections_dispatch(rows->vals, nrows, rows->tupdesc);
 	SPI_finish();
+
+	/* Snapshot policies whose period this append crossed (aggregate.c). */
+	es_snapshot_after_append(sid, current, current + n);
 }
 
 static Datum

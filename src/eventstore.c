@@ -119,4 +119,6 @@ _PG_init(void)
 	es_projection_init();
 	es_outbox_init();
 	es_relay_worker_init();
+	es_upcast_init();
+	es_aggregate_init();
 }

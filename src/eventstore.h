@@ -99,6 +99,17 @@ extern Datum es_text_list_arg(FunctionCallInfo fcinfo, int argno, const char *wh
 extern uint64 es_registry_write(const char *sql, int nargs, Oid *argtypes,
 								Datum *values, const char *nulls);
 extern int	es_copy_text_array(Datum arr, bool isnull, MemoryContext cxt, char ***out);
+extern char *es_check_function(Oid fn, const char *what, int nargs, const Oid *argtypes, Oid rettype);
+extern void es_check_callable(Oid fn, const char *what, int nargs, const Oid *argtypes, Oid rettype);
+
+/* upcast.c: upcasters applied to events as they are read */
+extern void es_upcast_init(void);
+extern bool es_upcasting(void);
+extern Datum es_upcast_row(Datum row);
+
+/* aggregate.c: snapshots, folding, snapshot policies */
+extern void es_aggregate_init(void);
+extern void es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version);
 
 /* catalog.c: OIDs of the extension's own objects, cached per backend */
 extern Oid	es_schema_oid(void);

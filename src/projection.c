@@ -27,6 +27,7 @@
 #include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -169,6 +170,8 @@ es_projections_wanted(Datum *event_types, int n)
 	if (es_hook_slot != NULL && *es_hook_slot != NULL)
 		return true;
 	cache = es_projections();
+	if (cache->n > 0 && es_upcasting())
+		return true;			/* upcasting may turn any type into a projected one */
 	for (int i = 0; i < cache->n; i++)
 	{
 		if (cache->items[i].ntypes < 0)
@@ -213,13 +216,32 @@ es_row_datum(HeapTuple tup, TupleDesc desc, Oid rowtype)
 	return row;
 }
 
+/*
+ * The event type of a row of eventstore.events and the row as a Datum, as
+ * handlers see it: upcast when upcasters exist (then built at once), else
+ * built only when first needed (*row stays 0).
+ */
+static char *
+es_row_for_handlers(HeapTuple tup, TupleDesc desc, Oid rowtype, int type_att, Datum *row)
+{
+	bool		isnull;
+
+	*row = (Datum) 0;
+	if (es_upcasting())
+	{
+		*row = es_upcast_row(es_row_datum(tup, desc, rowtype));
+		return TextDatumGetCString(GetAttributeByName(DatumGetHeapTupleHeader(*row),
+													  "event_type", &isnull));
+	}
+	return TextDatumGetCString(heap_getattr(tup, type_att, desc, &isnull));
+}
+
 /* Call the projections of cache that match one stored row. */
 static void
 es_project_row(EsProjectionCache *cache, HeapTuple tup, TupleDesc desc, Oid rowtype, int type_att)
 {
-	bool		isnull;
-	char	   *type = TextDatumGetCString(heap_getattr(tup, type_att, desc, &isnull));
-	Datum		row = (Datum) 0;
+	Datum		row;
+	char	   *type = es_row_for_handlers(tup, desc, rowtype, type_att, &row);
 
 	for (int i = 0; i < cache->n; i++)
 	{
@@ -291,57 +313,6 @@ es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 }
 
 /*
- * Validate a handler at registration: nargs 1, one argument of type
- * eventstore.events; nargs 0, a reset handler without arguments.  The caller
- * must own the function (or be superuser) and be allowed to execute it.
- * Returns its schema-qualified signature, to store.
- */
-static char *
-es_check_handler(Oid fn, int nargs)
-{
-	HeapTuple	tup;
-	Form_pg_proc proc;
-	Oid			rowtype = get_rel_type_id(es_events_relid());
-	char	   *fname;
-
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-	if (!HeapTupleIsValid(tup))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function with OID %u does not exist", fn)));
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	fname = format_procedure(fn);
-
-	if (proc->prokind != PROKIND_FUNCTION)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("%s is not a function", fname)));
-	if (proc->proretset)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("handler %s must not return a set", fname)));
-	if (nargs == 1 && (proc->pronargs != 1 || proc->proargtypes.values[0] != rowtype))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("projection handler %s must take exactly one argument of type eventstore.events",
-						fname)));
-	if (nargs == 0 && proc->pronargs != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("reset handler %s must take no arguments", fname)));
-	if (!es_proc_ownercheck(fn))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of function %s to register it", fname)));
-	if (es_proc_aclcheck(fn) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for function %s", fname)));
-	ReleaseSysCache(tup);
-	return format_procedure_qualified(fn);
-}
-
-/*
  * eventstore.register_projection(name text, handler regprocedure,
  *		event_types text[] DEFAULT NULL, reset_handler regprocedure DEFAULT NULL)
  */
@@ -360,9 +331,13 @@ eventstore_register_projection(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("handler must not be null")));
-	handler = es_check_handler(PG_GETARG_OID(1), 1);
-	if (!PG_ARGISNULL(3))
-		reset = es_check_handler(PG_GETARG_OID(3), 0);
+	{
+		Oid			rowtype = get_rel_type_id(es_events_relid());
+
+		handler = es_check_function(PG_GETARG_OID(1), "projection handler", 1, &rowtype, InvalidOid);
+		if (!PG_ARGISNULL(3))
+			reset = es_check_function(PG_GETARG_OID(3), "reset handler", 0, NULL, InvalidOid);
+	}
 
 	values[0] = PointerGetDatum(name);
 	if (es_registry_write("SELECT FROM eventstore.projections p WHERE p.name OPERATOR(pg_catalog.=) $1",
@@ -517,15 +492,15 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 		type_att = SPI_fnumber(batch->tupdesc, "event_type");
 		for (uint64 r = 0; r < nbatch; r++)
 		{
-			HeapTuple	tup = batch->vals[r];
-			char	   *type = TextDatumGetCString(heap_getattr(tup, type_att, batch->tupdesc, &isnull));
 			Datum		row;
+			char	   *type = es_row_for_handlers(batch->vals[r], batch->tupdesc, rowtype,
+												   type_att, &row);
 
 			if (es_type_matches(&proj, type))
 			{
-				row = es_row_datum(tup, batch->tupdesc, rowtype);
+				if (row == (Datum) 0)
+					row = es_row_datum(batch->vals[r], batch->tupdesc, rowtype);
 				es_call_handler(&proj.handler, 1, row);
-				pfree(DatumGetPointer(row));
 				count++;
 			}
 			pfree(type);

@@ -20,6 +20,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "compat.h"
 #include "eventstore.h"
@@ -27,6 +28,7 @@
 PG_FUNCTION_INFO_V1(eventstore_stream_arg);
 PG_FUNCTION_INFO_V1(eventstore_count_arg);
 PG_FUNCTION_INFO_V1(eventstore_read_all);
+PG_FUNCTION_INFO_V1(eventstore_read_all_until);
 PG_FUNCTION_INFO_V1(eventstore_read_category);
 
 typedef enum EsReadKind
@@ -36,22 +38,44 @@ typedef enum EsReadKind
 	ES_READ_KINDS
 } EsReadKind;
 
-/* Each read is one prepared query: key $1, range ($2, $3], limit $4. */
-static const char *const es_read_sql[ES_READ_KINDS] = {
-	[ES_READ_ALL] =
-	"SELECT e.* FROM eventstore.events e"
-	" WHERE e.global_position OPERATOR(pg_catalog.>) $2"
-	" AND e.global_position OPERATOR(pg_catalog.<=) $3"
-	" ORDER BY e.global_position LIMIT $4",
-	[ES_READ_CATEGORY] =
-	"SELECT e.* FROM eventstore.events e"
-	" WHERE pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) $1"
-	" AND e.global_position OPERATOR(pg_catalog.>) $2"
-	" AND e.global_position OPERATOR(pg_catalog.<=) $3"
-	" ORDER BY e.global_position LIMIT $4",
+/*
+ * Each read is one prepared query: key $1, positions in ($2, $3], appended at
+ * or before $5, limit $4.  The condition differs by kind; with upcasters
+ * registered the rows go through eventstore._upcast().
+ */
+static const char *const es_read_cond[ES_READ_KINDS] = {
+	[ES_READ_ALL] = "true",
+	[ES_READ_CATEGORY] = "pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) $1",
 };
 
-static SPIPlanPtr es_read_plans[ES_READ_KINDS];
+static SPIPlanPtr es_read_plans[ES_READ_KINDS][2];
+
+static SPIPlanPtr
+es_read_plan(EsReadKind kind, bool upcast, Oid *argtypes)
+{
+	SPIPlanPtr *cache = &es_read_plans[kind][upcast];
+
+	if (*cache == NULL)
+	{
+		char	   *sql = psprintf("SELECT %s FROM eventstore.events e%s"
+								   " WHERE %s"
+								   " AND e.global_position OPERATOR(pg_catalog.>) $2"
+								   " AND e.global_position OPERATOR(pg_catalog.<=) $3"
+								   " AND e.created_at OPERATOR(pg_catalog.<=) $5"
+								   " ORDER BY e.global_position LIMIT $4",
+								   upcast ? "u.*" : "e.*",
+								   upcast ? " CROSS JOIN LATERAL eventstore._upcast(e) u" : "",
+								   es_read_cond[kind]);
+		SPIPlanPtr	plan = SPI_prepare(sql, 5, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "eventstore: SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
 
 /* max_count argument: NULL means no limit; negative is an error. */
 static bool
@@ -86,12 +110,14 @@ es_required_text_arg(FunctionCallInfo fcinfo, int argno, const char *name)
  */
 static void
 es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
-		bool limited, int64 limit, Snapshot snapshot)
+		bool limited, int64 limit, TimestampTz until, Snapshot snapshot)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			argtypes[4] = {TEXTOID, INT8OID, INT8OID, INT8OID};
-	Datum		values[4] = {key, Int64GetDatum(lo), Int64GetDatum(hi), Int64GetDatum(limit)};
-	bool		nulls[4] = {false, false, false, !limited};
+	Oid			argtypes[5] = {TEXTOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID};
+	Datum		values[5] = {key, Int64GetDatum(lo), Int64GetDatum(hi), Int64GetDatum(limit),
+	TimestampTzGetDatum(until)};
+	bool		nulls[5] = {false, false, false, !limited, false};
+	SPIPlanPtr	plan;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (lo >= hi)
@@ -99,19 +125,10 @@ es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	if (es_read_plans[kind] == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(es_read_sql[kind], 4, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "eventstore: SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		es_read_plans[kind] = plan;
-	}
+	plan = es_read_plan(kind, es_upcasting(), argtypes);
 	if (snapshot != NULL)
 		PushActiveSnapshot(snapshot);
-	es_spi_into_tuplestore(es_read_plans[kind], 4, argtypes, values, nulls,
+	es_spi_into_tuplestore(plan, 5, argtypes, values, nulls,
 						   rsinfo->setResult, rsinfo->econtext->ecxt_per_query_memory);
 	if (snapshot != NULL)
 		PopActiveSnapshot();
@@ -144,20 +161,30 @@ eventstore_count_arg(PG_FUNCTION_ARGS)
 }
 
 /*
- * The shared body of read_all and read_category: after_position is argument
- * argno, max_count the next one.  Reads stop at the horizon.
+ * The shared body of read_all and read_category (and their _until forms):
+ * after_position is argument argno, max_count the next one, and with
+ * until_argno >= 0 the time to stop at.  Reads stop at the horizon.
  */
 static void
-es_read_log(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int argno)
+es_read_log(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int argno, int until_argno)
 {
 	int64		after = PG_ARGISNULL(argno) ? 0 : PG_GETARG_INT64(argno);
 	int64		limit = 0;
 	bool		limited = es_limit_arg(fcinfo, argno + 1, &limit);
+	TimestampTz until = DT_NOEND;
 	Snapshot	snapshot;
 	int64		horizon;
 
+	if (until_argno >= 0)
+	{
+		if (PG_ARGISNULL(until_argno))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("until_time must not be null")));
+		until = PG_GETARG_TIMESTAMPTZ(until_argno);
+	}
 	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
-	es_read(fcinfo, kind, key, after, horizon, limited, limit, snapshot);
+	es_read(fcinfo, kind, key, after, horizon, limited, limit, until, snapshot);
 	UnregisterSnapshot(snapshot);
 }
 
@@ -165,7 +192,15 @@ es_read_log(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int argno)
 Datum
 eventstore_read_all(PG_FUNCTION_ARGS)
 {
-	es_read_log(fcinfo, ES_READ_ALL, CStringGetTextDatum(""), 0);
+	es_read_log(fcinfo, ES_READ_ALL, CStringGetTextDatum(""), 0, -1);
+	return (Datum) 0;
+}
+
+/* eventstore.read_all_until(until_time, after_position DEFAULT 0, max_count DEFAULT 1000) */
+Datum
+eventstore_read_all_until(PG_FUNCTION_ARGS)
+{
+	es_read_log(fcinfo, ES_READ_ALL, CStringGetTextDatum(""), 1, 0);
 	return (Datum) 0;
 }
 
@@ -179,6 +214,6 @@ eventstore_read_category(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("category must not be empty")));
-	es_read_log(fcinfo, ES_READ_CATEGORY, PointerGetDatum(category), 1);
+	es_read_log(fcinfo, ES_READ_CATEGORY, PointerGetDatum(category), 1, -1);
 	return (Datum) 0;
 }

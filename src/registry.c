@@ -19,6 +19,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -30,7 +32,11 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/regproc.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "compat.h"
 
 #include "eventstore.h"
 
@@ -94,7 +100,8 @@ es_registry_load(EsRegistry *reg)
 		SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "eventstore: SPI_connect failed");
-		PushActiveSnapshot(GetLatestSnapshot());
+		/* a parallel query cannot take a new snapshot; the active one serves */
+		PushActiveSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
 		if (SPI_execute(reg->query, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "eventstore: reading eventstore.%s failed", reg->relname);
 		PopActiveSnapshot();
@@ -201,7 +208,8 @@ es_copy_text_array(Datum arr, bool isnull, MemoryContext cxt, char ***out)
  * Statement trigger on the registry tables: send a relcache invalidation for
  * the table, so every backend's cache of it is rebuilt -- this one at its
  * next command, the others at their next transaction.  Row changes alone
- * would not tell them.
+ * would not tell them.  Each trigger argument names another table of the
+ * schema to invalidate too, which invalidates the cached plans that use it.
  */
 Datum
 eventstore_registry_changed(PG_FUNCTION_ARGS)
@@ -213,5 +221,107 @@ eventstore_registry_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("eventstore_registry_changed() must be called as a trigger")));
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	for (int i = 0; i < trigdata->tg_trigger->tgnargs; i++)
+	{
+		Oid			relid = get_relname_relid(trigdata->tg_trigger->tgargs[i], es_schema_oid());
+
+		if (OidIsValid(relid))
+			CacheInvalidateRelcacheByRelid(relid);
+	}
 	return PointerGetDatum(NULL);
+}
+
+/* A type's name for messages. */
+static char *
+es_type_name(Oid type)
+{
+	return format_type_be(type);
+}
+
+/*
+ * Check that fn can serve as a handler (what says which kind, for messages):
+ * a plain function, not returning a set, taking exactly the nargs argument
+ * types given and, unless rettype is InvalidOid, returning rettype; and that
+ * the caller may execute it, and with must_own, owns it (or is superuser).
+ */
+static void
+es_check_handler_function(Oid fn, const char *what, int nargs, const Oid *argtypes,
+						  Oid rettype, bool must_own)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	char	   *fname;
+	bool		args_ok;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", fn)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	fname = format_procedure(fn);
+
+	if (proc->prokind != PROKIND_FUNCTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s is not a function", fname)));
+	if (proc->proretset)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("handler %s must not return a set", fname)));
+	args_ok = proc->pronargs == nargs;
+	for (int i = 0; args_ok && i < nargs; i++)
+		args_ok = proc->proargtypes.values[i] == argtypes[i];
+	if (!args_ok)
+	{
+		StringInfoData sig;
+
+		initStringInfo(&sig);
+		for (int i = 0; i < nargs; i++)
+			appendStringInfo(&sig, "%s%s", i ? ", " : "", es_type_name(argtypes[i]));
+		if (nargs == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+					 errmsg("%s %s must take no arguments", what, fname)));
+		else if (nargs == 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+					 errmsg("%s %s must take exactly one argument of type %s", what, fname, sig.data)));
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+					 errmsg("%s %s must take exactly the arguments (%s)", what, fname, sig.data)));
+	}
+	if (OidIsValid(rettype) && proc->prorettype != rettype)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("%s %s must return %s", what, fname, es_type_name(rettype))));
+	if (must_own && !es_proc_ownercheck(fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of function %s to register it", fname)));
+	if (es_proc_aclcheck(fn) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", fname)));
+	ReleaseSysCache(tup);
+}
+
+/*
+ * A function about to be registered as a handler: it must fit (see above)
+ * and the caller must own it.  Returns its schema-qualified signature, to
+ * store.
+ */
+char *
+es_check_function(Oid fn, const char *what, int nargs, const Oid *argtypes, Oid rettype)
+{
+	es_check_handler_function(fn, what, nargs, argtypes, rettype, true);
+	return format_procedure_qualified(fn);
+}
+
+/* A function about to be called as a handler: it must fit and be executable. */
+void
+es_check_callable(Oid fn, const char *what, int nargs, const Oid *argtypes, Oid rettype)
+{
+	es_check_handler_function(fn, what, nargs, argtypes, rettype, false);
 }

@@ -1,0 +1,454 @@
+/*
+ * aggregate.c
+ *		Aggregates: snapshots of a stream's folded state, folding a stream
+ *		through a reducer (from the newest usable snapshot, up to a version or
+ *		a time), and snapshot policies that take snapshots as streams grow.
+ *
+ * A reducer is a function (state jsonb, e eventstore.events) RETURNS jsonb.
+ * Folding reads the stream through eventstore.read_stream, so reducers see
+ * upcast events.  A snapshot at version v is the fold of events 1..v; the
+ * fold from it is the same as the fold from the start as long as the reducer
+ * (and the upcasters) are the same -- change them and take new snapshots.
+ *
+ * Snapshots are written as the extension's owner: save_snapshot (granted to
+ * writers) and the policies are the only ways in.  A policy's reducer runs
+ * with the privileges of the appending user, inside the appending
+ * transaction, after the projections.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_aggregate);
+PG_FUNCTION_INFO_V1(eventstore_save_snapshot);
+PG_FUNCTION_INFO_V1(eventstore_set_snapshot_policy);
+PG_FUNCTION_INFO_V1(eventstore_remove_snapshot_policy);
+
+typedef struct EsPolicy
+{
+	char	   *snapshot_type;
+	char	   *reducer_name;
+	Oid			reducer;		/* InvalidOid if dropped */
+	int64		every;
+	Datum		initial;		/* jsonb, in the cache's context */
+	int			ncategories;	/* -1: every category */
+	char	  **categories;
+} EsPolicy;
+
+typedef struct EsPolicies
+{
+	int			n;
+	EsPolicy   *items;
+} EsPolicies;
+
+static void es_policies_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
+
+static EsRegistry es_policies_registry = {
+	.relname = "snapshot_policies",
+	.query = "SELECT p.snapshot_type, p.reducer, pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid,"
+	" p.every, p.initial, p.categories FROM eventstore.snapshot_policies p"
+	" ORDER BY p.snapshot_type COLLATE pg_catalog.\"C\"",
+	.fill = es_policies_fill,
+};
+
+void
+es_aggregate_init(void)
+{
+	es_registry_init(&es_policies_registry);
+}
+
+static void
+es_policies_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
+{
+	EsPolicies *cache = MemoryContextAllocZero(cxt, sizeof(EsPolicies));
+	uint64		n = rows ? rows->numvals : 0;
+
+	cache->items = MemoryContextAllocZero(cxt, sizeof(EsPolicy) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		TupleDesc	desc = rows->tupdesc;
+		EsPolicy   *p = &cache->items[i];
+		bool		isnull;
+		Datum		d;
+		MemoryContext old;
+
+		p->snapshot_type = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
+		p->reducer_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		p->reducer = isnull ? InvalidOid : DatumGetObjectId(d);
+		p->every = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		old = MemoryContextSwitchTo(cxt);
+		p->initial = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		MemoryContextSwitchTo(old);
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		p->ncategories = es_copy_text_array(d, isnull, cxt, &p->categories);
+	}
+	cache->n = (int) n;
+	reg->cache = cache;
+}
+
+/* Check a reducer: (jsonb, eventstore.events) RETURNS jsonb. */
+static char *
+es_check_reducer(Oid fn)
+{
+	Oid			argtypes[2] = {JSONBOID, get_rel_type_id(es_events_relid())};
+
+	return es_check_function(fn, "reducer", 2, argtypes, JSONBOID);
+}
+
+/* The newest snapshot of stream/type at or below max_version, if any. */
+static bool
+es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
+				 int64 *version, Datum *state)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+	Datum		values[3] = {stream_id, type, Int64GetDatum(max_version)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT s.stream_version, s.state FROM eventstore.snapshots s"
+							  " WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
+							  " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
+							  " AND s.stream_version OPERATOR(pg_catalog.<=) $3"
+							  " ORDER BY s.stream_version DESC LIMIT 1",
+							  3, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading snapshots failed");
+	if (SPI_processed == 0)
+		return false;
+	*version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*state = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	*state = isnull ? (Datum) 0 : PointerGetDatum(SPI_datumTransfer(*state, false, -1));
+	return true;
+}
+
+/*
+ * Fold stream_id's events (max_version at most) through reducer, starting at
+ * the newest snapshot of snapshot_type (when not 0) or at initial.  With
+ * own_writes, read with a new command id so this transaction's latest
+ * appends are seen (a policy right after an append); else with the active
+ * snapshot.  Must be called inside an SPI connection.  Returns the state;
+ * NULL as (Datum) 0.
+ */
+static Datum
+es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum snapshot_type,
+		bool own_writes)
+{
+	Datum		state = initial;
+	int64		from = 1;
+	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
+	Datum		values[3];
+	Portal		portal;
+	FmgrInfo	flinfo;
+	Oid			rowtype = get_rel_type_id(es_events_relid());
+	MemoryContext fold_cxt = CurrentMemoryContext;
+
+	if (snapshot_type != (Datum) 0)
+	{
+		int64		v;
+		Datum		s;
+
+		if (es_load_snapshot(stream_id, snapshot_type, max_version, &v, &s))
+		{
+			state = s;
+			from = v + 1;
+		}
+	}
+	if (from > max_version)
+		return state;
+
+	fmgr_info(reducer, &flinfo);
+	values[0] = stream_id;
+	values[1] = Int64GetDatum(from);
+	values[2] = Int64GetDatum(max_version);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT r.* FROM eventstore.read_stream($1, $2) r"
+									   " WHERE r.stream_version OPERATOR(pg_catalog.<=) $3",
+									   3, argtypes, values, NULL, !own_writes, 0);
+	for (;;)
+	{
+		SPITupleTable *batch;
+		uint64		nbatch;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		batch = SPI_tuptable;
+		nbatch = SPI_processed;
+		if (nbatch == 0)
+			break;
+		for (uint64 r = 0; r < nbatch; r++)
+		{
+			LOCAL_FCINFO(fcinfo, 2);
+			Datum		row = heap_copy_tuple_as_datum(batch->vals[r], batch->tupdesc);
+			Datum		next;
+
+			HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
+			HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
+			InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
+			fcinfo->args[0].value = state;
+			fcinfo->args[0].isnull = state == (Datum) 0;
+			fcinfo->args[1].value = row;
+			fcinfo->args[1].isnull = false;
+			next = FunctionCallInvoke(fcinfo);
+			if (fcinfo->isnull)
+				state = (Datum) 0;
+			else
+			{
+				MemoryContext old = MemoryContextSwitchTo(fold_cxt);
+
+				state = PointerGetDatum(PG_DETOAST_DATUM_COPY(next));
+				MemoryContextSwitchTo(old);
+			}
+		}
+		SPI_freetuptable(batch);
+	}
+	SPI_cursor_close(portal);
+	return state;
+}
+
+/* The last version of stream_id appended at or before at (0 if none). */
+static int64
+es_version_at(Datum stream_id, Datum at)
+{
+	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2] = {stream_id, at};
+	bool		isnull;
+	Datum		v;
+
+	if (SPI_execute_with_args("SELECT eventstore.stream_version_at($1, $2)",
+							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: stream_version_at failed");
+	v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(v);
+}
+
+/*
+ * eventstore.aggregate(stream_id text, reducer regprocedure, initial jsonb
+ *		DEFAULT '{}', until_version bigint DEFAULT NULL, until_time
+ *		timestamptz DEFAULT NULL, snapshot_type text DEFAULT NULL) RETURNS jsonb
+ */
+Datum
+eventstore_aggregate(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	Oid			reducer;
+	int64		max_version = PG_INT64_MAX;
+	Datum		state;
+	Datum		snapshot_type = (Datum) 0;
+	Oid			argtypes[2] = {JSONBOID, get_rel_type_id(es_events_relid())};
+	MemoryContext caller_cxt = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be null")));
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reducer must not be null")));
+	reducer = PG_GETARG_OID(1);
+	es_check_callable(reducer, "reducer", 2, argtypes, JSONBOID);
+	if (!PG_ARGISNULL(3))
+	{
+		max_version = PG_GETARG_INT64(3);
+		if (max_version < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("until_version must not be negative")));
+	}
+	if (!PG_ARGISNULL(5))
+		snapshot_type = PointerGetDatum(es_name_arg(fcinfo, 5, "snapshot_type"));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (!PG_ARGISNULL(4))
+		max_version = Min(max_version, es_version_at(PointerGetDatum(stream_id), PG_GETARG_DATUM(4)));
+	state = es_fold(PointerGetDatum(stream_id), reducer,
+					PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+					max_version, snapshot_type, false);
+	if (state != (Datum) 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller_cxt);
+
+		state = PointerGetDatum(PG_DETOAST_DATUM_COPY(state));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	if (state == (Datum) 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(state);
+}
+
+/* Write a snapshot (upsert), as the extension's owner. */
+static void
+es_write_snapshot(Datum stream_id, int64 version, Datum state, Datum type)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, JSONBOID};
+	Datum		values[4] = {stream_id, type, Int64GetDatum(version), state};
+
+	(void) es_registry_write("INSERT INTO eventstore.snapshots (stream_id, snapshot_type, stream_version, state)"
+							 " VALUES ($1, $2, $3, $4)"
+							 " ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE"
+							 " SET state = EXCLUDED.state, created_at = pg_catalog.now()",
+							 4, argtypes, values, NULL);
+}
+
+/*
+ * eventstore.save_snapshot(stream_id text, stream_version bigint, state jsonb,
+ *		snapshot_type text DEFAULT 'default')
+ */
+Datum
+eventstore_save_snapshot(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	int64		version;
+	text	   *type = es_name_arg(fcinfo, 3, "snapshot_type");
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be null")));
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_version and state must not be null")));
+	version = PG_GETARG_INT64(1);
+
+	/* The version must exist in the stream (as this transaction sees it). */
+	{
+		Oid			argtypes[2] = {TEXTOID, INT8OID};
+		Datum		values[2] = {PointerGetDatum(stream_id), Int64GetDatum(version)};
+
+		if (es_registry_write("SELECT FROM eventstore.events e WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+							  " AND e.stream_version OPERATOR(pg_catalog.=) $2",
+							  2, argtypes, values, NULL) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stream \"%s\" has no version " INT64_FORMAT,
+							text_to_cstring(stream_id), version)));
+	}
+	es_write_snapshot(PointerGetDatum(stream_id), version, PG_GETARG_DATUM(2), PointerGetDatum(type));
+	PG_RETURN_VOID();
+}
+
+/*
+ * eventstore.set_snapshot_policy(snapshot_type text, reducer regprocedure,
+ *		every bigint, initial jsonb DEFAULT '{}', categories text[] DEFAULT NULL)
+ */
+Datum
+eventstore_set_snapshot_policy(PG_FUNCTION_ARGS)
+{
+	text	   *type = es_name_arg(fcinfo, 0, "snapshot_type");
+	char	   *reducer;
+	Datum		categories = es_text_list_arg(fcinfo, 4, "categories");
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, TEXTARRAYOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reducer and every must not be null")));
+	if (PG_GETARG_INT64(2) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("every must be positive")));
+	reducer = es_check_reducer(PG_GETARG_OID(1));
+	values[0] = PointerGetDatum(type);
+	values[1] = CStringGetTextDatum(reducer);
+	values[2] = PG_GETARG_DATUM(2);
+	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n';
+	values[4] = categories;
+	if (categories == (Datum) 0)
+		nulls[4] = 'n';
+	(void) es_registry_write("INSERT INTO eventstore.snapshot_policies"
+							 " (snapshot_type, reducer, every, initial, categories)"
+							 " VALUES ($1, $2, $3, $4, $5)"
+							 " ON CONFLICT ON CONSTRAINT snapshot_policies_pkey DO UPDATE"
+							 " SET reducer = EXCLUDED.reducer, every = EXCLUDED.every,"
+							 " initial = EXCLUDED.initial, categories = EXCLUDED.categories",
+							 5, argtypes, values, nulls);
+	PG_RETURN_VOID();
+}
+
+/* eventstore.remove_snapshot_policy(snapshot_type text) */
+Datum
+eventstore_remove_snapshot_policy(PG_FUNCTION_ARGS)
+{
+	text	   *type = es_name_arg(fcinfo, 0, "snapshot_type");
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(type)};
+
+	if (es_registry_write("DELETE FROM eventstore.snapshot_policies p"
+						  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1",
+						  1, argtypes, values, NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("snapshot policy \"%s\" does not exist", text_to_cstring(type))));
+	PG_RETURN_VOID();
+}
+
+/*
+ * After an append moved stream_id from old_version to new_version: for each
+ * policy whose period was crossed, fold the stream (from its newest snapshot)
+ * and save a snapshot at new_version.  Runs as the appending user.
+ */
+void
+es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
+{
+	EsPolicies *policies;
+	text	   *sid = DatumGetTextPP(stream_id);
+	const char *sdata = VARDATA_ANY(sid);
+	int			slen = VARSIZE_ANY_EXHDR(sid);
+	const char *dash = memchr(sdata, '-', slen);
+	int			catlen = dash ? (int) (dash - sdata) : slen;
+
+	es_registry_load(&es_policies_registry);
+	policies = es_policies_registry.cache;
+	for (int i = 0; i < policies->n; i++)
+	{
+		EsPolicy   *p = &policies->items[i];
+		bool		in_category = p->ncategories < 0;
+		Datum		state;
+		Datum		type;
+
+		if (old_version / p->every == new_version / p->every)
+			continue;
+		for (int c = 0; !in_category && c < p->ncategories; c++)
+			in_category = p->categories[c] != NULL && (int) strlen(p->categories[c]) == catlen &&
+				memcmp(p->categories[c], sdata, catlen) == 0;
+		if (!in_category)
+			continue;
+		if (!OidIsValid(p->reducer))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("reducer %s of snapshot policy \"%s\" does not exist",
+							p->reducer_name, p->snapshot_type),
+					 errhint("Remove the policy, or create the function again.")));
+		type = CStringGetTextDatum(p->snapshot_type);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "eventstore: SPI_connect failed");
+		state = es_fold(stream_id, p->reducer, p->initial, new_version, type, true);
+		SPI_finish();
+		if (state != (Datum) 0)
+			es_write_snapshot(stream_id, new_version, state, type);
+	}
+}

@@ -1,0 +1,271 @@
+/*
+ * upcast.c
+ *		Event upcasting: stored events never change, but reads, projections
+ *		and reducers see them through registered upcasters.
+ *
+ * An upcaster is a function (eventstore.events) RETURNS eventstore.events
+ * registered for one event type.  It may change the type, data and metadata;
+ * if the new type has an upcaster too, that one runs next (v1 -> v2 -> v3).
+ * A chain that comes back to a type it has been through is an error, and so
+ * is an upcaster that changes an event's identity (position, stream,
+ * version, id).  The registry is eventstore.upcasters, cached per backend
+ * (registry.c); with no upcaster registered the read functions skip the
+ * upcasting branch of their query altogether (eventstore._upcasting() is a
+ * one-time filter), so it costs nothing.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
+#include "utils/uuid.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_upcast);
+PG_FUNCTION_INFO_V1(eventstore_upcasting);
+PG_FUNCTION_INFO_V1(eventstore_register_upcaster);
+PG_FUNCTION_INFO_V1(eventstore_unregister_upcaster);
+
+/* Longest chain of upcasters applied to one event. */
+#define ES_MAX_UPCAST_CHAIN 32
+
+typedef struct EsUpcaster
+{
+	char	   *event_type;
+	char	   *handler_name;
+	bool		resolved;
+	FmgrInfo	handler;
+} EsUpcaster;
+
+typedef struct EsUpcasters
+{
+	int			n;
+	EsUpcaster *items;
+} EsUpcasters;
+
+static void es_upcasters_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
+
+static EsRegistry es_upcasters_registry = {
+	.relname = "upcasters",
+	.query = "SELECT u.event_type, u.handler, pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid"
+	" FROM eventstore.upcasters u",
+	.fill = es_upcasters_fill,
+};
+
+void
+es_upcast_init(void)
+{
+	es_registry_init(&es_upcasters_registry);
+}
+
+static void
+es_upcasters_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
+{
+	EsUpcasters *cache = MemoryContextAllocZero(cxt, sizeof(EsUpcasters));
+	uint64		n = rows ? rows->numvals : 0;
+
+	cache->items = MemoryContextAllocZero(cxt, sizeof(EsUpcaster) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		TupleDesc	desc = rows->tupdesc;
+		EsUpcaster *u = &cache->items[i];
+		bool		isnull;
+		Datum		d;
+
+		u->event_type = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
+		u->handler_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		u->resolved = !isnull;
+		if (u->resolved)
+			fmgr_info_cxt(DatumGetObjectId(d), &u->handler, cxt);
+	}
+	cache->n = (int) n;
+	reg->cache = cache;
+}
+
+static EsUpcasters *
+es_upcasters(void)
+{
+	es_registry_load(&es_upcasters_registry);
+	return es_upcasters_registry.cache;
+}
+
+/* True when at least one upcaster is registered. */
+bool
+es_upcasting(void)
+{
+	return es_upcasters()->n > 0;
+}
+
+static EsUpcaster *
+es_find_upcaster(EsUpcasters *cache, const char *type)
+{
+	for (int i = 0; i < cache->n; i++)
+		if (strcmp(cache->items[i].event_type, type) == 0)
+			return &cache->items[i];
+	return NULL;
+}
+
+static Datum
+es_row_field(HeapTupleHeader row, const char *name, bool *isnull)
+{
+	return GetAttributeByName(row, name, isnull);
+}
+
+/* True when a and b are the same event (position, stream, version, id). */
+static bool
+es_same_identity(HeapTupleHeader a, HeapTupleHeader b)
+{
+	static const char *const keys[] = {"global_position", "stream_id", "stream_version", "event_id"};
+
+	for (int i = 0; i < (int) lengthof(keys); i++)
+	{
+		bool		anull,
+					bnull;
+		Datum		av = es_row_field(a, keys[i], &anull);
+		Datum		bv = es_row_field(b, keys[i], &bnull);
+
+		if (anull || bnull)
+			return false;
+		if (i == 1)
+		{
+			if (!datumIsEqual(av, bv, false, -1))
+				return false;
+		}
+		else if (i == 3)
+		{
+			if (memcmp(DatumGetUUIDP(av), DatumGetUUIDP(bv), UUID_LEN) != 0)
+				return false;
+		}
+		else if (DatumGetInt64(av) != DatumGetInt64(bv))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The event row (a Datum of type eventstore.events) as its upcasters make
+ * it; the row itself when no upcaster applies.
+ */
+Datum
+es_upcast_row(Datum row)
+{
+	EsUpcasters *cache = es_upcasters();
+	char	   *seen[ES_MAX_UPCAST_CHAIN];
+	int			nseen = 0;
+
+	if (cache->n == 0)
+		return row;
+	for (;;)
+	{
+		HeapTupleHeader td = DatumGetHeapTupleHeader(row);
+		bool		isnull;
+		char	   *type = TextDatumGetCString(es_row_field(td, "event_type", &isnull));
+		EsUpcaster *u = es_find_upcaster(cache, type);
+		LOCAL_FCINFO(fcinfo, 1);
+		Datum		result;
+
+		if (u == NULL)
+			return row;
+		for (int i = 0; i < nseen; i++)
+			if (strcmp(seen[i], type) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_RECURSION),
+						 errmsg("upcasters form a cycle at event type \"%s\"", type),
+						 errhint("Unregister one of the upcasters of the cycle.")));
+		if (nseen == ES_MAX_UPCAST_CHAIN)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("more than %d upcasters chained for one event", ES_MAX_UPCAST_CHAIN)));
+		seen[nseen++] = type;
+		if (!u->resolved)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("upcaster %s of event type \"%s\" does not exist", u->handler_name, type),
+					 errhint("Unregister the upcaster, or create the function again.")));
+
+		InitFunctionCallInfoData(*fcinfo, &u->handler, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = row;
+		fcinfo->args[0].isnull = false;
+		result = FunctionCallInvoke(fcinfo);
+		if (fcinfo->isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("upcaster %s returned NULL for an event of type \"%s\"", u->handler_name, type)));
+		if (!es_same_identity(td, DatumGetHeapTupleHeader(result)))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("upcaster %s changed the identity of an event of type \"%s\"",
+							u->handler_name, type),
+					 errdetail("An upcaster may change event_type, data and metadata, not the position, stream, version or event id.")));
+		row = result;
+	}
+}
+
+/* eventstore._upcast(e eventstore.events) RETURNS eventstore.events */
+Datum
+eventstore_upcast(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(es_upcast_row(PG_GETARG_DATUM(0)));
+}
+
+/* eventstore._upcasting() RETURNS boolean: is any upcaster registered? */
+Datum
+eventstore_upcasting(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	PG_RETURN_BOOL(es_upcasting());
+}
+
+/* eventstore.register_upcaster(event_type text, handler regprocedure) */
+Datum
+eventstore_register_upcaster(PG_FUNCTION_ARGS)
+{
+	text	   *type = es_name_arg(fcinfo, 0, "event_type");
+	Oid			rowtype = get_rel_type_id(es_events_relid());
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char	   *handler;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("handler must not be null")));
+	handler = es_check_function(PG_GETARG_OID(1), "upcaster", 1, &rowtype, rowtype);
+	values[0] = PointerGetDatum(type);
+	values[1] = CStringGetTextDatum(handler);
+	if (es_registry_write("SELECT FROM eventstore.upcasters u WHERE u.event_type OPERATOR(pg_catalog.=) $1",
+						  1, argtypes, values, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("an upcaster for event type \"%s\" already exists", text_to_cstring(type))));
+	(void) es_registry_write("INSERT INTO eventstore.upcasters (event_type, handler) VALUES ($1, $2)",
+							 2, argtypes, values, NULL);
+	PG_RETURN_VOID();
+}
+
+/* eventstore.unregister_upcaster(event_type text) */
+Datum
+eventstore_unregister_upcaster(PG_FUNCTION_ARGS)
+{
+	text	   *type = es_name_arg(fcinfo, 0, "event_type");
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(type)};
+
+	if (es_registry_write("DELETE FROM eventstore.upcasters u WHERE u.event_type OPERATOR(pg_catalog.=) $1",
+						  1, argtypes, values, NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no upcaster for event type \"%s\" exists", text_to_cstring(type))));
+	PG_RETURN_VOID();
+}
