@@ -67,6 +67,7 @@ for c in $CLIENT_SET; do
     add_case "read_all batches of 1000|1000|$c||ours_read_all.sql|raw:raw_read_all.sql"
 done
 add_case "hot stream (successes)|1|8||ours_hot.sql|plpgsql:plpgsql_hot.sql"
+add_case "aggregate of 10,050 events, snapshot every 100|1|1||ours_agg_snapshot.sql|no_snapshot:agg_no_snapshot.sql"
 
 declare -A SAMPLES
 for round in $(seq 1 "$ROUNDS"); do

@@ -79,3 +79,22 @@ SELECT eventstore.add_route('bench_relay', ARRAY['Relayed']);
 CREATE TABLE hand_events (id bigserial PRIMARY KEY, stream_id text NOT NULL, data jsonb NOT NULL,
                           created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE hand_outbox (id bigint PRIMARY KEY);
+
+-- Aggregate case: a 10,050-event stream, snapshotted every 100 events by a policy.
+CREATE FUNCTION bench_reducer(state jsonb, e eventstore.events) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('n', COALESCE((state->>'n')::bigint, 0) + 1,
+                              'sum', COALESCE((state->>'sum')::bigint, 0) + (e.data->>'n')::bigint)
+$$;
+SELECT eventstore.set_snapshot_policy('bench', 'bench_reducer(jsonb, eventstore.events)', 100,
+                                      categories => ARRAY['agg']);
+DO $$
+BEGIN
+    FOR b IN 0..99 LOOP
+        PERFORM eventstore.append('agg-1', NULL,
+            (SELECT array_agg(eventstore.event('Counted', jsonb_build_object('n', b * 100 + i)))
+               FROM generate_series(1, 100) i));
+    END LOOP;
+    PERFORM eventstore.append('agg-1', NULL,
+        (SELECT array_agg(eventstore.event('Counted', jsonb_build_object('n', 10000 + i)))
+           FROM generate_series(1, 50) i));
+END $$;

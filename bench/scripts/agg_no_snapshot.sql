@@ -1,0 +1,1 @@
+SELECT eventstore.aggregate('agg-1', 'bench_reducer(jsonb, eventstore.events)');
