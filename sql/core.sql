@@ -142,7 +142,8 @@ SELECT pg_temp.try($$SET eventstore.no_such_setting = 1$$);
 ------------------------------------------------------------------------
 SELECT coalesce(pg_sequence_last_value('eventstore.events_global_position_seq'), 0) AS base \gset
 
--- created_at is the appending transaction's start time, now().
+-- created_at is taken when the append locks its stream: not before the
+-- transaction's start, not after the statement.
 BEGIN;
 SELECT stream_version, global_position - :base AS pos
   FROM eventstore.append_event('core-1', 0, 'Opened', '{"owner": "Ada"}');
@@ -151,7 +152,8 @@ SELECT stream_version, global_position - :base AS pos
            eventstore.event('Deposited', '{"amount": 100}'),
            eventstore.event('Withdrawn', '{"amount": 30}', '{"by": "atm"}')]);
 SELECT global_position - :base AS pos, stream_id, stream_version, event_type, data, metadata,
-       event_id IS NOT NULL AS has_id, created_at = now() AS created_now
+       event_id IS NOT NULL AS has_id,
+       created_at BETWEEN now() AND clock_timestamp() AS created_now
   FROM eventstore.read_stream('core-1');
 COMMIT;
 SELECT global_position - :base AS pos, stream_version, event_type

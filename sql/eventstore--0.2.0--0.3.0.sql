@@ -110,22 +110,32 @@ CREATE VIEW eventstore.relay_status AS SELECT * FROM eventstore.relay_status();
 
 -- Consumers read published messages after their checkpoint.  SECURITY
 -- DEFINER so a consumer role needs EXECUTE only, not rights on the tables.
-CREATE FUNCTION eventstore.consumer_poll(consumer text, channel text, max_count integer DEFAULT 100)
-    RETURNS TABLE (id bigint, channel text, global_position bigint, message jsonb,
-                   created_at timestamptz, published_at timestamptz)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION eventstore._check_consumer(consumer text, channel text, n bigint, what text)
+    RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
     AS $$
     BEGIN
         IF consumer IS NULL OR consumer OPERATOR(pg_catalog.=) '' THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'consumer must not be null or empty';
         END IF;
-        PERFORM eventstore._channel_arg($2);
-        IF max_count IS NULL OR max_count OPERATOR(pg_catalog.<) 0 THEN
+        PERFORM eventstore._channel_arg(channel);
+        IF what OPERATOR(pg_catalog.=) 'max_count' AND (n IS NULL OR n OPERATOR(pg_catalog.<) 0) THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'max_count must be zero or more';
+        ELSIF what OPERATOR(pg_catalog.=) 'id' AND (n IS NULL OR n OPERATOR(pg_catalog.<=) 0) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'id must be a positive outbox id';
         END IF;
-        RETURN QUERY
+    END
+    $$;
+
+CREATE FUNCTION eventstore.consumer_poll(consumer text, channel text, max_count integer DEFAULT 100)
+    RETURNS TABLE (id bigint, channel text, global_position bigint, message jsonb,
+                   created_at timestamptz, published_at timestamptz)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+        SELECT eventstore._check_consumer($1, $2, $3, 'max_count');
         SELECT m.id, m.channel, m.global_position, m.message, m.created_at, m.published_at
           FROM eventstore.outbox_messages m
          WHERE m.channel OPERATOR(pg_catalog.=) $2
@@ -136,26 +146,16 @@ CREATE FUNCTION eventstore.consumer_poll(consumer text, channel text, max_count 
                      AND c.channel OPERATOR(pg_catalog.=) $2), 0)
          ORDER BY m.id
          LIMIT $3;
-    END
     $$;
 
+-- An id is published when it is at or below the relay's cursor (published
+-- rows may since have been deleted by retention: acking again is fine).
 CREATE FUNCTION eventstore.consumer_ack(consumer text, channel text, id bigint) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
     BEGIN
-        IF consumer IS NULL OR consumer OPERATOR(pg_catalog.=) '' THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'consumer must not be null or empty';
-        END IF;
-        PERFORM eventstore._channel_arg($2);
-        IF id IS NULL OR id OPERATOR(pg_catalog.<=) 0 THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'id must be a positive outbox id';
-        END IF;
-        IF NOT EXISTS (SELECT FROM eventstore.outbox o
-                        WHERE o.channel OPERATOR(pg_catalog.=) $2
-                          AND o.id OPERATOR(pg_catalog.>=) $3
-                          AND o.published_at IS NOT NULL) THEN
+        PERFORM eventstore._check_consumer($1, $2, $3, 'id');
+        IF $3 OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s) THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('message %s of channel "%s" has not been published', $3, $2);
         END IF;
@@ -175,6 +175,7 @@ REVOKE ALL ON FUNCTION eventstore.relay_once(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.consumer_poll(text, text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.consumer_ack(text, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore._relay_wakeup() FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._check_consumer(text, text, bigint, text) FROM PUBLIC;
 
 -- Tell the relay launcher (if preloaded) that this database now needs a worker.
 SELECT eventstore._relay_wakeup();

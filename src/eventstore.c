@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -27,6 +28,19 @@ int			es_outbox_retention = 86400;
 char	   *es_relay_databases = NULL;
 
 void		_PG_init(void);
+
+/*
+ * The one transaction callback, so the order is ours to say: the in-flight
+ * counters are released before the relay worker is woken, or the worker
+ * could look, still see this transaction's outbox ids in flight, and sleep.
+ */
+static void
+es_xact_callback(XactEvent event, void *arg)
+{
+	(void) arg;
+	es_horizon_xact(event);
+	es_relay_xact(event);
+}
 
 void
 _PG_init(void)
@@ -115,6 +129,7 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("eventstore");
 
+	RegisterXactCallback(es_xact_callback, NULL);
 	es_horizon_init();
 	es_projection_init();
 	es_outbox_init();

@@ -14,6 +14,7 @@
 #include "fmgr.h"
 #include "storage/lock.h"
 #include "access/htup.h"
+#include "access/xact.h"
 #include "access/tupdesc.h"
 #include "utils/snapshot.h"
 
@@ -55,6 +56,7 @@ typedef enum EsCounter
 } EsCounter;
 
 extern void es_horizon_init(void);
+extern void es_horizon_xact(XactEvent event);
 extern bool es_horizon_shmem_ready(void);
 extern int64 es_allocate(EsCounter kind, Oid seqoid);
 extern int64 es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out);
@@ -75,6 +77,7 @@ extern text *es_channel_arg(FunctionCallInfo fcinfo, int argno);
 /* relay.c: one relay pass; relay_worker.c: the background workers */
 extern int	es_relay_pass(int max_count, bool prune);
 extern void es_relay_worker_init(void);
+extern void es_relay_xact(XactEvent event);
 extern void es_relay_wakeup_at_commit(void);
 extern void es_relay_report(int published, const char *error);
 

@@ -154,10 +154,10 @@ es_horizon_in_flight(void)
 	return false;
 }
 
-static void
-es_horizon_xact_callback(XactEvent event, void *arg)
+/* Transaction end (called from eventstore.c's transaction callback). */
+void
+es_horizon_xact(XactEvent event)
 {
-	(void) arg;
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
@@ -185,12 +185,10 @@ es_horizon_shmem_exit(int code, Datum arg)
 	es_horizon_release();
 }
 
-/* Called from _PG_init: hooks for shared memory (preload only) and callbacks. */
+/* Called from _PG_init: hooks for shared memory (preload only). */
 void
 es_horizon_init(void)
 {
-	RegisterXactCallback(es_horizon_xact_callback, NULL);
-
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 

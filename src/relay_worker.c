@@ -75,6 +75,7 @@ PGDLLEXPORT void eventstore_relay_worker_main(Datum arg);
 #define ES_RETRY_DROP_MS	30000	/* re-probe a database whose drop we yielded to */
 #define ES_DROP_POLL_MS		1000	/* DROP DATABASE waits 5 s for us */
 #define ES_PRUNE_MS			10000	/* apply outbox retention this often */
+#define ES_START_TIMEOUT_MS	30000	/* a worker not up by then is started again */
 
 typedef enum EsRelayExit
 {
@@ -92,6 +93,7 @@ typedef struct EsRelayDb
 	bool		requested;		/* a commit asked for a worker */
 	bool		probed;			/* a worker has run here at least once */
 	EsRelayExit exit_reason;
+	TimestampTz started_at;		/* when the launcher last started a worker */
 	TimestampTz exited_at;
 	char		state[32];
 	uint64		published;
@@ -169,10 +171,10 @@ es_relay_entry(Oid dbid, bool create)
 
 /* ---------- waking up at commit ---------- */
 
-static void
-es_relay_xact_callback(XactEvent event, void *arg)
+/* Transaction end (called from eventstore.c's transaction callback). */
+void
+es_relay_xact(XactEvent event)
 {
-	(void) arg;
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
 		es_wakeup_at_commit = false;
 	if (event != XACT_EVENT_COMMIT || !es_wakeup_at_commit)
@@ -253,7 +255,6 @@ es_relay_worker_init(void)
 {
 	BackgroundWorker worker;
 
-	RegisterXactCallback(es_relay_xact_callback, NULL);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
@@ -346,7 +347,8 @@ es_list_databases(MemoryContext cxt)
 	return dbs;
 }
 
-static void
+/* Start a worker for db; false when no background worker slot was free. */
+static bool
 es_start_worker(EsDbInfo *db)
 {
 	BackgroundWorker worker;
@@ -363,12 +365,19 @@ es_start_worker(EsDbInfo *db)
 	worker.bgw_main_arg = ObjectIdGetDatum(db->oid);
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
 		ereport(LOG,
 				(errmsg("eventstore: could not start a relay worker for database \"%s\"", db->name),
-				 errhint("Raise max_worker_processes.")));
+				 errhint("Raise max_worker_processes; the launcher tries again at its next scan.")));
+		return false;
+	}
+	return true;
 }
 
-/* Start the workers that should run and do not. */
+/*
+ * Start the workers that should run and do not, and forget the entries of
+ * databases that no longer exist.
+ */
 static void
 es_launcher_scan(MemoryContext scratch, bool full)
 {
@@ -378,6 +387,22 @@ es_launcher_scan(MemoryContext scratch, bool full)
 
 	MemoryContextReset(scratch);
 	dbs = es_list_databases(scratch);
+
+	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
+	{
+		EsRelayDb  *e = &es_relay->dbs[i];
+		bool		exists = false;
+
+		if (e->dbid == InvalidOid || e->pid > 0)
+			continue;
+		foreach(lc, dbs)
+			exists |= ((EsDbInfo *) lfirst(lc))->oid == e->dbid;
+		if (!exists)
+			e->dbid = InvalidOid;	/* dropped: free the entry */
+	}
+	LWLockRelease(es_relay->lock);
+
 	foreach(lc, dbs)
 	{
 		EsDbInfo   *db = lfirst(lc);
@@ -402,31 +427,54 @@ es_launcher_scan(MemoryContext scratch, bool full)
 			{
 				entry->requested = false;
 				entry->probed = true;
-				/* pid is set by the worker; mark it starting meanwhile */
+				/* the worker sets pid; mark it starting meanwhile */
 				entry->pid = -1;
+				entry->started_at = now;
 				strlcpy(entry->state, "starting", sizeof(entry->state));
 			}
 		}
 		LWLockRelease(es_relay->lock);
-		if (start)
-			es_start_worker(db);
+		if (start && !es_start_worker(db))
+		{
+			LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
+			if (entry->pid == -1)
+			{
+				entry->pid = 0;
+				entry->requested = true;
+				strlcpy(entry->state, "waiting for a worker slot", sizeof(entry->state));
+			}
+			LWLockRelease(es_relay->lock);
+		}
 	}
 }
 
-/* Entries whose worker was marked starting but never came up are freed. */
+/*
+ * Entries whose worker died without detaching are marked exited; entries
+ * whose worker was started but never came up are started again.
+ */
 static void
 es_launcher_reap(void)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
 	{
 		EsRelayDb  *e = &es_relay->dbs[i];
 
-		if (e->dbid != InvalidOid && e->pid > 0 && kill(e->pid, 0) != 0 && errno == ESRCH)
+		if (e->dbid == InvalidOid)
+			continue;
+		if (e->pid > 0 && kill(e->pid, 0) != 0 && errno == ESRCH)
 		{
 			e->pid = 0;
 			e->latch = NULL;
 			strlcpy(e->state, "exited", sizeof(e->state));
+		}
+		else if (e->pid == -1 && TimestampDifferenceExceeds(e->started_at, now, ES_START_TIMEOUT_MS))
+		{
+			e->pid = 0;
+			e->requested = true;
+			strlcpy(e->state, "start timed out", sizeof(e->state));
 		}
 	}
 	LWLockRelease(es_relay->lock);
