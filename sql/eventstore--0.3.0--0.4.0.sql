@@ -187,8 +187,15 @@ REVOKE ALL ON FUNCTION eventstore.save_snapshot(text, bigint, jsonb, text) FROM 
 REVOKE ALL ON FUNCTION eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.remove_snapshot_policy(text) FROM PUBLIC;
 
--- The role model learns the new functions.
-CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
+-- The role model: one call grants a role everything one kind of user needs.
+--   reader    read the store: read_* functions, SELECT on the tables
+--   writer    reader + append, append_event, enqueue, save_snapshot
+--   consumer  consumer_poll, consumer_ack (SECURITY DEFINER: no table rights)
+--   admin     writer + consumer + projections, routes, relay_once, upcasters,
+--             snapshot policies, SELECT on the outbox
+-- Nobody is granted UPDATE, DELETE or TRUNCATE on eventstore.events.  The
+-- caller needs the right to grant (the extension's owner or a superuser).
+CREATE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$
     DECLARE
@@ -241,3 +248,4 @@ CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RE
         END LOOP;
     END
     $$;
+REVOKE ALL ON FUNCTION eventstore.grant_access(regrole, text) FROM PUBLIC;

@@ -250,12 +250,7 @@ eventstore_aggregate(PG_FUNCTION_ARGS)
 	Oid			argtypes[2] = {JSONBOID, get_rel_type_id(es_events_relid())};
 	MemoryContext caller_cxt = CurrentMemoryContext;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be null")));
-	stream_id = PG_GETARG_TEXT_PP(0);
-	es_check_stream_id(stream_id);
+	stream_id = es_stream_id_arg(fcinfo, 0);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -318,12 +313,7 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 	int64		version;
 	text	   *type = es_name_arg(fcinfo, 3, "snapshot_type");
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be null")));
-	stream_id = PG_GETARG_TEXT_PP(0);
-	es_check_stream_id(stream_id);
+	stream_id = es_stream_id_arg(fcinfo, 0);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

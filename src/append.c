@@ -95,7 +95,7 @@ es_prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 	return *cache;
 }
 
-/* Check the stream id argument; shared with the read functions. */
+/* Check a stream id: not empty, not too long. */
 void
 es_check_stream_id(text *stream_id)
 {
@@ -111,6 +111,21 @@ es_check_stream_id(text *stream_id)
 				 errmsg("stream_id is too long"),
 				 errdetail("The stream id has %d bytes; the limit is %d.",
 						   len, ES_MAX_STREAM_ID_BYTES)));
+}
+
+/* A stream_id argument: not NULL, and checked as above. */
+text *
+es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *stream_id;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be null")));
+	stream_id = PG_GETARG_TEXT_PP(argno);
+	es_check_stream_id(stream_id);
+	return stream_id;
 }
 
 /* A random (version 4) UUID. */
@@ -673,12 +688,7 @@ eventstore_append(PG_FUNCTION_ARGS)
 	int64		version;
 	int64		position;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be null")));
-	stream_id = PG_GETARG_TEXT_PP(0);
-	es_check_stream_id(stream_id);
+	stream_id = es_stream_id_arg(fcinfo, 0);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -731,12 +741,7 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 	int64		version;
 	int64		position;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be null")));
-	stream_id = PG_GETARG_TEXT_PP(0);
-	es_check_stream_id(stream_id);
+	stream_id = es_stream_id_arg(fcinfo, 0);
 	es_prepare_event(&event, 1,
 					 PG_GETARG_DATUM(2), PG_ARGISNULL(2),
 					 PG_GETARG_DATUM(3), PG_ARGISNULL(3),

@@ -63,6 +63,7 @@ extern int64 es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 
 /* append.c */
 extern void es_check_stream_id(text *stream_id);
+extern text *es_stream_id_arg(FunctionCallInfo fcinfo, int argno);
 
 /* projection.c: synchronous projections and the C hook */
 extern void es_projection_init(void);

@@ -94,19 +94,9 @@ es_limit_arg(FunctionCallInfo fcinfo, int argno, int64 *limit)
 	return true;
 }
 
-static text *
-es_required_text_arg(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-	return PG_GETARG_TEXT_PP(argno);
-}
-
 /*
- * Run read query kind with key $1, range ($2, $3) and limit $4 into the
- * function's result.  With snapshot given, the query reads with it.
+ * Run read query kind (see es_read_plan) into the function's result.  With
+ * snapshot given, the query reads with it.
  */
 static void
 es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
@@ -143,10 +133,7 @@ es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
 Datum
 eventstore_stream_arg(PG_FUNCTION_ARGS)
 {
-	text	   *stream_id = es_required_text_arg(fcinfo, 0, "stream_id");
-
-	es_check_stream_id(stream_id);
-	PG_RETURN_TEXT_P(stream_id);
+	PG_RETURN_TEXT_P(es_stream_id_arg(fcinfo, 0));
 }
 
 /* eventstore._count_arg(max_count integer) RETURNS bigint: NULL (no limit) or >= 0. */
@@ -208,12 +195,8 @@ eventstore_read_all_until(PG_FUNCTION_ARGS)
 Datum
 eventstore_read_category(PG_FUNCTION_ARGS)
 {
-	text	   *category = es_required_text_arg(fcinfo, 0, "category");
+	text	   *category = es_name_arg(fcinfo, 0, "category");
 
-	if (VARSIZE_ANY_EXHDR(category) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("category must not be empty")));
 	es_read_log(fcinfo, ES_READ_CATEGORY, PointerGetDatum(category), 1, -1);
 	return (Datum) 0;
 }

@@ -670,6 +670,19 @@ eventstore_relay_worker_main(Datum arg)
 	LWLockRelease(es_relay->lock);
 	before_shmem_exit(es_worker_detach, (Datum) 0);
 
+	/* The launcher may have started us before it saw a new relay_databases. */
+	{
+		char	   *dbname;
+		bool		wanted;
+
+		StartTransactionCommand();
+		dbname = get_database_name(MyDatabaseId);
+		wanted = dbname == NULL || es_relay_wanted(dbname);
+		CommitTransactionCommand();
+		if (!wanted)
+			es_worker_exit(ES_EXIT_NOT_WANTED, "left: not in relay_databases");
+	}
+
 	for (;;)
 	{
 		int			published = 0;
