@@ -249,3 +249,14 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
     END
     $$;
 REVOKE ALL ON FUNCTION eventstore.grant_access(regrole, text) FROM PUBLIC;
+
+-- The log's read horizon as the primary's relay publishes it, for read_all
+-- and read_category on hot standbys (see README, "Replicas").
+CREATE TABLE eventstore.log_horizon (
+    singleton boolean NOT NULL DEFAULT true,
+    position  bigint  NOT NULL DEFAULT 0,
+    CONSTRAINT log_horizon_pkey PRIMARY KEY (singleton),
+    CONSTRAINT log_horizon_singleton CHECK (singleton)
+);
+INSERT INTO eventstore.log_horizon DEFAULT VALUES;
+GRANT SELECT ON eventstore.log_horizon TO PUBLIC;

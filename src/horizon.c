@@ -41,6 +41,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "utils/lsyscache.h"
 #include "commands/sequence.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -256,6 +259,38 @@ es_allocate(EsCounter kind, Oid seqoid)
 }
 
 /*
+ * On a hot standby there is no registry: the horizon is the one the primary's
+ * relay publishes in eventstore.log_horizon (relay.c), read with the same
+ * fresh snapshot the rows are read with.  Without it (no relay running on
+ * the primary, or a schema older than 0.4.0) nothing is returned rather than
+ * risk a skip.  Only the log (positions) has a standby horizon.
+ */
+static int64
+es_standby_horizon(EsCounter kind, Snapshot *snapshot_out)
+{
+	int64		horizon = 0;
+	Oid			relid = get_relname_relid("log_horizon", es_schema_oid());
+
+	*snapshot_out = RegisterSnapshot(GetLatestSnapshot());
+	if (kind != ES_COUNTER_POSITION || !OidIsValid(relid))
+		return 0;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	PushActiveSnapshot(*snapshot_out);
+	if (SPI_execute("SELECT h.position FROM eventstore.log_horizon h", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		horizon = isnull ? 0 : DatumGetInt64(d);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	return horizon;
+}
+
+/*
  * Compute the read horizon of counter kind in the current database and the
  * snapshot to read with: every value at or below the returned one that will
  * ever be visible is visible in *snapshot_out.  PG_INT64_MAX means no limit.
@@ -268,6 +303,9 @@ int64
 es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 {
 	int64		horizon = PG_INT64_MAX;
+
+	if (RecoveryInProgress())
+		return es_standby_horizon(kind, snapshot_out);
 
 	if (es_shared != NULL)
 	{

@@ -55,6 +55,8 @@ static SPIPlanPtr es_plan_pending = NULL;
 static SPIPlanPtr es_plan_mark = NULL;
 static SPIPlanPtr es_plan_prune = NULL;
 static SPIPlanPtr es_plan_prune_due = NULL;
+static SPIPlanPtr es_plan_log_top = NULL;
+static SPIPlanPtr es_plan_log_publish = NULL;
 
 static SPIPlanPtr
 es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
@@ -200,6 +202,43 @@ es_relay_prune(void)
 }
 
 /*
+ * Publish the log's read horizon for hot standbys, which have no in-flight
+ * registry of their own: the highest position P such that every position up
+ * to P was settled (committed or rolled back) when this pass took its
+ * snapshot.  Those commits precede this transaction's in the WAL, so a
+ * standby that sees P has replayed them all, and can read up to P without
+ * ever skipping an event.  Written only when it moves.
+ */
+static void
+es_publish_log_horizon(void)
+{
+	Snapshot	snapshot;
+	int64		horizon;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		top;
+
+	if (!OidIsValid(get_relname_relid("log_horizon", es_schema_oid())))
+		return;					/* schema older than 0.4.0 */
+	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
+	if (SPI_execute_snapshot(es_relay_plan(&es_plan_log_top,
+										   "SELECT pg_catalog.max(e.global_position) FROM eventstore.events e",
+										   0, NULL),
+							 NULL, NULL, snapshot, InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading the log's last position failed");
+	UnregisterSnapshot(snapshot);
+	top = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	values[0] = Int64GetDatum(Min(horizon, isnull ? 0 : DatumGetInt64(top)));
+	if (SPI_execute_plan(es_relay_plan(&es_plan_log_publish,
+									   "UPDATE eventstore.log_horizon h SET position = $1"
+									   " WHERE h.position OPERATOR(pg_catalog.<) $1",
+									   1, argtypes),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "eventstore: publishing the log horizon failed");
+}
+
+/*
  * One pass in the current database and transaction: publish up to max_count
  * pending rows, in id order, and with prune, delete what retention allows.  Returns how many were published.
  * Runs as the extension's owner; the caller must be in READ COMMITTED.
@@ -312,6 +351,7 @@ es_relay_pass(int max_count, bool prune)
 
 	if (prune)
 		es_relay_prune();
+	es_publish_log_horizon();
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return (int) n;
