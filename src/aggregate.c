@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -93,7 +94,7 @@ es_policies_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		p->every = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		old = MemoryContextSwitchTo(cxt);
-		p->initial = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		p->initial = isnull ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
 		MemoryContextSwitchTo(old);
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		p->ncategories = es_copy_text_array(d, isnull, cxt, &p->categories);
@@ -149,12 +150,25 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 {
 	Datum		state = initial;
 	int64		from = 1;
+	bool		pushed = false;
 	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
 	Datum		values[3];
 	Portal		portal;
 	FmgrInfo	flinfo;
 	Oid			rowtype = get_rel_type_id(es_events_relid());
 	MemoryContext fold_cxt = CurrentMemoryContext;
+
+	/*
+	 * A policy folds right after an append, with the stream lock held: read
+	 * the committed stream and this transaction's rows, whatever the
+	 * isolation level's snapshot says.
+	 */
+	if (own_writes)
+	{
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetLatestSnapshot());
+		pushed = true;
+	}
 
 	if (snapshot_type != (Datum) 0)
 	{
@@ -168,7 +182,11 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 		}
 	}
 	if (from > max_version)
+	{
+		if (pushed)
+			PopActiveSnapshot();
 		return state;
+	}
 
 	fmgr_info(reducer, &flinfo);
 	values[0] = stream_id;
@@ -177,7 +195,9 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT r.* FROM eventstore.read_stream($1, $2) r"
 									   " WHERE r.stream_version OPERATOR(pg_catalog.<=) $3",
-									   3, argtypes, values, NULL, !own_writes, 0);
+									   3, argtypes, values, NULL, true, 0);
+	if (pushed)
+		PopActiveSnapshot();
 	for (;;)
 	{
 		SPITupleTable *batch;
@@ -196,6 +216,8 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 
 			HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
 			HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
+			if (flinfo.fn_strict && state == (Datum) 0)
+				continue;		/* a strict reducer keeps a NULL state NULL */
 			InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
 			fcinfo->args[0].value = state;
 			fcinfo->args[0].isnull = state == (Datum) 0;

@@ -60,14 +60,34 @@ es_registry_invalidate(Datum arg, Oid relid)
 	}
 }
 
-/* Make reg known to the invalidation callback; call once, from _PG_init. */
+/*
+ * A function was created, replaced or dropped: every registry's handlers are
+ * resolved again, so a dropped handler is reported as missing (not as a
+ * failed cache lookup) and a replaced one is called afresh.
+ */
+static void
+es_registry_invalidate_all(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ListCell   *lc;
+
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	foreach(lc, es_registries)
+		((EsRegistry *) lfirst(lc))->valid = false;
+}
+
+/* Make reg known to the invalidation callbacks; call once, from _PG_init. */
 void
 es_registry_init(EsRegistry *reg)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 	if (es_registries == NIL)
+	{
 		CacheRegisterRelcacheCallback(es_registry_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, es_registry_invalidate_all, (Datum) 0);
+	}
 	es_registries = lappend(es_registries, reg);
 	MemoryContextSwitchTo(old);
 }

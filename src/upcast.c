@@ -126,7 +126,8 @@ es_row_field(HeapTupleHeader row, const char *name, bool *isnull)
 static bool
 es_same_identity(HeapTupleHeader a, HeapTupleHeader b)
 {
-	static const char *const keys[] = {"global_position", "stream_id", "stream_version", "event_id"};
+	static const char *const keys[] = {"global_position", "stream_id", "stream_version", "event_id",
+	"created_at"};
 
 	for (int i = 0; i < (int) lengthof(keys); i++)
 	{
@@ -147,7 +148,7 @@ es_same_identity(HeapTupleHeader a, HeapTupleHeader b)
 			if (memcmp(DatumGetUUIDP(av), DatumGetUUIDP(bv), UUID_LEN) != 0)
 				return false;
 		}
-		else if (DatumGetInt64(av) != DatumGetInt64(bv))
+		else if (DatumGetInt64(av) != DatumGetInt64(bv))	/* int8, timestamptz */
 			return false;
 	}
 	return true;
@@ -163,17 +164,30 @@ es_upcast_row(Datum row)
 	EsUpcasters *cache = es_upcasters();
 	char	   *seen[ES_MAX_UPCAST_CHAIN];
 	int			nseen = 0;
+	const char *last_handler = NULL;
 
 	if (cache->n == 0)
 		return row;
 	for (;;)
 	{
 		HeapTupleHeader td = DatumGetHeapTupleHeader(row);
-		bool		isnull;
-		char	   *type = TextDatumGetCString(es_row_field(td, "event_type", &isnull));
-		EsUpcaster *u = es_find_upcaster(cache, type);
+		bool		type_null;
+		bool		data_null;
+		Datum		type_datum = es_row_field(td, "event_type", &type_null);
+		char	   *type;
+		EsUpcaster *u;
 		LOCAL_FCINFO(fcinfo, 1);
 		Datum		result;
+
+		(void) es_row_field(td, "data", &data_null);
+		if (type_null || data_null)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("upcaster %s returned an event without %s",
+							last_handler ? last_handler : "?",
+							type_null ? "event_type" : "data")));
+		type = TextDatumGetCString(type_datum);
+		u = es_find_upcaster(cache, type);
 
 		if (u == NULL)
 			return row;
@@ -207,8 +221,9 @@ es_upcast_row(Datum row)
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("upcaster %s changed the identity of an event of type \"%s\"",
 							u->handler_name, type),
-					 errdetail("An upcaster may change event_type, data and metadata, not the position, stream, version or event id.")));
+					 errdetail("An upcaster may change event_type, data and metadata, not the position, stream, version, event id or time.")));
 		row = result;
+		last_handler = u->handler_name;
 	}
 }
 
