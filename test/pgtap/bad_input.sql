@@ -1,0 +1,778 @@
+-- Bad input, every function of schema eventstore.  Each call either succeeds
+-- with the correct result or fails with one specific SQLSTATE (never XX000
+-- or P0001), and the store is the same afterwards.  Inputs: NULLs, empty
+-- strings, 1 MB strings, JSON of the wrong shape, negative and overflowing
+-- numbers, SQL-looking and unicode ids, names and channels, unknown names.
+--
+-- The list of functions is checked against pg_proc: a new function makes
+-- this file fail until it is added here (with its bad inputs).
+--
+BEGIN;
+SELECT plan(353);
+
+------------------------------------------------------------------------
+-- Helpers
+------------------------------------------------------------------------
+-- Every input tried: which function, and whether an error was expected.
+CREATE TEMP TABLE bi_tried (fn name NOT NULL, want text NOT NULL);
+
+-- try(sqls): run the statements in a subtransaction that is always rolled
+-- back; 'ok <first column of the first row of the last one>' (<null> for
+-- NULL or no row), or 'error <SQLSTATE>: <message>'.
+CREATE FUNCTION pg_temp.try(VARIADIC sqls text[]) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text;
+    r text;
+BEGIN
+    BEGIN
+        FOREACH stmt IN ARRAY sqls LOOP
+            EXECUTE stmt INTO r;
+        END LOOP;
+        RAISE EXCEPTION USING ERRCODE = 'ZZ999';
+    EXCEPTION
+        WHEN SQLSTATE 'ZZ999' THEN RETURN 'ok ' || coalesce(r, '<null>');
+        WHEN OTHERS THEN RETURN 'error ' || SQLSTATE || ': ' || SQLERRM;
+    END;
+END $$;
+
+-- x(fn, what, want, sqls): one input.  want is 'ok <value>' (compared
+-- exactly) or 'error <SQLSTATE>' (the code compared exactly).
+CREATE FUNCTION pg_temp.x(fn name, what text, want text, VARIADIC sqls text[]) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    have text := pg_temp.try(VARIADIC sqls);
+    cmp text := CASE WHEN want LIKE 'error %' THEN left(have, 11) ELSE have END;
+    res text;
+BEGIN
+    INSERT INTO bi_tried VALUES (fn, want);
+    res := is(cmp, want, fn || ': ' || what || ' -> '
+                         || left(regexp_replace(want, '[[:space:]]+', ' ', 'g'), 60));
+    IF cmp IS DISTINCT FROM want THEN
+        res := res || E'\n' || diag('    got: ' || left(have, 300));
+    END IF;
+    RETURN res;
+END $$;
+
+-- The state of the store: row counts, the registries and every stream's version.
+CREATE FUNCTION pg_temp.store_state() RETURNS text LANGUAGE sql AS $$
+    SELECT concat_ws(' ',
+        'events=' || (SELECT count(*) FROM eventstore.events),
+        'outbox=' || (SELECT count(*) FROM eventstore.outbox),
+        'published_up_to=' || (SELECT last_published_id FROM eventstore.relay_state),
+        'projections=' || (SELECT count(*) FROM eventstore.projections),
+        'routes=' || (SELECT count(*) FROM eventstore.routes),
+        'consumers=' || (SELECT count(*) FROM eventstore.consumers),
+        'upcasters=' || (SELECT count(*) FROM eventstore.upcasters),
+        'snapshots=' || (SELECT count(*) FROM eventstore.snapshots),
+        'policies=' || (SELECT count(*) FROM eventstore.snapshot_policies),
+        'versions=' || md5((SELECT coalesce(string_agg(stream_id || ':' || v, ',' ORDER BY stream_id), '')
+                              FROM (SELECT stream_id, max(stream_version) AS v FROM eventstore.events
+                                     GROUP BY stream_id) s)),
+        'registries=' || md5(concat(
+            (SELECT string_agg(p::text, ',' ORDER BY p.name) FROM eventstore.projections p),
+            (SELECT string_agg(r::text, ',' ORDER BY r.channel) FROM eventstore.routes r),
+            (SELECT string_agg(u::text, ',' ORDER BY u.event_type) FROM eventstore.upcasters u),
+            (SELECT string_agg(s::text, ',' ORDER BY s.snapshot_type) FROM eventstore.snapshot_policies s),
+            (SELECT string_agg(s::text, ',' ORDER BY s.stream_id, s.snapshot_type, s.stream_version)
+               FROM eventstore.snapshots s))))
+$$;
+
+-- SQL-looking, unicode and otherwise awkward strings (all shorter than 64 bytes).
+CREATE TEMP TABLE bi_nasty (s text NOT NULL);
+INSERT INTO bi_nasty VALUES
+    ($s$'); DROP TABLE eventstore.events; --$s$),
+    ($s$x' OR '1'='1$s$),
+    ($s$$$; SELECT pg_sleep(10); $$$s$),
+    ($s$back\slash\\-1$s$),
+    ($s$"quoted"-ident$s$),
+    ($s$semi;colon-2$s$),
+    ('ストリーム-3'),
+    ('événement-ß-🔥'),
+    ('שלום-עולם'),
+    (E'zero\u200Bwidth-4'),
+    (E'tab\tand\nnewline-5'),
+    ('%_*-wildcards'),
+    ('-leading-dash'),
+    ('   '),
+    ('pg_catalog.events');
+
+------------------------------------------------------------------------
+-- The store before: a stream, a projection, a route, an upcaster, a
+-- snapshot and a snapshot policy, so every function has something to hit.
+------------------------------------------------------------------------
+CREATE FUNCTION bi_noop(e eventstore.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION bi_reset() RETURNS void LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION bi_reducer(s jsonb, e eventstore.events) RETURNS jsonb LANGUAGE sql
+    AS $$ SELECT jsonb_build_object('n', coalesce((s->>'n')::int, 0) + 1) $$;
+CREATE FUNCTION bi_up(e eventstore.events) RETURNS eventstore.events LANGUAGE plpgsql
+    AS $$ BEGIN e.event_type := 'BiV2'; RETURN e; END $$;
+CREATE FUNCTION bi_wrong(x integer) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION bi_setof(e eventstore.events) RETURNS SETOF integer LANGUAGE sql AS $$ SELECT 1 $$;
+CREATE PROCEDURE bi_proc(e eventstore.events) LANGUAGE sql AS $$ SELECT $$;
+CREATE ROLE es_tap_bi_role;
+CREATE ROLE "es_tap_bi""; DROP ROLE postgres; --";
+
+SELECT lives_ok($$
+    SELECT eventstore.append('bi-1', 0, ARRAY[
+        eventstore.event('BiA', '{"n": 1}', NULL, 'b1000000-0000-4000-8000-000000000001'),
+        eventstore.event('BiV1', '{"n": 2}', '{"m": true}', 'b1000000-0000-4000-8000-000000000002')]);
+    SELECT eventstore.register_projection('bi_proj', 'bi_noop(eventstore.events)', ARRAY['BiA'], 'bi_reset()');
+    SELECT eventstore.add_route('bi_chan', ARRAY['BiA']);
+    SELECT eventstore.register_upcaster('BiV1', 'bi_up(eventstore.events)');
+    SELECT eventstore.save_snapshot('bi-1', 1, '{"n": 1}', 'bi_snap');
+    SELECT eventstore.set_snapshot_policy('bi_policy', 'bi_reducer(jsonb, eventstore.events)', 1000,
+                                          '{}', ARRAY['bi']);
+$$, 'set-up: a stream bi-1 at version 2, projection, route, upcaster, snapshot, policy');
+CREATE TEMP TABLE bi_before AS SELECT pg_temp.store_state() AS state;
+
+------------------------------------------------------------------------
+-- The functions under test are exactly the functions of the schema
+------------------------------------------------------------------------
+SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_proc p
+                                WHERE p.pronamespace = 'eventstore'::regnamespace) f
+                 ORDER BY s COLLATE "C"),
+          ARRAY[
+    'eventstore._channel_arg(text)',
+    'eventstore._check_consumer(text,text,bigint,text)',
+    'eventstore._count_arg(integer)',
+    'eventstore._registry_changed()',
+    'eventstore._relay_wakeup()',
+    'eventstore._stream_arg(text)',
+    'eventstore._time_arg(timestamp with time zone)',
+    'eventstore._upcast(eventstore.events)',
+    'eventstore._upcasting()',
+    'eventstore.add_route(text,text[],text[])',
+    'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text)',
+    'eventstore.append(text,bigint,eventstore.new_event[])',
+    'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid)',
+    'eventstore.category(text)',
+    'eventstore.consumer_ack(text,text,bigint)',
+    'eventstore.consumer_poll(text,text,integer)',
+    'eventstore.disable_projection(text)',
+    'eventstore.enable_projection(text)',
+    'eventstore.enqueue(text,jsonb,jsonb)',
+    'eventstore.event(text,jsonb,jsonb,uuid)',
+    'eventstore.grant_access(regrole,text)',
+    'eventstore.load_snapshot(text,text,bigint)',
+    'eventstore.read_all(bigint,integer)',
+    'eventstore.read_all_until(timestamp with time zone,bigint,integer)',
+    'eventstore.read_category(text,bigint,integer)',
+    'eventstore.read_stream(text,bigint,integer)',
+    'eventstore.read_stream_backwards(text,bigint,integer)',
+    'eventstore.read_stream_until(text,timestamp with time zone,bigint,integer)',
+    'eventstore.rebuild_projection(text)',
+    'eventstore.refuse_change()',
+    'eventstore.register_projection(text,regprocedure,text[],regprocedure)',
+    'eventstore.register_upcaster(text,regprocedure)',
+    'eventstore.relay_once(integer)',
+    'eventstore.relay_status()',
+    'eventstore.remove_route(text)',
+    'eventstore.remove_snapshot_policy(text)',
+    'eventstore.save_snapshot(text,bigint,jsonb,text)',
+    'eventstore.set_snapshot_policy(text,regprocedure,bigint,jsonb,text[])',
+    'eventstore.stream_version(text)',
+    'eventstore.stream_version_at(text,timestamp with time zone)',
+    'eventstore.unregister_projection(text)',
+    'eventstore.unregister_upcaster(text)'],
+          'the functions of schema eventstore are exactly the 42 swept here (add a new one below)');
+
+------------------------------------------------------------------------
+-- append(stream_id, expected_version, events)
+------------------------------------------------------------------------
+SELECT pg_temp.x('append', 'NULL stream_id', 'error 22004',
+    $$SELECT eventstore.append(NULL, 0, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'empty stream_id', 'error 22023',
+    $$SELECT eventstore.append('', 0, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'stream_id of 1025 bytes', 'error 22001',
+    $$SELECT eventstore.append(repeat('s', 1025), 0, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'stream_id of 1 MB', 'error 22001',
+    $$SELECT eventstore.append(repeat('s', 1048576), 0, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'stream_id of 513 two-byte characters (1026 bytes)', 'error 22001',
+    $$SELECT eventstore.append(repeat('é', 513), 0, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'stream_id of 512 two-byte characters (1024 bytes) is accepted', 'ok 1',
+    $$SELECT stream_version FROM eventstore.append(repeat('é', 512), 0, ARRAY[eventstore.event('T', '{}')])$$,
+    $$SELECT count(*) FROM eventstore.read_stream(repeat('é', 512))$$);
+SELECT pg_temp.x('append', 'NULL events', 'error 22004',
+    $$SELECT eventstore.append('bi-2', 0, NULL)$$);
+SELECT pg_temp.x('append', 'empty events array', 'error 22023',
+    $$SELECT eventstore.append('bi-2', 0, '{}')$$);
+SELECT pg_temp.x('append', 'a NULL event', 'error 22004',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}'), NULL])$$);
+SELECT pg_temp.x('append', 'NULL event_type', 'error 22004',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event(NULL, '{}')])$$);
+SELECT pg_temp.x('append', 'empty event_type', 'error 22023',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('', '{}')])$$);
+SELECT pg_temp.x('append', 'NULL data', 'error 22004',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', NULL)])$$);
+SELECT pg_temp.x('append', 'metadata a JSON array', 'error 22023',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}', '[1, 2]')])$$);
+SELECT pg_temp.x('append', 'metadata a JSON string', 'error 22023',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}', '"meta"')])$$);
+SELECT pg_temp.x('append', 'metadata a JSON number', 'error 22023',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}', '42')])$$);
+SELECT pg_temp.x('append', 'metadata JSON null', 'error 22023',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}', 'null')])$$);
+SELECT pg_temp.x('append', 'metadata of the second event an array', 'error 22023',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}'), eventstore.event('T', '{}', '[]')])$$);
+SELECT pg_temp.x('append', 'data a JSON array is stored as given', 'ok [1, "two", null]',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '[1, "two", null]')])$$,
+    $$SELECT data::text FROM eventstore.read_stream('bi-2')$$);
+SELECT pg_temp.x('append', 'data a JSON scalar is stored as given', 'ok "scalar"',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '"scalar"')])$$,
+    $$SELECT data::text FROM eventstore.read_stream('bi-2')$$);
+SELECT pg_temp.x('append', 'data JSON null is stored as JSON null', 'ok null',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', 'null')])$$,
+    $$SELECT data::text FROM eventstore.read_stream('bi-2')$$);
+SELECT pg_temp.x('append', 'expected_version -2', 'error 22023',
+    $$SELECT eventstore.append('bi-2', -2, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'expected_version -9223372036854775808', 'error 22023',
+    $$SELECT eventstore.append('bi-2', '-9223372036854775808'::bigint, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'expected_version 9223372036854775807', 'error ES409',
+    $$SELECT eventstore.append('bi-1', 9223372036854775807, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'expected_version 9223372036854775808 (overflows bigint)', 'error 22003',
+    $$SELECT eventstore.append('bi-1', '9223372036854775808'::bigint, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'expected_version -1 for a stream that does not exist', 'error ES409',
+    $$SELECT eventstore.append('bi-2', -1, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'expected_version 0 for an existing stream', 'error ES409',
+    $$SELECT eventstore.append('bi-1', 0, ARRAY[eventstore.event('T', '{}')])$$);
+SELECT pg_temp.x('append', 'a two-dimensional events array', 'error 2202E',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[[eventstore.event('T', '{}')], [eventstore.event('T', '{}')]])$$);
+SELECT pg_temp.x('append', 'an events array with lower bound 0 is one event', 'ok 1',
+    $$SELECT stream_version FROM eventstore.append('bi-2', 0, '[0:0]={"(T,{},,)"}'::eventstore.new_event[])$$);
+SELECT pg_temp.x('append', 'one event id twice in the call', 'error 23505',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[
+        eventstore.event('T', '{}', NULL, 'b2000000-0000-4000-8000-000000000001'),
+        eventstore.event('T', '{}', NULL, 'b2000000-0000-4000-8000-000000000001')])$$);
+SELECT pg_temp.x('append', 'ids that only partly exist in the stream', 'error 23505',
+    $$SELECT eventstore.append('bi-1', NULL, ARRAY[
+        eventstore.event('T', '{}', NULL, 'b1000000-0000-4000-8000-000000000002'),
+        eventstore.event('T', '{}', NULL, 'b2000000-0000-4000-8000-000000000009')])$$);
+SELECT pg_temp.x('append', 'an exact retry with a stale expected version returns the original result', 'ok 2',
+    $$SELECT stream_version FROM eventstore.append('bi-1', 0, ARRAY[
+        eventstore.event('BiA', '{"n": 1}', NULL, 'b1000000-0000-4000-8000-000000000001'),
+        eventstore.event('BiV1', '{"n": 2}', '{"m": true}', 'b1000000-0000-4000-8000-000000000002')])$$);
+SELECT pg_temp.x('append', 'an event of 1 MB of data', 'error 54000',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', to_jsonb(repeat('d', 1048576)))])$$);
+SELECT pg_temp.x('append', 'an event type of 1 MB', 'error 54000',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event(repeat('t', 1048576), '{}')])$$);
+SELECT pg_temp.x('append', 'metadata of 1 MB', 'error 54000',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}', jsonb_build_object('m', repeat('m', 1048576)))])$$);
+SELECT pg_temp.x('append', 'malformed JSON data', 'error 22P02',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{"unterminated": ')])$$);
+SELECT pg_temp.x('append', 'malformed event id', 'error 22P02',
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}', NULL, 'not-a-uuid')])$$);
+-- SQL-looking and unicode stream ids are stored exactly, in their category
+SELECT pg_temp.x('append', 'stream id ' || to_json(s)::text || ' is stored exactly',
+    'ok ' || s || '|' || split_part(s, '-', 1) || '|1|1',
+    format($$SELECT eventstore.append(%L, 0, ARRAY[eventstore.event('T', '{}')])$$, s),
+    format($$SELECT e.stream_id || '|' || eventstore.category(e.stream_id) || '|' || e.stream_version
+                    || '|' || eventstore.stream_version(%1$L)
+               FROM eventstore.read_stream(%1$L) e$$, s))
+  FROM bi_nasty;
+SELECT pg_temp.x('append', 'SQL-looking event type and metadata keys are stored exactly', 'ok true',
+    format($q$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event(%L, '{}', %L)])$q$, t, m),
+    format($q$SELECT event_type = %L AND metadata = %L::jsonb FROM eventstore.read_stream('bi-2')$q$, t, m))
+  FROM (VALUES ($t$'); DELETE FROM eventstore.events; --$t$,
+                $j${"'; --": "$$", "\\": "\\u0000-free", "ключ": [{"a": null}]}$j$)) v(t, m);
+SELECT pg_temp.x('append', 'a SQL-looking correlation id is recorded as a plain string',
+    $$ok {"correlation_id": "x\"}'; DROP TABLE t; --"}$$,
+    $$SELECT set_config('eventstore.correlation_id', $c$x"}'; DROP TABLE t; --$c$, true)$$,
+    $$SELECT eventstore.append('bi-2', 0, ARRAY[eventstore.event('T', '{}')])$$,
+    $$SELECT metadata::text FROM eventstore.read_stream('bi-2')$$);
+
+------------------------------------------------------------------------
+-- append_event(stream_id, expected_version, event_type, data, metadata, event_id)
+------------------------------------------------------------------------
+SELECT pg_temp.x('append_event', 'NULL stream_id', 'error 22004',
+    $$SELECT eventstore.append_event(NULL, 0, 'T', '{}')$$);
+SELECT pg_temp.x('append_event', 'empty stream_id', 'error 22023',
+    $$SELECT eventstore.append_event('', 0, 'T', '{}')$$);
+SELECT pg_temp.x('append_event', 'stream_id of 1 MB', 'error 22001',
+    $$SELECT eventstore.append_event(repeat('s', 1048576), 0, 'T', '{}')$$);
+SELECT pg_temp.x('append_event', 'NULL event_type', 'error 22004',
+    $$SELECT eventstore.append_event('bi-2', 0, NULL, '{}')$$);
+SELECT pg_temp.x('append_event', 'empty event_type', 'error 22023',
+    $$SELECT eventstore.append_event('bi-2', 0, '', '{}')$$);
+SELECT pg_temp.x('append_event', 'NULL data', 'error 22004',
+    $$SELECT eventstore.append_event('bi-2', 0, 'T', NULL)$$);
+SELECT pg_temp.x('append_event', 'metadata a JSON array', 'error 22023',
+    $$SELECT eventstore.append_event('bi-2', 0, 'T', '{}', '[{"a": 1}]')$$);
+SELECT pg_temp.x('append_event', 'metadata JSON true', 'error 22023',
+    $$SELECT eventstore.append_event('bi-2', 0, 'T', '{}', 'true')$$);
+SELECT pg_temp.x('append_event', 'expected_version -2', 'error 22023',
+    $$SELECT eventstore.append_event('bi-2', -2, 'T', '{}')$$);
+SELECT pg_temp.x('append_event', 'expected_version 9223372036854775807', 'error ES409',
+    $$SELECT eventstore.append_event('bi-2', 9223372036854775807, 'T', '{}')$$);
+SELECT pg_temp.x('append_event', 'data of 1 MB', 'error 54000',
+    $$SELECT eventstore.append_event('bi-2', 0, 'T', to_jsonb(repeat('d', 1048576)))$$);
+SELECT pg_temp.x('append_event', 'event type of 1 MB', 'error 54000',
+    $$SELECT eventstore.append_event('bi-2', 0, repeat('t', 1048576), '{}')$$);
+SELECT pg_temp.x('append_event', 'an event id of another stream is a new event here', 'ok 1',
+    $$SELECT stream_version FROM eventstore.append_event('bi-2', 0, 'T', '{}', NULL, 'b1000000-0000-4000-8000-000000000001')$$);
+SELECT pg_temp.x('append_event', 'a stored event id is a retry: the original version, nothing written', 'ok 1|2',
+    $$SELECT stream_version FROM eventstore.append_event('bi-1', 0, 'Other', '{"x": 1}', NULL, 'b1000000-0000-4000-8000-000000000001')$$,
+    $$SELECT (SELECT stream_version FROM eventstore.append_event('bi-1', 0, 'Other', '{"x": 1}', NULL,
+                                                                 'b1000000-0000-4000-8000-000000000001'))
+             || '|' || eventstore.stream_version('bi-1')$$);
+SELECT pg_temp.x('append_event', 'stream id ' || to_json(s)::text || ' is stored exactly', 'ok ' || s,
+    format($$SELECT eventstore.append_event(%L, NULL, 'T', '{}')$$, s),
+    format($$SELECT stream_id FROM eventstore.read_stream(%L)$$, s))
+  FROM bi_nasty WHERE s IN ($s$'); DROP TABLE eventstore.events; --$s$, 'ストリーム-3', '   ');
+
+------------------------------------------------------------------------
+-- event(event_type, data, metadata, event_id): a constructor, no checks
+------------------------------------------------------------------------
+SELECT pg_temp.x('event', 'all NULL', 'ok (,,,)', $$SELECT eventstore.event(NULL, NULL)::text$$);
+SELECT pg_temp.x('event', 'empty type, scalar data, array metadata', 'ok ("",1,[],)',
+    $$SELECT eventstore.event('', '1', '[]')::text$$);
+SELECT pg_temp.x('event', 'a 1 MB type is kept whole', 'ok 1048576',
+    $$SELECT length((eventstore.event(repeat('t', 1048576), '{}')).event_type)$$);
+SELECT pg_temp.x('event', 'malformed event id', 'error 22P02',
+    $$SELECT eventstore.event('T', '{}', NULL, 'b1000000-0000-4000-8000-00000000000g')$$);
+
+------------------------------------------------------------------------
+-- read_stream, read_stream_backwards, read_stream_until
+------------------------------------------------------------------------
+SELECT pg_temp.x(fn, 'NULL stream_id', 'error 22004', format($$SELECT count(*) FROM eventstore.%s(NULL)$$, fn))
+  FROM unnest(ARRAY['read_stream', 'read_stream_backwards']::name[]) fn;
+SELECT pg_temp.x(fn, 'empty stream_id', 'error 22023', format($$SELECT count(*) FROM eventstore.%s('')$$, fn))
+  FROM unnest(ARRAY['read_stream', 'read_stream_backwards']::name[]) fn;
+SELECT pg_temp.x(fn, 'stream_id of 1 MB', 'error 22001',
+    format($$SELECT count(*) FROM eventstore.%s(repeat('s', 1048576))$$, fn))
+  FROM unnest(ARRAY['read_stream', 'read_stream_backwards']::name[]) fn;
+SELECT pg_temp.x(fn, 'max_count -1', 'error 22023', format($$SELECT count(*) FROM eventstore.%s('bi-1', NULL, -1)$$, fn))
+  FROM unnest(ARRAY['read_stream', 'read_stream_backwards']::name[]) fn;
+SELECT pg_temp.x(fn, 'max_count -2147483648', 'error 22023',
+    format($$SELECT count(*) FROM eventstore.%s('bi-1', NULL, '-2147483648'::integer)$$, fn))
+  FROM unnest(ARRAY['read_stream', 'read_stream_backwards']::name[]) fn;
+SELECT pg_temp.x(fn, 'max_count 2147483648 (overflows integer)', 'error 22003',
+    format($$SELECT count(*) FROM eventstore.%s('bi-1', NULL, '2147483648'::integer)$$, fn))
+  FROM unnest(ARRAY['read_stream', 'read_stream_backwards']::name[]) fn;
+SELECT pg_temp.x('read_stream', 'from_version -9223372036854775808, max_count 2147483647: all, upcast', 'ok 1:BiA,2:BiV2',
+    $$SELECT string_agg(stream_version || ':' || event_type, ',' ORDER BY stream_version)
+        FROM eventstore.read_stream('bi-1', '-9223372036854775808'::bigint, 2147483647)$$);
+SELECT pg_temp.x('read_stream', 'from_version 9223372036854775807: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_stream('bi-1', 9223372036854775807)$$);
+SELECT pg_temp.x('read_stream', 'max_count 0: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_stream('bi-1', 1, 0)$$);
+SELECT pg_temp.x('read_stream_backwards', 'from_version -1: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_stream_backwards('bi-1', -1)$$);
+SELECT pg_temp.x('read_stream_backwards', 'from_version 9223372036854775807: all, descending', 'ok 2,1',
+    $$SELECT string_agg(stream_version::text, ',') FROM eventstore.read_stream_backwards('bi-1', 9223372036854775807)$$);
+SELECT pg_temp.x(fn, 'SQL-looking stream id ' || to_json(s)::text || ' reads nothing', 'ok 0',
+    format($$SELECT count(*) FROM eventstore.%s(%L)$$, fn, s))
+  FROM bi_nasty, unnest(ARRAY['read_stream', 'read_stream_backwards']::name[]) fn
+ WHERE s IN ($s$x' OR '1'='1$s$, $s$'); DROP TABLE eventstore.events; --$s$, '%_*-wildcards');
+SELECT pg_temp.x('read_stream_until', 'NULL stream_id', 'error 22004',
+    $$SELECT count(*) FROM eventstore.read_stream_until(NULL, now())$$);
+SELECT pg_temp.x('read_stream_until', 'empty stream_id', 'error 22023',
+    $$SELECT count(*) FROM eventstore.read_stream_until('', now())$$);
+SELECT pg_temp.x('read_stream_until', 'NULL until_time', 'error 22004',
+    $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', NULL)$$);
+SELECT pg_temp.x('read_stream_until', 'max_count -1', 'error 22023',
+    $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', now(), 1, -1)$$);
+SELECT pg_temp.x('read_stream_until', 'until infinity: all', 'ok 2',
+    $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', 'infinity')$$);
+SELECT pg_temp.x('read_stream_until', 'until -infinity: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', '-infinity')$$);
+SELECT pg_temp.x('read_stream_until', 'malformed time', 'error 22007',
+    $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', 'yesterday-ish')$$);
+
+------------------------------------------------------------------------
+-- read_all, read_all_until, read_category
+------------------------------------------------------------------------
+SELECT pg_temp.x('read_all', 'max_count -1', 'error 22023', $$SELECT count(*) FROM eventstore.read_all(0, -1)$$);
+SELECT pg_temp.x('read_all', 'max_count -2147483648', 'error 22023',
+    $$SELECT count(*) FROM eventstore.read_all(0, '-2147483648'::integer)$$);
+-- (this transaction's own appends are in flight: read_all stops before them)
+SELECT pg_temp.x('read_all', 'NULL after_position and max_count: everything before this transaction''s appends', 'ok true',
+    $$SELECT count(*) = (SELECT count(*) FROM eventstore.events WHERE global_position <
+                           (SELECT min(global_position) FROM eventstore.events WHERE stream_id = 'bi-1'))
+        FROM eventstore.read_all(NULL, NULL)$$);
+SELECT pg_temp.x('read_all', 'after_position -9223372036854775808: from the start', 'ok true',
+    $$SELECT count(*) = (SELECT count(*) FROM eventstore.events WHERE global_position <
+                           (SELECT min(global_position) FROM eventstore.events WHERE stream_id = 'bi-1'))
+        FROM eventstore.read_all('-9223372036854775808'::bigint, 2147483647)$$);
+SELECT pg_temp.x('read_all', 'after_position 9223372036854775807: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_all(9223372036854775807)$$);
+SELECT pg_temp.x('read_all', 'max_count 0: nothing', 'ok 0', $$SELECT count(*) FROM eventstore.read_all(0, 0)$$);
+SELECT pg_temp.x('read_all_until', 'NULL until_time', 'error 22004', $$SELECT count(*) FROM eventstore.read_all_until(NULL)$$);
+SELECT pg_temp.x('read_all_until', 'max_count -1', 'error 22023',
+    $$SELECT count(*) FROM eventstore.read_all_until(now(), 0, -1)$$);
+SELECT pg_temp.x('read_all_until', 'until -infinity: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_all_until('-infinity', 0, NULL)$$);
+SELECT pg_temp.x('read_all_until', 'until infinity, after 9223372036854775807: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_all_until('infinity', 9223372036854775807)$$);
+SELECT pg_temp.x('read_category', 'NULL category', 'error 22004', $$SELECT count(*) FROM eventstore.read_category(NULL)$$);
+SELECT pg_temp.x('read_category', 'empty category', 'error 22023', $$SELECT count(*) FROM eventstore.read_category('')$$);
+SELECT pg_temp.x('read_category', 'max_count -1', 'error 22023', $$SELECT count(*) FROM eventstore.read_category('bi', 0, -1)$$);
+SELECT pg_temp.x('read_category', 'a category of 1 MB: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_category(repeat('c', 1048576))$$);
+SELECT pg_temp.x('read_category', 'an unknown category: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_category('no_such_category')$$);
+SELECT pg_temp.x('read_category', 'LIKE wildcards are not wildcards', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_category('b_')$$);
+SELECT pg_temp.x('read_category', 'a % category matches nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_category('%')$$);
+SELECT pg_temp.x('read_category', 'SQL-looking category ' || to_json(s)::text || ' matches nothing', 'ok 0',
+    format($$SELECT count(*) FROM eventstore.read_category(%L)$$, s))
+  FROM bi_nasty WHERE s IN ($s$x' OR '1'='1$s$, $s$'); DROP TABLE eventstore.events; --$s$);
+SELECT pg_temp.x('read_category', 'the category bi: nothing, this transaction''s appends are in flight', 'ok <null>',
+    $$SELECT string_agg(stream_id || ':' || event_type, ',' ORDER BY global_position)
+        FROM eventstore.read_category('bi', -1, 2147483647)$$);
+
+------------------------------------------------------------------------
+-- stream_version, stream_version_at, category (SQL, STRICT where no check)
+------------------------------------------------------------------------
+SELECT pg_temp.x('stream_version', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore.stream_version(NULL)$$);
+SELECT pg_temp.x('stream_version', 'empty: 0', 'ok 0', $$SELECT eventstore.stream_version('')$$);
+SELECT pg_temp.x('stream_version', '1 MB: 0', 'ok 0', $$SELECT eventstore.stream_version(repeat('s', 1048576))$$);
+SELECT pg_temp.x('stream_version', 'SQL-looking: 0', 'ok 0', $$SELECT eventstore.stream_version($s$bi-1' OR '1'='1$s$)$$);
+SELECT pg_temp.x('stream_version', 'bi-1: 2', 'ok 2', $$SELECT eventstore.stream_version('bi-1')$$);
+SELECT pg_temp.x('stream_version_at', 'NULL stream_id', 'error 22004', $$SELECT eventstore.stream_version_at(NULL, now())$$);
+SELECT pg_temp.x('stream_version_at', 'empty stream_id', 'error 22023', $$SELECT eventstore.stream_version_at('', now())$$);
+SELECT pg_temp.x('stream_version_at', 'NULL time', 'error 22004', $$SELECT eventstore.stream_version_at('bi-1', NULL)$$);
+SELECT pg_temp.x('stream_version_at', 'stream_id of 1 MB', 'error 22001',
+    $$SELECT eventstore.stream_version_at(repeat('s', 1048576), now())$$);
+SELECT pg_temp.x('stream_version_at', '-infinity: 0', 'ok 0', $$SELECT eventstore.stream_version_at('bi-1', '-infinity')$$);
+SELECT pg_temp.x('stream_version_at', 'infinity: 2', 'ok 2', $$SELECT eventstore.stream_version_at('bi-1', 'infinity')$$);
+SELECT pg_temp.x('category', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore.category(NULL)$$);
+SELECT pg_temp.x('category', 'empty: empty', 'ok ', $$SELECT eventstore.category('')$$);
+SELECT pg_temp.x('category', 'leading dash: empty', 'ok ', $$SELECT eventstore.category('-x-y')$$);
+SELECT pg_temp.x('category', 'no dash: itself', 'ok ストリーム', $$SELECT eventstore.category('ストリーム')$$);
+SELECT pg_temp.x('category', '1 MB without a dash: itself', 'ok 1048576',
+    $$SELECT length(eventstore.category(repeat('c', 1048576)))$$);
+
+------------------------------------------------------------------------
+-- The argument checkers (_stream_arg, _count_arg, _channel_arg, _time_arg)
+------------------------------------------------------------------------
+SELECT pg_temp.x('_stream_arg', 'NULL', 'error 22004', $$SELECT eventstore._stream_arg(NULL)$$);
+SELECT pg_temp.x('_stream_arg', 'empty', 'error 22023', $$SELECT eventstore._stream_arg('')$$);
+SELECT pg_temp.x('_stream_arg', '1 MB', 'error 22001', $$SELECT eventstore._stream_arg(repeat('s', 1048576))$$);
+SELECT pg_temp.x('_stream_arg', 'SQL-looking: itself', $$ok x' OR '1'='1$$, $$SELECT eventstore._stream_arg($s$x' OR '1'='1$s$)$$);
+SELECT pg_temp.x('_count_arg', 'NULL: NULL (no limit)', 'ok <null>', $$SELECT eventstore._count_arg(NULL)$$);
+SELECT pg_temp.x('_count_arg', '-1', 'error 22023', $$SELECT eventstore._count_arg(-1)$$);
+SELECT pg_temp.x('_count_arg', '-2147483648', 'error 22023', $$SELECT eventstore._count_arg('-2147483648'::integer)$$);
+SELECT pg_temp.x('_count_arg', '2147483647: itself', 'ok 2147483647', $$SELECT eventstore._count_arg(2147483647)$$);
+SELECT pg_temp.x('_channel_arg', 'NULL', 'error 22004', $$SELECT eventstore._channel_arg(NULL)$$);
+SELECT pg_temp.x('_channel_arg', 'empty', 'error 22023', $$SELECT eventstore._channel_arg('')$$);
+SELECT pg_temp.x('_channel_arg', '64 bytes', 'error 42622', $$SELECT eventstore._channel_arg(repeat('c', 64))$$);
+SELECT pg_temp.x('_channel_arg', '32 two-byte characters (64 bytes)', 'error 42622', $$SELECT eventstore._channel_arg(repeat('é', 32))$$);
+SELECT pg_temp.x('_channel_arg', '1 MB', 'error 42622', $$SELECT eventstore._channel_arg(repeat('c', 1048576))$$);
+SELECT pg_temp.x('_channel_arg', '63 bytes: itself', 'ok 63', $$SELECT octet_length(eventstore._channel_arg(repeat('c', 63)))$$);
+SELECT pg_temp.x('_time_arg', 'NULL', 'error 22004', $$SELECT eventstore._time_arg(NULL)$$);
+SELECT pg_temp.x('_time_arg', 'infinity: itself', 'ok infinity', $$SELECT eventstore._time_arg('infinity')$$);
+SELECT pg_temp.x('_time_arg', '-infinity: itself', 'ok -infinity', $$SELECT eventstore._time_arg('-infinity')$$);
+
+------------------------------------------------------------------------
+-- Projections: register, unregister, enable, disable, rebuild
+------------------------------------------------------------------------
+SELECT pg_temp.x('register_projection', 'NULL name', 'error 22004',
+    $$SELECT eventstore.register_projection(NULL, 'bi_noop(eventstore.events)')$$);
+SELECT pg_temp.x('register_projection', 'empty name', 'error 22023',
+    $$SELECT eventstore.register_projection('', 'bi_noop(eventstore.events)')$$);
+SELECT pg_temp.x('register_projection', 'NULL handler', 'error 22004',
+    $$SELECT eventstore.register_projection('bi_p2', NULL)$$);
+SELECT pg_temp.x('register_projection', 'a taken name', 'error 42710',
+    $$SELECT eventstore.register_projection('bi_proj', 'bi_noop(eventstore.events)')$$);
+SELECT pg_temp.x('register_projection', 'a handler of another signature', 'error 42P13',
+    $$SELECT eventstore.register_projection('bi_p2', 'bi_wrong(integer)')$$);
+SELECT pg_temp.x('register_projection', 'a handler returning a set', 'error 42P13',
+    $$SELECT eventstore.register_projection('bi_p2', 'bi_setof(eventstore.events)')$$);
+SELECT pg_temp.x('register_projection', 'a procedure as handler', 'error 42809',
+    $$SELECT eventstore.register_projection('bi_p2', 'bi_proc(eventstore.events)')$$);
+SELECT pg_temp.x('register_projection', 'an aggregate as handler', 'error 42809',
+    $$SELECT eventstore.register_projection('bi_p2', 'pg_catalog.max(bigint)')$$);
+SELECT pg_temp.x('register_projection', 'a handler that does not exist', 'error 42883',
+    $$SELECT eventstore.register_projection('bi_p2', 'no_such_handler(eventstore.events)')$$);
+SELECT pg_temp.x('register_projection', 'handler OID 0', 'error 42883',
+    $$SELECT eventstore.register_projection('bi_p2', 0::regprocedure)$$);
+SELECT pg_temp.x('register_projection', 'a reset handler taking arguments', 'error 42P13',
+    $$SELECT eventstore.register_projection('bi_p2', 'bi_noop(eventstore.events)', NULL, 'bi_wrong(integer)')$$);
+SELECT pg_temp.x('register_projection', 'empty event_types', 'error 22023',
+    $$SELECT eventstore.register_projection('bi_p2', 'bi_noop(eventstore.events)', '{}')$$);
+SELECT pg_temp.x('register_projection', 'event_types with a NULL', 'error 22004',
+    $$SELECT eventstore.register_projection('bi_p2', 'bi_noop(eventstore.events)', ARRAY['A', NULL])$$);
+SELECT pg_temp.x('register_projection', 'a name of 1 MB of random text exceeds the index row limit', 'error 54000',
+    $$SELECT eventstore.register_projection(string_agg(md5(g::text), ''), 'bi_noop(eventstore.events)')
+        FROM generate_series(1, 32768) g$$);
+SELECT pg_temp.x('register_projection', 'SQL-looking name ' || to_json(s)::text || ' is registered exactly', 'ok ' || s,
+    format($$SELECT eventstore.register_projection(%L, 'bi_noop(eventstore.events)', ARRAY[%1$L])$$, s),
+    format($$SELECT name FROM eventstore.projections WHERE event_types = ARRAY[%L]$$, s))
+  FROM bi_nasty WHERE s IN ($s$'); DROP TABLE eventstore.events; --$s$, $s$$$; SELECT pg_sleep(10); $$$s$, 'événement-ß-🔥');
+SELECT pg_temp.x(fn, 'NULL name', 'error 22004', format($$SELECT eventstore.%s(NULL)$$, fn))
+  FROM unnest(ARRAY['unregister_projection', 'enable_projection', 'disable_projection', 'rebuild_projection']::name[]) fn;
+SELECT pg_temp.x(fn, 'empty name', 'error 22023', format($$SELECT eventstore.%s('')$$, fn))
+  FROM unnest(ARRAY['unregister_projection', 'enable_projection', 'disable_projection', 'rebuild_projection']::name[]) fn;
+SELECT pg_temp.x(fn, 'an unknown name', 'error 42704', format($$SELECT eventstore.%s('no_such_projection')$$, fn))
+  FROM unnest(ARRAY['unregister_projection', 'enable_projection', 'disable_projection', 'rebuild_projection']::name[]) fn;
+SELECT pg_temp.x(fn, 'a SQL-looking unknown name', 'error 42704', format($$SELECT eventstore.%s(%L)$$, fn, $s$bi_proj' OR '1'='1$s$))
+  FROM unnest(ARRAY['unregister_projection', 'enable_projection', 'disable_projection', 'rebuild_projection']::name[]) fn;
+SELECT pg_temp.x(fn, 'a name of 1 MB', 'error 42704', format($$SELECT eventstore.%s(repeat('p', 1048576))$$, fn))
+  FROM unnest(ARRAY['unregister_projection', 'enable_projection', 'disable_projection', 'rebuild_projection']::name[]) fn;
+SELECT pg_temp.x('disable_projection', 'bi_proj: disabled', 'ok false',
+    $$SELECT eventstore.disable_projection('bi_proj')$$,
+    $$SELECT enabled::text FROM eventstore.projections WHERE name = 'bi_proj'$$);
+SELECT pg_temp.x('enable_projection', 'bi_proj twice: enabled', 'ok true',
+    $$SELECT eventstore.enable_projection('bi_proj')$$, $$SELECT eventstore.enable_projection('bi_proj')$$,
+    $$SELECT enabled::text FROM eventstore.projections WHERE name = 'bi_proj'$$);
+SELECT pg_temp.x('rebuild_projection', 'bi_proj: replays its events', 'ok true',
+    $$SELECT eventstore.rebuild_projection('bi_proj')
+             = (SELECT count(*) FROM eventstore.events WHERE event_type = 'BiA')$$);
+SELECT pg_temp.x('unregister_projection', 'bi_proj: gone', 'ok 0',
+    $$SELECT eventstore.unregister_projection('bi_proj')$$,
+    $$SELECT count(*) FROM eventstore.projections WHERE name = 'bi_proj'$$);
+
+------------------------------------------------------------------------
+-- Routes, enqueue, relay_once, relay_status, _relay_wakeup
+------------------------------------------------------------------------
+SELECT pg_temp.x('add_route', 'NULL channel', 'error 22004', $$SELECT eventstore.add_route(NULL)$$);
+SELECT pg_temp.x('add_route', 'empty channel', 'error 22023', $$SELECT eventstore.add_route('')$$);
+SELECT pg_temp.x('add_route', 'channel of 64 bytes', 'error 42622', $$SELECT eventstore.add_route(repeat('c', 64))$$);
+SELECT pg_temp.x('add_route', 'channel of 32 two-byte characters', 'error 42622', $$SELECT eventstore.add_route(repeat('ß', 32))$$);
+SELECT pg_temp.x('add_route', 'channel of 1 MB', 'error 42622', $$SELECT eventstore.add_route(repeat('c', 1048576))$$);
+SELECT pg_temp.x('add_route', 'a taken channel', 'error 42710', $$SELECT eventstore.add_route('bi_chan')$$);
+SELECT pg_temp.x('add_route', 'empty event_types', 'error 22023', $$SELECT eventstore.add_route('bi_c2', '{}')$$);
+SELECT pg_temp.x('add_route', 'event_types with a NULL', 'error 22004', $$SELECT eventstore.add_route('bi_c2', ARRAY[NULL::text])$$);
+SELECT pg_temp.x('add_route', 'empty categories', 'error 22023', $$SELECT eventstore.add_route('bi_c2', NULL, '{}')$$);
+SELECT pg_temp.x('add_route', 'categories with a NULL', 'error 22004', $$SELECT eventstore.add_route('bi_c2', NULL, ARRAY['a', NULL])$$);
+SELECT pg_temp.x('add_route', 'channel of 63 bytes', 'ok 63',
+    $$SELECT eventstore.add_route(repeat('c', 63))$$,
+    $$SELECT octet_length(channel) FROM eventstore.routes WHERE channel LIKE 'ccc%'$$);
+SELECT pg_temp.x('add_route', 'SQL-looking channel ' || to_json(s)::text || ' is routed to exactly',
+    'ok ' || s || '|' || s,
+    format($$SELECT eventstore.add_route(%L, NULL, ARRAY['bi'])$$, s),
+    $$SELECT eventstore.append_event('bi-1', NULL, 'T', '{}')$$,
+    format($$SELECT r.channel || '|' || o.channel FROM eventstore.routes r
+               JOIN eventstore.outbox o ON o.channel = r.channel
+              WHERE r.channel = %L$$, s))
+  FROM bi_nasty;
+SELECT pg_temp.x('remove_route', 'NULL channel', 'error 22004', $$SELECT eventstore.remove_route(NULL)$$);
+SELECT pg_temp.x('remove_route', 'empty channel', 'error 22023', $$SELECT eventstore.remove_route('')$$);
+SELECT pg_temp.x('remove_route', 'channel of 1 MB', 'error 42622', $$SELECT eventstore.remove_route(repeat('c', 1048576))$$);
+SELECT pg_temp.x('remove_route', 'an unknown channel', 'error 42704', $$SELECT eventstore.remove_route('no_such_channel')$$);
+SELECT pg_temp.x('remove_route', 'a SQL-looking unknown channel', 'error 42704',
+    $$SELECT eventstore.remove_route($s$bi_chan' OR '1'='1$s$)$$);
+SELECT pg_temp.x('remove_route', 'bi_chan: gone', 'ok 0',
+    $$SELECT eventstore.remove_route('bi_chan')$$, $$SELECT count(*) FROM eventstore.routes WHERE channel = 'bi_chan'$$);
+SELECT pg_temp.x('enqueue', 'NULL channel', 'error 22004', $$SELECT eventstore.enqueue(NULL, '{}')$$);
+SELECT pg_temp.x('enqueue', 'empty channel', 'error 22023', $$SELECT eventstore.enqueue('', '{}')$$);
+SELECT pg_temp.x('enqueue', 'channel of 64 bytes', 'error 42622', $$SELECT eventstore.enqueue(repeat('c', 64), '{}')$$);
+SELECT pg_temp.x('enqueue', 'NULL payload', 'error 22004', $$SELECT eventstore.enqueue('bi_chan', NULL)$$);
+SELECT pg_temp.x('enqueue', 'payload of 1 MB', 'error 54000', $$SELECT eventstore.enqueue('bi_chan', to_jsonb(repeat('p', 1048576)))$$);
+SELECT pg_temp.x('enqueue', 'headers of 1 MB', 'error 54000',
+    $$SELECT eventstore.enqueue('bi_chan', '{}', jsonb_build_object('h', repeat('h', 1048576)))$$);
+SELECT pg_temp.x('enqueue', 'scalar payload, array headers, SQL-looking channel: stored as given',
+    $$ok x' OR '1'='1|"p"|[1, 2]$$,
+    $$SELECT eventstore.enqueue($s$x' OR '1'='1$s$, '"p"', '[1, 2]')$$,
+    $$SELECT channel || '|' || payload::text || '|' || headers::text FROM eventstore.outbox
+       WHERE id = (SELECT max(id) FROM eventstore.outbox)$$);
+SELECT pg_temp.x('relay_once', 'max_count 0', 'error 22023', $$SELECT eventstore.relay_once(0)$$);
+SELECT pg_temp.x('relay_once', 'max_count -1', 'error 22023', $$SELECT eventstore.relay_once(-1)$$);
+SELECT pg_temp.x('relay_once', 'max_count -2147483648', 'error 22023', $$SELECT eventstore.relay_once('-2147483648'::integer)$$);
+SELECT pg_temp.x('relay_once', 'max_count 2147483647: publishes nothing of this open transaction', 'ok true',
+    $$SELECT eventstore.relay_once(2147483647) >= 0
+             AND NOT EXISTS (SELECT FROM eventstore.outbox o JOIN eventstore.events e USING (global_position)
+                              WHERE e.stream_id = 'bi-1' AND o.published_at IS NOT NULL)$$);
+SELECT pg_temp.x('relay_status', 'one row for this database', 'ok 1',
+    $$SELECT count(*) FROM eventstore.relay_status() WHERE database = current_database()$$);
+SELECT pg_temp.x('_relay_wakeup', 'returns', 'ok ', $$SELECT eventstore._relay_wakeup()$$);
+
+------------------------------------------------------------------------
+-- Durable consumers
+------------------------------------------------------------------------
+SELECT pg_temp.x('consumer_poll', 'NULL consumer', 'error 22023', $$SELECT count(*) FROM eventstore.consumer_poll(NULL, 'bi_chan')$$);
+SELECT pg_temp.x('consumer_poll', 'empty consumer', 'error 22023', $$SELECT count(*) FROM eventstore.consumer_poll('', 'bi_chan')$$);
+SELECT pg_temp.x('consumer_poll', 'NULL channel', 'error 22004', $$SELECT count(*) FROM eventstore.consumer_poll('bi_k', NULL)$$);
+SELECT pg_temp.x('consumer_poll', 'empty channel', 'error 22023', $$SELECT count(*) FROM eventstore.consumer_poll('bi_k', '')$$);
+SELECT pg_temp.x('consumer_poll', 'channel of 64 bytes', 'error 42622',
+    $$SELECT count(*) FROM eventstore.consumer_poll('bi_k', repeat('c', 64))$$);
+SELECT pg_temp.x('consumer_poll', 'max_count -1', 'error 22023', $$SELECT count(*) FROM eventstore.consumer_poll('bi_k', 'bi_chan', -1)$$);
+SELECT pg_temp.x('consumer_poll', 'max_count NULL', 'error 22023', $$SELECT count(*) FROM eventstore.consumer_poll('bi_k', 'bi_chan', NULL)$$);
+SELECT pg_temp.x('consumer_poll', 'an unknown channel: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.consumer_poll('bi_k', 'no_such_channel')$$);
+SELECT pg_temp.x('consumer_poll', 'SQL-looking consumer and channel: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.consumer_poll($s$k' OR '1'='1$s$, $s$c' OR '1'='1$s$, 2147483647)$$);
+SELECT pg_temp.x('consumer_poll', 'a consumer name of 1 MB: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.consumer_poll(repeat('k', 1048576), 'bi_chan')$$);
+SELECT pg_temp.x('consumer_ack', 'NULL consumer', 'error 22023', $$SELECT eventstore.consumer_ack(NULL, 'bi_chan', 1)$$);
+SELECT pg_temp.x('consumer_ack', 'empty consumer', 'error 22023', $$SELECT eventstore.consumer_ack('', 'bi_chan', 1)$$);
+SELECT pg_temp.x('consumer_ack', 'NULL channel', 'error 22004', $$SELECT eventstore.consumer_ack('bi_k', NULL, 1)$$);
+SELECT pg_temp.x('consumer_ack', 'empty channel', 'error 22023', $$SELECT eventstore.consumer_ack('bi_k', '', 1)$$);
+SELECT pg_temp.x('consumer_ack', 'channel of 1 MB', 'error 42622', $$SELECT eventstore.consumer_ack('bi_k', repeat('c', 1048576), 1)$$);
+SELECT pg_temp.x('consumer_ack', 'NULL id', 'error 22023', $$SELECT eventstore.consumer_ack('bi_k', 'bi_chan', NULL)$$);
+SELECT pg_temp.x('consumer_ack', 'id 0', 'error 22023', $$SELECT eventstore.consumer_ack('bi_k', 'bi_chan', 0)$$);
+SELECT pg_temp.x('consumer_ack', 'id -9223372036854775808', 'error 22023',
+    $$SELECT eventstore.consumer_ack('bi_k', 'bi_chan', '-9223372036854775808'::bigint)$$);
+SELECT pg_temp.x('consumer_ack', 'id 9223372036854775807, never published', 'error 22023',
+    $$SELECT eventstore.consumer_ack('bi_k', 'bi_chan', 9223372036854775807)$$);
+SELECT pg_temp.x('consumer_ack', 'an unknown channel, an id past the relay', 'error 22023',
+    $$SELECT eventstore.consumer_ack('bi_k', 'no_such_channel', (SELECT last_published_id + 1 FROM eventstore.relay_state))$$);
+SELECT pg_temp.x('consumer_ack', 'SQL-looking consumer and channel, an id past the relay', 'error 22023',
+    $$SELECT eventstore.consumer_ack($s$k'); DELETE FROM eventstore.consumers; --$s$, $s$c' OR '1'='1$s$,
+                                     (SELECT last_published_id + 1 FROM eventstore.relay_state))$$);
+SELECT pg_temp.x('_check_consumer', 'NULL consumer', 'error 22023', $$SELECT eventstore._check_consumer(NULL, 'c', 1, 'id')$$);
+SELECT pg_temp.x('_check_consumer', 'NULL channel', 'error 22004', $$SELECT eventstore._check_consumer('k', NULL, 1, 'id')$$);
+SELECT pg_temp.x('_check_consumer', 'channel of 1 MB', 'error 42622', $$SELECT eventstore._check_consumer('k', repeat('c', 1048576), 1, 'id')$$);
+SELECT pg_temp.x('_check_consumer', 'id 0', 'error 22023', $$SELECT eventstore._check_consumer('k', 'c', 0, 'id')$$);
+SELECT pg_temp.x('_check_consumer', 'max_count -1', 'error 22023', $$SELECT eventstore._check_consumer('k', 'c', -1, 'max_count')$$);
+SELECT pg_temp.x('_check_consumer', 'max_count 0', 'ok ', $$SELECT eventstore._check_consumer('k', 'c', 0, 'max_count')$$);
+
+------------------------------------------------------------------------
+-- grant_access(role, access)
+------------------------------------------------------------------------
+SELECT pg_temp.x('grant_access', 'NULL role', 'error 22004', $$SELECT eventstore.grant_access(NULL, 'reader')$$);
+SELECT pg_temp.x('grant_access', 'NULL access', 'error 22004', $$SELECT eventstore.grant_access('es_tap_bi_role', NULL)$$);
+SELECT pg_temp.x('grant_access', 'empty access', 'error 22023', $$SELECT eventstore.grant_access('es_tap_bi_role', '')$$);
+SELECT pg_temp.x('grant_access', 'access Admin (case matters)', 'error 22023', $$SELECT eventstore.grant_access('es_tap_bi_role', 'Admin')$$);
+SELECT pg_temp.x('grant_access', 'access superuser', 'error 22023', $$SELECT eventstore.grant_access('es_tap_bi_role', 'superuser')$$);
+SELECT pg_temp.x('grant_access', 'SQL-looking access', 'error 22023',
+    $$SELECT eventstore.grant_access('es_tap_bi_role', $a$reader TO PUBLIC; GRANT ALL ON eventstore.events TO PUBLIC; --$a$)$$);
+SELECT pg_temp.x('grant_access', 'an access of 1 MB', 'error 22023', $$SELECT eventstore.grant_access('es_tap_bi_role', repeat('a', 1048576))$$);
+SELECT pg_temp.x('grant_access', 'an unknown role name', 'error 42704', $$SELECT eventstore.grant_access('es_tap_no_such_role', 'reader')$$);
+SELECT pg_temp.x('grant_access', 'role PUBLIC', 'error 42704', $$SELECT eventstore.grant_access('public', 'reader')$$);
+SELECT pg_temp.x('grant_access', 'role OID 0 (no such role)', 'error 42704', $$SELECT eventstore.grant_access(0::regrole, 'reader')$$);
+SELECT pg_temp.x('grant_access', 'an OID that is no role', 'error 42704', $$SELECT eventstore.grant_access(4294967295::oid::regrole, 'reader')$$);
+SELECT pg_temp.x('grant_access', 'a role named like SQL gets exactly reader rights', 'ok true|false|false',
+    $$SELECT eventstore.grant_access('"es_tap_bi""; DROP ROLE postgres; --"', 'reader')$$,
+    $$SELECT has_table_privilege('es_tap_bi"; DROP ROLE postgres; --', 'eventstore.events', 'SELECT')
+             || '|' || has_function_privilege('es_tap_bi"; DROP ROLE postgres; --',
+                                              'eventstore.append(text, bigint, eventstore.new_event[])', 'EXECUTE')
+             || '|' || has_table_privilege('es_tap_bi_role', 'eventstore.events', 'SELECT')$$);
+
+------------------------------------------------------------------------
+-- Upcasters: _upcast, _upcasting, register_upcaster, unregister_upcaster
+------------------------------------------------------------------------
+SELECT pg_temp.x('_upcasting', 'an upcaster is registered', 'ok true', $$SELECT eventstore._upcasting()$$);
+SELECT pg_temp.x('_upcast', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore._upcast(NULL)$$);
+SELECT pg_temp.x('_upcast', 'a row of a type without upcaster: unchanged', 'ok (1,s,1,b3000000-0000-4000-8000-000000000001,Other,{},,infinity)',
+    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'Other', '{}', NULL, 'infinity')::eventstore.events)::text$$);
+SELECT pg_temp.x('_upcast', 'a row of an upcast type: upcast', 'ok BiV2',
+    $$SELECT (eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity')::eventstore.events)).event_type$$);
+SELECT pg_temp.x('_upcast', 'a row of an upcast type with a NULL event_type', 'error 22004',
+    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', NULL, '{}', NULL, 'infinity')::eventstore.events)$$);
+SELECT pg_temp.x('_upcast', 'a row with NULL data', 'error 22004',
+    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', NULL, NULL, 'infinity')::eventstore.events)$$);
+SELECT pg_temp.x('_upcast', 'a row with a NULL position (no identity to keep)', 'error 22000',
+    $$SELECT eventstore._upcast(ROW(NULL, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity')::eventstore.events)$$);
+SELECT pg_temp.x('register_upcaster', 'NULL event_type', 'error 22004', $$SELECT eventstore.register_upcaster(NULL, 'bi_up(eventstore.events)')$$);
+SELECT pg_temp.x('register_upcaster', 'empty event_type', 'error 22023', $$SELECT eventstore.register_upcaster('', 'bi_up(eventstore.events)')$$);
+SELECT pg_temp.x('register_upcaster', 'NULL handler', 'error 22004', $$SELECT eventstore.register_upcaster('BiX', NULL)$$);
+SELECT pg_temp.x('register_upcaster', 'a handler of another signature', 'error 42P13',
+    $$SELECT eventstore.register_upcaster('BiX', 'bi_noop(eventstore.events)')$$);
+SELECT pg_temp.x('register_upcaster', 'a handler that does not exist', 'error 42883',
+    $$SELECT eventstore.register_upcaster('BiX', 'no_such_upcaster(eventstore.events)')$$);
+SELECT pg_temp.x('register_upcaster', 'a type that has one', 'error 42710',
+    $$SELECT eventstore.register_upcaster('BiV1', 'bi_up(eventstore.events)')$$);
+SELECT pg_temp.x('register_upcaster', 'SQL-looking event type: registered exactly', $$ok x' OR '1'='1$$,
+    $$SELECT eventstore.register_upcaster($s$x' OR '1'='1$s$, 'bi_up(eventstore.events)')$$,
+    $$SELECT event_type FROM eventstore.upcasters WHERE event_type LIKE 'x%'$$);
+SELECT pg_temp.x('unregister_upcaster', 'NULL', 'error 22004', $$SELECT eventstore.unregister_upcaster(NULL)$$);
+SELECT pg_temp.x('unregister_upcaster', 'empty', 'error 22023', $$SELECT eventstore.unregister_upcaster('')$$);
+SELECT pg_temp.x('unregister_upcaster', 'an unknown type', 'error 42704', $$SELECT eventstore.unregister_upcaster('NoSuchType')$$);
+SELECT pg_temp.x('unregister_upcaster', 'a SQL-looking unknown type', 'error 42704',
+    $$SELECT eventstore.unregister_upcaster($s$BiV1' OR '1'='1$s$)$$);
+SELECT pg_temp.x('unregister_upcaster', 'BiV1: reads see the stored type again', 'ok false|BiV1',
+    $$SELECT eventstore.unregister_upcaster('BiV1')$$,
+    $$SELECT eventstore._upcasting() || '|' || (SELECT event_type FROM eventstore.read_stream('bi-1', 2))$$);
+
+------------------------------------------------------------------------
+-- Snapshots and aggregates
+------------------------------------------------------------------------
+SELECT pg_temp.x('save_snapshot', 'NULL stream_id', 'error 22004', $$SELECT eventstore.save_snapshot(NULL, 1, '{}')$$);
+SELECT pg_temp.x('save_snapshot', 'empty stream_id', 'error 22023', $$SELECT eventstore.save_snapshot('', 1, '{}')$$);
+SELECT pg_temp.x('save_snapshot', 'stream_id of 1 MB', 'error 22001', $$SELECT eventstore.save_snapshot(repeat('s', 1048576), 1, '{}')$$);
+SELECT pg_temp.x('save_snapshot', 'NULL stream_version', 'error 22004', $$SELECT eventstore.save_snapshot('bi-1', NULL, '{}')$$);
+SELECT pg_temp.x('save_snapshot', 'NULL state', 'error 22004', $$SELECT eventstore.save_snapshot('bi-1', 1, NULL)$$);
+SELECT pg_temp.x('save_snapshot', 'NULL snapshot_type', 'error 22004', $$SELECT eventstore.save_snapshot('bi-1', 1, '{}', NULL)$$);
+SELECT pg_temp.x('save_snapshot', 'empty snapshot_type', 'error 22023', $$SELECT eventstore.save_snapshot('bi-1', 1, '{}', '')$$);
+SELECT pg_temp.x('save_snapshot', 'version 0', 'error 22023', $$SELECT eventstore.save_snapshot('bi-1', 0, '{}')$$);
+SELECT pg_temp.x('save_snapshot', 'version -1', 'error 22023', $$SELECT eventstore.save_snapshot('bi-1', -1, '{}')$$);
+SELECT pg_temp.x('save_snapshot', 'version 9223372036854775807', 'error 22023', $$SELECT eventstore.save_snapshot('bi-1', 9223372036854775807, '{}')$$);
+SELECT pg_temp.x('save_snapshot', 'a stream that does not exist', 'error 22023',
+    $$SELECT eventstore.save_snapshot($s$bi-1' OR '1'='1$s$, 1, '{}')$$);
+SELECT pg_temp.x('save_snapshot', 'a state that is a JSON array is kept', 'ok [1, 2]',
+    $$SELECT eventstore.save_snapshot('bi-1', 2, '[1, 2]', 'bi_arr')$$,
+    $$SELECT state::text FROM eventstore.load_snapshot('bi-1', 'bi_arr')$$);
+SELECT pg_temp.x('load_snapshot', 'NULL stream_id', 'error 22004', $$SELECT count(*) FROM eventstore.load_snapshot(NULL)$$);
+SELECT pg_temp.x('load_snapshot', 'empty stream_id', 'error 22023', $$SELECT count(*) FROM eventstore.load_snapshot('')$$);
+SELECT pg_temp.x('load_snapshot', 'NULL snapshot_type: nothing', 'ok 0', $$SELECT count(*) FROM eventstore.load_snapshot('bi-1', NULL)$$);
+SELECT pg_temp.x('load_snapshot', 'an unknown snapshot_type: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.load_snapshot('bi-1', $s$bi_snap' OR '1'='1$s$)$$);
+SELECT pg_temp.x('load_snapshot', 'max_version -9223372036854775808: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.load_snapshot('bi-1', 'bi_snap', '-9223372036854775808'::bigint)$$);
+SELECT pg_temp.x('load_snapshot', 'bi_snap: version 1', 'ok 1', $$SELECT stream_version FROM eventstore.load_snapshot('bi-1', 'bi_snap')$$);
+SELECT pg_temp.x('aggregate', 'NULL stream_id', 'error 22004', $$SELECT eventstore.aggregate(NULL, 'bi_reducer(jsonb, eventstore.events)')$$);
+SELECT pg_temp.x('aggregate', 'empty stream_id', 'error 22023', $$SELECT eventstore.aggregate('', 'bi_reducer(jsonb, eventstore.events)')$$);
+SELECT pg_temp.x('aggregate', 'NULL reducer', 'error 22004', $$SELECT eventstore.aggregate('bi-1', NULL)$$);
+SELECT pg_temp.x('aggregate', 'a reducer of another signature', 'error 42P13', $$SELECT eventstore.aggregate('bi-1', 'bi_noop(eventstore.events)')$$);
+SELECT pg_temp.x('aggregate', 'reducer OID 0', 'error 42883', $$SELECT eventstore.aggregate('bi-1', 0::regprocedure)$$);
+SELECT pg_temp.x('aggregate', 'until_version -1', 'error 22023',
+    $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', '{}', -1)$$);
+SELECT pg_temp.x('aggregate', 'empty snapshot_type', 'error 22023',
+    $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', snapshot_type => '')$$);
+SELECT pg_temp.x('aggregate', 'NULL initial, until_version 9223372036854775807: every event', 'ok {"n": 2}',
+    $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', NULL, 9223372036854775807)::text$$);
+SELECT pg_temp.x('aggregate', 'until_version 0: the initial state', 'ok [0]',
+    $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', '[0]', 0)::text$$);
+SELECT pg_temp.x('aggregate', 'until -infinity: the initial state', 'ok "init"',
+    $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', '"init"', until_time => '-infinity')::text$$);
+SELECT pg_temp.x('aggregate', 'an unknown snapshot_type: folded from the start', 'ok {"n": 2}',
+    $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', snapshot_type => $s$x' OR '1'='1$s$)::text$$);
+SELECT pg_temp.x('aggregate', 'a stream that does not exist: the initial state', 'ok {}',
+    $$SELECT eventstore.aggregate($s$'); DROP TABLE eventstore.events; --$s$, 'bi_reducer(jsonb, eventstore.events)')::text$$);
+SELECT pg_temp.x('set_snapshot_policy', 'NULL snapshot_type', 'error 22004',
+    $$SELECT eventstore.set_snapshot_policy(NULL, 'bi_reducer(jsonb, eventstore.events)', 10)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'empty snapshot_type', 'error 22023',
+    $$SELECT eventstore.set_snapshot_policy('', 'bi_reducer(jsonb, eventstore.events)', 10)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'NULL reducer', 'error 22004', $$SELECT eventstore.set_snapshot_policy('bi_p2', NULL, 10)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'NULL every', 'error 22004',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', NULL)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'every 0', 'error 22023',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', 0)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'every -9223372036854775808', 'error 22023',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', '-9223372036854775808'::bigint)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'a reducer of another signature', 'error 42P13',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_up(eventstore.events)', 10)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'empty categories', 'error 22023',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', 10, '{}', '{}')$$);
+SELECT pg_temp.x('set_snapshot_policy', 'categories with a NULL', 'error 22004',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', 10, '{}', ARRAY[NULL::text])$$);
+SELECT pg_temp.x('set_snapshot_policy', 'every 9223372036854775807, scalar initial: set', 'ok 9223372036854775807|"s"',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', 9223372036854775807, '"s"')$$,
+    $$SELECT every || '|' || initial::text FROM eventstore.snapshot_policies WHERE snapshot_type = 'bi_p2'$$);
+SELECT pg_temp.x('remove_snapshot_policy', 'NULL', 'error 22004', $$SELECT eventstore.remove_snapshot_policy(NULL)$$);
+SELECT pg_temp.x('remove_snapshot_policy', 'empty', 'error 22023', $$SELECT eventstore.remove_snapshot_policy('')$$);
+SELECT pg_temp.x('remove_snapshot_policy', 'an unknown type', 'error 42704', $$SELECT eventstore.remove_snapshot_policy('no_such_policy')$$);
+SELECT pg_temp.x('remove_snapshot_policy', 'a SQL-looking unknown type', 'error 42704',
+    $$SELECT eventstore.remove_snapshot_policy($s$bi_policy' OR '1'='1$s$)$$);
+SELECT pg_temp.x('remove_snapshot_policy', 'bi_policy: gone', 'ok 0',
+    $$SELECT eventstore.remove_snapshot_policy('bi_policy')$$,
+    $$SELECT count(*) FROM eventstore.snapshot_policies WHERE snapshot_type = 'bi_policy'$$);
+
+------------------------------------------------------------------------
+-- Trigger functions called directly
+------------------------------------------------------------------------
+SELECT pg_temp.x('refuse_change', 'called directly', 'error 39P01', $$SELECT eventstore.refuse_change()$$);
+SELECT pg_temp.x('_registry_changed', 'called directly', 'error 39P01', $$SELECT eventstore._registry_changed()$$);
+
+------------------------------------------------------------------------
+-- Every function was tried; the store is unchanged
+------------------------------------------------------------------------
+SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace
+                EXCEPT SELECT fn::text FROM bi_tried ORDER BY 1),
+          '{}'::text[], 'every function of schema eventstore was given inputs');
+SELECT is(ARRAY(SELECT fn::text FROM bi_tried GROUP BY fn
+                HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', 'relay_status',
+                                                   '_relay_wakeup', '_upcasting') THEN 1 ELSE 3 END
+                ORDER BY 1),
+          '{}'::text[], 'every function that takes arguments was given at least three inputs');
+SELECT is(pg_temp.store_state(), (SELECT state FROM bi_before),
+          'the store is unchanged: events, outbox, registries, snapshots, consumers, stream versions');
+SELECT diag(format('bad inputs tried: %s on %s functions (%s expected to fail with a specific SQLSTATE, %s expected to succeed with a checked result)',
+                   count(*), count(DISTINCT fn), count(*) FILTER (WHERE want LIKE 'error %'),
+                   count(*) FILTER (WHERE want NOT LIKE 'error %')))
+  FROM bi_tried;
+
+SELECT * FROM finish();
+ROLLBACK;
