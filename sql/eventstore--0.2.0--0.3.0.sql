@@ -31,7 +31,7 @@ CREATE TABLE eventstore.outbox (
     published_at    timestamptz,
     CONSTRAINT outbox_pkey PRIMARY KEY (id),
     CONSTRAINT outbox_event_or_message CHECK ((global_position IS NULL) OPERATOR(pg_catalog.<>) (payload IS NULL))
-) WITH (fillfactor = 80);	-- room for the HOT update that sets published_at
+) WITH (fillfactor = 50);	-- room for the HOT update that sets published_at
 ALTER SEQUENCE eventstore.outbox_id_seq OWNED BY eventstore.outbox.id;
 CREATE INDEX outbox_channel_idx ON eventstore.outbox (channel, id);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.outbox', '');

@@ -35,6 +35,7 @@ static volatile int stop_relay;
 static double *commit_at;		/* by key: when the append committed */
 static double *notified_at;		/* by key: when its notification arrived */
 static volatile long notified;	/* notifications received */
+static long key_base;			/* keys are stored at key - key_base */
 static long expected_total;
 
 static double
@@ -110,6 +111,7 @@ listener(void *arg)
 		{
 			long		key = payload_key(n->extra);
 
+			key -= key_base;
 			if (key >= 0 && key < MAX_EVENTS && notified_at[key] == 0)
 				notified_at[key] = now_ms();
 			notified++;
@@ -180,6 +182,19 @@ main(int argc, char **argv)
 	commit_at = calloc(MAX_EVENTS, sizeof(double));
 	notified_at = calloc(MAX_EVENTS, sizeof(double));
 	w = connect_or_die();
+	{
+		/* keys (positions or ids) of this run start above the current value */
+		PGresult   *r = PQexec(w, hand ? "SELECT last_value FROM hand_events_id_seq"
+							   : "SELECT last_value FROM eventstore.events_global_position_seq");
+
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		{
+			fprintf(stderr, "reading the key base: %s", PQerrorMessage(w));
+			return 1;
+		}
+		key_base = atol(PQgetvalue(r, 0, 0));
+		PQclear(r);
+	}
 
 	if (strcmp(what, "latency") == 0)
 	{
@@ -221,8 +236,8 @@ main(int argc, char **argv)
 				fprintf(stderr, "append: %s", PQerrorMessage(w));
 				return 1;
 			}
-			keys[i] = atol(PQgetvalue(r, 0, 0));
-			if (keys[i] < MAX_EVENTS)
+			keys[i] = atol(PQgetvalue(r, 0, 0)) - key_base;
+			if (keys[i] >= 0 && keys[i] < MAX_EVENTS)
 				commit_at[keys[i]] = now_ms();
 			PQclear(r);
 			sent++;
@@ -232,7 +247,7 @@ main(int argc, char **argv)
 			usleep(10000);
 		stop_relay = 2;
 		for (long i = 0; i < sent; i++)
-			if (keys[i] < MAX_EVENTS && notified_at[keys[i]] > 0)
+			if (keys[i] >= 0 && keys[i] < MAX_EVENTS && notified_at[keys[i]] > 0)
 				lat[nlat++] = notified_at[keys[i]] - commit_at[keys[i]];
 		qsort(lat, nlat, sizeof(double), cmp_double);
 		printf("mode=%s rate=%d sent=%ld received=%ld p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
