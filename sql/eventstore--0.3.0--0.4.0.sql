@@ -223,6 +223,10 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
             RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
                 MESSAGE = 'role and access must not be null';
         END IF;
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('role with OID %s does not exist', role::oid);
+        END IF;
         IF access NOT IN ('reader', 'writer', 'consumer', 'admin') THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('unknown access "%s"', access),
@@ -241,7 +245,7 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
         END;
         IF access = 'admin' THEN
             EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.outbox, eventstore.consumers,'
-                                      ' eventstore.outbox_messages TO %s', role);
+                                      ' eventstore.outbox_messages, eventstore.relay_state TO %s', role);
         END IF;
         FOR i IN 1 .. COALESCE(pg_catalog.array_length(fns, 1), 0) LOOP
             EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', fns[i], role);

@@ -459,6 +459,8 @@ es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "eventstore: SPI_connect failed");
 		state = es_fold(stream_id, p->reducer, p->initial, new_version, type, true);
+		if (state != (Datum) 0)
+			state = SPI_datumTransfer(state, false, -1);	/* out of SPI memory */
 		SPI_finish();
 		if (state != (Datum) 0)
 			es_write_snapshot(stream_id, new_version, state, type);
