@@ -245,7 +245,8 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
         END;
         IF access = 'admin' THEN
             EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.outbox, eventstore.consumers,'
-                                      ' eventstore.outbox_messages, eventstore.relay_state TO %s', role);
+                                      ' eventstore.outbox_messages, eventstore.relay_state,'
+                                      ' eventstore.relay_status TO %s', role);
         END IF;
         FOR i IN 1 .. COALESCE(pg_catalog.array_length(fns, 1), 0) LOOP
             EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', fns[i], role);
