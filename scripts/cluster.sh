@@ -6,6 +6,8 @@
 #   ES_PGDATA   data directory   (default: a fresh mktemp directory)
 #   ES_PORT     port             (default: 54329)
 #   ES_PRELOAD  1 to preload the library (default), 0 not to
+#   ES_PG_CONFIG  pg_config of the PostgreSQL installation to use (default:
+#               /usr/lib/postgresql/$ES_PG_MAJOR/bin/pg_config)
 
 set -euo pipefail
 
@@ -42,7 +44,9 @@ es_install_deps() {
 
 es_bindir() { "$(es_pg_config)" --bindir; }
 es_pg_config() {
-    if [ -x /usr/lib/postgresql/$ES_PG_MAJOR/bin/pg_config ]; then
+    if [ -n "${ES_PG_CONFIG:-}" ]; then
+        echo "$ES_PG_CONFIG"
+    elif [ -x /usr/lib/postgresql/$ES_PG_MAJOR/bin/pg_config ]; then
         echo /usr/lib/postgresql/$ES_PG_MAJOR/bin/pg_config
     else
         command -v pg_config
