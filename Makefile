@@ -11,11 +11,11 @@ HEADERS = include/eventstore_hooks.h
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)
-ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order upcaster_cache snapshot_policy_rr
+ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order upcaster_cache snapshot_policy_rr horizon_seq_lock retry_lock
 ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config

@@ -2,6 +2,9 @@
 \echo Use "ALTER EXTENSION eventstore UPDATE TO '0.5.0'" to load this file. \quit
 
 -- == Append, horizon and reads =============================================
+-- No SQL changes: the savepoint-safe horizon lock, the LWLock that no longer
+-- waits on the sequence's lock, the retry that gives back its stream lock and
+-- read_all_until's prefix are all in the library (horizon.c, append.c, read.c).
 
 -- == Registries and handlers ===============================================
 

@@ -70,6 +70,39 @@ PREPARE TRANSACTION 'regress_es_prepare_5';
 ROLLBACK PREPARED 'regress_es_prepare_5';
 SELECT count(*) AS prepared FROM pg_prepared_xacts WHERE gid LIKE 'regress_es_%';
 
+------------------------------------------------------------------------
+-- An idempotent retry writes nothing, takes no position and keeps no lock
+-- on its stream: its transaction can be prepared, and the prepared
+-- transaction does not block the stream.  (Before 0.5.0 the retry kept the
+-- stream lock, PREPARE kept it until COMMIT PREPARED, and the append below
+-- waited: lock_timeout bounds that wait, 55P03.)
+------------------------------------------------------------------------
+SELECT stream_version FROM eventstore.append_event('prepare-3', 0, 'T', '{}', NULL,
+           'aaaaaaaa-0000-4000-8000-000000000001');
+BEGIN;
+SELECT stream_version FROM eventstore.append_event('prepare-3', 0, 'T', '{}', NULL,
+           'aaaaaaaa-0000-4000-8000-000000000001');
+INSERT INTO prepare_side VALUES (4);
+PREPARE TRANSACTION 'regress_es_prepare_6';
+SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'regress_es_%';
+SET lock_timeout = '2s';
+SELECT stream_version FROM eventstore.append_event('prepare-3', 1, 'T', '{}');
+RESET lock_timeout;
+COMMIT PREPARED 'regress_es_prepare_6';
+SELECT stream_version, event_type FROM eventstore.read_stream('prepare-3');
+
+-- A retry after an append to the same stream in the same transaction: the
+-- append's lock and position remain, so PREPARE is refused.
+BEGIN;
+SELECT stream_version FROM eventstore.append_event('prepare-3', 2, 'T', '{}', NULL,
+           'aaaaaaaa-0000-4000-8000-000000000003');
+SELECT stream_version FROM eventstore.append_event('prepare-3', 2, 'T', '{}', NULL,
+           'aaaaaaaa-0000-4000-8000-000000000003');
+\set VERBOSITY sqlstate
+PREPARE TRANSACTION 'regress_es_prepare_7';
+\set VERBOSITY terse
+SELECT eventstore.stream_version('prepare-3') AS version;
+
 -- A later append in the same session is not affected by the prepared ones.
 SELECT stream_version FROM eventstore.append_event('prepare-1', 1, 'Last', '{}');
 SELECT stream_version, event_type FROM eventstore.read_stream('prepare-1');

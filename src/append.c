@@ -13,7 +13,12 @@
  * isolation level, and the loser of a race sees the winner's events and gets
  * the wrong-expected-version error before it takes any position.  Appends to
  * other streams never wait for it.  The unique (stream_id, stream_version)
- * key is only the backstop.
+ * key is only the backstop.  An append that ends without error holds the
+ * lock only if it took positions: a retry, which writes nothing, gives back
+ * the lock it took (the transaction may stay open, or be prepared), and
+ * every other way out is an error, which releases it with the
+ * (sub)transaction.  So a transaction that holds a stream lock has taken a
+ * position, and PREPARE refuses it (horizon.c).
  *
  * Rows are inserted as the owner of eventstore.events: EXECUTE on the append
  * functions is the privilege to write; nobody needs INSERT on the table.
@@ -236,6 +241,22 @@ es_lock_stream(text *stream_id, bool nowait)
 
 	es_stream_locktag(&tag, stream_id);
 	return LockAcquire(&tag, ExclusiveLock, false, nowait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * Undo one es_lock_stream() of this call.  Each acquisition is counted, so
+ * when an earlier append of this transaction holds the lock too, it stays
+ * held (to the end of the transaction, as for any append); otherwise it is
+ * released now.
+ */
+static void
+es_unlock_stream(text *stream_id)
+{
+	LOCKTAG		tag;
+
+	es_stream_locktag(&tag, stream_id);
+	if (!LockRelease(&tag, ExclusiveLock, false))
+		elog(ERROR, "eventstore: stream lock was not held");
 }
 
 /* Wait until the transaction holding the stream's lock has ended. */
@@ -616,9 +637,15 @@ es_append(text *stream_id, bool any_version, int64 expected,
 		(void) es_lock_stream(stream_id, false);
 	}
 
-	/* No other append to this stream is in flight: committed state is current. */
+	/*
+	 * No other append to this stream is in flight: committed state is
+	 * current.  A retry writes nothing and takes no position, so it does not
+	 * keep the lock it took: an open (or prepared) transaction that only
+	 * retried must not block the stream.
+	 */
 	if (any_id_given && es_check_retry(sid, events, n, version, position))
 	{
+		es_unlock_stream(stream_id);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		return;
 	}

@@ -54,22 +54,33 @@
 
 /*
  * Run a prepared read-only SPI plan with the active snapshot and send its rows
- * straight into a tuplestore.  SPI_execute_plan_extended() (14+) lets the rows
- * bypass SPI's own result copy; older servers copy them over.
+ * straight to a DestReceiver, which may stop the query by returning false
+ * from receiveSlot.  SPI_execute_plan_extended() (14+) lets the rows bypass
+ * SPI's own result copy; older servers copy them over and feed the receiver
+ * from the copy.
  */
 #include "executor/spi.h"
-#include "executor/tstoreReceiver.h"
+#include "executor/tuptable.h"
 #include "nodes/params.h"
+#include "tcop/dest.h"
+
+/* A tuplestore receiver's parameters: 14 added target_tupdesc and map_failure_msg. */
+#include "executor/tstoreReceiver.h"
+#if PG_VERSION_NUM >= 140000
+#define es_tuplestore_dest_params(dest, tstore, cxt) \
+	SetTuplestoreDestReceiverParams((dest), (tstore), (cxt), false, NULL, NULL)
+#else
+#define es_tuplestore_dest_params(dest, tstore, cxt) \
+	SetTuplestoreDestReceiverParams((dest), (tstore), (cxt), false)
+#endif
 
 static inline void
-es_spi_into_tuplestore(SPIPlanPtr plan, int nargs, Oid *argtypes,
-					   Datum *values, bool *nulls, Tuplestorestate *tstore,
-					   MemoryContext tcontext)
+es_spi_into_dest(SPIPlanPtr plan, int nargs, Oid *argtypes,
+				 Datum *values, bool *nulls, DestReceiver *dest)
 {
 #if PG_VERSION_NUM >= 140000
 	SPIExecuteOptions options;
 	ParamListInfo params = makeParamList(nargs);
-	DestReceiver *dest = CreateTuplestoreDestReceiver();
 
 	for (int i = 0; i < nargs; i++)
 	{
@@ -78,24 +89,31 @@ es_spi_into_tuplestore(SPIPlanPtr plan, int nargs, Oid *argtypes,
 		params->params[i].pflags = PARAM_FLAG_CONST;
 		params->params[i].ptype = argtypes[i];
 	}
-	SetTuplestoreDestReceiverParams(dest, tstore, tcontext, false, NULL, NULL);
 	memset(&options, 0, sizeof(options));
 	options.params = params;
 	options.read_only = true;
 	options.dest = dest;
 	if (SPI_execute_plan_extended(plan, &options) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: read query failed");
-	dest->rDestroy(dest);
 #else
 	char	   *cnulls = palloc(nargs + 1);
+	TupleTableSlot *slot;
 
 	for (int i = 0; i < nargs; i++)
 		cnulls[i] = nulls[i] ? 'n' : ' ';
 	cnulls[nargs] = '\0';
 	if (SPI_execute_plan(plan, values, cnulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: read query failed");
+	slot = MakeSingleTupleTableSlot(SPI_tuptable->tupdesc, &TTSOpsHeapTuple);
+	dest->rStartup(dest, CMD_SELECT, SPI_tuptable->tupdesc);
 	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(tstore, SPI_tuptable->vals[i]);
+	{
+		ExecStoreHeapTuple(SPI_tuptable->vals[i], slot, false);
+		if (!dest->receiveSlot(slot, dest))
+			break;
+	}
+	dest->rShutdown(dest);
+	ExecDropSingleTupleTableSlot(slot);
 #endif
 }
 

@@ -27,13 +27,27 @@
  *	  which PostgreSQL runs after the commit became visible to new snapshots.
  *	  Clearing uses an atomic exchange (a full barrier) and no lock: a reader
  *	  that still sees the old value merely stops a little early.
+ *	- Registration belongs to the top-level transaction.  A subtransaction
+ *	  that took the first position and was rolled back leaves the slot as it
+ *	  is: its positions are gaps, and later ones stay held back.
+ *	- Nothing that waits for another transaction happens under the lock.
+ *	  Before taking it, es_allocate takes the sequence's relation lock (the
+ *	  one nextval takes, which an ALTER SEQUENCE in an open transaction
+ *	  holds), opens the relation, pins its page and assigns the transaction
+ *	  id.  What remains under the lock is nextval's own work: the sequence
+ *	  page's buffer content lock (held for microseconds by another nextval,
+ *	  or during the page's write by a checkpoint), and, every 32 values or on
+ *	  the first change after a checkpoint, a WAL insert, which may wait for
+ *	  WAL buffers to be written out.  These are waits on I/O, not on other
+ *	  transactions, and end by themselves.
  *
  * Without preload there is no shared memory.  Appenders then take a shared
- * advisory lock (ES_LOCKTAG_LOG) before their first position, held to the end
- * of the transaction, and a reader reads the sequence's last value, waits for
- * the appenders that hold the lock at that moment, and reads up to that
- * value.  That is exact too, but it waits for open appending transactions
- * instead of returning early.
+ * advisory lock (ES_LOCKTAG_LOG) before their first position, held by the
+ * top-level transaction to its end (also when a subtransaction took the
+ * position), and a reader reads the sequence's last value, waits for the
+ * appenders that hold the lock at that moment, and reads up to that value.
+ * That is exact too, but it waits for open appending transactions instead of
+ * returning early.
  *
  * Transactions that appended cannot be prepared (PREPARE TRANSACTION): their
  * positions would stay in flight with no backend to clear them.
@@ -41,17 +55,20 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/relation.h"
 #include "access/xlog.h"
 #include "executor/spi.h"
 #include "utils/lsyscache.h"
 #include "commands/sequence.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/fmgrprotos.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "compat.h"
@@ -234,19 +251,48 @@ es_allocate(EsCounter kind, Oid seqoid)
 	if (es_shared != NULL)
 	{
 		EsSlot	   *slot = es_my_slot();
+		Relation	seqrel;
+		Buffer		buf;
+
+		/*
+		 * Whatever can wait goes before the LWLock, which is cluster-wide,
+		 * exclusive and uncancellable: the sequence's heavyweight lock (the
+		 * one nextval takes; an ALTER SEQUENCE in an open transaction makes
+		 * us wait here, cancellably), the relcache entry, a pin on its page
+		 * (no read I/O below), and the transaction id nextval would assign
+		 * when it writes WAL.  See "what remains" in the file header.
+		 */
+		seqrel = relation_open(seqoid, RowExclusiveLock);
+		buf = ReadBuffer(seqrel, 0);
+		if (!XactReadOnly)		/* else nextval raises its own error */
+			(void) GetTopTransactionId();
 
 		LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
 		pos = nextval_internal(seqoid, false);
 		slot->dbid = MyDatabaseId;
 		pg_atomic_write_u64(&slot->first[kind], (uint64) pos);
 		LWLockRelease(es_shared->lock);
+
+		ReleaseBuffer(buf);
+		relation_close(seqrel, NoLock);
 	}
 	else
 	{
 		LOCKTAG		tag;
+		ResourceOwner save_owner = CurrentResourceOwner;
 
+		/*
+		 * The lock belongs to the top-level transaction, not to the
+		 * (sub)transaction that happens to take the first position: a
+		 * ROLLBACK TO SAVEPOINT or an EXCEPTION block must not release it
+		 * while es_my_first[] says the transaction is registered, or its
+		 * later positions would no longer hold readers back.  (An error
+		 * here aborts the subtransaction, which resets CurrentResourceOwner.)
+		 */
 		es_log_locktag(&tag, kind);
+		CurrentResourceOwner = TopTransactionResourceOwner;
 		(void) LockAcquire(&tag, ShareLock, false, false);
+		CurrentResourceOwner = save_owner;
 		pos = nextval_internal(seqoid, false);
 	}
 	es_my_first[kind] = pos;

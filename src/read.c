@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -39,9 +40,10 @@ typedef enum EsReadKind
 } EsReadKind;
 
 /*
- * Each read is one prepared query: key $1, positions in ($2, $3], appended at
- * or before $5, limit $4.  The condition differs by kind; with upcasters
- * registered the rows go through eventstore._upcast().
+ * Each read is one prepared query: key $1, positions in ($2, $3], limit $4,
+ * in position order.  The condition differs by kind; with upcasters
+ * registered the rows go through eventstore._upcast().  A time limit is not
+ * a condition of the query: the rows' receiver stops it (EsUntilReceiver).
  */
 static const char *const es_read_cond[ES_READ_KINDS] = {
 	[ES_READ_ALL] = "true",
@@ -61,12 +63,11 @@ es_read_plan(EsReadKind kind, bool upcast, Oid *argtypes)
 								   " WHERE %s"
 								   " AND e.global_position OPERATOR(pg_catalog.>) $2"
 								   " AND e.global_position OPERATOR(pg_catalog.<=) $3"
-								   " AND e.created_at OPERATOR(pg_catalog.<=) $5"
 								   " ORDER BY e.global_position LIMIT $4",
 								   upcast ? "u.*" : "e.*",
 								   upcast ? " CROSS JOIN LATERAL eventstore._upcast(e) u" : "",
 								   es_read_cond[kind]);
-		SPIPlanPtr	plan = SPI_prepare(sql, 5, argtypes);
+		SPIPlanPtr	plan = SPI_prepare(sql, 4, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "eventstore: SPI_prepare failed: %s",
@@ -95,19 +96,100 @@ es_limit_arg(FunctionCallInfo fcinfo, int argno, int64 *limit)
 }
 
 /*
- * Run read query kind (see es_read_plan) into the function's result.  With
- * snapshot given, the query reads with it.
+ * A receiver that passes rows on to another one until the first row whose
+ * created_at is later than until, and there stops the query.  Rows arrive in
+ * position order, so what gets through is a prefix of the log: a reader that
+ * continues after the last position it got skips nothing.  (created_at is
+ * taken before the position, so a later position can carry an earlier time;
+ * filtering on time instead would return it without the lower one.)
+ * Upcasters cannot change created_at (upcast.c), so the row's value is the
+ * stored one.
+ */
+typedef struct EsUntilReceiver
+{
+	DestReceiver pub;
+	DestReceiver *inner;
+	TimestampTz until;
+	int			attno;			/* created_at's column in the rows, 1-based */
+} EsUntilReceiver;
+
+static void
+es_until_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	EsUntilReceiver *r = (EsUntilReceiver *) self;
+
+	r->attno = 0;
+	for (int i = 0; i < typeinfo->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(typeinfo, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), "created_at") == 0)
+			r->attno = i + 1;
+	}
+	if (r->attno == 0)
+		elog(ERROR, "eventstore: read query returns no created_at column");
+	r->inner->rStartup(r->inner, operation, typeinfo);
+}
+
+static bool
+es_until_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	EsUntilReceiver *r = (EsUntilReceiver *) self;
+	bool		isnull;
+	Datum		t = slot_getattr(slot, r->attno, &isnull);
+
+	if (!isnull && DatumGetTimestampTz(t) > r->until)
+		return false;			/* the prefix ends before this row */
+	return r->inner->receiveSlot(slot, r->inner);
+}
+
+static void
+es_until_shutdown(DestReceiver *self)
+{
+	EsUntilReceiver *r = (EsUntilReceiver *) self;
+
+	r->inner->rShutdown(r->inner);
+}
+
+static void
+es_until_destroy(DestReceiver *self)
+{
+	EsUntilReceiver *r = (EsUntilReceiver *) self;
+
+	r->inner->rDestroy(r->inner);
+	pfree(r);
+}
+
+static DestReceiver *
+es_until_receiver(DestReceiver *inner, TimestampTz until)
+{
+	EsUntilReceiver *r = palloc0(sizeof(EsUntilReceiver));
+
+	r->pub.receiveSlot = es_until_receive;
+	r->pub.rStartup = es_until_startup;
+	r->pub.rShutdown = es_until_shutdown;
+	r->pub.rDestroy = es_until_destroy;
+	r->pub.mydest = inner->mydest;	/* SPI reports SPI_OK_UTILITY for DestNone */
+	r->inner = inner;
+	r->until = until;
+	return &r->pub;
+}
+
+/*
+ * Run read query kind (see es_read_plan) into the function's result, stopping
+ * at the first row later than until (DT_NOEND: no time limit).  With snapshot
+ * given, the query reads with it.
  */
 static void
 es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
 		bool limited, int64 limit, TimestampTz until, Snapshot snapshot)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			argtypes[5] = {TEXTOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID};
-	Datum		values[5] = {key, Int64GetDatum(lo), Int64GetDatum(hi), Int64GetDatum(limit),
-	TimestampTzGetDatum(until)};
-	bool		nulls[5] = {false, false, false, !limited, false};
+	Oid			argtypes[4] = {TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		values[4] = {key, Int64GetDatum(lo), Int64GetDatum(hi), Int64GetDatum(limit)};
+	bool		nulls[4] = {false, false, false, !limited};
 	SPIPlanPtr	plan;
+	DestReceiver *dest;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (lo >= hi)
@@ -116,12 +198,17 @@ es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	plan = es_read_plan(kind, es_upcasting(), argtypes);
+	dest = CreateTuplestoreDestReceiver();
+	es_tuplestore_dest_params(dest, rsinfo->setResult,
+							  rsinfo->econtext->ecxt_per_query_memory);
+	if (!TIMESTAMP_IS_NOEND(until))
+		dest = es_until_receiver(dest, until);
 	if (snapshot != NULL)
 		PushActiveSnapshot(snapshot);
-	es_spi_into_tuplestore(plan, 5, argtypes, values, nulls,
-						   rsinfo->setResult, rsinfo->econtext->ecxt_per_query_memory);
+	es_spi_into_dest(plan, 4, argtypes, values, nulls, dest);
 	if (snapshot != NULL)
 		PopActiveSnapshot();
+	dest->rDestroy(dest);
 	SPI_finish();
 }
 

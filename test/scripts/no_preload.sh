@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The extension without shared_preload_libraries.
 #
-# Starts a throwaway cluster of its own (port 54361, library NOT preloaded),
+# Starts a throwaway cluster of its own (port $ES_NOPRELOAD_PORT, default
+# 54361, library NOT preloaded),
 # creates the extension and checks that append, the wrong-expected-version
 # conflict (ES409) and the reads work, then that read_all does not skip an
 # event that commits late: while a transaction that appended (position p) is
@@ -9,7 +10,10 @@
 # waits for the open appender (horizon.c: without preload a reader waits for
 # the appending transactions open when it starts) and, once that commits,
 # returns p and p+1 in order; when it rolls back instead, the reader returns
-# p+1 alone.  Stops and deletes the cluster on exit.  Bounded: every wait has a
+# p+1 alone.  The same holds when the transaction took its first position (or
+# outbox id) in a subtransaction it rolled back (ROLLBACK TO SAVEPOINT, a
+# PL/pgSQL EXCEPTION block): readers and relay_once still wait for it.  Stops
+# and deletes the cluster on exit.  Bounded: every wait has a
 # timeout.
 #
 # Expects the extension to be installed already (scripts/test.sh does that).
@@ -18,7 +22,7 @@
 
 ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export ES_PRELOAD=0
-export ES_PORT=54361
+export ES_PORT=${ES_NOPRELOAD_PORT:-54361}
 export ES_PGDATA=$(mktemp -d /tmp/eventstore-nopreload.XXXXXX)
 unset ES_SOCKDIR
 source "$ES_ROOT/scripts/cluster.sh"
@@ -164,6 +168,73 @@ round ROLLBACK
 check "the rolled-back position is a gap: nothing skipped, nothing extra" \
     "$(q -c "SELECT count(*) FROM eventstore.events")" \
     "$(q -c "SELECT count(*) FROM eventstore.read_all(0)")"
+
+# ---- a rolled-back subtransaction does not unregister its transaction
+# held_back NAME S1_SQL S2_SQL READER_SQL EXPECTED: s1 runs S1_SQL, which takes
+# its first value (position or outbox id) in a subtransaction that is rolled
+# back, then takes value p and prints 'p=<p>'; s1 stays open.  s2 runs S2_SQL
+# (takes p+1, commits).  The reader (READER_SQL) must wait for s1, and once s1
+# commits return EXPECTED, in which P stands for p and P1 for p+1.  Before
+# 0.5.0 the lock that makes readers wait belonged to the subtransaction:
+# ROLLBACK TO released it, the reader returned p+1 at once and p was behind
+# every checkpoint.
+held_back() {
+    local name=$1 s1_sql=$2 s2_sql=$3 reader_sql=$4 expected=$5
+    local s1_out=$WORK/hb-s1.$name.out r_out=$WORK/hb-reader.$name.out p s1 reader i rc
+    rm -f "$WORK/hb.in"; mkfifo "$WORK/hb.in"
+    "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d nopreload <"$WORK/hb.in" >"$s1_out" 2>&1 &
+    s1=$!; bg_pids+=("$s1")
+    exec 3>"$WORK/hb.in"
+    echo "BEGIN; $s1_sql" >&3
+    if ! wait_for_line "$s1_out" '^p=' 10; then
+        fail "$name: s1 did not take its value: $(cat "$s1_out")"
+        exec 3>&-; return
+    fi
+    p=$(sed -n 's/^p=//p' "$s1_out")
+    check "$name: a second session does not wait and takes p+1" "$((p + 1))" \
+        "$(timeout 10 "$PSQL" -X -q -At -d nopreload -c "$s2_sql")"
+    timeout 20 "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d nopreload -c "$reader_sql" >"$r_out" 2>&1 &
+    reader=$!; bg_pids+=("$reader")
+    sleep 1
+    if kill -0 "$reader" 2>/dev/null; then
+        pass "$name: the reader waits while s1 is open"
+    else
+        fail "$name: the reader returned while s1 was open: $(paste -sd'|' "$r_out")"
+    fi
+    echo "COMMIT;" >&3
+    exec 3>&-
+    for ((i = 0; i < 200; i++)); do kill -0 "$reader" 2>/dev/null || break; sleep 0.05; done
+    wait "$reader"; rc=$?
+    check "$name: the reader finished without error" "0" "$rc"
+    wait "$s1" 2>/dev/null
+    expected=${expected//P1/$((p + 1))}
+    expected=${expected//P/$p}
+    check "$name: the reader returns p and p+1" "$expected" "$(paste -sd'|' "$r_out")"
+}
+base=$(q -c "SELECT max(global_position) FROM eventstore.events")
+held_back "ROLLBACK TO SAVEPOINT" \
+    "SAVEPOINT s; SELECT FROM eventstore.append_event('sp-0', NULL, 'Placed', '{}'); ROLLBACK TO s;
+     SELECT 'p=' || global_position FROM eventstore.append_event('sp-1', NULL, 'Placed', '{}');" \
+    "SELECT global_position FROM eventstore.append_event('sp-2', NULL, 'Placed', '{}')" \
+    "SELECT global_position || ' ' || stream_id FROM eventstore.read_all($base)" \
+    "P sp-1|P1 sp-2"
+base=$(q -c "SELECT max(global_position) FROM eventstore.events")
+held_back "EXCEPTION block" \
+    "DO \$\$ BEGIN PERFORM eventstore.append_event('ex-0', NULL, 'Placed', '{}'); RAISE EXCEPTION 'undo';
+                EXCEPTION WHEN raise_exception THEN NULL; END \$\$;
+     SELECT 'p=' || global_position FROM eventstore.append_event('ex-1', NULL, 'Placed', '{}');" \
+    "SELECT global_position FROM eventstore.append_event('ex-2', NULL, 'Placed', '{}')" \
+    "SELECT global_position || ' ' || stream_id FROM eventstore.read_all($base)" \
+    "P ex-1|P1 ex-2"
+q -c "SELECT eventstore.relay_once()" >/dev/null
+held_back "outbox: ROLLBACK TO SAVEPOINT" \
+    "SAVEPOINT s; SELECT eventstore.enqueue('sp', '{}'); ROLLBACK TO s;
+     SELECT 'p=' || eventstore.enqueue('sp', '{\"n\": 1}');" \
+    "SELECT eventstore.enqueue('sp', '{\"n\": 2}')" \
+    "SELECT eventstore.relay_once()" \
+    "2"
+check "outbox: every message is published, none left behind the cursor" "0|0" \
+    "$(q -c "SELECT eventstore.relay_once()")|$(q -c "SELECT count(*) FROM eventstore.outbox WHERE published_at IS NULL")"
 
 echo
 if [ $failures = 0 ]; then
