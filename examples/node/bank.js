@@ -143,7 +143,8 @@ async function handle(db, command, afterRead) {
 // statement is a no-op; a statement that overlaps an imported one (some ids
 // known, some new) is refused with 23505.
 async function importStatement(db, account, name, lines) {
-  const state = await load(db, account);
+  const { rows: [{ before }] } = await db.query(
+    'SELECT eventstore.stream_version($1) AS before', [account]);
   const events = lines.map(([line, cents]) =>
     [uuid5(`${account}/line/${line}`), 'Deposited', { cents, line }]);
   let version;
@@ -154,7 +155,7 @@ async function importStatement(db, account, name, lines) {
     say(`${name}: refused (23505): overlaps an imported statement: ${e.message}`);
     return;
   }
-  if (version <= state.version) say(`${name}: already imported, nothing appended`);
+  if (version <= Number(before)) say(`${name}: already imported, nothing appended`);
   else say(`${name}: imported ${events.length} lines, now at version ${version}`);
 }
 

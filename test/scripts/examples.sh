@@ -149,7 +149,7 @@ run_example() {
     es_psql -d postgres -c "CREATE DATABASE $db" &&
         es_psql -d "$db" -c 'CREATE EXTENSION eventstore' || { fail "$name: database setup"; return; }
     local out=$WORK/$name.out rc=0
-    (cd "$WORK/$name" && PGDATABASE=$db timeout 60 "$@") >"$out" 2>&1 || rc=$?
+    (cd "$WORK/$name" && unset DATABASE_URL && PGDATABASE=$db timeout 60 "$@") >"$out" 2>&1 || rc=$?
     echo "---- $name example output"
     cat "$out"
     [ $rc = 0 ] || fail "$name: exited with $rc"
