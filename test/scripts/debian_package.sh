@@ -16,7 +16,7 @@
 #      `make install` (scripts/test.sh) put into /usr/lib/postgresql/15 and
 #      /usr/share/postgresql/15 is there again for the other suites.
 #
-# Installs the build dependencies if missing (apt-get dpkg-dev debhelper
+# Installs the build dependencies if missing (apt-get build-essential dpkg-dev debhelper
 # postgresql-server-dev-all).  Without root or without them: a SKIP line,
 # success only when CI is not set.  About a minute, mostly the build.
 
@@ -78,7 +78,7 @@ deb_version=$(sed -n '1s/^[^ ]* (\([^)-]*\)-[^)]*).*/\1/p' "$ES_ROOT/debian/chan
 
 # ---- build dependencies ----------------------------------------------------
 need=()
-for p in dpkg-dev debhelper postgresql-server-dev-all postgresql-15 make gcc; do
+for p in build-essential dpkg-dev debhelper postgresql-server-dev-all postgresql-15; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
