@@ -1,6 +1,6 @@
 # eventstore: PGXS build.  The version lives in eventstore.control only.
 EXTENSION  = eventstore
-EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(srcdir)/$(EXTENSION).control)
 
 MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
@@ -8,7 +8,8 @@ OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/outbox.o src/relay.o src/relay_worker.o src/immutable.o
 HEADERS = include/eventstore_hooks.h
 
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# relative to $(srcdir), which is not . in out-of-tree builds (pg_buildext, debian/)
+DATA = $(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/$(EXTENSION)--*.sql))
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
 REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix
@@ -20,9 +21,15 @@ ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config
 # Server headers as system headers: -Wextra then judges our code, not theirs.
-PG_CPPFLAGS = -I$(CURDIR)/include -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CPPFLAGS = -I$(srcdir)/include -isystem $(shell $(PG_CONFIG) --includedir-server)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Out-of-tree (VPATH) builds, as pg_buildext makes them: the objects go to
+# src/ of the build directory, which must exist.
+ifneq ($(srcdir),.)
+$(shell mkdir -p src)
+endif
 
 .PHONY: prove stress bench bench-quick
 prove:
