@@ -153,6 +153,40 @@ RESET ROLE;
 SELECT consumer, owner, last_id FROM eventstore.consumers ORDER BY consumer;
 
 ------------------------------------------------------------------------
+-- The upgrade from 0.4.0: checkpoints keep working without an owner until
+-- acknowledged; grants follow add_route's new signature and reach the new
+-- consumer functions; admins get UPDATE on eventstore.consumers
+------------------------------------------------------------------------
+DROP EXTENSION eventstore;
+CREATE EXTENSION eventstore VERSION '0.4.0';
+SELECT eventstore.grant_access('regress_cons_a', 'consumer');
+SELECT eventstore.grant_access('regress_cons_admin', 'admin');
+SELECT eventstore.enqueue('jobs', '{"n": 1}') AS id;
+SELECT eventstore.relay_once() AS published;
+SET ROLE regress_cons_a;
+SELECT eventstore.consumer_ack('old', 'jobs', 1);
+RESET ROLE;
+ALTER EXTENSION eventstore UPDATE TO '0.5.0';
+SELECT consumer, channel, owner, last_id FROM eventstore.consumers;
+SELECT has_function_privilege('regress_cons_admin', 'eventstore.add_route(text, text[], text[], boolean)', 'EXECUTE')
+           AS admin_add_route,
+       has_function_privilege('regress_cons_a', 'eventstore.drop_consumer(text, text)', 'EXECUTE') AS a_drop,
+       has_function_privilege('regress_cons_a', 'eventstore.consumer_status()', 'EXECUTE') AS a_status_fn,
+       has_table_privilege('regress_cons_a', 'eventstore.consumer_status', 'SELECT') AS a_status,
+       has_table_privilege('regress_cons_a', 'eventstore.consumers', 'UPDATE') AS a_update,
+       has_table_privilege('regress_cons_admin', 'eventstore.consumers', 'UPDATE') AS admin_update,
+       has_function_privilege('regress_cons_b', 'eventstore.drop_consumer(text, text)', 'EXECUTE') AS b_drop;
+SET ROLE regress_cons_a;
+SELECT consumer, owner, last_id FROM eventstore.consumer_status;
+SELECT eventstore.consumer_ack('old', 'jobs', 1);
+SELECT consumer, owner, last_id FROM eventstore.consumer_status;
+RESET ROLE;
+SET ROLE regress_cons_admin;
+SELECT eventstore.add_route('upgraded', with_data => false);
+RESET ROLE;
+SELECT channel, with_data FROM eventstore.routes;
+
+------------------------------------------------------------------------
 -- Clean up
 ------------------------------------------------------------------------
 DROP EXTENSION eventstore;
