@@ -53,10 +53,20 @@ $$;
 -- one to acknowledge takes them.
 ALTER TABLE eventstore.consumers ADD COLUMN owner pg_catalog.regrole;
 
--- Raise 42501 unless role caller may use the checkpoint (consumer, channel):
--- it has no owner (yet), or the caller has the owner's privileges (is the
--- owner, a member of it, or a superuser), or may write eventstore.consumers
--- (an admin, the extension's owner).
+-- May role caller use a checkpoint owned by owner?  Yes if it has no owner
+-- (yet), if the caller has the owner's privileges (is the owner, a member of
+-- it, or a superuser), or if it may write eventstore.consumers (an admin,
+-- the extension's owner).  One SQL expression, so it is inlined (no SET
+-- clause; every name in it is schema-qualified).
+CREATE FUNCTION eventstore._consumer_may(owner oid, caller oid) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+        SELECT $1 IS NULL
+            OR pg_catalog.pg_has_role($2, $1, 'USAGE')
+            OR pg_catalog.has_table_privilege($2, 'eventstore.consumers'::pg_catalog.regclass, 'UPDATE')
+    $$;
+
+-- Raise 42501 unless role caller may use the checkpoint (consumer, channel).
 CREATE FUNCTION eventstore._consumer_check_owner(consumer text, channel text, caller oid)
     RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
@@ -66,9 +76,7 @@ CREATE FUNCTION eventstore._consumer_check_owner(consumer text, channel text, ca
     BEGIN
         SELECT c.owner INTO owner FROM eventstore.consumers c
          WHERE c.consumer OPERATOR(pg_catalog.=) $1 AND c.channel OPERATOR(pg_catalog.=) $2;
-        IF owner IS NOT NULL
-           AND NOT pg_catalog.pg_has_role(caller, owner, 'USAGE')
-           AND NOT pg_catalog.has_table_privilege(caller, 'eventstore.consumers'::pg_catalog.regclass, 'UPDATE') THEN
+        IF NOT COALESCE(eventstore._consumer_may(owner, caller), false) THEN
             RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
                 MESSAGE = pg_catalog.format('consumer "%s" of channel "%s" belongs to another role', $1, $2),
                 DETAIL = pg_catalog.format('It belongs to role %s.', owner::pg_catalog.regrole),
@@ -81,29 +89,37 @@ CREATE FUNCTION eventstore._consumer_check_owner(consumer text, channel text, ca
 -- consumer_status.  The public functions are C functions (consumer.c) that
 -- pass the calling role and run these as the extension's owner; nobody else
 -- may call them (a caller argument must not be forgeable).
-CREATE FUNCTION eventstore._consumer_poll(consumer text, channel text, max_count integer, caller oid)
+CREATE FUNCTION eventstore._consumer_poll(of_consumer text, of_channel text, max_count integer, caller oid)
     RETURNS TABLE (id bigint, channel text, global_position bigint, message jsonb,
                    created_at timestamptz, published_at timestamptz)
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
     AS $$
-        SELECT eventstore._check_consumer($1, $2, $3, 'max_count');
-        SELECT eventstore._consumer_check_owner($1, $2, $4);
+    DECLARE
+        from_id bigint;
+        owner pg_catalog.oid;
+    BEGIN
+        PERFORM eventstore._check_consumer($1, $2, $3, 'max_count');
+        SELECT c.last_id, c.owner INTO from_id, owner FROM eventstore.consumers c
+         WHERE c.consumer OPERATOR(pg_catalog.=) $1 AND c.channel OPERATOR(pg_catalog.=) $2;
+        IF NOT COALESCE(eventstore._consumer_may(owner, $4), false) THEN
+            PERFORM eventstore._consumer_check_owner($1, $2, $4);
+        END IF;
+        RETURN QUERY
         SELECT m.id, m.channel, m.global_position, m.message, m.created_at, m.published_at
           FROM eventstore.outbox_messages m
          WHERE m.channel OPERATOR(pg_catalog.=) $2
            AND m.published_at IS NOT NULL
-           AND m.id OPERATOR(pg_catalog.>) COALESCE(
-                 (SELECT c.last_id FROM eventstore.consumers c
-                   WHERE c.consumer OPERATOR(pg_catalog.=) $1
-                     AND c.channel OPERATOR(pg_catalog.=) $2), 0)
+           AND m.id OPERATOR(pg_catalog.>) COALESCE(from_id, 0)
          ORDER BY m.id
          LIMIT $3;
+    END
     $$;
 
 -- An id is published when it is at or below the relay's cursor (published
--- rows may since have been deleted by retention: acking again is fine).  The
--- row is created (owned by the caller) or locked before the owner is checked,
--- so two roles racing for a new name cannot both pass.
+-- rows may since have been deleted by retention: acking again is fine).  One
+-- upsert: it creates the checkpoint owned by the caller, or locks the
+-- existing one and checks its owner on the latest version (ON CONFLICT DO
+-- UPDATE ... WHERE), so two roles racing for a new name cannot both pass.
 CREATE FUNCTION eventstore._consumer_ack(consumer text, channel text, id bigint, caller oid)
     RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -114,16 +130,15 @@ CREATE FUNCTION eventstore._consumer_ack(consumer text, channel text, id bigint,
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('message %s of channel "%s" has not been published', $3, $2);
         END IF;
-        INSERT INTO eventstore.consumers (consumer, channel, last_id, owner)
-        VALUES ($1, $2, 0, $4::pg_catalog.regrole)
-        ON CONFLICT ON CONSTRAINT consumers_pkey DO NOTHING;
-        PERFORM FROM eventstore.consumers c
-          WHERE c.consumer OPERATOR(pg_catalog.=) $1 AND c.channel OPERATOR(pg_catalog.=) $2 FOR UPDATE;
-        PERFORM eventstore._consumer_check_owner($1, $2, $4);
-        UPDATE eventstore.consumers c
-           SET last_id = GREATEST(c.last_id, $3), updated_at = pg_catalog.now(),
-               owner = COALESCE(c.owner, $4::pg_catalog.regrole)
-         WHERE c.consumer OPERATOR(pg_catalog.=) $1 AND c.channel OPERATOR(pg_catalog.=) $2;
+        INSERT INTO eventstore.consumers AS c (consumer, channel, last_id, owner)
+        VALUES ($1, $2, $3, $4::pg_catalog.regrole)
+        ON CONFLICT ON CONSTRAINT consumers_pkey DO UPDATE
+            SET last_id = GREATEST(c.last_id, EXCLUDED.last_id), updated_at = pg_catalog.now(),
+                owner = COALESCE(c.owner, EXCLUDED.owner)
+            WHERE eventstore._consumer_may(c.owner::pg_catalog.oid, $4);
+        IF NOT FOUND THEN
+            PERFORM eventstore._consumer_check_owner($1, $2, $4);
+        END IF;
     END
     $$;
 
@@ -159,9 +174,7 @@ CREATE FUNCTION eventstore._consumer_status(caller oid)
                    AND o.id OPERATOR(pg_catalog.>) c.last_id
                    AND o.id OPERATOR(pg_catalog.<=) (SELECT s.last_published_id FROM eventstore.relay_state s))
           FROM eventstore.consumers c
-         WHERE c.owner IS NULL
-            OR pg_catalog.pg_has_role($1, c.owner::pg_catalog.oid, 'USAGE')
-            OR pg_catalog.has_table_privilege($1, 'eventstore.consumers'::pg_catalog.regclass, 'UPDATE')
+         WHERE eventstore._consumer_may(c.owner::pg_catalog.oid, $1)
          ORDER BY c.channel, c.consumer;
     $$;
 
@@ -184,6 +197,7 @@ CREATE FUNCTION eventstore.consumer_status(
     AS 'MODULE_PATHNAME', 'eventstore_consumer_status';
 CREATE VIEW eventstore.consumer_status AS SELECT * FROM eventstore.consumer_status();
 
+REVOKE ALL ON FUNCTION eventstore._consumer_may(oid, oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore._consumer_check_owner(text, text, oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore._consumer_poll(text, text, integer, oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore._consumer_ack(text, text, bigint, oid) FROM PUBLIC;

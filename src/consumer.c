@@ -31,11 +31,13 @@ PG_FUNCTION_INFO_V1(eventstore_consumer_status);
 /*
  * Run sql (whose last parameter is the caller's role) as the extension's
  * owner, with the function's arguments and then the caller's role as its
- * parameters.  With set, the rows it returns become the function's result
- * (materialize mode, in the shape the SQL declares for the function).
+ * parameters; the plan is kept in *plan.  With set, the rows it returns
+ * become the function's result (materialize mode, in the shape the SQL
+ * declares for the function).
  */
 static void
-es_consumer_call(FunctionCallInfo fcinfo, const char *sql, const Oid *argtypes, bool set, bool read_only)
+es_consumer_call(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql, const Oid *argtypes,
+				 bool set, bool read_only)
 {
 	int			nargs = PG_NARGS();
 	Datum		values[FUNC_MAX_ARGS];
@@ -64,7 +66,14 @@ es_consumer_call(FunctionCallInfo fcinfo, const char *sql, const Oid *argtypes, 
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	if (SPI_execute_with_args(sql, nargs + 1, types, values, nulls, read_only, 0) < 0)
+	if (*plan == NULL)
+	{
+		*plan = SPI_prepare(sql, nargs + 1, types);
+		if (*plan == NULL)
+			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(*plan);
+	}
+	if (SPI_execute_plan(*plan, values, nulls, read_only, 0) < 0)
 		elog(ERROR, "eventstore: consumer call failed: %s", sql);
 	if (set)
 	{
@@ -91,8 +100,9 @@ Datum
 eventstore_consumer_poll(PG_FUNCTION_ARGS)
 {
 	static const Oid argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	static SPIPlanPtr plan = NULL;
 
-	es_consumer_call(fcinfo, "SELECT * FROM eventstore._consumer_poll($1, $2, $3, $4)",
+	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._consumer_poll($1, $2, $3, $4)",
 					 argtypes, true, true);
 	return (Datum) 0;
 }
@@ -102,8 +112,9 @@ Datum
 eventstore_consumer_ack(PG_FUNCTION_ARGS)
 {
 	static const Oid argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+	static SPIPlanPtr plan = NULL;
 
-	es_consumer_call(fcinfo, "SELECT eventstore._consumer_ack($1, $2, $3, $4)", argtypes, false, false);
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._consumer_ack($1, $2, $3, $4)", argtypes, false, false);
 	PG_RETURN_VOID();
 }
 
@@ -112,8 +123,9 @@ Datum
 eventstore_drop_consumer(PG_FUNCTION_ARGS)
 {
 	static const Oid argtypes[2] = {TEXTOID, TEXTOID};
+	static SPIPlanPtr plan = NULL;
 
-	es_consumer_call(fcinfo, "SELECT eventstore._drop_consumer($1, $2, $3)", argtypes, false, false);
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._drop_consumer($1, $2, $3)", argtypes, false, false);
 	PG_RETURN_VOID();
 }
 
@@ -121,6 +133,8 @@ eventstore_drop_consumer(PG_FUNCTION_ARGS)
 Datum
 eventstore_consumer_status(PG_FUNCTION_ARGS)
 {
-	es_consumer_call(fcinfo, "SELECT * FROM eventstore._consumer_status($1)", NULL, true, true);
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._consumer_status($1)", NULL, true, true);
 	return (Datum) 0;
 }

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(378);
+SELECT plan(381);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -136,6 +136,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._check_consumer(text,text,bigint,text)',
     'eventstore._consumer_ack(text,text,bigint,oid)',
     'eventstore._consumer_check_owner(text,text,oid)',
+    'eventstore._consumer_may(oid,oid)',
     'eventstore._consumer_poll(text,text,integer,oid)',
     'eventstore._consumer_status(oid)',
     'eventstore._count_arg(integer)',
@@ -181,7 +182,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.stream_version_at(text,timestamp with time zone)',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 49 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 50 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -656,6 +657,10 @@ SELECT pg_temp.x('_consumer_check_owner', 'NULL consumer: no checkpoint', 'ok ',
 SELECT pg_temp.x('_consumer_check_owner', 'another role''s checkpoint', 'error 42501',
     $$INSERT INTO eventstore.consumers (consumer, channel, owner) VALUES ('bi_owned', 'c', 'es_tap_bi_role') RETURNING 1$$,
     $$SELECT eventstore._consumer_check_owner('bi_owned', 'c', 'pg_monitor'::regrole)$$);
+SELECT pg_temp.x('_consumer_may', 'no owner: anyone', 'ok true', $$SELECT eventstore._consumer_may(NULL, 0)$$);
+SELECT pg_temp.x('_consumer_may', 'another role''s checkpoint: no', 'ok false',
+    $$SELECT eventstore._consumer_may('es_tap_bi_role'::regrole, 'pg_monitor'::regrole)$$);
+SELECT pg_temp.x('_consumer_may', 'a superuser: yes', 'ok true', $$SELECT eventstore._consumer_may('es_tap_bi_role'::regrole, 10)$$);
 SELECT pg_temp.x('_consumer_status', 'a NULL caller sees no owned checkpoint', 'ok 0',
     $$SELECT count(*) FROM eventstore._consumer_status(NULL::oid) WHERE owner IS NOT NULL$$);
 SELECT pg_temp.x('_consumer_status', 'a superuser sees every checkpoint', 'ok true',
