@@ -73,6 +73,19 @@ es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 	return *cache;
 }
 
+/*
+ * The pending rows, up to the horizon ($1), at most $2; with_data is
+ * o.with_data, or true on a schema older than 0.5.0 (no such column).
+ */
+#define ES_PENDING_QUERY(with_data) \
+	"SELECT o.id, o.channel, e.global_position, e.stream_id, e.stream_version," \
+	" e.event_type, e.event_id, e.data, o.payload, o.headers, " with_data \
+	" FROM eventstore.outbox o LEFT JOIN eventstore.events e" \
+	"   ON e.global_position OPERATOR(pg_catalog.=) o.global_position" \
+	" WHERE o.id OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s)" \
+	" AND o.id OPERATOR(pg_catalog.<=) $1" \
+	" ORDER BY o.id LIMIT $2"
+
 /* Columns of the pending query, in order. */
 enum
 {
@@ -306,14 +319,6 @@ es_relay_pass(int max_count, bool prune)
 	horizon = es_read_horizon(ES_COUNTER_OUTBOX, seq, &snapshot);
 	/* outbox.with_data exists from 0.5.0 on; before, every row has data */
 	w = get_attnum(get_relname_relid("outbox", es_schema_oid()), "with_data") != InvalidAttrNumber;
-#define ES_PENDING_QUERY(with_data) \
-	"SELECT o.id, o.channel, e.global_position, e.stream_id, e.stream_version," \
-	" e.event_type, e.event_id, e.data, o.payload, o.headers, " with_data \
-	" FROM eventstore.outbox o LEFT JOIN eventstore.events e" \
-	"   ON e.global_position OPERATOR(pg_catalog.=) o.global_position" \
-	" WHERE o.id OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s)" \
-	" AND o.id OPERATOR(pg_catalog.<=) $1" \
-	" ORDER BY o.id LIMIT $2"
 	es_relay_plan(&es_plan_pending[w], w ? ES_PENDING_QUERY("o.with_data") : ES_PENDING_QUERY("true"),
 				  2, argtypes);
 	values[0] = Int64GetDatum(horizon);
