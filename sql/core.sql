@@ -68,10 +68,12 @@ SELECT pg_get_indexdef(indexrelid) AS index
  WHERE indrelid = 'eventstore.events'::regclass
  ORDER BY indexrelid::regclass::text;
 
--- Statement-level, BEFORE UPDATE OR DELETE OR TRUNCATE, enabled ALWAYS ('A').
+-- Statement-level, BEFORE UPDATE OR DELETE OR TRUNCATE, and row-level, BEFORE
+-- UPDATE OR DELETE (the logical replication apply worker fires row triggers
+-- only), both enabled ALWAYS ('A').
 SELECT tgname, tgenabled, pg_get_triggerdef(oid) AS definition
   FROM pg_trigger
- WHERE tgrelid = 'eventstore.events'::regclass AND NOT tgisinternal;
+ WHERE tgrelid = 'eventstore.events'::regclass AND NOT tgisinternal ORDER BY tgname;
 
 -- The position sequence: bigint, CACHE 1, owned by events.global_position.
 SELECT format_type(seqtypid, NULL) AS type, seqstart, seqincrement, seqcache, seqcycle

@@ -14,4 +14,300 @@
 
 -- == Consumers, routes and enqueue =========================================
 
+-- Routes can publish ids only (README, "Outbox and relay"): with_data false
+-- leaves an event's data, stream, type and id, and a message's payload and
+-- headers, out of the NOTIFY payload, which any role that can LISTEN sees.
+-- Each outbox row keeps the choice of its route when it was written.
+ALTER TABLE eventstore.routes ADD COLUMN with_data boolean NOT NULL DEFAULT true;
+ALTER TABLE eventstore.outbox ADD COLUMN with_data boolean NOT NULL DEFAULT true;
+
+-- add_route gains with_data.  A new signature is a new function: the grants
+-- of the old one are carried over.
+DO $$
+DECLARE
+    old pg_catalog.regprocedure := 'eventstore.add_route(text, text[], text[])';
+    acl pg_catalog.aclitem[];
+    owner pg_catalog.oid;
+    g record;
+BEGIN
+    SELECT p.proacl, p.proowner INTO acl, owner FROM pg_catalog.pg_proc p
+     WHERE p.oid OPERATOR(pg_catalog.=) old::pg_catalog.oid;
+    DROP FUNCTION eventstore.add_route(text, text[], text[]);
+    CREATE FUNCTION eventstore.add_route(channel text, event_types text[] DEFAULT NULL,
+                                         categories text[] DEFAULT NULL, with_data boolean DEFAULT true)
+        RETURNS void
+        LANGUAGE c VOLATILE PARALLEL UNSAFE
+        AS 'MODULE_PATHNAME', 'eventstore_add_route';
+    REVOKE ALL ON FUNCTION eventstore.add_route(text, text[], text[], boolean) FROM PUBLIC;
+    FOR g IN SELECT a.grantee, a.is_grantable FROM pg_catalog.aclexplode(acl) a
+              WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                AND a.grantee OPERATOR(pg_catalog.<>) owner
+                AND a.grantee OPERATOR(pg_catalog.<>) 0 LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION eventstore.add_route(text, text[], text[], boolean)'
+                                  ' TO %s%s', g.grantee::pg_catalog.regrole,
+                                  CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
+
+-- Checkpoints belong to a role (README, "Durable consumers"): the role that
+-- created the consumer with its first consumer_ack.  Checkpoints from before
+-- 0.5.0 have no owner (NULL): any consumer role may use them, and the first
+-- one to acknowledge takes them.
+ALTER TABLE eventstore.consumers ADD COLUMN owner pg_catalog.regrole;
+
+-- May role caller use a checkpoint owned by owner?  Yes if it has no owner
+-- (yet), if the caller has the owner's privileges (is the owner, a member of
+-- it, or a superuser), or if it may write eventstore.consumers (an admin,
+-- the extension's owner).  One SQL expression, so it is inlined (no SET
+-- clause; every name in it is schema-qualified).
+CREATE FUNCTION eventstore._consumer_may(owner oid, caller oid) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+        SELECT $1 IS NULL
+            OR pg_catalog.pg_has_role($2, $1, 'USAGE')
+            OR pg_catalog.has_table_privilege($2, 'eventstore.consumers'::pg_catalog.regclass, 'UPDATE')
+    $$;
+
+-- Raise 42501 unless role caller may use the checkpoint (consumer, channel).
+CREATE FUNCTION eventstore._consumer_check_owner(consumer text, channel text, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        owner pg_catalog.oid;
+    BEGIN
+        SELECT c.owner INTO owner FROM eventstore.consumers c
+         WHERE c.consumer OPERATOR(pg_catalog.=) $1 AND c.channel OPERATOR(pg_catalog.=) $2;
+        IF NOT COALESCE(eventstore._consumer_may(owner, caller), false) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('consumer "%s" of channel "%s" belongs to another role', $1, $2),
+                DETAIL = pg_catalog.format('It belongs to role %s.', owner::pg_catalog.regrole),
+                HINT = 'Use a consumer name of your own; an eventstore admin can drop it with eventstore.drop_consumer().';
+        END IF;
+    END
+    $$;
+
+-- The bodies of consumer_poll, consumer_ack, drop_consumer and
+-- consumer_status.  The public functions are C functions (consumer.c) that
+-- pass the calling role and run these as the extension's owner; nobody else
+-- may call them (a caller argument must not be forgeable).
+CREATE FUNCTION eventstore._consumer_poll(of_consumer text, of_channel text, max_count integer, caller oid)
+    RETURNS TABLE (id bigint, channel text, global_position bigint, message jsonb,
+                   created_at timestamptz, published_at timestamptz)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        from_id bigint;
+        owner pg_catalog.oid;
+    BEGIN
+        PERFORM eventstore._check_consumer($1, $2, $3, 'max_count');
+        SELECT c.last_id, c.owner INTO from_id, owner FROM eventstore.consumers c
+         WHERE c.consumer OPERATOR(pg_catalog.=) $1 AND c.channel OPERATOR(pg_catalog.=) $2;
+        IF NOT COALESCE(eventstore._consumer_may(owner, $4), false) THEN
+            PERFORM eventstore._consumer_check_owner($1, $2, $4);
+        END IF;
+        RETURN QUERY
+        SELECT m.id, m.channel, m.global_position, m.message, m.created_at, m.published_at
+          FROM eventstore.outbox_messages m
+         WHERE m.channel OPERATOR(pg_catalog.=) $2
+           AND m.published_at IS NOT NULL
+           AND m.id OPERATOR(pg_catalog.>) COALESCE(from_id, 0)
+         ORDER BY m.id
+         LIMIT $3;
+    END
+    $$;
+
+-- An id is published when it is at or below the relay's cursor (published
+-- rows may since have been deleted by retention: acking again is fine).  One
+-- upsert: it creates the checkpoint owned by the caller, or locks the
+-- existing one and checks its owner on the latest version (ON CONFLICT DO
+-- UPDATE ... WHERE), so two roles racing for a new name cannot both pass.
+CREATE FUNCTION eventstore._consumer_ack(consumer text, channel text, id bigint, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    BEGIN
+        PERFORM eventstore._check_consumer($1, $2, $3, 'id');
+        IF $3 OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('message %s of channel "%s" has not been published', $3, $2);
+        END IF;
+        INSERT INTO eventstore.consumers AS c (consumer, channel, last_id, owner)
+        VALUES ($1, $2, $3, $4::pg_catalog.regrole)
+        ON CONFLICT ON CONSTRAINT consumers_pkey DO UPDATE
+            SET last_id = GREATEST(c.last_id, EXCLUDED.last_id), updated_at = pg_catalog.now(),
+                owner = COALESCE(c.owner, EXCLUDED.owner)
+            WHERE eventstore._consumer_may(c.owner::pg_catalog.oid, $4);
+        IF NOT FOUND THEN
+            PERFORM eventstore._consumer_check_owner($1, $2, $4);
+        END IF;
+    END
+    $$;
+
+CREATE FUNCTION eventstore._drop_consumer(consumer text, channel text, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    BEGIN
+        PERFORM eventstore._check_consumer($1, $2, 0, 'consumer');
+        PERFORM FROM eventstore.consumers c
+          WHERE c.consumer OPERATOR(pg_catalog.=) $1 AND c.channel OPERATOR(pg_catalog.=) $2 FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('consumer "%s" of channel "%s" does not exist', $1, $2);
+        END IF;
+        PERFORM eventstore._consumer_check_owner($1, $2, $3);
+        DELETE FROM eventstore.consumers c
+         WHERE c.consumer OPERATOR(pg_catalog.=) $1 AND c.channel OPERATOR(pg_catalog.=) $2;
+    END
+    $$;
+
+-- The checkpoints the caller may use: its own (and those of roles whose
+-- privileges it has), those without an owner, and all of them for an admin.
+-- behind: published messages of the channel after the checkpoint.
+CREATE FUNCTION eventstore._consumer_status(caller oid)
+    RETURNS TABLE (consumer text, channel text, owner regrole, last_id bigint,
+                   last_ack_at timestamptz, behind bigint)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+        SELECT c.consumer, c.channel, c.owner, c.last_id, c.updated_at,
+               (SELECT pg_catalog.count(*) FROM eventstore.outbox o
+                 WHERE o.channel OPERATOR(pg_catalog.=) c.channel
+                   AND o.id OPERATOR(pg_catalog.>) c.last_id
+                   AND o.id OPERATOR(pg_catalog.<=) (SELECT s.last_published_id FROM eventstore.relay_state s))
+          FROM eventstore.consumers c
+         WHERE eventstore._consumer_may(c.owner::pg_catalog.oid, $1)
+         ORDER BY c.channel, c.consumer;
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore.consumer_poll(consumer text, channel text, max_count integer DEFAULT 100)
+    RETURNS TABLE (id bigint, channel text, global_position bigint, message jsonb,
+                   created_at timestamptz, published_at timestamptz)
+    LANGUAGE c STABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_consumer_poll';
+CREATE OR REPLACE FUNCTION eventstore.consumer_ack(consumer text, channel text, id bigint) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_consumer_ack';
+CREATE FUNCTION eventstore.drop_consumer(consumer text, channel text) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_drop_consumer';
+CREATE FUNCTION eventstore.consumer_status(
+        OUT consumer text, OUT channel text, OUT owner regrole, OUT last_id bigint,
+        OUT last_ack_at timestamptz, OUT behind bigint)
+    RETURNS SETOF record
+    LANGUAGE c STABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_consumer_status';
+CREATE VIEW eventstore.consumer_status AS SELECT * FROM eventstore.consumer_status();
+
+REVOKE ALL ON FUNCTION eventstore._consumer_may(oid, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._consumer_check_owner(text, text, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._consumer_poll(text, text, integer, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._consumer_ack(text, text, bigint, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._drop_consumer(text, text, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._consumer_status(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.drop_consumer(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.consumer_status() FROM PUBLIC;
+
+-- Roles that could use consumer_poll and consumer_ack get the new consumer
+-- functions; admins also UPDATE on eventstore.consumers, which is what
+-- lets them manage every checkpoint.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.oid OPERATOR(pg_catalog.=) 'eventstore.consumer_ack(text, text, bigint)'::pg_catalog.regprocedure
+                AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0 LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION eventstore.drop_consumer(text, text),'
+                                  ' eventstore.consumer_status() TO %s', g.grantee::pg_catalog.regrole);
+        EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.consumer_status TO %s', g.grantee::pg_catalog.regrole);
+    END LOOP;
+    FOR g IN SELECT a.grantee FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid OPERATOR(pg_catalog.=) 'eventstore.consumers'::pg_catalog.regclass
+                AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+                AND a.grantee OPERATOR(pg_catalog.<>) c.relowner AND a.grantee OPERATOR(pg_catalog.<>) 0 LOOP
+        EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.consumers TO %s', g.grantee::pg_catalog.regrole);
+    END LOOP;
+END
+$$;
+
+-- grant_access: add_route has a new signature; consumers also get
+-- drop_consumer and consumer_status; admins UPDATE on eventstore.consumers.
+CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        writer text[] := ARRAY['eventstore.append(text, bigint, eventstore.new_event[])',
+                               'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid)',
+                               'eventstore.enqueue(text, jsonb, jsonb)',
+                               'eventstore.save_snapshot(text, bigint, jsonb, text)'];
+        consumer text[] := ARRAY['eventstore.consumer_poll(text, text, integer)',
+                                 'eventstore.consumer_ack(text, text, bigint)',
+                                 'eventstore.drop_consumer(text, text)',
+                                 'eventstore.consumer_status()'];
+        admin text[] := ARRAY['eventstore.register_projection(text, regprocedure, text[], regprocedure)',
+                              'eventstore.unregister_projection(text)',
+                              'eventstore.enable_projection(text)',
+                              'eventstore.disable_projection(text)',
+                              'eventstore.rebuild_projection(text)',
+                              'eventstore.add_route(text, text[], text[], boolean)',
+                              'eventstore.remove_route(text)',
+                              'eventstore.relay_once(integer)',
+                              'eventstore.register_upcaster(text, regprocedure)',
+                              'eventstore.unregister_upcaster(text)',
+                              'eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[])',
+                              'eventstore.remove_snapshot_policy(text)'];
+        fns text[];
+    BEGIN
+        IF role IS NULL OR access IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'role and access must not be null';
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('role with OID %s does not exist', role::oid);
+        END IF;
+        IF access NOT IN ('reader', 'writer', 'consumer', 'admin') THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown access "%s"', access),
+                HINT = 'Use reader, writer, consumer or admin.';
+        END IF;
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA eventstore TO %s', role);
+        IF access IN ('reader', 'writer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.events, eventstore.projections,'
+                                      ' eventstore.routes, eventstore.snapshots TO %s', role);
+        END IF;
+        fns := CASE access
+            WHEN 'reader' THEN ARRAY[]::text[]
+            WHEN 'writer' THEN writer
+            WHEN 'consumer' THEN consumer
+            ELSE writer OPERATOR(pg_catalog.||) consumer OPERATOR(pg_catalog.||) admin
+        END;
+        IF access IN ('consumer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.consumer_status TO %s', role);
+        END IF;
+        IF access = 'admin' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.outbox, eventstore.consumers,'
+                                      ' eventstore.outbox_messages, eventstore.relay_state,'
+                                      ' eventstore.relay_status TO %s', role);
+            EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.consumers TO %s', role);
+        END IF;
+        FOR i IN 1 .. COALESCE(pg_catalog.array_length(fns, 1), 0) LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', fns[i], role);
+        END LOOP;
+    END
+    $$;
+
+
 -- == Immutability ==========================================================
+
+-- The statement-level trigger does not fire in the logical replication apply
+-- worker, which fires row triggers only: a subscriber's events table would
+-- take replicated UPDATEs and DELETEs.  A row-level trigger, enabled ALWAYS
+-- like the statement one (which keeps covering TRUNCATE), closes that.
+CREATE TRIGGER events_immutable_row
+    BEFORE UPDATE OR DELETE ON eventstore.events
+    FOR EACH ROW EXECUTE FUNCTION eventstore.refuse_change();
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_immutable_row;

@@ -300,8 +300,8 @@ LISTEN big;
 -- data over 8000 bytes: the notification has no data and "data_omitted": true
 SELECT * FROM eventstore.append_event('big-1', NULL, 'Blob', jsonb_build_object('blob', repeat('x', 9000)),
                                       NULL, '00000000-0000-4000-8000-000000000013');
--- even without data the envelope is too large (a huge type): only the id
--- and the channel
+-- even without data the envelope is too large (a huge type): only the ids
+-- (outbox id, position) and the channel
 SELECT * FROM eventstore.append_event('big-2', NULL, repeat('T', 8100), '{}',
                                       NULL, '00000000-0000-4000-8000-000000000014');
 -- messages whose JSON text is 7999 bytes (fits) and 8000 bytes (does not)

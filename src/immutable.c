@@ -2,10 +2,14 @@
  * immutable.c
  *		The trigger that makes stored events immutable.
  *
- * It is attached to eventstore.events as a statement-level BEFORE UPDATE,
- * DELETE and TRUNCATE trigger and enabled ALWAYS, so it also fires with
- * session_replication_role = replica.  Only dropping or disabling the trigger,
- * which takes ownership of the table, gets past it.
+ * It is attached to eventstore.events twice, both enabled ALWAYS so they
+ * also fire with session_replication_role = replica: as a statement-level
+ * BEFORE UPDATE, DELETE and TRUNCATE trigger, and as a row-level BEFORE
+ * UPDATE and DELETE trigger.  The row-level one is for the logical
+ * replication apply worker, which fires row triggers only (and statement
+ * triggers for TRUNCATE): without it a subscriber would apply a publisher's
+ * UPDATEs and DELETEs.  Only dropping or disabling the triggers, which takes
+ * ownership of the table, gets past them.
  */
 #include "postgres.h"
 

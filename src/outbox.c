@@ -41,6 +41,7 @@ typedef struct EsRoute
 	char	  **types;
 	int			ncategories;	/* -1: every category */
 	char	  **categories;
+	bool		with_data;		/* false: NOTIFY payloads carry ids only */
 } EsRoute;
 
 typedef struct EsRoutes
@@ -51,20 +52,58 @@ typedef struct EsRoutes
 
 static void es_routes_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
 
+/* The routes query, before and since 0.5.0 (routes.with_data). */
+#define ES_ROUTES_QUERY(with_data) \
+	"SELECT r.channel, r.event_types, r.categories, " with_data " FROM eventstore.routes r" \
+	" ORDER BY r.channel COLLATE pg_catalog.\"C\""
+
 static EsRegistry es_routes_registry = {
 	.relname = "routes",
-	.query = "SELECT r.channel, r.event_types, r.categories FROM eventstore.routes r"
-	" ORDER BY r.channel COLLATE pg_catalog.\"C\"",
+	.query = ES_ROUTES_QUERY("r.with_data"),
 	.fill = es_routes_fill,
 };
 
-static SPIPlanPtr es_plan_route_insert = NULL;
-static SPIPlanPtr es_plan_enqueue = NULL;
+/* Outbox inserts; [1]: with the with_data column, only needed for false. */
+static SPIPlanPtr es_plan_route_insert[2] = {NULL, NULL};
+static SPIPlanPtr es_plan_enqueue[2] = {NULL, NULL};
 
 void
 es_outbox_init(void)
 {
 	es_registry_init(&es_routes_registry);
+}
+
+/*
+ * Load the routes, reading routes.with_data if the schema has it (a database
+ * not yet updated to 0.5.0 has none, and every route sends data).
+ */
+static EsRoutes *
+es_routes_load(void)
+{
+	if (!es_routes_registry.valid)
+	{
+		Oid			relid = get_relname_relid("routes", es_schema_oid());
+
+		es_routes_registry.query =
+			OidIsValid(relid) && get_attnum(relid, "with_data") == InvalidAttrNumber ?
+			ES_ROUTES_QUERY("true") : ES_ROUTES_QUERY("r.with_data");
+	}
+	es_registry_load(&es_routes_registry);
+	return es_routes_registry.cache;
+}
+
+/* Whether messages of channel are published with their data. */
+static bool
+es_channel_with_data(text *channel)
+{
+	EsRoutes   *routes = es_routes_load();
+	int			len = VARSIZE_ANY_EXHDR(channel);
+
+	for (int r = 0; r < routes->n; r++)
+		if ((int) strlen(routes->items[r].channel) == len &&
+			memcmp(routes->items[r].channel, VARDATA_ANY(channel), len) == 0)
+			return routes->items[r].with_data;
+	return true;
 }
 
 static void
@@ -87,6 +126,8 @@ es_routes_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		r->ntypes = es_copy_text_array(d, isnull, cxt, &r->types);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
 		r->ncategories = es_copy_text_array(d, isnull, cxt, &r->categories);
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		r->with_data = isnull || DatumGetBool(d);
 	}
 	routes->n = (int) n;
 	reg->cache = routes;
@@ -119,17 +160,19 @@ es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n)
 	Datum	   *ids;
 	Datum	   *channels;
 	Datum	   *poss;
+	Datum	   *with_data;
+	bool		all_with_data = true;
 	int			nrows = 0;
 	EsRoutes   *routes;
 
-	es_registry_load(&es_routes_registry);
-	routes = es_routes_registry.cache;
+	routes = es_routes_load();
 	if (routes->n == 0)
 		return;
 
 	ids = palloc(sizeof(Datum) * n * routes->n);
 	channels = palloc(sizeof(Datum) * n * routes->n);
 	poss = palloc(sizeof(Datum) * n * routes->n);
+	with_data = palloc(sizeof(Datum) * n * routes->n);
 	seq = get_relname_relid("outbox_id_seq", es_schema_oid());
 
 	for (int i = 0; i < n; i++)
@@ -147,6 +190,8 @@ es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n)
 			ids[nrows] = Int64GetDatum(es_allocate(ES_COUNTER_OUTBOX, seq));
 			channels[nrows] = CStringGetTextDatum(route->channel);
 			poss[nrows] = Int64GetDatum(positions[i]);
+			with_data[nrows] = BoolGetDatum(route->with_data);
+			all_with_data &= route->with_data;
 			nrows++;
 		}
 	}
@@ -154,24 +199,32 @@ es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n)
 		return;
 
 	{
-		Oid			argtypes[3] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
-		Datum		values[3];
+		/* with_data is named only when a row needs false (a 0.5.0 schema) */
+		int			w = all_with_data ? 0 : 1;
+		Oid			argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
+		Datum		values[4];
 
-		if (es_plan_route_insert == NULL)
+		if (es_plan_route_insert[w] == NULL)
 		{
-			es_plan_route_insert =
+			es_plan_route_insert[w] = w == 0 ?
 				SPI_prepare("INSERT INTO eventstore.outbox (id, channel, global_position)"
 							" SELECT u.i, u.c, u.p FROM ROWS FROM (pg_catalog.unnest($1),"
 							" pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(i, c, p)",
-							3, argtypes);
-			if (es_plan_route_insert == NULL)
+							3, argtypes) :
+				SPI_prepare("INSERT INTO eventstore.outbox (id, channel, global_position, with_data)"
+							" SELECT u.i, u.c, u.p, u.w FROM ROWS FROM (pg_catalog.unnest($1),"
+							" pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+							" AS u(i, c, p, w)",
+							4, argtypes);
+			if (es_plan_route_insert[w] == NULL)
 				elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-			SPI_keepplan(es_plan_route_insert);
+			SPI_keepplan(es_plan_route_insert[w]);
 		}
 		values[0] = PointerGetDatum(construct_array(ids, nrows, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		values[1] = PointerGetDatum(construct_array(channels, nrows, TEXTOID, -1, false, TYPALIGN_INT));
 		values[2] = PointerGetDatum(construct_array(poss, nrows, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_execute_plan(es_plan_route_insert, values, NULL, false, 0) != SPI_OK_INSERT)
+		values[3] = PointerGetDatum(construct_array(with_data, nrows, BOOLOID, 1, true, TYPALIGN_CHAR));
+		if (SPI_execute_plan(es_plan_route_insert[w], values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "eventstore: writing outbox rows failed");
 	}
 	es_relay_wakeup_at_commit();
@@ -202,7 +255,7 @@ eventstore_channel_arg(PG_FUNCTION_ARGS)
 
 /*
  * eventstore.add_route(channel text, event_types text[] DEFAULT NULL,
- *						categories text[] DEFAULT NULL)
+ *						categories text[] DEFAULT NULL, with_data boolean DEFAULT true)
  */
 Datum
 eventstore_add_route(PG_FUNCTION_ARGS)
@@ -210,17 +263,23 @@ eventstore_add_route(PG_FUNCTION_ARGS)
 	text	   *channel = es_channel_arg(fcinfo, 0);
 	Datum		types = es_text_list_arg(fcinfo, 1, "event_types");
 	Datum		categories = es_text_list_arg(fcinfo, 2, "categories");
-	Oid			argtypes[3] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[3] = {PointerGetDatum(channel), types, categories};
-	char		nulls[3] = {' ', types ? ' ' : 'n', categories ? ' ' : 'n'};
+	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID};
+	Datum		values[4] = {PointerGetDatum(channel), types, categories, (Datum) 0};
+	char		nulls[4] = {' ', types ? ' ' : 'n', categories ? ' ' : 'n', ' '};
+
+	if (PG_NARGS() < 4 || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("with_data must not be null")));
+	values[3] = PG_GETARG_DATUM(3);
 
 	if (es_registry_write("SELECT FROM eventstore.routes r WHERE r.channel OPERATOR(pg_catalog.=) $1",
 						  1, argtypes, values, NULL) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("route for channel \"%s\" already exists", text_to_cstring(channel))));
-	(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories)"
-							 " VALUES ($1, $2, $3)", 3, argtypes, values, nulls);
+	(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories, with_data)"
+							 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, nulls);
 	PG_RETURN_VOID();
 }
 
@@ -248,12 +307,15 @@ Datum
 eventstore_enqueue(PG_FUNCTION_ARGS)
 {
 	text	   *channel;
-	Oid			argtypes[4] = {INT8OID, TEXTOID, JSONBOID, JSONBOID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Oid			argtypes[5] = {INT8OID, TEXTOID, JSONBOID, JSONBOID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	int			w;
 	int64		id;
 	Oid			save_userid;
 	int			save_sec;
+	Jsonb	   *payload;
+	Jsonb	   *headers;
 	Size		size;
 
 	channel = es_channel_arg(fcinfo, 0);
@@ -261,8 +323,14 @@ eventstore_enqueue(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("payload must not be null")));
-	size = VARSIZE_ANY(PG_GETARG_DATUM(1)) +
-		(PG_ARGISNULL(2) ? 0 : VARSIZE_ANY(PG_GETARG_DATUM(2)));
+
+	/*
+	 * Measure the message itself, as append does: an argument read from a
+	 * table can be a compressed or out-of-line datum far smaller than it is.
+	 */
+	payload = PG_GETARG_JSONB_P(1);
+	headers = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	size = VARSIZE(payload) + (headers ? VARSIZE(headers) : 0);
 	if (size > (Size) es_max_event_size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -274,22 +342,28 @@ eventstore_enqueue(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	if (es_plan_enqueue == NULL)
+	/* a message on a channel whose route publishes ids only goes without data too */
+	w = es_channel_with_data(channel) ? 0 : 1;
+	if (es_plan_enqueue[w] == NULL)
 	{
-		es_plan_enqueue = SPI_prepare("INSERT INTO eventstore.outbox (id, channel, payload, headers)"
-									  " VALUES ($1, $2, $3, $4)", 4, argtypes);
-		if (es_plan_enqueue == NULL)
+		es_plan_enqueue[w] = w == 0 ?
+			SPI_prepare("INSERT INTO eventstore.outbox (id, channel, payload, headers)"
+						" VALUES ($1, $2, $3, $4)", 4, argtypes) :
+			SPI_prepare("INSERT INTO eventstore.outbox (id, channel, payload, headers, with_data)"
+						" VALUES ($1, $2, $3, $4, $5)", 5, argtypes);
+		if (es_plan_enqueue[w] == NULL)
 			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(es_plan_enqueue);
+		SPI_keepplan(es_plan_enqueue[w]);
 	}
 	id = es_allocate(ES_COUNTER_OUTBOX, get_relname_relid("outbox_id_seq", es_schema_oid()));
 	values[0] = Int64GetDatum(id);
 	values[1] = PointerGetDatum(channel);
-	values[2] = PG_GETARG_DATUM(1);
-	values[3] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	if (PG_ARGISNULL(2))
+	values[2] = JsonbPGetDatum(payload);
+	values[3] = headers ? JsonbPGetDatum(headers) : (Datum) 0;
+	if (headers == NULL)
 		nulls[3] = 'n';
-	if (SPI_execute_plan(es_plan_enqueue, values, nulls, false, 0) != SPI_OK_INSERT)
+	values[4] = BoolGetDatum(false);
+	if (SPI_execute_plan(es_plan_enqueue[w], values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "eventstore: writing the outbox row failed");
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);

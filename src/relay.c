@@ -23,6 +23,8 @@
  *	- A payload that would not fit NOTIFY (ES_NOTIFY_PAYLOAD_MAX) goes
  *	  without its data/payload and with "data_omitted": true; consumers read
  *	  the full message with consumer_poll() or the event with read_all().
+ *	  A row of an ids-only route (outbox.with_data false) always goes with
+ *	  ids only: anyone can LISTEN, so only ids leave through NOTIFY.
  */
 #include "postgres.h"
 
@@ -51,7 +53,7 @@ PG_FUNCTION_INFO_V1(eventstore_relay_once);
 /* NOTIFY refuses payloads of this many bytes or more (async.c). */
 #define ES_NOTIFY_PAYLOAD_MAX (BLCKSZ - NAMEDATALEN - 128)
 
-static SPIPlanPtr es_plan_pending = NULL;
+static SPIPlanPtr es_plan_pending[2] = {NULL, NULL};	/* [1]: outbox.with_data */
 static SPIPlanPtr es_plan_mark = NULL;
 static SPIPlanPtr es_plan_prune = NULL;
 static SPIPlanPtr es_plan_prune_due = NULL;
@@ -71,11 +73,24 @@ es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 	return *cache;
 }
 
+/*
+ * The pending rows, up to the horizon ($1), at most $2; with_data is
+ * o.with_data, or true on a schema older than 0.5.0 (no such column).
+ */
+#define ES_PENDING_QUERY(with_data) \
+	"SELECT o.id, o.channel, e.global_position, e.stream_id, e.stream_version," \
+	" e.event_type, e.event_id, e.data, o.payload, o.headers, " with_data \
+	" FROM eventstore.outbox o LEFT JOIN eventstore.events e" \
+	"   ON e.global_position OPERATOR(pg_catalog.=) o.global_position" \
+	" WHERE o.id OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s)" \
+	" AND o.id OPERATOR(pg_catalog.<=) $1" \
+	" ORDER BY o.id LIMIT $2"
+
 /* Columns of the pending query, in order. */
 enum
 {
 	PEND_ID = 1, PEND_CHANNEL, PEND_POSITION, PEND_STREAM_ID, PEND_VERSION,
-	PEND_TYPE, PEND_EVENT_ID, PEND_DATA, PEND_PAYLOAD, PEND_HEADERS
+	PEND_TYPE, PEND_EVENT_ID, PEND_DATA, PEND_PAYLOAD, PEND_HEADERS, PEND_WITH_DATA
 };
 
 static void
@@ -107,29 +122,33 @@ es_json_column(StringInfo buf, const char *key, HeapTuple tup, TupleDesc desc, i
 }
 
 /*
- * The NOTIFY payload of one pending row, as JSON text.  With full false, or
- * when the full payload would not fit NOTIFY, data, payload and headers are
- * left out and "data_omitted": true says so; if even that does not fit, only
- * the id and channel go.
+ * The NOTIFY payload of one pending row, as JSON text.  When the full payload
+ * would not fit NOTIFY, data, payload and headers are left out and
+ * "data_omitted": true says so; if even that does not fit, or the row's route
+ * publishes ids only, only the id, the channel and the event's position go.
  */
 static char *
 es_notify_payload(HeapTuple tup, TupleDesc desc)
 {
 	bool		is_event;
+	bool		isnull;
+	bool		with_data;
 	StringInfoData buf;
 
 	(void) SPI_getbinval(tup, desc, PEND_POSITION, &is_event);
 	is_event = !is_event;
+	with_data = DatumGetBool(SPI_getbinval(tup, desc, PEND_WITH_DATA, &isnull)) || isnull;
 	initStringInfo(&buf);
-	for (int attempt = 0; attempt < 3; attempt++)
+	for (int attempt = with_data ? 0 : 2; attempt < 3; attempt++)
 	{
 		resetStringInfo(&buf);
 		appendStringInfoChar(&buf, '{');
 		es_json_column(&buf, "id", tup, desc, PEND_ID);
 		es_json_column(&buf, "channel", tup, desc, PEND_CHANNEL);
+		if (is_event)
+			es_json_column(&buf, "position", tup, desc, PEND_POSITION);
 		if (attempt < 2 && is_event)
 		{
-			es_json_column(&buf, "position", tup, desc, PEND_POSITION);
 			es_json_column(&buf, "stream_id", tup, desc, PEND_STREAM_ID);
 			es_json_column(&buf, "stream_version", tup, desc, PEND_VERSION);
 			es_json_column(&buf, "event_type", tup, desc, PEND_TYPE);
@@ -257,6 +276,7 @@ es_relay_pass(int max_count, bool prune)
 	int			save_sec;
 	Oid			seq;
 	Oid			extoid;
+	int			w;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -297,18 +317,13 @@ es_relay_pass(int max_count, bool prune)
 		elog(ERROR, "eventstore: SPI_connect failed");
 
 	horizon = es_read_horizon(ES_COUNTER_OUTBOX, seq, &snapshot);
-	es_relay_plan(&es_plan_pending,
-				  "SELECT o.id, o.channel, e.global_position, e.stream_id, e.stream_version,"
-				  " e.event_type, e.event_id, e.data, o.payload, o.headers"
-				  " FROM eventstore.outbox o LEFT JOIN eventstore.events e"
-				  "   ON e.global_position OPERATOR(pg_catalog.=) o.global_position"
-				  " WHERE o.id OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s)"
-				  " AND o.id OPERATOR(pg_catalog.<=) $1"
-				  " ORDER BY o.id LIMIT $2",
+	/* outbox.with_data exists from 0.5.0 on; before, every row has data */
+	w = get_attnum(get_relname_relid("outbox", es_schema_oid()), "with_data") != InvalidAttrNumber;
+	es_relay_plan(&es_plan_pending[w], w ? ES_PENDING_QUERY("o.with_data") : ES_PENDING_QUERY("true"),
 				  2, argtypes);
 	values[0] = Int64GetDatum(horizon);
 	values[1] = Int32GetDatum(max_count);
-	if (SPI_execute_snapshot(es_plan_pending, values, NULL, snapshot, InvalidSnapshot,
+	if (SPI_execute_snapshot(es_plan_pending[w], values, NULL, snapshot, InvalidSnapshot,
 							 true, false, max_count) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading pending outbox rows failed");
 	UnregisterSnapshot(snapshot);

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(353);
+SELECT plan(381);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -134,21 +134,29 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
           ARRAY[
     'eventstore._channel_arg(text)',
     'eventstore._check_consumer(text,text,bigint,text)',
+    'eventstore._consumer_ack(text,text,bigint,oid)',
+    'eventstore._consumer_check_owner(text,text,oid)',
+    'eventstore._consumer_may(oid,oid)',
+    'eventstore._consumer_poll(text,text,integer,oid)',
+    'eventstore._consumer_status(oid)',
     'eventstore._count_arg(integer)',
+    'eventstore._drop_consumer(text,text,oid)',
     'eventstore._registry_changed()',
     'eventstore._relay_wakeup()',
     'eventstore._stream_arg(text)',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
     'eventstore._upcasting()',
-    'eventstore.add_route(text,text[],text[])',
+    'eventstore.add_route(text,text[],text[],boolean)',
     'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text)',
     'eventstore.append(text,bigint,eventstore.new_event[])',
     'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid)',
     'eventstore.category(text)',
     'eventstore.consumer_ack(text,text,bigint)',
     'eventstore.consumer_poll(text,text,integer)',
+    'eventstore.consumer_status()',
     'eventstore.disable_projection(text)',
+    'eventstore.drop_consumer(text,text)',
     'eventstore.enable_projection(text)',
     'eventstore.enqueue(text,jsonb,jsonb)',
     'eventstore.event(text,jsonb,jsonb,uuid)',
@@ -174,7 +182,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.stream_version_at(text,timestamp with time zone)',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 42 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 50 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -536,6 +544,7 @@ SELECT pg_temp.x('add_route', 'empty event_types', 'error 22023', $$SELECT event
 SELECT pg_temp.x('add_route', 'event_types with a NULL', 'error 22004', $$SELECT eventstore.add_route('bi_c2', ARRAY[NULL::text])$$);
 SELECT pg_temp.x('add_route', 'empty categories', 'error 22023', $$SELECT eventstore.add_route('bi_c2', NULL, '{}')$$);
 SELECT pg_temp.x('add_route', 'categories with a NULL', 'error 22004', $$SELECT eventstore.add_route('bi_c2', NULL, ARRAY['a', NULL])$$);
+SELECT pg_temp.x('add_route', 'NULL with_data', 'error 22004', $$SELECT eventstore.add_route('bi_c2', with_data => NULL)$$);
 SELECT pg_temp.x('add_route', 'channel of 63 bytes', 'ok 63',
     $$SELECT eventstore.add_route(repeat('c', 63))$$,
     $$SELECT octet_length(channel) FROM eventstore.routes WHERE channel LIKE 'ccc%'$$);
@@ -617,6 +626,47 @@ SELECT pg_temp.x('_check_consumer', 'channel of 1 MB', 'error 42622', $$SELECT e
 SELECT pg_temp.x('_check_consumer', 'id 0', 'error 22023', $$SELECT eventstore._check_consumer('k', 'c', 0, 'id')$$);
 SELECT pg_temp.x('_check_consumer', 'max_count -1', 'error 22023', $$SELECT eventstore._check_consumer('k', 'c', -1, 'max_count')$$);
 SELECT pg_temp.x('_check_consumer', 'max_count 0', 'ok ', $$SELECT eventstore._check_consumer('k', 'c', 0, 'max_count')$$);
+SELECT pg_temp.x('drop_consumer', 'NULL consumer', 'error 22023', $$SELECT eventstore.drop_consumer(NULL, 'bi_chan')$$);
+SELECT pg_temp.x('drop_consumer', 'empty consumer', 'error 22023', $$SELECT eventstore.drop_consumer('', 'bi_chan')$$);
+SELECT pg_temp.x('drop_consumer', 'NULL channel', 'error 22004', $$SELECT eventstore.drop_consumer('bi_k', NULL)$$);
+SELECT pg_temp.x('drop_consumer', 'channel of 1 MB', 'error 42622', $$SELECT eventstore.drop_consumer('bi_k', repeat('c', 1048576))$$);
+SELECT pg_temp.x('drop_consumer', 'an unknown consumer', 'error 42704', $$SELECT eventstore.drop_consumer('bi_no_such_k', 'bi_chan')$$);
+SELECT pg_temp.x('drop_consumer', 'SQL-looking consumer and channel', 'error 42704',
+    $$SELECT eventstore.drop_consumer($s$k'); DELETE FROM eventstore.consumers; --$s$, $s$c' OR '1'='1$s$)$$);
+SELECT pg_temp.x('consumer_status', 'a superuser sees every checkpoint', 'ok true',
+    $$SELECT count(*) = (SELECT count(*) FROM eventstore.consumers) FROM eventstore.consumer_status()$$);
+SELECT pg_temp.x('consumer_status', 'the view shows the same', 'ok true',
+    $$SELECT count(*) = (SELECT count(*) FROM eventstore.consumers) FROM eventstore.consumer_status$$);
+SELECT pg_temp.x('consumer_status', 'behind is never negative', 'ok 0',
+    $$SELECT count(*) FROM eventstore.consumer_status WHERE behind < 0$$);
+-- The bodies behind the consumer functions (owner only; the caller is an argument)
+SELECT pg_temp.x('_consumer_poll', 'NULL consumer', 'error 22023', $$SELECT count(*) FROM eventstore._consumer_poll(NULL, 'c', 1, 10)$$);
+SELECT pg_temp.x('_consumer_poll', 'NULL max_count', 'error 22023', $$SELECT count(*) FROM eventstore._consumer_poll('k', 'c', NULL, 10)$$);
+SELECT pg_temp.x('_consumer_poll', 'an unknown channel: nothing', 'ok 0', $$SELECT count(*) FROM eventstore._consumer_poll('k', 'bi_no_such_chan', 5, 10)$$);
+SELECT pg_temp.x('_consumer_ack', 'id 0', 'error 22023', $$SELECT eventstore._consumer_ack('k', 'c', 0, 10)$$);
+SELECT pg_temp.x('_consumer_ack', 'NULL consumer', 'error 22023', $$SELECT eventstore._consumer_ack(NULL, 'c', 1, 10)$$);
+SELECT pg_temp.x('_consumer_ack', 'an id past the relay', 'error 22023',
+    $$SELECT eventstore._consumer_ack('k', 'c', (SELECT last_published_id + 1 FROM eventstore.relay_state), 10)$$);
+SELECT pg_temp.x('_drop_consumer', 'NULL channel', 'error 22004', $$SELECT eventstore._drop_consumer('k', NULL, 10)$$);
+SELECT pg_temp.x('_drop_consumer', 'empty consumer', 'error 22023', $$SELECT eventstore._drop_consumer('', 'c', 10)$$);
+SELECT pg_temp.x('_drop_consumer', 'an unknown consumer', 'error 42704', $$SELECT eventstore._drop_consumer('bi_no_such_k', 'c', 10)$$);
+SELECT pg_temp.x('_consumer_check_owner', 'no such checkpoint: anyone may', 'ok ',
+    $$SELECT eventstore._consumer_check_owner('bi_no_such_k', 'c', 0)$$);
+SELECT pg_temp.x('_consumer_check_owner', 'NULL consumer: no checkpoint', 'ok ',
+    $$SELECT eventstore._consumer_check_owner(NULL, 'c', 10)$$);
+SELECT pg_temp.x('_consumer_check_owner', 'another role''s checkpoint', 'error 42501',
+    $$INSERT INTO eventstore.consumers (consumer, channel, owner) VALUES ('bi_owned', 'c', 'es_tap_bi_role') RETURNING 1$$,
+    $$SELECT eventstore._consumer_check_owner('bi_owned', 'c', 'pg_monitor'::regrole)$$);
+SELECT pg_temp.x('_consumer_may', 'no owner: anyone', 'ok true', $$SELECT eventstore._consumer_may(NULL, 0)$$);
+SELECT pg_temp.x('_consumer_may', 'another role''s checkpoint: no', 'ok false',
+    $$SELECT eventstore._consumer_may('es_tap_bi_role'::regrole, 'pg_monitor'::regrole)$$);
+SELECT pg_temp.x('_consumer_may', 'a superuser: yes', 'ok true', $$SELECT eventstore._consumer_may('es_tap_bi_role'::regrole, 10)$$);
+SELECT pg_temp.x('_consumer_status', 'a NULL caller sees no owned checkpoint', 'ok 0',
+    $$SELECT count(*) FROM eventstore._consumer_status(NULL::oid) WHERE owner IS NOT NULL$$);
+SELECT pg_temp.x('_consumer_status', 'a superuser sees every checkpoint', 'ok true',
+    $$SELECT count(*) = (SELECT count(*) FROM eventstore.consumers) FROM eventstore._consumer_status(10)$$);
+SELECT pg_temp.x('_consumer_status', 'an unknown role sees no owned checkpoint', 'ok 0',
+    $$SELECT count(*) FROM eventstore._consumer_status(4294967295) WHERE owner IS NOT NULL$$);
 
 ------------------------------------------------------------------------
 -- grant_access(role, access)
