@@ -25,6 +25,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -138,11 +139,17 @@ es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
 
 /*
  * Fold stream_id's events (max_version at most) through reducer, starting at
- * the newest snapshot of snapshot_type (when not 0) or at initial.  With
- * own_writes, read with a new command id so this transaction's latest
+ * the newest usable snapshot of snapshot_type (when not 0) or at initial.
+ * With own_writes, read with a new command id so this transaction's latest
  * appends are seen (a policy right after an append); else with the active
- * snapshot.  Must be called inside an SPI connection.  Returns the state;
- * NULL as (Datum) 0.
+ * snapshot.  Must be called inside an SPI connection.  Returns the state, in
+ * the current memory context; NULL as (Datum) 0.
+ *
+ * Memory stays bounded by the size of one state, however long the stream:
+ * rows are fetched in batches, each reducer call runs in a context reset
+ * after the call, and the state is copied into one of two contexts that
+ * alternate, so only the current state (and the one it was made from) is
+ * kept.
  */
 static Datum
 es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum snapshot_type,
@@ -157,6 +164,9 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 	FmgrInfo	flinfo;
 	Oid			rowtype = get_rel_type_id(es_events_relid());
 	MemoryContext fold_cxt = CurrentMemoryContext;
+	MemoryContext row_cxt;
+	MemoryContext state_cxt[2];
+	int			cur = 0;
 
 	/*
 	 * A policy folds right after an append, with the stream lock held: read
@@ -198,6 +208,10 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 									   3, argtypes, values, NULL, true, 0);
 	if (pushed)
 		PopActiveSnapshot();
+
+	row_cxt = AllocSetContextCreate(fold_cxt, "eventstore fold row", ALLOCSET_DEFAULT_SIZES);
+	state_cxt[0] = AllocSetContextCreate(fold_cxt, "eventstore fold state", ALLOCSET_DEFAULT_SIZES);
+	state_cxt[1] = AllocSetContextCreate(fold_cxt, "eventstore fold state", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		SPITupleTable *batch;
@@ -211,32 +225,51 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 		for (uint64 r = 0; r < nbatch; r++)
 		{
 			LOCAL_FCINFO(fcinfo, 2);
-			Datum		row = heap_copy_tuple_as_datum(batch->vals[r], batch->tupdesc);
+			MemoryContext old;
+			Datum		row;
 			Datum		next;
 
-			HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
-			HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
 			if (flinfo.fn_strict && state == (Datum) 0)
 				continue;		/* a strict reducer keeps a NULL state NULL */
+			old = MemoryContextSwitchTo(row_cxt);
+			row = heap_copy_tuple_as_datum(batch->vals[r], batch->tupdesc);
+			HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
+			HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
 			InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
 			fcinfo->args[0].value = state;
 			fcinfo->args[0].isnull = state == (Datum) 0;
 			fcinfo->args[1].value = row;
 			fcinfo->args[1].isnull = false;
 			next = FunctionCallInvoke(fcinfo);
+
+			/*
+			 * The result may point into the row context or at the state
+			 * passed in: copy it into the other state context (which holds
+			 * the state before the current one, referenced by no one), then
+			 * drop the row's memory.
+			 */
 			if (fcinfo->isnull)
 				state = (Datum) 0;
 			else
 			{
-				MemoryContext old = MemoryContextSwitchTo(fold_cxt);
-
+				MemoryContextReset(state_cxt[1 - cur]);
+				MemoryContextSwitchTo(state_cxt[1 - cur]);
 				state = PointerGetDatum(PG_DETOAST_DATUM_COPY(next));
-				MemoryContextSwitchTo(old);
+				cur = 1 - cur;
 			}
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
 		}
 		SPI_freetuptable(batch);
 	}
 	SPI_cursor_close(portal);
+
+	/* The final state into the caller's context; drop the rest. */
+	if (state != (Datum) 0)
+		state = datumCopy(state, false, -1);
+	MemoryContextDelete(row_cxt);
+	MemoryContextDelete(state_cxt[0]);
+	MemoryContextDelete(state_cxt[1]);
 	return state;
 }
 
