@@ -11,7 +11,9 @@
  * (and the upcasters) are the same -- change them and take new snapshots.
  *
  * Snapshots are written as the extension's owner: save_snapshot (granted to
- * writers) and the policies are the only ways in.  A policy's reducer runs
+ * writers) and the policies are the only ways in.  A snapshot type that a
+ * policy owns is the policy's alone: save_snapshot refuses it, and folds of
+ * it build only on rows the policy wrote (snapshots.by_policy).  A policy's reducer runs
  * with the privileges of the appending user, inside the appending
  * transaction, after the projections.
  */
@@ -113,7 +115,11 @@ es_check_reducer(Oid fn)
 	return es_check_function(fn, "reducer", 2, argtypes, JSONBOID);
 }
 
-/* The newest snapshot of stream/type at or below max_version, if any. */
+/*
+ * The newest usable snapshot of stream/type at or below max_version, if any.
+ * Of a type that a snapshot policy owns, only the policy's snapshots are
+ * usable: nothing else can be told from a forgery.
+ */
 static bool
 es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
 				 int64 *version, Datum *state)
@@ -126,6 +132,8 @@ es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
 							  " WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
 							  " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
 							  " AND s.stream_version OPERATOR(pg_catalog.<=) $3"
+							  " AND (s.by_policy OR NOT EXISTS (SELECT FROM eventstore.snapshot_policies p"
+							  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $2))"
 							  " ORDER BY s.stream_version DESC LIMIT 1",
 							  3, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading snapshots failed");
@@ -343,18 +351,23 @@ eventstore_aggregate(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(state);
 }
 
-/* Write a snapshot (upsert), as the extension's owner. */
+/*
+ * Write a snapshot (upsert), as the extension's owner; by_policy: written by
+ * the policy of its type.
+ */
 static void
-es_write_snapshot(Datum stream_id, int64 version, Datum state, Datum type)
+es_write_snapshot(Datum stream_id, int64 version, Datum state, Datum type, bool by_policy)
 {
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, JSONBOID};
-	Datum		values[4] = {stream_id, type, Int64GetDatum(version), state};
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, BOOLOID};
+	Datum		values[5] = {stream_id, type, Int64GetDatum(version), state, BoolGetDatum(by_policy)};
 
-	(void) es_registry_write("INSERT INTO eventstore.snapshots (stream_id, snapshot_type, stream_version, state)"
-							 " VALUES ($1, $2, $3, $4)"
+	(void) es_registry_write("INSERT INTO eventstore.snapshots"
+							 " (stream_id, snapshot_type, stream_version, state, by_policy)"
+							 " VALUES ($1, $2, $3, $4, $5)"
 							 " ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE"
-							 " SET state = EXCLUDED.state, created_at = pg_catalog.now()",
-							 4, argtypes, values, NULL);
+							 " SET state = EXCLUDED.state, by_policy = EXCLUDED.by_policy,"
+							 " created_at = pg_catalog.now()",
+							 5, argtypes, values, NULL);
 }
 
 /*
@@ -375,6 +388,27 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 				 errmsg("stream_version and state must not be null")));
 	version = PG_GETARG_INT64(1);
 
+	/*
+	 * A type that a snapshot policy owns is the policy's alone: folds build
+	 * on its snapshots, so a writer must not put a state of its choosing
+	 * under it.  (A policy set concurrently is covered too: folds of its type
+	 * ignore rows not written by it.)
+	 */
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		values[1] = {PointerGetDatum(type)};
+
+		if (es_registry_write("SELECT FROM eventstore.snapshot_policies p"
+							  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("snapshot type \"%s\" belongs to a snapshot policy",
+							text_to_cstring(type)),
+					 errdetail("Only the policy writes snapshots of this type."),
+					 errhint("Save under another snapshot type.")));
+	}
+
 	/* The version must exist in the stream (as this transaction sees it). */
 	{
 		Oid			argtypes[2] = {TEXTOID, INT8OID};
@@ -388,7 +422,7 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 					 errmsg("stream \"%s\" has no version " INT64_FORMAT,
 							text_to_cstring(stream_id), version)));
 	}
-	es_write_snapshot(PointerGetDatum(stream_id), version, PG_GETARG_DATUM(2), PointerGetDatum(type));
+	es_write_snapshot(PointerGetDatum(stream_id), version, PG_GETARG_DATUM(2), PointerGetDatum(type), false);
 	PG_RETURN_VOID();
 }
 
@@ -496,6 +530,6 @@ es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
 			state = SPI_datumTransfer(state, false, -1);	/* out of SPI memory */
 		SPI_finish();
 		if (state != (Datum) 0)
-			es_write_snapshot(stream_id, new_version, state, type);
+			es_write_snapshot(stream_id, new_version, state, type, true);
 	}
 }
