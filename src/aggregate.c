@@ -13,9 +13,9 @@
  * Snapshots are written as the extension's owner: save_snapshot (granted to
  * writers) and the policies are the only ways in.  A snapshot type that a
  * policy owns is the policy's alone: save_snapshot refuses it, and folds of
- * it build only on rows the policy wrote (snapshots.by_policy).  A policy's reducer runs
- * with the privileges of the appending user, inside the appending
- * transaction, after the projections.
+ * it build only on rows the policy wrote (snapshots.by_policy).  A policy's
+ * reducer runs with the privileges of the appending user, inside the
+ * appending transaction, after the projections.
  */
 #include "postgres.h"
 
