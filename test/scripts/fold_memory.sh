@@ -29,7 +29,8 @@
 # states -- a few MB (measured: +17, +21, +22 MB); 0.4.0 kept every row
 # copy (+276 MB for the 1,000,000-event rebuild) and every intermediate state
 # (+1632 MB for the 100,000-event fold, +1631 MB for the policy's) until the
-# end.  About 2 minutes on 2 shared cores, most of it the bulk load.
+# end.  About a minute (two when the 2 cores are busy), most of it the bulk
+# load.
 # Prints each step's figures; exits non-zero on a failure.
 #
 # Expects the extension to be installed already (scripts/test.sh does that).
