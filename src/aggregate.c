@@ -11,9 +11,11 @@
  * (and the upcasters) are the same -- change them and take new snapshots.
  *
  * Snapshots are written as the extension's owner: save_snapshot (granted to
- * writers) and the policies are the only ways in.  A policy's reducer runs
- * with the privileges of the appending user, inside the appending
- * transaction, after the projections.
+ * writers) and the policies are the only ways in.  A snapshot type that a
+ * policy owns is the policy's alone: save_snapshot refuses it, and folds of
+ * it build only on rows the policy wrote (snapshots.by_policy).  A policy's
+ * reducer runs with the privileges of the appending user, inside the
+ * appending transaction, after the projections.
  */
 #include "postgres.h"
 
@@ -25,6 +27,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -112,7 +115,11 @@ es_check_reducer(Oid fn)
 	return es_check_function(fn, "reducer", 2, argtypes, JSONBOID);
 }
 
-/* The newest snapshot of stream/type at or below max_version, if any. */
+/*
+ * The newest usable snapshot of stream/type at or below max_version, if any.
+ * Of a type that a snapshot policy owns, only the policy's snapshots are
+ * usable: nothing else can be told from a forgery.
+ */
 static bool
 es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
 				 int64 *version, Datum *state)
@@ -125,6 +132,8 @@ es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
 							  " WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
 							  " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
 							  " AND s.stream_version OPERATOR(pg_catalog.<=) $3"
+							  " AND (s.by_policy OR NOT EXISTS (SELECT FROM eventstore.snapshot_policies p"
+							  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $2))"
 							  " ORDER BY s.stream_version DESC LIMIT 1",
 							  3, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading snapshots failed");
@@ -138,11 +147,17 @@ es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
 
 /*
  * Fold stream_id's events (max_version at most) through reducer, starting at
- * the newest snapshot of snapshot_type (when not 0) or at initial.  With
- * own_writes, read with a new command id so this transaction's latest
+ * the newest usable snapshot of snapshot_type (when not 0) or at initial.
+ * With own_writes, read with a new command id so this transaction's latest
  * appends are seen (a policy right after an append); else with the active
- * snapshot.  Must be called inside an SPI connection.  Returns the state;
- * NULL as (Datum) 0.
+ * snapshot.  Must be called inside an SPI connection.  Returns the state, in
+ * the current memory context; NULL as (Datum) 0.
+ *
+ * Memory stays bounded by the size of one state, however long the stream:
+ * rows are fetched in batches, each reducer call runs in a context reset
+ * after the call, and the state is copied into one of two contexts that
+ * alternate, so only the current state (and the one it was made from) is
+ * kept.
  */
 static Datum
 es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum snapshot_type,
@@ -157,6 +172,9 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 	FmgrInfo	flinfo;
 	Oid			rowtype = get_rel_type_id(es_events_relid());
 	MemoryContext fold_cxt = CurrentMemoryContext;
+	MemoryContext row_cxt;
+	MemoryContext state_cxt[2];
+	int			cur = 0;
 
 	/*
 	 * A policy folds right after an append, with the stream lock held: read
@@ -198,6 +216,10 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 									   3, argtypes, values, NULL, true, 0);
 	if (pushed)
 		PopActiveSnapshot();
+
+	row_cxt = AllocSetContextCreate(fold_cxt, "eventstore fold row", ALLOCSET_DEFAULT_SIZES);
+	state_cxt[0] = AllocSetContextCreate(fold_cxt, "eventstore fold state", ALLOCSET_DEFAULT_SIZES);
+	state_cxt[1] = AllocSetContextCreate(fold_cxt, "eventstore fold state", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		SPITupleTable *batch;
@@ -211,32 +233,51 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 		for (uint64 r = 0; r < nbatch; r++)
 		{
 			LOCAL_FCINFO(fcinfo, 2);
-			Datum		row = heap_copy_tuple_as_datum(batch->vals[r], batch->tupdesc);
+			MemoryContext old;
+			Datum		row;
 			Datum		next;
 
-			HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
-			HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
 			if (flinfo.fn_strict && state == (Datum) 0)
 				continue;		/* a strict reducer keeps a NULL state NULL */
+			old = MemoryContextSwitchTo(row_cxt);
+			row = heap_copy_tuple_as_datum(batch->vals[r], batch->tupdesc);
+			HeapTupleHeaderSetTypeId(DatumGetHeapTupleHeader(row), rowtype);
+			HeapTupleHeaderSetTypMod(DatumGetHeapTupleHeader(row), -1);
 			InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
 			fcinfo->args[0].value = state;
 			fcinfo->args[0].isnull = state == (Datum) 0;
 			fcinfo->args[1].value = row;
 			fcinfo->args[1].isnull = false;
 			next = FunctionCallInvoke(fcinfo);
+
+			/*
+			 * The result may point into the row context or at the state
+			 * passed in: copy it into the other state context (which holds
+			 * the state before the current one, referenced by no one), then
+			 * drop the row's memory.
+			 */
 			if (fcinfo->isnull)
 				state = (Datum) 0;
 			else
 			{
-				MemoryContext old = MemoryContextSwitchTo(fold_cxt);
-
+				MemoryContextReset(state_cxt[1 - cur]);
+				MemoryContextSwitchTo(state_cxt[1 - cur]);
 				state = PointerGetDatum(PG_DETOAST_DATUM_COPY(next));
-				MemoryContextSwitchTo(old);
+				cur = 1 - cur;
 			}
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
 		}
 		SPI_freetuptable(batch);
 	}
 	SPI_cursor_close(portal);
+
+	/* The final state into the caller's context; drop the rest. */
+	if (state != (Datum) 0)
+		state = datumCopy(state, false, -1);
+	MemoryContextDelete(row_cxt);
+	MemoryContextDelete(state_cxt[0]);
+	MemoryContextDelete(state_cxt[1]);
 	return state;
 }
 
@@ -310,18 +351,23 @@ eventstore_aggregate(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(state);
 }
 
-/* Write a snapshot (upsert), as the extension's owner. */
+/*
+ * Write a snapshot (upsert), as the extension's owner; by_policy: written by
+ * the policy of its type.
+ */
 static void
-es_write_snapshot(Datum stream_id, int64 version, Datum state, Datum type)
+es_write_snapshot(Datum stream_id, int64 version, Datum state, Datum type, bool by_policy)
 {
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, JSONBOID};
-	Datum		values[4] = {stream_id, type, Int64GetDatum(version), state};
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, BOOLOID};
+	Datum		values[5] = {stream_id, type, Int64GetDatum(version), state, BoolGetDatum(by_policy)};
 
-	(void) es_registry_write("INSERT INTO eventstore.snapshots (stream_id, snapshot_type, stream_version, state)"
-							 " VALUES ($1, $2, $3, $4)"
+	(void) es_registry_write("INSERT INTO eventstore.snapshots"
+							 " (stream_id, snapshot_type, stream_version, state, by_policy)"
+							 " VALUES ($1, $2, $3, $4, $5)"
 							 " ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE"
-							 " SET state = EXCLUDED.state, created_at = pg_catalog.now()",
-							 4, argtypes, values, NULL);
+							 " SET state = EXCLUDED.state, by_policy = EXCLUDED.by_policy,"
+							 " created_at = pg_catalog.now()",
+							 5, argtypes, values, NULL);
 }
 
 /*
@@ -342,6 +388,27 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 				 errmsg("stream_version and state must not be null")));
 	version = PG_GETARG_INT64(1);
 
+	/*
+	 * A type that a snapshot policy owns is the policy's alone: folds build
+	 * on its snapshots, so a writer must not put a state of its choosing
+	 * under it.  (A policy set concurrently is covered too: folds of its type
+	 * ignore rows not written by it.)
+	 */
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		values[1] = {PointerGetDatum(type)};
+
+		if (es_registry_write("SELECT FROM eventstore.snapshot_policies p"
+							  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("snapshot type \"%s\" belongs to a snapshot policy",
+							text_to_cstring(type)),
+					 errdetail("Only the policy writes snapshots of this type."),
+					 errhint("Save under another snapshot type.")));
+	}
+
 	/* The version must exist in the stream (as this transaction sees it). */
 	{
 		Oid			argtypes[2] = {TEXTOID, INT8OID};
@@ -355,7 +422,7 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 					 errmsg("stream \"%s\" has no version " INT64_FORMAT,
 							text_to_cstring(stream_id), version)));
 	}
-	es_write_snapshot(PointerGetDatum(stream_id), version, PG_GETARG_DATUM(2), PointerGetDatum(type));
+	es_write_snapshot(PointerGetDatum(stream_id), version, PG_GETARG_DATUM(2), PointerGetDatum(type), false);
 	PG_RETURN_VOID();
 }
 
@@ -463,6 +530,6 @@ es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
 			state = SPI_datumTransfer(state, false, -1);	/* out of SPI memory */
 		SPI_finish();
 		if (state != (Datum) 0)
-			es_write_snapshot(stream_id, new_version, state, type);
+			es_write_snapshot(stream_id, new_version, state, type, true);
 	}
 }

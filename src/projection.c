@@ -429,6 +429,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	int64		count = 0;
 	int			type_att;
 	Oid			rowtype = get_rel_type_id(es_events_relid());
+	MemoryContext row_cxt;
 
 	name = es_name_arg(fcinfo, 0, "projection name");
 	if (IsolationUsesXactSnapshot())
@@ -479,6 +480,14 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 									   "SELECT e.* FROM eventstore.events e ORDER BY e.global_position",
 									   0, NULL, NULL, NULL, true, 0);
 	PopActiveSnapshot();
+
+	/*
+	 * Memory stays bounded however long the log: rows come in batches, and
+	 * each row (its copy, its upcasting, its handler call) runs in a context
+	 * reset after it.
+	 */
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore rebuild row",
+									ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		SPITupleTable *batch;
@@ -492,6 +501,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 		type_att = SPI_fnumber(batch->tupdesc, "event_type");
 		for (uint64 r = 0; r < nbatch; r++)
 		{
+			MemoryContext old = MemoryContextSwitchTo(row_cxt);
 			Datum		row;
 			char	   *type = es_row_for_handlers(batch->vals[r], batch->tupdesc, rowtype,
 												   type_att, &row);
@@ -503,10 +513,12 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 				es_call_handler(&proj.handler, 1, row);
 				count++;
 			}
-			pfree(type);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
 		}
 		SPI_freetuptable(batch);
 	}
+	MemoryContextDelete(row_cxt);
 	SPI_cursor_close(portal);
 	UnregisterSnapshot(snapshot);
 	SPI_finish();

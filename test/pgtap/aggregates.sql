@@ -4,7 +4,7 @@
 -- SQLSTATE of every refusal.  Runs in one transaction and rolls it back
 -- (events included).
 BEGIN;
-SELECT plan(145);
+SELECT plan(164);
 
 ------------------------------------------------------------------------
 -- Functions and their return types
@@ -54,7 +54,11 @@ SELECT is(pg_get_function_arguments('eventstore.read_all_until(timestamptz, bigi
 -- The tables
 ------------------------------------------------------------------------
 SELECT has_table('eventstore', 'snapshots', 'the snapshots table exists');
-SELECT columns_are('eventstore', 'snapshots', ARRAY['stream_id', 'snapshot_type', 'stream_version', 'state', 'created_at']);
+SELECT columns_are('eventstore', 'snapshots',
+                   ARRAY['stream_id', 'snapshot_type', 'stream_version', 'state', 'created_at', 'by_policy']);
+SELECT col_type_is('eventstore', 'snapshots', 'by_policy', 'boolean', 'snapshots.by_policy is boolean');
+SELECT col_not_null('eventstore', 'snapshots', 'by_policy', 'snapshots.by_policy is NOT NULL');
+SELECT col_default_is('eventstore', 'snapshots', 'by_policy', 'false', 'snapshots.by_policy defaults to false');
 SELECT col_is_pk('eventstore', 'snapshots', ARRAY['stream_id', 'snapshot_type', 'stream_version'],
                  'snapshots: primary key (stream_id, snapshot_type, stream_version)');
 SELECT has_table('eventstore', 'snapshot_policies', 'the snapshot_policies table exists');
@@ -229,8 +233,56 @@ SELECT lives_ok($$SELECT tap_agg.as_role('tap_agg_writer',
                 'a writer appends across the policy''s period');
 SELECT is((SELECT state FROM eventstore.load_snapshot('tap_agg-1', 'tap_every_2')), '[1, 2, 3, 4]'::jsonb,
           'the policy snapshotted the writer''s append');
+-- a policy's snapshot type is the policy's alone (issue 10): nobody forges it
+SELECT lives_ok($$SELECT tap_agg.as_role('tap_agg_writer', $q$SELECT eventstore.append('tap_agg-2', 0, ARRAY[
+                     eventstore.event('TapAggV1', '{}'), eventstore.event('TapAggV1', '{}'),
+                     eventstore.event('TapAggV1', '{}'), eventstore.event('TapAggV1', '{}')])$q$)$$,
+                'a writer appends four events to another stream of the category');
+SELECT is((SELECT by_policy FROM eventstore.snapshots
+            WHERE stream_id = 'tap_agg-2' AND snapshot_type = 'tap_every_2' AND stream_version = 4), true,
+          'the policy''s snapshot is marked by_policy');
+SELECT throws_ok($$SELECT tap_agg.as_role('tap_agg_writer',
+                     $q$SELECT eventstore.save_snapshot('tap_agg-2', 4, '["forged"]', 'tap_every_2')$q$)$$,
+                 '42501', 'snapshot type "tap_every_2" belongs to a snapshot policy',
+                 'a writer cannot save over a policy''s snapshot: 42501');
+SELECT throws_ok($$SELECT tap_agg.as_role('tap_agg_writer',
+                     $q$SELECT eventstore.save_snapshot('tap_agg-2', 2, '["forged"]', 'tap_every_2')$q$)$$,
+                 '42501', NULL, 'nor at another version of the policy''s type: 42501');
+SELECT throws_ok($$SELECT tap_agg.as_role('tap_agg_admin',
+                     $q$SELECT eventstore.save_snapshot('tap_agg-2', 4, '["forged"]', 'tap_every_2')$q$)$$,
+                 '42501', NULL, 'nor can an admin (only the policy writes it): 42501');
+SELECT throws_ok($$SELECT eventstore.save_snapshot('tap_agg-2', 4, '["forged"]', 'tap_every_2')$$,
+                 '42501', NULL, 'nor a superuser through save_snapshot: 42501');
+SELECT is((SELECT state FROM eventstore.load_snapshot('tap_agg-2', 'tap_every_2')), '[1, 2, 3, 4]'::jsonb,
+          'the policy''s snapshot is unchanged');
+SELECT is(eventstore.aggregate('tap_agg-2', 'tap_agg.list(jsonb, eventstore.events)', '[]', snapshot_type => 'tap_every_2'),
+          '[1, 2, 3, 4]'::jsonb, 'the fold from the policy''s snapshots is unchanged');
+-- rows of the type not written by the policy (saved before the policy was
+-- set, or before 0.5.0, or put in by hand) are not built on
+INSERT INTO eventstore.snapshots (stream_id, snapshot_type, stream_version, state)
+VALUES ('tap_agg-2', 'tap_every_2', 3, '["forged"]');
+SELECT is(eventstore.aggregate('tap_agg-2', 'tap_agg.list(jsonb, eventstore.events)', '[]', 3, NULL, 'tap_every_2'),
+          '[1, 2, 3]'::jsonb, 'aggregate of a policy''s type ignores a snapshot the policy did not write');
+SELECT is((SELECT count(*) FROM eventstore.load_snapshot('tap_agg-2', 'tap_every_2', 3)), 0::bigint,
+          'load_snapshot of a policy''s type ignores it too');
+SELECT lives_ok($$SELECT tap_agg.as_role('tap_agg_writer', $q$SELECT eventstore.append_event('tap_agg-2', 4, 'TapAggV1', '{}')$q$)$$,
+                'a writer appends (no period crossed)');
+INSERT INTO eventstore.snapshots (stream_id, snapshot_type, stream_version, state)
+VALUES ('tap_agg-2', 'tap_every_2', 5, '["forged"]');
+SELECT is(eventstore.aggregate('tap_agg-2', 'tap_agg.list(jsonb, eventstore.events)', '[]', snapshot_type => 'tap_every_2'),
+          '[1, 2, 3, 4, 5]'::jsonb, 'aggregate builds on the policy''s snapshot at 4, not on the newer foreign one at 5');
+SELECT lives_ok($$SELECT tap_agg.as_role('tap_agg_writer', $q$SELECT eventstore.append_event('tap_agg-2', 5, 'TapAggV1', '{}')$q$)$$,
+                'a writer appends across the next period');
+SELECT is((SELECT state FROM eventstore.load_snapshot('tap_agg-2', 'tap_every_2')), '[1, 2, 3, 4, 5, 6]'::jsonb,
+          'the policy builds on its own snapshot, not on the foreign one');
 SELECT lives_ok($$SELECT tap_agg.as_role('tap_agg_admin', $q$SELECT eventstore.remove_snapshot_policy('tap_every_2')$q$)$$,
                 'an admin removes the policy');
+SELECT lives_ok($$SELECT tap_agg.as_role('tap_agg_writer',
+                    $q$SELECT eventstore.save_snapshot('tap_agg-2', 5, '[5]', 'tap_every_2')$q$)$$,
+                'without a policy, the type is open to writers again');
+SELECT is((SELECT by_policy FROM eventstore.snapshots
+            WHERE stream_id = 'tap_agg-2' AND snapshot_type = 'tap_every_2' AND stream_version = 5), false,
+          'a writer''s snapshot is not marked by_policy');
 SELECT lives_ok($$SELECT tap_agg.as_role('tap_agg_admin',
                     $q$SELECT eventstore.register_upcaster('TapAggAdmin', 'tap_agg.admins_up(eventstore.events)')$q$)$$,
                 'an admin registers an upcaster it owns');
