@@ -78,7 +78,7 @@ CREATE FUNCTION eventstore._horizon_status(
 CREATE VIEW eventstore.horizon_status AS
 SELECT h.counter, h.newest, h.horizon,
        h.newest OPERATOR(pg_catalog.-) h.horizon AS gap,
-       COALESCE(h.in_flight, l.holders) AS in_flight,
+       COALESCE(h.in_flight, l.holders, 0) AS in_flight,
        COALESCE(h.oldest_pid, l.pid) AS oldest_pid, h.oldest_value,
        a.xact_start AS oldest_xact_start, a.query_start AS oldest_query_start,
        pg_catalog.now() OPERATOR(pg_catalog.-) a.xact_start AS held_for,

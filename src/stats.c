@@ -196,6 +196,9 @@ es_stats_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	/* A server-start setting can only be defined while preloading. */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("eventstore.stats_max_categories",
 							"Most categories and projections the statistics track, cluster-wide.",
 							"Past it, new ones are counted under \"(other)\".",
@@ -207,8 +210,6 @@ es_stats_init(void)
 							0,
 							NULL, NULL, NULL);
 
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 #ifdef ES_HAVE_SHMEM_REQUEST_HOOK
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = es_stats_shmem_request;
