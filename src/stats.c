@@ -109,21 +109,41 @@ typedef struct EsStatsShared
 	int			capacity;		/* entries the hash may hold */
 	int			nentries;
 	int			nnamed;			/* category and projection entries, not "(other)" */
+	uint64		generation;		/* bumped when entries are removed (lock exclusive) */
 	pg_atomic_uint64 dropped;
 } EsStatsShared;
 
+/*
+ * A backend's counts not yet flushed, for one key.  Entries stay in the
+ * backend's hash across transactions (so a busy category costs no insert),
+ * with a pointer to the shared entry that is trusted while the shared
+ * generation (bumped by every removal) has not moved.
+ */
 typedef struct EsPending
 {
-	EsStatKey	key;
+	EsStatKey	key;			/* hash key: must be first */
 	EsStatCounts c;
+	bool		dirty;			/* counted since the last flush */
+	EsStatEntry *shared;		/* NULL: not looked up yet */
+	uint64		generation;		/* es_stats->generation when shared was found */
 } EsPending;
 
 static EsStatsShared *es_stats = NULL;
 static HTAB *es_stats_hash = NULL;
 
-/* This backend's counts not yet flushed. */
+/*
+ * This backend's counts not yet flushed: the store's totals, and a hash of
+ * categories and projections; es_dirty lists the entries counted since the
+ * last flush, es_last_category the category counted last (appends tend to
+ * hit one category many times in a row).
+ */
+#define ES_PENDING_MAX	1024	/* past this many keys the hash is emptied at a flush */
+static EsPending es_store_pending;
 static HTAB *es_pending = NULL;
-static bool es_pending_any = false;
+static EsPending **es_dirty = NULL;
+static int	es_ndirty = 0;
+static int	es_maxdirty = 0;
+static EsPending *es_last_category = NULL;
 static int	es_dispatch_depth = 0;
 
 #ifdef ES_HAVE_SHMEM_REQUEST_HOOK
@@ -172,6 +192,7 @@ es_stats_shmem_startup(void)
 		es_stats->capacity = es_stats_capacity();
 		es_stats->nentries = 0;
 		es_stats->nnamed = 0;
+		es_stats->generation = 0;
 		pg_atomic_init_u64(&es_stats->dropped, 0);
 	}
 	memset(&info, 0, sizeof(info));
@@ -239,9 +260,28 @@ es_stats_key(EsStatKey *key, char kind, const char *name, int len)
 	memcpy(key->name, name, len);
 }
 
-/* This backend's pending counts for (kind, name), created on first use. */
-static EsStatCounts *
-es_pending_counts(char kind, const char *name, int len)
+/* Note that p was counted: flushed at transaction end. */
+static inline EsStatCounts *
+es_touch(EsPending *p)
+{
+	if (!p->dirty)
+	{
+		if (es_ndirty == es_maxdirty)
+		{
+			es_maxdirty = Max(16, es_maxdirty * 2);
+			es_dirty = es_dirty == NULL ?
+				MemoryContextAlloc(TopMemoryContext, es_maxdirty * sizeof(EsPending *)) :
+				repalloc(es_dirty, es_maxdirty * sizeof(EsPending *));
+		}
+		es_dirty[es_ndirty++] = p;
+		p->dirty = true;
+	}
+	return &p->c;
+}
+
+/* This backend's pending entry for (kind, name), created on first use. */
+static EsPending *
+es_pending_entry(char kind, const char *name, int len)
 {
 	EsStatKey	key;
 	EsPending  *p;
@@ -255,21 +295,33 @@ es_pending_counts(char kind, const char *name, int len)
 		info.keysize = sizeof(EsStatKey);
 		info.entrysize = sizeof(EsPending);
 		info.hcxt = TopMemoryContext;
-		es_pending = hash_create("eventstore pending stats", 16, &info,
+		es_pending = hash_create("eventstore pending stats", 64, &info,
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	es_stats_key(&key, kind, name, len);
 	p = hash_search(es_pending, &key, HASH_ENTER, &found);
 	if (!found)
+	{
 		memset(&p->c, 0, sizeof(p->c));
-	es_pending_any = true;
-	return &p->c;
+		p->dirty = false;
+		p->shared = NULL;
+		p->generation = 0;
+	}
+	return p;
 }
 
 static EsStatCounts *
 es_pending_store(void)
 {
-	return es_pending_counts('s', ES_STATS_STORE, strlen(ES_STATS_STORE));
+	if (es_store_pending.key.kind == '\0')
+		es_stats_key(&es_store_pending.key, 's', ES_STATS_STORE, strlen(ES_STATS_STORE));
+	return es_touch(&es_store_pending);
+}
+
+static EsStatCounts *
+es_pending_counts(char kind, const char *name, int len)
+{
+	return es_touch(es_pending_entry(kind, name, len));
 }
 
 /* The pending counts of the category of stream_id. */
@@ -280,8 +332,14 @@ es_pending_category(Datum stream_id)
 	const char *data = VARDATA_ANY(sid);
 	int			len = VARSIZE_ANY_EXHDR(sid);
 	const char *dash = memchr(data, '-', len);
+	EsPending  *p = es_last_category;
 
-	return es_pending_counts('c', data, dash ? (int) (dash - data) : len);
+	if (dash)
+		len = (int) (dash - data);
+	if (p == NULL || len >= ES_STATS_NAMELEN || p->key.name[len] != '\0' ||
+		memcmp(p->key.name, data, len) != 0)
+		es_last_category = p = es_pending_entry('c', data, len);
+	return es_touch(p);
 }
 
 /* An append of n events (bytes in all) to stream_id wrote its rows. */
@@ -466,58 +524,82 @@ es_stats_create(EsStatKey *key)
 	return e;
 }
 
-/* Add this backend's pending counts to shared memory and forget them. */
+/*
+ * Add this backend's pending counts to shared memory and zero them.  The
+ * shared entries found last time are used directly while no entry has been
+ * removed since; the others are looked up (and created) under the lock held
+ * exclusively.  Runs in the transaction callback, also at abort: it raises
+ * no error.
+ */
 static void
 es_stats_flush(void)
 {
-	HASH_SEQ_STATUS seq;
-	EsPending  *p;
-	bool		missing = false;
+	int			nmissing = 0;
 
-	if (!es_pending_any)
+	if (es_ndirty == 0)
 		return;
-	es_pending_any = false;
 	if (es_stats_hash == NULL)
-		return;
-
-	/* Existing entries under the shared lock; new ones in a second pass. */
-	LWLockAcquire(es_stats->lock, LW_SHARED);
-	hash_seq_init(&seq, es_pending);
-	while ((p = hash_seq_search(&seq)) != NULL)
 	{
-		EsStatEntry *e = hash_search(es_stats_hash, &p->key, HASH_FIND, NULL);
+		es_ndirty = 0;
+		return;
+	}
 
-		if (e == NULL)
+	LWLockAcquire(es_stats->lock, LW_SHARED);
+	for (int i = 0; i < es_ndirty; i++)
+	{
+		EsPending  *p = es_dirty[i];
+
+		if (p->shared == NULL || p->generation != es_stats->generation)
 		{
-			missing = true;
+			p->shared = hash_search(es_stats_hash, &p->key, HASH_FIND, NULL);
+			p->generation = es_stats->generation;
+		}
+		if (p->shared == NULL)
+		{
+			es_dirty[nmissing++] = p;	/* for the exclusive pass */
 			continue;
 		}
-		SpinLockAcquire(&e->mutex);
-		es_counts_add(&e->c, &p->c);
-		SpinLockRelease(&e->mutex);
-		(void) hash_search(es_pending, &p->key, HASH_REMOVE, NULL);
+		SpinLockAcquire(&p->shared->mutex);
+		es_counts_add(&p->shared->c, &p->c);
+		SpinLockRelease(&p->shared->mutex);
+		memset(&p->c, 0, sizeof(p->c));
+		p->dirty = false;
 	}
 	LWLockRelease(es_stats->lock);
-	if (!missing)
-		return;
 
-	LWLockAcquire(es_stats->lock, LW_EXCLUSIVE);
-	hash_seq_init(&seq, es_pending);
-	while ((p = hash_seq_search(&seq)) != NULL)
+	if (nmissing > 0)
 	{
-		EsStatEntry *e = es_stats_create(&p->key);
-
-		if (e == NULL)
-			pg_atomic_fetch_add_u64(&es_stats->dropped, 1);
-		else
+		LWLockAcquire(es_stats->lock, LW_EXCLUSIVE);
+		for (int i = 0; i < nmissing; i++)
 		{
-			SpinLockAcquire(&e->mutex);
-			es_counts_add(&e->c, &p->c);
-			SpinLockRelease(&e->mutex);
+			EsPending  *p = es_dirty[i];
+			EsStatEntry *e = es_stats_create(&p->key);
+
+			if (e == NULL)
+				pg_atomic_fetch_add_u64(&es_stats->dropped, 1);
+			else
+			{
+				SpinLockAcquire(&e->mutex);
+				es_counts_add(&e->c, &p->c);
+				SpinLockRelease(&e->mutex);
+			}
+			/* may be the "(other)" entry: this key goes there until a reset */
+			p->shared = e;
+			p->generation = es_stats->generation;
+			memset(&p->c, 0, sizeof(p->c));
+			p->dirty = false;
 		}
-		(void) hash_search(es_pending, &p->key, HASH_REMOVE, NULL);
+		LWLockRelease(es_stats->lock);
 	}
-	LWLockRelease(es_stats->lock);
+	es_ndirty = 0;
+
+	/* Keep the backend's own hash small. */
+	if (es_pending != NULL && hash_get_num_entries(es_pending) > ES_PENDING_MAX)
+	{
+		hash_destroy(es_pending);
+		es_pending = NULL;
+		es_last_category = NULL;
+	}
 }
 
 /* Transaction end (eventstore.c's transaction callback): flush, committed or not. */
@@ -618,6 +700,7 @@ eventstore_stats_reset(PG_FUNCTION_ARGS)
 
 		if (e->key.dbid != MyDatabaseId)
 			continue;
+		es_stats->generation++;
 		(void) hash_search(es_stats_hash, &e->key, HASH_REMOVE, NULL);
 		es_stats->nentries--;
 		if (named)
