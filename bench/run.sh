@@ -55,11 +55,12 @@ run_one() {
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
 
 # Each case: name, unit multiplier (events per transaction), clients, options,
-# our script, baseline scripts (name:script ...).
+# our script, baseline scripts (name:script[:setting=value] ...).
 declare -a CASES=()
 add_case() { CASES+=("$*"); }
 for c in $CLIENT_SET; do
     add_case "append|1|$c||ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
+    add_case "append, statistics on vs off|1|$c||ours_append.sql|stats_off:ours_append.sql:eventstore.stats=off"
     add_case "append sync_commit=off|1|$c|-c synchronous_commit=off|ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
     add_case "batch of 100|100|$c||ours_batch.sql|raw:raw_batch.sql plpgsql:plpgsql_batch.sql"
     add_case "append + projection|1|$c||ours_projection.sql|hand:hand_projection.sql"
@@ -74,9 +75,11 @@ for round in $(seq 1 "$ROUNDS"); do
     for i in "${!CASES[@]}"; do
         IFS='|' read -r name mult clients opts ours baselines <<<"${CASES[$i]}"
         for variant in "ours:$ours" $baselines; do
-            v=${variant%%:*}; script=${variant#*:}
+            v=${variant%%:*}; script=${variant#*:}; vopts=
+            # a variant may add one setting: name:script:setting=value
+            case $script in *:*) vopts="-c ${script#*:}"; script=${script%%:*} ;; esac
             [ "$name" = "hot stream (successes)" ] && es_psql -d bench -c "TRUNCATE hot_results" >/dev/null
-            r=$(run_one "$script" "$clients" "$opts")
+            r=$(run_one "$script" "$clients" "$opts${vopts:+ $vopts}")
             if [ "$name" = "hot stream (successes)" ]; then
                 read -r tps p50 p99 <<<"$r"
                 ok=$(es_psql -d bench -Atc "SELECT count(*) FILTER (WHERE ok) FROM hot_results")

@@ -508,6 +508,7 @@ es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
 		bool		in_category = p->ncategories < 0;
 		Datum		state;
 		Datum		type;
+		instr_time	start;
 
 		if (old_version / p->every == new_version / p->every)
 			continue;
@@ -523,6 +524,7 @@ es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
 							p->reducer_name, p->snapshot_type),
 					 errhint("Remove the policy, or create the function again.")));
 		type = CStringGetTextDatum(p->snapshot_type);
+		start = es_stats_start();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "eventstore: SPI_connect failed");
 		state = es_fold(stream_id, p->reducer, p->initial, new_version, type, true);
@@ -531,5 +533,6 @@ es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
 		SPI_finish();
 		if (state != (Datum) 0)
 			es_write_snapshot(stream_id, new_version, state, type, true);
+		es_stats_timed(ES_TIMER_POLICY, start);
 	}
 }

@@ -471,12 +471,30 @@ es_check_expected(Datum stream_id, bool any_version, int64 expected, int64 curre
 		snprintf(expected_text, sizeof(expected_text), INT64_FORMAT, expected);
 	}
 	if (!ok)
+		es_stats_conflict(stream_id);
+	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
 				 errmsg("wrong expected version for stream \"%s\": expected %s, actual %lld",
 						TextDatumGetCString(stream_id), expected_text, (long long) current),
 				 errdetail("Nothing was appended."),
 				 errhint("Read the stream again and retry with its current version.")));
+}
+
+/* Bytes of the events' type, data and metadata, for the statistics. */
+static int64
+es_events_bytes(EsNewEvent *events, int n)
+{
+	int64		bytes = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		bytes += VARSIZE_ANY_EXHDR(DatumGetPointer(events[i].event_type)) +
+			VARSIZE_ANY(DatumGetPointer(events[i].data));
+		if (events[i].metadata != (Datum) 0)
+			bytes += VARSIZE_ANY(DatumGetPointer(events[i].metadata));
+	}
+	return bytes;
 }
 
 /* The insert statement for a batch or not, returning the rows or not. */
@@ -625,6 +643,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 		es_wait_stream(stream_id);
 		if (any_id_given && es_check_retry(sid, events, n, version, position))
 		{
+			es_stats_retry(sid);
 			SetUserIdAndSecContext(save_userid, save_sec);
 			return;
 		}
@@ -646,6 +665,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	if (any_id_given && es_check_retry(sid, events, n, version, position))
 	{
 		es_unlock_stream(stream_id);
+		es_stats_retry(sid);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		return;
 	}
@@ -670,6 +690,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	*version = current + n;
 	rows = dispatch ? SPI_tuptable : NULL;
 	nrows = SPI_processed;
+	es_stats_append(sid, n, es_events_bytes(events, n));
 
 	/* Outbox rows for the routes that match, in the same transaction. */
 	es_outbox_route(sid, types, positions, n);
@@ -677,7 +698,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	/* Projections and the hook run as the appending user, still connected. */
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (dispatch)
-		es_projections_dispatch(rows->vals, nrows, rows->tupdesc);
+		es_stats_dispatch(sid, rows->vals, nrows, rows->tupdesc);
 	SPI_finish();
 
 	/* Snapshot policies whose period this append crossed (aggregate.c). */

@@ -40,6 +40,7 @@ es_xact_callback(XactEvent event, void *arg)
 	(void) arg;
 	es_horizon_xact(event);
 	es_relay_xact(event);
+	es_stats_xact(event);
 }
 
 void
@@ -127,6 +128,7 @@ _PG_init(void)
 							   GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 
+	es_stats_init();			/* defines GUCs: before the prefix is reserved */
 	MarkGUCPrefixReserved("eventstore");
 
 	RegisterXactCallback(es_xact_callback, NULL);

@@ -17,6 +17,7 @@
 #include "access/xact.h"
 #include "access/tupdesc.h"
 #include "utils/snapshot.h"
+#include "portability/instr_time.h"
 
 /*
  * SQLSTATEs of our own, in class "ES" which PostgreSQL does not use.  Every
@@ -60,6 +61,7 @@ extern void es_horizon_xact(XactEvent event);
 extern bool es_horizon_shmem_ready(void);
 extern int64 es_allocate(EsCounter kind, Oid seqoid);
 extern int64 es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out);
+extern bool es_horizon_oldest(EsCounter kind, Oid dbid, int64 *first, int *slot, int *count);
 
 /* append.c */
 extern void es_check_stream_id(text *stream_id);
@@ -122,5 +124,29 @@ extern Oid	es_position_seqid(void);
 extern Oid	es_version_index(void);
 extern Oid	es_event_id_index(void);
 extern Oid	es_events_owner(void);
+
+/*
+ * stats.c: counters in shared memory for the statistics views (preload
+ * only; every call is a no-op without it or with eventstore.stats off).
+ */
+typedef enum EsStatTimer
+{
+	ES_TIMER_PROJECTION,		/* projection handlers */
+	ES_TIMER_UPCASTER,			/* upcasters */
+	ES_TIMER_POLICY,			/* snapshot policies (fold and write) */
+	ES_NTIMERS
+} EsStatTimer;
+
+extern bool es_stats_on;
+extern int	es_stats_max_categories;
+extern void es_stats_init(void);
+extern void es_stats_xact(XactEvent event);
+extern void es_stats_append(Datum stream_id, int n, int64 bytes);
+extern void es_stats_conflict(Datum stream_id);
+extern void es_stats_retry(Datum stream_id);
+extern void es_stats_dispatch(Datum stream_id, HeapTuple *rows, uint64 nrows, TupleDesc desc);
+extern instr_time es_stats_start(void);
+extern void es_stats_timed(EsStatTimer timer, instr_time start);
+extern void es_stats_projection(const char *name, instr_time start);
 
 #endif							/* EVENTSTORE_H */

@@ -404,3 +404,35 @@ es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 		horizon = es_my_first[kind] - 1;
 	return horizon;
 }
+
+/*
+ * For the horizon status view (stats.c), read-only: the lowest value of
+ * counter kind in flight in database dbid (*first), the slot of the backend
+ * holding it (*slot) and how many backends hold one (*count, 0 when none).
+ * False without preload, when there is no registry to read.
+ */
+bool
+es_horizon_oldest(EsCounter kind, Oid dbid, int64 *first, int *slot, int *count)
+{
+	*first = 0;
+	*slot = -1;
+	*count = 0;
+	if (es_shared == NULL)
+		return false;
+	LWLockAcquire(es_shared->lock, LW_SHARED);
+	for (int i = 0; i < es_shared->nslots; i++)
+	{
+		uint64		v = pg_atomic_read_u64(&es_shared->slots[i].first[kind]);
+
+		if (v == 0 || es_shared->slots[i].dbid != dbid)
+			continue;
+		(*count)++;
+		if (*first == 0 || (int64) v < *first)
+		{
+			*first = (int64) v;
+			*slot = i;
+		}
+	}
+	LWLockRelease(es_shared->lock);
+	return true;
+}

@@ -257,7 +257,12 @@ es_project_row(EsProjectionCache *cache, HeapTuple tup, TupleDesc desc, Oid rowt
 					 errhint("Unregister or disable the projection, or create the function again.")));
 		if (row == (Datum) 0)
 			row = es_row_datum(tup, desc, rowtype);
-		es_call_handler(&p->handler, 1, row);
+		{
+			instr_time	start = es_stats_start();
+
+			es_call_handler(&p->handler, 1, row);
+			es_stats_projection(p->name, start);
+		}
 	}
 	pfree(type);
 }

@@ -211,7 +211,12 @@ es_upcast_row(Datum row)
 		InitFunctionCallInfoData(*fcinfo, &u->handler, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = row;
 		fcinfo->args[0].isnull = false;
-		result = FunctionCallInvoke(fcinfo);
+		{
+			instr_time	start = es_stats_start();
+
+			result = FunctionCallInvoke(fcinfo);
+			es_stats_timed(ES_TIMER_UPCASTER, start);
+		}
 		if (fcinfo->isnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(381);
+SELECT plan(384);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -141,8 +141,10 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._consumer_status(oid)',
     'eventstore._count_arg(integer)',
     'eventstore._drop_consumer(text,text,oid)',
+    'eventstore._horizon_status()',
     'eventstore._registry_changed()',
     'eventstore._relay_wakeup()',
+    'eventstore._stats()',
     'eventstore._stream_arg(text)',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
@@ -178,11 +180,12 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.remove_snapshot_policy(text)',
     'eventstore.save_snapshot(text,bigint,jsonb,text)',
     'eventstore.set_snapshot_policy(text,regprocedure,bigint,jsonb,text[])',
+    'eventstore.stats_reset()',
     'eventstore.stream_version(text)',
     'eventstore.stream_version_at(text,timestamp with time zone)',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 50 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 53 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -801,6 +804,17 @@ SELECT pg_temp.x('remove_snapshot_policy', 'bi_policy: gone', 'ok 0',
     $$SELECT count(*) FROM eventstore.snapshot_policies WHERE snapshot_type = 'bi_policy'$$);
 
 ------------------------------------------------------------------------
+-- Observability (no arguments; the library is preloaded here)
+------------------------------------------------------------------------
+SELECT pg_temp.x('_stats', 'kinds are store, category, projection', 'ok 0',
+    $$SELECT count(*) FILTER (WHERE kind NOT IN ('s', 'c', 'p')) FROM eventstore._stats()$$);
+SELECT pg_temp.x('_horizon_status', 'one row per counter', 'ok outbox,position',
+    $$SELECT string_agg(counter, ',' ORDER BY counter) FROM eventstore._horizon_status()$$);
+SELECT pg_temp.x('stats_reset', 'clears this database', 'ok 0',
+    $$SELECT eventstore.stats_reset()$$,
+    $$SELECT count(*) FROM eventstore.stats WHERE database = current_database()$$);
+
+------------------------------------------------------------------------
 -- Trigger functions called directly
 ------------------------------------------------------------------------
 SELECT pg_temp.x('refuse_change', 'called directly', 'error 39P01', $$SELECT eventstore.refuse_change()$$);
@@ -814,7 +828,8 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'ev
           '{}'::text[], 'every function of schema eventstore was given inputs');
 SELECT is(ARRAY(SELECT fn::text FROM bi_tried GROUP BY fn
                 HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', 'relay_status',
-                                                   '_relay_wakeup', '_upcasting') THEN 1 ELSE 3 END
+                                                   '_relay_wakeup', '_upcasting', '_stats',
+                                                   '_horizon_status', 'stats_reset') THEN 1 ELSE 3 END
                 ORDER BY 1),
           '{}'::text[], 'every function that takes arguments was given at least three inputs');
 SELECT is(pg_temp.store_state(), (SELECT state FROM bi_before),

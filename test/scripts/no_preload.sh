@@ -116,13 +116,16 @@ round() {
     bg_pids+=($!)
     local s1=$!
     exec 3>"$WORK/s1.in"
-    echo "BEGIN; SELECT 'p=' || global_position FROM eventstore.append_event('$stream-1', NULL, 'Placed', '{}');" >&3
+    echo "BEGIN; SELECT 'pid=' || pg_backend_pid(); SELECT 'p=' || global_position FROM eventstore.append_event('$stream-1', NULL, 'Placed', '{}');" >&3
     if ! wait_for_line "$s1_out" '^p=' 10; then
         fail "$outcome: the open appender did not append: $(cat "$s1_out")"
         exec 3>&-; return
     fi
     p=$(sed -n 's/^p=//p' "$s1_out")
     check "$outcome: the open appender took the next position" "$((base + 1))" "$p"
+    check "$outcome: horizon_status names the open appender (found by its lock)" "1|true|" \
+        "$(q -c "SELECT in_flight || '|' || (oldest_pid = $(sed -n 's/^pid=//p' "$s1_out")) || '|' ||
+                        coalesce(horizon::text, '') FROM eventstore.horizon_status WHERE counter = 'position'")"
 
     check "$outcome: a second appender does not wait and takes p+1" "$((p + 1))" \
         "$(timeout 10 "$PSQL" -X -q -At -d nopreload \
@@ -235,6 +238,12 @@ held_back "outbox: ROLLBACK TO SAVEPOINT" \
     "2"
 check "outbox: every message is published, none left behind the cursor" "0|0" \
     "$(q -c "SELECT eventstore.relay_once()")|$(q -c "SELECT count(*) FROM eventstore.outbox WHERE published_at IS NULL")"
+# ---- observability without preload: no counters, a clear error on reset
+check "eventstore.stats has no rows" "0" "$(q -c "SELECT count(*) FROM eventstore.stats")"
+check "stats_reset fails with 55000" "55000" "$(sqlstate "SELECT eventstore.stats_reset()")"
+check "horizon_status: nothing in flight, newest is the last position" \
+    "position|0|$(q -c "SELECT max(global_position) FROM eventstore.events")" \
+    "$(q -c "SELECT counter || '|' || in_flight || '|' || newest FROM eventstore.horizon_status WHERE counter = 'position'")"
 
 echo
 if [ $failures = 0 ]; then
