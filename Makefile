@@ -5,7 +5,7 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/registry.o src/projection.o src/upcast.o src/aggregate.o \
-       src/outbox.o src/relay.o src/relay_worker.o src/immutable.o
+       src/outbox.o src/relay.o src/relay_launcher.o src/relay_worker.o src/immutable.o
 HEADERS = include/eventstore_hooks.h
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
