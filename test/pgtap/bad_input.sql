@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(353);
+SELECT plan(354);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -136,6 +136,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._check_consumer(text,text,bigint,text)',
     'eventstore._count_arg(integer)',
     'eventstore._registry_changed()',
+    'eventstore._relay_state_merge()',
     'eventstore._relay_wakeup()',
     'eventstore._stream_arg(text)',
     'eventstore._time_arg(timestamp with time zone)',
@@ -755,6 +756,7 @@ SELECT pg_temp.x('remove_snapshot_policy', 'bi_policy: gone', 'ok 0',
 ------------------------------------------------------------------------
 SELECT pg_temp.x('refuse_change', 'called directly', 'error 39P01', $$SELECT eventstore.refuse_change()$$);
 SELECT pg_temp.x('_registry_changed', 'called directly', 'error 39P01', $$SELECT eventstore._registry_changed()$$);
+SELECT pg_temp.x('_relay_state_merge', 'called directly', 'error 0A000', $$SELECT eventstore._relay_state_merge()$$);
 
 ------------------------------------------------------------------------
 -- Every function was tried; the store is unchanged
@@ -763,7 +765,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'ev
                 EXCEPT SELECT fn::text FROM bi_tried ORDER BY 1),
           '{}'::text[], 'every function of schema eventstore was given inputs');
 SELECT is(ARRAY(SELECT fn::text FROM bi_tried GROUP BY fn
-                HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', 'relay_status',
+                HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', '_relay_state_merge', 'relay_status',
                                                    '_relay_wakeup', '_upcasting') THEN 1 ELSE 3 END
                 ORDER BY 1),
           '{}'::text[], 'every function that takes arguments was given at least three inputs');
