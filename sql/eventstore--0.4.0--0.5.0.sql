@@ -33,6 +33,37 @@ REVOKE ALL ON FUNCTION eventstore._relay_state_merge() FROM PUBLIC;
 CREATE TRIGGER relay_state_merge BEFORE INSERT ON eventstore.relay_state
     FOR EACH ROW EXECUTE FUNCTION eventstore._relay_state_merge();
 
+-- relay_status gains waiting_since: when the database began waiting for a
+-- background worker slot (NULL while it has a worker or needs none).  The
+-- view is made again with the privileges it had (grant_access gives admins
+-- SELECT on it).
+DO $$
+DECLARE
+    grants text[] := ARRAY(
+        SELECT pg_catalog.format('GRANT %s ON eventstore.relay_status TO %s%s', a.privilege_type,
+                                 CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                                 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+         WHERE c.oid OPERATOR(pg_catalog.=) 'eventstore.relay_status'::regclass
+           AND a.grantee OPERATOR(pg_catalog.<>) c.relowner);
+    g text;
+BEGIN
+    DROP VIEW eventstore.relay_status;
+    DROP FUNCTION eventstore.relay_status();
+    CREATE FUNCTION eventstore.relay_status(
+            OUT database text, OUT pid integer, OUT state text, OUT published_total bigint,
+            OUT pending bigint, OUT oldest_pending_age interval,
+            OUT last_error text, OUT last_error_at timestamptz, OUT waiting_since timestamptz)
+        RETURNS SETOF record
+        LANGUAGE c VOLATILE
+        AS 'MODULE_PATHNAME', 'eventstore_relay_status';
+    CREATE VIEW eventstore.relay_status AS SELECT * FROM eventstore.relay_status();
+    FOREACH g IN ARRAY grants LOOP
+        EXECUTE g;
+    END LOOP;
+END
+$$;
+
 -- == Consumers, routes and enqueue =========================================
 
 -- == Immutability ==========================================================

@@ -270,20 +270,49 @@ es_start_worker(EsDbInfo *db)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "eventstore relay for database %s", db->name);
 	strlcpy(worker.bgw_type, "eventstore relay", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(db->oid);
+	/* the postmaster signals us when it exits: its slot is free again */
 	worker.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-	{
-		ereport(LOG,
-				(errmsg("eventstore: could not start a relay worker for database \"%s\"", db->name),
-				 errhint("Raise max_worker_processes; the launcher tries again at its next scan.")));
-		return false;
-	}
-	return true;
+	return RegisterDynamicBackgroundWorker(&worker, &handle);
 }
+
+/* A database whose worker should start, in the order of es_candidate_cmp. */
+typedef struct EsCandidate
+{
+	EsDbInfo   *db;
+	EsRelayDb  *entry;
+	bool		requested;		/* a commit is waiting for it */
+	TimestampTz since;			/* waiting for a slot since (or now) */
+} EsCandidate;
+
+/* Woken by a commit first, then whoever has waited longest for a slot. */
+static int
+es_candidate_cmp(const void *a, const void *b)
+{
+	const EsCandidate *x = a;
+	const EsCandidate *y = b;
+
+	if (x->requested != y->requested)
+		return x->requested ? -1 : 1;
+	if (x->since != y->since)
+		return x->since < y->since ? -1 : 1;
+	return 0;
+}
+
+static bool es_short_of_slots = false;	/* for the log: said so already */
+static bool es_table_full = false;	/* likewise */
 
 /*
  * Start the workers that should run and do not, and forget the entries of
  * databases that no longer exist.
+ *
+ * When there are more such databases than background worker slots, those
+ * left over wait (waiting_since, shown by relay_status), first in line at
+ * the next scan.  A worker that sees a database waiting gives up its slot
+ * once it has been idle for ES_YIELD_IDLE_MS (or busy for ES_YIELD_BUSY_MS,
+ * and then queues again), and the postmaster's exit notice wakes us to start
+ * the next one: databases take turns.  A database whose worker gave up its
+ * slot while idle is started again by its next outbox commit, or at the
+ * next full scan, so that pruning and the standby horizon move everywhere.
  */
 static void
 es_launcher_scan(MemoryContext scratch, bool full)
@@ -291,9 +320,22 @@ es_launcher_scan(MemoryContext scratch, bool full)
 	List	   *dbs;
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	EsCandidate *cands;
+	int			ncands = 0;
+	int			nwaiting = 0;
+	bool		no_slot = false;
+	bool		table_full = false;
+	List	   *wanted = NIL;
+	MemoryContext old;
 
 	MemoryContextReset(scratch);
 	dbs = es_list_databases(scratch);
+	old = MemoryContextSwitchTo(scratch);
+	foreach(lc, dbs)
+		if (es_relay_wanted(((EsDbInfo *) lfirst(lc))->name))
+			wanted = lappend(wanted, lfirst(lc));
+	cands = palloc(sizeof(EsCandidate) * (list_length(wanted) + 1));
+	MemoryContextSwitchTo(old);
 
 	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
@@ -308,30 +350,58 @@ es_launcher_scan(MemoryContext scratch, bool full)
 		if (!exists)
 			e->dbid = InvalidOid;	/* dropped: free the entry */
 	}
-	LWLockRelease(es_relay->lock);
 
-	foreach(lc, dbs)
+	foreach(lc, wanted)
 	{
 		EsDbInfo   *db = lfirst(lc);
 		EsRelayDb  *entry;
 		bool		start = false;
 
-		if (!es_relay_wanted(db->name))
-			continue;
-		LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
 		entry = es_relay_entry(db->oid, true);
-		if (entry != NULL && entry->pid == 0)
+		table_full |= entry == NULL;
+		if (entry == NULL || entry->pid != 0)
+			continue;			/* table full (relay_status says so), or running */
+		if (entry->requested || !entry->probed || entry->waiting_since != 0)
+			start = true;
+		else if (entry->exit_reason == ES_EXIT_DROPPING)
+			start = TimestampDifferenceExceeds(entry->exited_at, now, ES_RETRY_DROP_MS);
+		else if (entry->exit_reason == ES_EXIT_NOT_WANTED || entry->exit_reason == ES_EXIT_YIELDED)
+			start = full;
+		else if (entry->exit_reason == ES_EXIT_NONE)
+			start = true;		/* exited without saying why */
+		if (start)
 		{
-			if (entry->requested || !entry->probed)
-				start = true;
-			else if (entry->exit_reason == ES_EXIT_DROPPING)
-				start = TimestampDifferenceExceeds(entry->exited_at, now, ES_RETRY_DROP_MS);
-			else if (entry->exit_reason == ES_EXIT_NOT_WANTED)
-				start = full;
-			else if (entry->exit_reason == ES_EXIT_NONE)
-				start = true;	/* exited without saying why */
-			if (start)
+			cands[ncands].db = db;
+			cands[ncands].entry = entry;
+			cands[ncands].requested = entry->requested;
+			cands[ncands].since = entry->waiting_since != 0 ? entry->waiting_since : now;
+			ncands++;
+		}
+	}
+	LWLockRelease(es_relay->lock);
+
+	qsort(cands, ncands, sizeof(EsCandidate), es_candidate_cmp);
+
+	for (int i = 0; i < ncands; i++)
+	{
+		EsCandidate *c = &cands[i];
+		EsRelayDb  *entry = c->entry;
+		bool		start = false;
+
+		LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
+		if (entry->dbid == c->db->oid && entry->pid == 0)
+		{
+			if (no_slot)
 			{
+				/* the slots ran out for an earlier one: this one waits too */
+				if (entry->waiting_since == 0)
+					entry->waiting_since = now;
+				strlcpy(entry->state, "waiting for a worker slot", sizeof(entry->state));
+				nwaiting++;
+			}
+			else
+			{
+				start = true;
 				entry->requested = false;
 				entry->probed = true;
 				/* the worker sets pid; mark it starting meanwhile */
@@ -341,18 +411,47 @@ es_launcher_scan(MemoryContext scratch, bool full)
 			}
 		}
 		LWLockRelease(es_relay->lock);
-		if (start && !es_start_worker(db))
+		if (!start)
+			continue;
+		if (es_start_worker(c->db))
 		{
 			LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
-			if (entry->pid == -1)
-			{
-				entry->pid = 0;
-				entry->requested = true;
-				strlcpy(entry->state, "waiting for a worker slot", sizeof(entry->state));
-			}
+			entry->waiting_since = 0;
 			LWLockRelease(es_relay->lock);
+			continue;
 		}
+		no_slot = true;
+		nwaiting++;
+		LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
+		if (entry->pid == -1)
+		{
+			entry->pid = 0;
+			entry->requested = c->requested;
+			if (entry->waiting_since == 0)
+				entry->waiting_since = now;
+			strlcpy(entry->state, "waiting for a worker slot", sizeof(entry->state));
+		}
+		LWLockRelease(es_relay->lock);
 	}
+
+	if (nwaiting > 0 && !es_short_of_slots)
+		ereport(LOG,
+				(errmsg("eventstore: no background worker slot free for the relay of %d database(s); databases take turns",
+						nwaiting),
+				 errhint("Raise max_worker_processes to at least 1 + the number of databases the relay serves + what other background workers and parallel queries need; relay_status shows who waits.")));
+	else if (nwaiting == 0 && es_short_of_slots && ncands > 0)
+		ereport(LOG,
+				(errmsg("eventstore: every database waiting for a relay worker got one")));
+	if (table_full && !es_table_full)
+		ereport(LOG,
+				(errmsg("eventstore: the relay serves at most %d databases; the others get no worker",
+						ES_RELAY_MAX_DBS),
+				 errhint("Limit eventstore.relay_databases to the databases that use the outbox.")));
+	es_table_full = table_full;
+	if (nwaiting > 0)
+		es_short_of_slots = true;
+	else if (ncands > 0)
+		es_short_of_slots = false;
 }
 
 /*

@@ -13,13 +13,15 @@
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
 
-#define ES_RELAY_MAX_DBS	128
+#define ES_RELAY_MAX_DBS	1024	/* databases the relay can know */
 #define ES_RELAY_ERRLEN		256
 #define ES_RESCAN_MS		10000	/* look for new databases this often */
 #define ES_RETRY_DROP_MS	30000	/* re-probe a database whose drop we yielded to */
 #define ES_DROP_POLL_MS		1000	/* DROP DATABASE waits 5 s for us */
 #define ES_PRUNE_MS			10000	/* apply outbox retention this often */
 #define ES_START_TIMEOUT_MS	30000	/* a worker not up by then is started again */
+#define ES_YIELD_IDLE_MS	1000	/* idle this long: give the slot to a waiting database */
+#define ES_YIELD_BUSY_MS	10000	/* busy this long: give it up too, and queue again */
 
 typedef enum EsRelayExit
 {
@@ -27,6 +29,7 @@ typedef enum EsRelayExit
 	ES_EXIT_NO_EXTENSION,
 	ES_EXIT_DROPPING,
 	ES_EXIT_NOT_WANTED,
+	ES_EXIT_YIELDED,			/* gave its slot to a database waiting for one */
 } EsRelayExit;
 
 typedef struct EsRelayDb
@@ -39,6 +42,7 @@ typedef struct EsRelayDb
 	EsRelayExit exit_reason;
 	TimestampTz started_at;		/* when the launcher last started a worker */
 	TimestampTz exited_at;
+	TimestampTz waiting_since;	/* no worker slot was free for it since; 0: not waiting */
 	char		state[32];
 	uint64		published;
 	char		last_error[ES_RELAY_ERRLEN];

@@ -188,11 +188,62 @@ es_worker_pass(void)
 	return published;
 }
 
+/*
+ * Give the slot to a database waiting for one (relay_launcher.c explains
+ * the turns): after ES_YIELD_IDLE_MS without publishing, or, busy, after
+ * holding the slot for ES_YIELD_BUSY_MS, in which case this database queues
+ * again at once (first in line, since it has work).  Exits, or returns.
+ */
+static void
+es_worker_maybe_yield(TimestampTz last_work)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		idle = TimestampDifferenceExceeds(last_work, now, ES_YIELD_IDLE_MS);
+	bool		busy_long = TimestampDifferenceExceeds(es_my_entry->started_at, now, ES_YIELD_BUSY_MS);
+	bool		someone_waits = false;
+
+	if (!idle && !busy_long)
+		return;
+	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ES_RELAY_MAX_DBS && !someone_waits; i++)
+	{
+		EsRelayDb  *e = &es_relay->dbs[i];
+
+		someone_waits = e != es_my_entry && e->dbid != InvalidOid && e->pid == 0 &&
+			e->waiting_since != 0;
+	}
+	/* idle, but a commit has just set our latch: there is work after all */
+	if (!someone_waits || (idle && MyLatch->is_set))
+	{
+		LWLockRelease(es_relay->lock);
+		return;
+	}
+	/*
+	 * Detach here, under the lock: a commit from now on finds no worker and
+	 * asks the launcher for one, so no wake-up is lost.
+	 */
+	es_my_entry->pid = 0;
+	es_my_entry->latch = NULL;
+	es_my_entry->exited_at = now;
+	es_my_entry->exit_reason = ES_EXIT_YIELDED;
+	if (idle)
+		strlcpy(es_my_entry->state, "idle: slot yielded", sizeof(es_my_entry->state));
+	else
+	{
+		es_my_entry->requested = true;
+		es_my_entry->waiting_since = now;
+		strlcpy(es_my_entry->state, "waiting for a worker slot", sizeof(es_my_entry->state));
+	}
+	LWLockRelease(es_relay->lock);
+	proc_exit(0);
+}
+
 void
 eventstore_relay_worker_main(Datum arg)
 {
 	Oid			dbid = DatumGetObjectId(arg);
 	TimestampTz last_pass = 0;
+	TimestampTz last_work;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -213,9 +264,12 @@ eventstore_relay_worker_main(Datum arg)
 	es_my_entry->latch = MyLatch;
 	es_my_entry->exit_reason = ES_EXIT_NONE;
 	es_my_entry->probed = true;
+	es_my_entry->waiting_since = 0;
+	es_my_entry->started_at = GetCurrentTimestamp();
 	strlcpy(es_my_entry->state, "idle", sizeof(es_my_entry->state));
 	LWLockRelease(es_relay->lock);
 	before_shmem_exit(es_worker_detach, (Datum) 0);
+	last_work = GetCurrentTimestamp();
 
 	/* The launcher may have started us before it saw a new relay_databases. */
 	{
@@ -263,9 +317,15 @@ eventstore_relay_worker_main(Datum arg)
 			es_relay_set_state(published < 0 ? "idle: after error" : "idle");
 		}
 
+		if (published > 0)
+			last_work = GetCurrentTimestamp();
 		/* A full batch: there may be more, go again at once. */
 		if (published >= es_relay_batch_size)
+		{
+			es_worker_maybe_yield(last_work);
 			continue;
+		}
+		es_worker_maybe_yield(last_work);
 
 		/*
 		 * Sleep until woken, the naptime passes, or it is time to look for a
@@ -285,6 +345,7 @@ eventstore_relay_worker_main(Datum arg)
 			CHECK_FOR_INTERRUPTS();
 			if ((rc & WL_LATCH_SET) || ConfigReloadPending)
 				break;
+			es_worker_maybe_yield(last_work);
 			if (!RecoveryInProgress())
 			{
 				bool		dropping;
@@ -303,9 +364,11 @@ eventstore_relay_worker_main(Datum arg)
 
 /*
  * One row per database the relay knows: worker pid, state, rows published
- * since the server started, and the last error.  Pending count and the age
- * of the oldest pending row are filled in for the current database only
- * (other databases' tables are out of reach).
+ * since the server started, the last error, and since when it has waited
+ * for a background worker slot.  Pending count and the age of the oldest
+ * pending row are filled in for the current database only (other
+ * databases' tables are out of reach).  The current database always has a
+ * row, saying why it has no worker if it has none.
  */
 Datum
 eventstore_relay_status(PG_FUNCTION_ARGS)
@@ -315,8 +378,9 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 	Datum		oldest_age = (Datum) 0;
 	bool		age_null = true;
 	bool		seen_self = false;
-	EsRelayDb	copy[ES_RELAY_MAX_DBS];
+	EsRelayDb  *copy = palloc(sizeof(EsRelayDb) * ES_RELAY_MAX_DBS);
 	int			ncopy = 0;
+	bool		table_full = true;
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -341,14 +405,17 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 		for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
 			if (es_relay->dbs[i].dbid != InvalidOid)
 				copy[ncopy++] = es_relay->dbs[i];
+			else
+				table_full = false;
 		LWLockRelease(es_relay->lock);
 	}
 
 	for (int i = 0; i <= ncopy; i++)
 	{
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[9];
+		bool		nulls[9] = {0};
 		EsRelayDb  *e = i < ncopy ? &copy[i] : NULL;
+		const char *state;
 		Oid			dbid = e ? e->dbid : MyDatabaseId;
 		char	   *dbname;
 
@@ -364,7 +431,17 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 			values[1] = Int32GetDatum(e->pid);
 		else
 			nulls[1] = true;
-		values[2] = CStringGetTextDatum(e ? e->state : (es_relay ? "not started" : "no worker: not preloaded"));
+		if (e != NULL)
+			state = e->state;
+		else if (es_relay == NULL)
+			state = "no worker: not preloaded";
+		else if (!es_relay_wanted(dbname))
+			state = "no worker: not in relay_databases";
+		else if (table_full)
+			state = "no worker: relay table full";
+		else
+			state = "not started";
+		values[2] = CStringGetTextDatum(state);
 		values[3] = Int64GetDatum(e ? (int64) e->published : 0);
 		if (dbid == MyDatabaseId)
 		{
@@ -381,6 +458,11 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 		}
 		else
 			nulls[6] = nulls[7] = true;
+		/* waiting_since: absent from the function of a schema before 0.5.0 */
+		if (e && e->pid <= 0 && e->waiting_since != 0)
+			values[8] = TimestampTzGetDatum(e->waiting_since);
+		else
+			nulls[8] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	SPI_finish();
