@@ -36,9 +36,15 @@ CREATE TRIGGER relay_state_merge BEFORE INSERT ON eventstore.relay_state
 -- relay_status gains waiting_since: when the database began waiting for a
 -- background worker slot (NULL while it has a worker or needs none).  The
 -- view is made again with the privileges it had (grant_access gives admins
--- SELECT on it).
+-- SELECT on it).  Grants run by this script would count as the extension's
+-- own initial privileges, which pg_dump leaves out: the view's entry in
+-- pg_init_privs is put back as it was, so they are dumped as before.
 DO $$
 DECLARE
+    init aclitem[] := (SELECT i.initprivs FROM pg_catalog.pg_init_privs i
+                        WHERE i.objoid OPERATOR(pg_catalog.=) 'eventstore.relay_status'::regclass
+                          AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::regclass
+                          AND i.objsubid OPERATOR(pg_catalog.=) 0);
     grants text[] := ARRAY(
         SELECT pg_catalog.format('GRANT %s ON eventstore.relay_status TO %s%s', a.privilege_type,
                                  CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
@@ -61,6 +67,13 @@ BEGIN
     FOREACH g IN ARRAY grants LOOP
         EXECUTE g;
     END LOOP;
+    DELETE FROM pg_catalog.pg_init_privs i
+     WHERE i.objoid OPERATOR(pg_catalog.=) 'eventstore.relay_status'::regclass
+       AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::regclass;
+    IF init IS NOT NULL THEN
+        INSERT INTO pg_catalog.pg_init_privs (objoid, classoid, objsubid, privtype, initprivs)
+        VALUES ('eventstore.relay_status'::regclass, 'pg_catalog.pg_class'::regclass, 0, 'e', init);
+    END IF;
 END
 $$;
 
