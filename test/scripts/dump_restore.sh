@@ -154,6 +154,9 @@ wait_for 15 "a relay worker for dr_dst" worker_up || fail "no relay worker serve
 sleep 1                     # several naptimes: a worker that would republish has done so
 n=$(q dr_dst -c "SELECT eventstore.relay_once()")
 [ "$n" = 0 ] && ok "relay_once after the restore publishes nothing" || fail "relay_once after the restore published $n rows"
+tot=$(q dr_dst -c "SELECT published_total FROM eventstore.relay_status WHERE database = current_database()")
+[ "$tot" = 0 ] && ok "the worker of the restored database published nothing (published_total 0)" ||
+    fail "the worker of the restored database published $tot restored rows again"
 pend=$(q dr_dst -c "SELECT pending FROM eventstore.relay_status WHERE database = current_database()")
 [ "$pend" = 0 ] && ok "relay_status: nothing pending after the restore" || fail "relay_status: $pend pending after the restore"
 
