@@ -192,7 +192,7 @@ es_worker_pass(void)
  * Give the slot to a database waiting for one (relay_launcher.c explains
  * the turns): after ES_YIELD_IDLE_MS without publishing, or, busy, after
  * holding the slot for ES_YIELD_BUSY_MS, in which case this database queues
- * again at once (first in line, since it has work).  Exits, or returns.
+ * again at once, among the databases that have work.  Exits, or returns.
  */
 static void
 es_worker_maybe_yield(TimestampTz last_work)
