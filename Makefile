@@ -5,7 +5,7 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(srcdir)/$(E
 MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/registry.o src/projection.o src/upcast.o src/aggregate.o \
-       src/outbox.o src/consumer.o src/relay.o src/relay_worker.o src/immutable.o \
+       src/outbox.o src/consumer.o src/relay.o src/relay_launcher.o src/relay_worker.o src/immutable.o \
        src/stats.o
 HEADERS = include/eventstore_hooks.h
 

@@ -16,6 +16,14 @@
  *	- NOTIFY and the UPDATE that marks the rows published commit together:
  *	  a crash before the commit publishes nothing and marks nothing; after
  *	  it, both happened.  No row is queued for notification twice.
+ *	- A pass that notifies commits with synchronous_commit at least on,
+ *	  whatever the server's or the session's setting: a NOTIFY is delivered
+ *	  as soon as its transaction is marked committed, which an asynchronous
+ *	  commit does before its WAL is flushed.  A crash then lost the cursor's
+ *	  move (the rows were published again) and, when the appends were
+ *	  asynchronous too, the notified rows themselves.  Flushing the pass's
+ *	  commit flushes everything before it in the WAL, the commits of the
+ *	  rows it read included, before any listener hears of them.
  *	- Passes of one database are serialised by a transaction-scoped advisory
  *	  lock, so relay_once() and the worker never interleave.  Before that a
  *	  pass takes a share lock on the extension itself, like DROP EXTENSION's
@@ -40,6 +48,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -334,6 +343,11 @@ es_relay_pass(int max_count, bool prune)
 		SPITupleTable *pending = SPI_tuptable;
 		Oid			markargs[2] = {INT8OID, INT8OID};
 		Datum		markvalues[2];
+
+		/* Until the end of this transaction: commit durably (see above). */
+		if (synchronous_commit < SYNCHRONOUS_COMMIT_REMOTE_FLUSH)
+			(void) set_config_option("synchronous_commit", "on", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, ERROR, false);
 
 		ids = palloc(sizeof(Datum) * n);
 		for (uint64 i = 0; i < n; i++)

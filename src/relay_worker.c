@@ -1,36 +1,17 @@
 /*
  * relay_worker.c
- *		The relay's background workers: a launcher that finds the databases
- *		where eventstore is installed, and one worker per such database that
- *		runs relay passes (relay.c).  Also eventstore.relay_status().
+ *		A database's relay worker, started by the launcher (relay_launcher.c):
+ *		it runs relay passes (relay.c) when a commit wakes it or the naptime
+ *		passes.  Also eventstore.relay_status().
  *
- * How a worker learns there is work: a transaction that wrote outbox rows
- * asks, at commit, for its database's worker latch to be set (a transaction
- * callback, like core's logical replication launcher wake-up).  If no worker
- * runs for that database yet, the launcher's latch is set instead and it
- * starts one; CREATE EXTENSION does the same.  eventstore.relay_naptime is
- * only the fallback poll.
- *
- * Locking rules: es_relay->lock protects the per-database entries.  Holders
- * never do anything but read or write the entries and set latches.
- *
- * Lifecycle: the launcher is registered in _PG_init and starts after
- * recovery (on a hot standby nothing runs).  It reads pg_database, and starts
- * a dynamic worker for each database allowed by eventstore.relay_databases
- * that it has not probed yet or that asked for one.  A worker exits cleanly,
- * recording why, when its database lacks the extension, is being dropped
- * (it polls for DROP DATABASE's lock at least once a second, so it never
- * blocks the drop), or is no longer listed in relay_databases.  A pass that
- * fails is logged, recorded as last_error and retried after the naptime.
- * SIGKILL makes the postmaster reinitialise, after which the launcher starts
- * everything again; nothing is lost, since the outbox is a table.
+ * A worker exits cleanly, recording why, when its database lacks the
+ * extension, is being dropped (it polls for DROP DATABASE's lock at least
+ * once a second, so it never blocks the drop), or is no longer listed in
+ * relay_databases.  A pass that fails is logged, recorded as last_error and
+ * retried after the naptime.
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
@@ -48,173 +29,20 @@
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/lwlock.h"
-#include "storage/proc.h"
-#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-#include "utils/varlena.h"
 
-#include "compat.h"
 #include "eventstore.h"
 
+#include "relay_shared.h"
+
 PG_FUNCTION_INFO_V1(eventstore_relay_status);
-PG_FUNCTION_INFO_V1(eventstore_relay_wakeup);
 
-PGDLLEXPORT void eventstore_relay_launcher_main(Datum arg);
-PGDLLEXPORT void eventstore_relay_worker_main(Datum arg);
-
-#define ES_RELAY_MAX_DBS	128
-#define ES_RELAY_ERRLEN		256
-#define ES_RESCAN_MS		10000	/* look for new databases this often */
-#define ES_RETRY_DROP_MS	30000	/* re-probe a database whose drop we yielded to */
-#define ES_DROP_POLL_MS		1000	/* DROP DATABASE waits 5 s for us */
-#define ES_PRUNE_MS			10000	/* apply outbox retention this often */
-#define ES_START_TIMEOUT_MS	30000	/* a worker not up by then is started again */
-
-typedef enum EsRelayExit
-{
-	ES_EXIT_NONE,
-	ES_EXIT_NO_EXTENSION,
-	ES_EXIT_DROPPING,
-	ES_EXIT_NOT_WANTED,
-} EsRelayExit;
-
-typedef struct EsRelayDb
-{
-	Oid			dbid;			/* InvalidOid: free entry */
-	pid_t		pid;			/* running worker, 0 if none */
-	Latch	   *latch;			/* its latch */
-	bool		requested;		/* a commit asked for a worker */
-	bool		probed;			/* a worker has run here at least once */
-	EsRelayExit exit_reason;
-	TimestampTz started_at;		/* when the launcher last started a worker */
-	TimestampTz exited_at;
-	char		state[32];
-	uint64		published;
-	char		last_error[ES_RELAY_ERRLEN];
-	TimestampTz last_error_at;
-} EsRelayDb;
-
-typedef struct EsRelayShared
-{
-	LWLock	   *lock;
-	pid_t		launcher_pid;
-	Latch	   *launcher_latch;
-	EsRelayDb	dbs[ES_RELAY_MAX_DBS];
-} EsRelayShared;
-
-static EsRelayShared *es_relay = NULL;
-static EsRelayDb *es_my_entry = NULL;	/* in a worker: its entry */
-static bool es_wakeup_at_commit = false;
-
-#ifdef ES_HAVE_SHMEM_REQUEST_HOOK
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
-/* ---------- shared memory ---------- */
-
-static void
-es_relay_shmem_request(void)
-{
-#ifdef ES_HAVE_SHMEM_REQUEST_HOOK
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(sizeof(EsRelayShared));
-	RequestNamedLWLockTranche("eventstore_relay", 1);
-}
-
-static void
-es_relay_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	es_relay = ShmemInitStruct("eventstore_relay", sizeof(EsRelayShared), &found);
-	if (!found)
-	{
-		memset(es_relay, 0, sizeof(EsRelayShared));
-		es_relay->lock = &(GetNamedLWLockTranche("eventstore_relay"))->lock;
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/* The entry of dbid, created if create; NULL if none (or no room). Lock held. */
-static EsRelayDb *
-es_relay_entry(Oid dbid, bool create)
-{
-	EsRelayDb  *free_entry = NULL;
-
-	for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
-	{
-		if (es_relay->dbs[i].dbid == dbid)
-			return &es_relay->dbs[i];
-		if (free_entry == NULL && es_relay->dbs[i].dbid == InvalidOid)
-			free_entry = &es_relay->dbs[i];
-	}
-	if (!create || free_entry == NULL)
-		return NULL;
-	memset(free_entry, 0, sizeof(EsRelayDb));
-	free_entry->dbid = dbid;
-	strlcpy(free_entry->state, "not started", sizeof(free_entry->state));
-	return free_entry;
-}
-
-/* ---------- waking up at commit ---------- */
-
-/* Transaction end (called from eventstore.c's transaction callback). */
-void
-es_relay_xact(XactEvent event)
-{
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
-		es_wakeup_at_commit = false;
-	if (event != XACT_EVENT_COMMIT || !es_wakeup_at_commit)
-		return;
-	es_wakeup_at_commit = false;
-	if (es_relay == NULL)
-		return;
-
-	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
-	{
-		EsRelayDb  *entry = es_relay_entry(MyDatabaseId, true);
-
-		if (entry != NULL && entry->pid != 0 && entry->latch != NULL)
-			SetLatch(entry->latch);
-		else
-		{
-			if (entry != NULL)
-				entry->requested = true;
-			if (es_relay->launcher_latch != NULL)
-				SetLatch(es_relay->launcher_latch);
-		}
-	}
-	LWLockRelease(es_relay->lock);
-}
-
-/* Ask for this database's relay worker to run when this transaction commits. */
-void
-es_relay_wakeup_at_commit(void)
-{
-	es_wakeup_at_commit = true;
-}
-
-/* eventstore._relay_wakeup(): the install script calls it so the new database is served. */
-Datum
-eventstore_relay_wakeup(PG_FUNCTION_ARGS)
-{
-	(void) fcinfo;
-	es_relay_wakeup_at_commit();
-	PG_RETURN_VOID();
-}
+EsRelayDb  *es_my_entry = NULL;	/* in a worker: its entry */
 
 /* Count published rows and remember the last error for relay_status. */
 void
@@ -246,287 +74,6 @@ es_relay_set_state(const char *state)
 	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
 	strlcpy(es_my_entry->state, state, sizeof(es_my_entry->state));
 	LWLockRelease(es_relay->lock);
-}
-
-/* ---------- registration ---------- */
-
-void
-es_relay_worker_init(void)
-{
-	BackgroundWorker worker;
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-#ifdef ES_HAVE_SHMEM_REQUEST_HOOK
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = es_relay_shmem_request;
-#else
-	es_relay_shmem_request();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = es_relay_shmem_startup;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	strlcpy(worker.bgw_library_name, "eventstore", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "eventstore_relay_launcher_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "eventstore relay launcher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "eventstore relay launcher", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
-}
-
-/* Is database dbname served according to eventstore.relay_databases? */
-static bool
-es_relay_wanted(const char *dbname)
-{
-	char	   *copy;
-	List	   *names;
-	ListCell   *lc;
-	bool		wanted = false;
-
-	if (es_relay_databases == NULL || es_relay_databases[0] == '\0')
-		return true;
-	copy = pstrdup(es_relay_databases);
-	if (!SplitIdentifierString(copy, ',', &names))
-	{
-		ereport(LOG,
-				(errmsg("eventstore: invalid eventstore.relay_databases \"%s\"; serving no database",
-						es_relay_databases)));
-		return false;
-	}
-	foreach(lc, names)
-		if (strcmp((char *) lfirst(lc), dbname) == 0)
-			wanted = true;
-	list_free(names);
-	pfree(copy);
-	return wanted;
-}
-
-/* ---------- the launcher ---------- */
-
-typedef struct EsDbInfo
-{
-	Oid			oid;
-	char		name[NAMEDATALEN];
-} EsDbInfo;
-
-/* The databases a worker may connect to, read from pg_database. */
-static List *
-es_list_databases(MemoryContext cxt)
-{
-	List	   *dbs = NIL;
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-
-	StartTransactionCommand();
-	(void) GetTransactionSnapshot();
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
-	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
-		MemoryContext old;
-		EsDbInfo   *info;
-
-		if (!db->datallowconn || db->datistemplate)
-			continue;
-		old = MemoryContextSwitchTo(cxt);
-		info = palloc(sizeof(EsDbInfo));
-		info->oid = db->oid;
-		strlcpy(info->name, NameStr(db->datname), NAMEDATALEN);
-		dbs = lappend(dbs, info);
-		MemoryContextSwitchTo(old);
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-	return dbs;
-}
-
-/* Start a worker for db; false when no background worker slot was free. */
-static bool
-es_start_worker(EsDbInfo *db)
-{
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "eventstore", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "eventstore_relay_worker_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "eventstore relay for database %s", db->name);
-	strlcpy(worker.bgw_type, "eventstore relay", BGW_MAXLEN);
-	worker.bgw_main_arg = ObjectIdGetDatum(db->oid);
-	worker.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-	{
-		ereport(LOG,
-				(errmsg("eventstore: could not start a relay worker for database \"%s\"", db->name),
-				 errhint("Raise max_worker_processes; the launcher tries again at its next scan.")));
-		return false;
-	}
-	return true;
-}
-
-/*
- * Start the workers that should run and do not, and forget the entries of
- * databases that no longer exist.
- */
-static void
-es_launcher_scan(MemoryContext scratch, bool full)
-{
-	List	   *dbs;
-	ListCell   *lc;
-	TimestampTz now = GetCurrentTimestamp();
-
-	MemoryContextReset(scratch);
-	dbs = es_list_databases(scratch);
-
-	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
-	{
-		EsRelayDb  *e = &es_relay->dbs[i];
-		bool		exists = false;
-
-		if (e->dbid == InvalidOid || e->pid > 0)
-			continue;
-		foreach(lc, dbs)
-			exists |= ((EsDbInfo *) lfirst(lc))->oid == e->dbid;
-		if (!exists)
-			e->dbid = InvalidOid;	/* dropped: free the entry */
-	}
-	LWLockRelease(es_relay->lock);
-
-	foreach(lc, dbs)
-	{
-		EsDbInfo   *db = lfirst(lc);
-		EsRelayDb  *entry;
-		bool		start = false;
-
-		if (!es_relay_wanted(db->name))
-			continue;
-		LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
-		entry = es_relay_entry(db->oid, true);
-		if (entry != NULL && entry->pid == 0)
-		{
-			if (entry->requested || !entry->probed)
-				start = true;
-			else if (entry->exit_reason == ES_EXIT_DROPPING)
-				start = TimestampDifferenceExceeds(entry->exited_at, now, ES_RETRY_DROP_MS);
-			else if (entry->exit_reason == ES_EXIT_NOT_WANTED)
-				start = full;
-			else if (entry->exit_reason == ES_EXIT_NONE)
-				start = true;	/* exited without saying why */
-			if (start)
-			{
-				entry->requested = false;
-				entry->probed = true;
-				/* the worker sets pid; mark it starting meanwhile */
-				entry->pid = -1;
-				entry->started_at = now;
-				strlcpy(entry->state, "starting", sizeof(entry->state));
-			}
-		}
-		LWLockRelease(es_relay->lock);
-		if (start && !es_start_worker(db))
-		{
-			LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
-			if (entry->pid == -1)
-			{
-				entry->pid = 0;
-				entry->requested = true;
-				strlcpy(entry->state, "waiting for a worker slot", sizeof(entry->state));
-			}
-			LWLockRelease(es_relay->lock);
-		}
-	}
-}
-
-/*
- * Entries whose worker died without detaching are marked exited; entries
- * whose worker was started but never came up are started again.
- */
-static void
-es_launcher_reap(void)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
-	{
-		EsRelayDb  *e = &es_relay->dbs[i];
-
-		if (e->dbid == InvalidOid)
-			continue;
-		if (e->pid > 0 && kill(e->pid, 0) != 0 && errno == ESRCH)
-		{
-			e->pid = 0;
-			e->latch = NULL;
-			strlcpy(e->state, "exited", sizeof(e->state));
-		}
-		else if (e->pid == -1 && TimestampDifferenceExceeds(e->started_at, now, ES_START_TIMEOUT_MS))
-		{
-			e->pid = 0;
-			e->requested = true;
-			strlcpy(e->state, "start timed out", sizeof(e->state));
-		}
-	}
-	LWLockRelease(es_relay->lock);
-}
-
-void
-eventstore_relay_launcher_main(Datum arg)
-{
-	MemoryContext scratch;
-	TimestampTz last_scan = 0;
-
-	(void) arg;
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-	pgstat_report_appname("eventstore relay launcher");
-
-	scratch = AllocSetContextCreate(TopMemoryContext, "eventstore launcher", ALLOCSET_DEFAULT_SIZES);
-
-	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
-	es_relay->launcher_pid = MyProcPid;
-	es_relay->launcher_latch = MyLatch;
-	/* After a restart every worker is gone: their entries must not say otherwise. */
-	for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
-		if (es_relay->dbs[i].pid == -1)
-			es_relay->dbs[i].pid = 0;
-	LWLockRelease(es_relay->lock);
-
-	for (;;)
-	{
-		bool		full;
-		TimestampTz now;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			last_scan = 0;
-		}
-		now = GetCurrentTimestamp();
-		full = last_scan == 0 || TimestampDifferenceExceeds(last_scan, now, ES_RESCAN_MS);
-		es_launcher_reap();
-		es_launcher_scan(scratch, full);
-		if (full)
-			last_scan = now;
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ES_RESCAN_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
 }
 
 /* ---------- a database's worker ---------- */
@@ -641,11 +188,62 @@ es_worker_pass(void)
 	return published;
 }
 
+/*
+ * Give the slot to a database waiting for one (relay_launcher.c explains
+ * the turns): after ES_YIELD_IDLE_MS without publishing, or, busy, after
+ * holding the slot for ES_YIELD_BUSY_MS, in which case this database queues
+ * again at once, among the databases that have work.  Exits, or returns.
+ */
+static void
+es_worker_maybe_yield(TimestampTz last_work)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		idle = TimestampDifferenceExceeds(last_work, now, ES_YIELD_IDLE_MS);
+	bool		busy_long = TimestampDifferenceExceeds(es_my_entry->started_at, now, ES_YIELD_BUSY_MS);
+	bool		someone_waits = false;
+
+	if (!idle && !busy_long)
+		return;
+	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ES_RELAY_MAX_DBS && !someone_waits; i++)
+	{
+		EsRelayDb  *e = &es_relay->dbs[i];
+
+		someone_waits = e != es_my_entry && e->dbid != InvalidOid && e->pid == 0 &&
+			e->waiting_since != 0;
+	}
+	/* idle, but a commit has just set our latch: there is work after all */
+	if (!someone_waits || (idle && MyLatch->is_set))
+	{
+		LWLockRelease(es_relay->lock);
+		return;
+	}
+	/*
+	 * Detach here, under the lock: a commit from now on finds no worker and
+	 * asks the launcher for one, so no wake-up is lost.
+	 */
+	es_my_entry->pid = 0;
+	es_my_entry->latch = NULL;
+	es_my_entry->exited_at = now;
+	es_my_entry->exit_reason = ES_EXIT_YIELDED;
+	if (idle)
+		strlcpy(es_my_entry->state, "idle: slot yielded", sizeof(es_my_entry->state));
+	else
+	{
+		es_my_entry->requested = true;
+		es_my_entry->waiting_since = now;
+		strlcpy(es_my_entry->state, "waiting for a worker slot", sizeof(es_my_entry->state));
+	}
+	LWLockRelease(es_relay->lock);
+	proc_exit(0);
+}
+
 void
 eventstore_relay_worker_main(Datum arg)
 {
 	Oid			dbid = DatumGetObjectId(arg);
 	TimestampTz last_pass = 0;
+	TimestampTz last_work;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -666,9 +264,12 @@ eventstore_relay_worker_main(Datum arg)
 	es_my_entry->latch = MyLatch;
 	es_my_entry->exit_reason = ES_EXIT_NONE;
 	es_my_entry->probed = true;
+	es_my_entry->waiting_since = 0;
+	es_my_entry->started_at = GetCurrentTimestamp();
 	strlcpy(es_my_entry->state, "idle", sizeof(es_my_entry->state));
 	LWLockRelease(es_relay->lock);
 	before_shmem_exit(es_worker_detach, (Datum) 0);
+	last_work = GetCurrentTimestamp();
 
 	/* The launcher may have started us before it saw a new relay_databases. */
 	{
@@ -716,9 +317,15 @@ eventstore_relay_worker_main(Datum arg)
 			es_relay_set_state(published < 0 ? "idle: after error" : "idle");
 		}
 
+		if (published > 0)
+			last_work = GetCurrentTimestamp();
 		/* A full batch: there may be more, go again at once. */
 		if (published >= es_relay_batch_size)
+		{
+			es_worker_maybe_yield(last_work);
 			continue;
+		}
+		es_worker_maybe_yield(last_work);
 
 		/*
 		 * Sleep until woken, the naptime passes, or it is time to look for a
@@ -738,6 +345,7 @@ eventstore_relay_worker_main(Datum arg)
 			CHECK_FOR_INTERRUPTS();
 			if ((rc & WL_LATCH_SET) || ConfigReloadPending)
 				break;
+			es_worker_maybe_yield(last_work);
 			if (!RecoveryInProgress())
 			{
 				bool		dropping;
@@ -756,9 +364,11 @@ eventstore_relay_worker_main(Datum arg)
 
 /*
  * One row per database the relay knows: worker pid, state, rows published
- * since the server started, and the last error.  Pending count and the age
- * of the oldest pending row are filled in for the current database only
- * (other databases' tables are out of reach).
+ * since the server started, the last error, and since when it has waited
+ * for a background worker slot.  Pending count and the age of the oldest
+ * pending row are filled in for the current database only (other
+ * databases' tables are out of reach).  The current database always has a
+ * row, saying why it has no worker if it has none.
  */
 Datum
 eventstore_relay_status(PG_FUNCTION_ARGS)
@@ -768,8 +378,9 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 	Datum		oldest_age = (Datum) 0;
 	bool		age_null = true;
 	bool		seen_self = false;
-	EsRelayDb	copy[ES_RELAY_MAX_DBS];
+	EsRelayDb  *copy = palloc(sizeof(EsRelayDb) * ES_RELAY_MAX_DBS);
 	int			ncopy = 0;
+	bool		table_full = true;
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -794,14 +405,17 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 		for (int i = 0; i < ES_RELAY_MAX_DBS; i++)
 			if (es_relay->dbs[i].dbid != InvalidOid)
 				copy[ncopy++] = es_relay->dbs[i];
+			else
+				table_full = false;
 		LWLockRelease(es_relay->lock);
 	}
 
 	for (int i = 0; i <= ncopy; i++)
 	{
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[9];
+		bool		nulls[9] = {0};
 		EsRelayDb  *e = i < ncopy ? &copy[i] : NULL;
+		const char *state;
 		Oid			dbid = e ? e->dbid : MyDatabaseId;
 		char	   *dbname;
 
@@ -817,7 +431,17 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 			values[1] = Int32GetDatum(e->pid);
 		else
 			nulls[1] = true;
-		values[2] = CStringGetTextDatum(e ? e->state : (es_relay ? "not started" : "no worker: not preloaded"));
+		if (e != NULL)
+			state = e->state;
+		else if (es_relay == NULL)
+			state = "no worker: not preloaded";
+		else if (!es_relay_wanted(dbname))
+			state = "no worker: not in relay_databases";
+		else if (table_full)
+			state = "no worker: relay table full";
+		else
+			state = "not started";
+		values[2] = CStringGetTextDatum(state);
 		values[3] = Int64GetDatum(e ? (int64) e->published : 0);
 		if (dbid == MyDatabaseId)
 		{
@@ -834,6 +458,11 @@ eventstore_relay_status(PG_FUNCTION_ARGS)
 		}
 		else
 			nulls[6] = nulls[7] = true;
+		/* waiting_since: absent from the function of a schema before 0.5.0 */
+		if (e && e->pid <= 0 && e->waiting_since != 0)
+			values[8] = TimestampTzGetDatum(e->waiting_since);
+		else
+			nulls[8] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	SPI_finish();

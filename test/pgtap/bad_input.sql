@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(384);
+SELECT plan(385);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -143,6 +143,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._drop_consumer(text,text,oid)',
     'eventstore._horizon_status()',
     'eventstore._registry_changed()',
+    'eventstore._relay_state_merge()',
     'eventstore._relay_wakeup()',
     'eventstore._stats()',
     'eventstore._stream_arg(text)',
@@ -185,7 +186,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.stream_version_at(text,timestamp with time zone)',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 53 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 54 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -819,6 +820,7 @@ SELECT pg_temp.x('stats_reset', 'clears this database', 'ok 0',
 ------------------------------------------------------------------------
 SELECT pg_temp.x('refuse_change', 'called directly', 'error 39P01', $$SELECT eventstore.refuse_change()$$);
 SELECT pg_temp.x('_registry_changed', 'called directly', 'error 39P01', $$SELECT eventstore._registry_changed()$$);
+SELECT pg_temp.x('_relay_state_merge', 'called directly', 'error 0A000', $$SELECT eventstore._relay_state_merge()$$);
 
 ------------------------------------------------------------------------
 -- Every function was tried; the store is unchanged
@@ -827,7 +829,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'ev
                 EXCEPT SELECT fn::text FROM bi_tried ORDER BY 1),
           '{}'::text[], 'every function of schema eventstore was given inputs');
 SELECT is(ARRAY(SELECT fn::text FROM bi_tried GROUP BY fn
-                HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', 'relay_status',
+                HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', '_relay_state_merge', 'relay_status',
                                                    '_relay_wakeup', '_upcasting', '_stats',
                                                    '_horizon_status', 'stats_reset') THEN 1 ELSE 3 END
                 ORDER BY 1),
