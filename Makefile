@@ -11,7 +11,7 @@ HEADERS = include/eventstore_hooks.h
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack registry_handlers
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)
