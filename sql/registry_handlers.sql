@@ -14,6 +14,7 @@
 --     role: a same-named function of someone else is refused (42501) and
 --     never runs.
 --  4. A registry load that fails does not leak its memory context.
+--  5. The upgrade from 0.4.0 gives existing registrations an owner.
 --
 \set VERBOSITY terse
 SET client_min_messages = warning;
@@ -209,6 +210,36 @@ SELECT count(*) - (SELECT n FROM rh_cxt) AS leaked_contexts
   FROM pg_backend_memory_contexts WHERE name = 'eventstore registry';
 DELETE FROM eventstore.upcasters WHERE event_type = 'RhBroken';
 SELECT count(*) > 0 AS reads_again FROM eventstore.read_all();
+
+------------------------------------------------------------------------
+-- 5. Upgrade from 0.4.0: existing rows get the current owner of the
+--    function their name resolves to, or the extension's owner; before
+--    the update the library reads the old tables the same way
+------------------------------------------------------------------------
+SET client_min_messages = warning;
+DROP EXTENSION eventstore CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION eventstore VERSION '0.4.0';
+CREATE FUNCTION rh.old_up(e eventstore.events) RETURNS eventstore.events LANGUAGE plpgsql
+    AS $$ BEGIN e.event_type := 'RhOld2'; RETURN e; END $$;
+ALTER FUNCTION rh.old_up(eventstore.events) OWNER TO regress_rh_low;
+CREATE FUNCTION rh.old_proj(e eventstore.events) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO rh.calls (handler) VALUES ('old_proj') $$;
+ALTER FUNCTION rh.old_proj(eventstore.events) OWNER TO regress_rh_low;
+INSERT INTO eventstore.upcasters (event_type, handler)
+    VALUES ('RhOld', 'rh.old_up(eventstore.events)'), ('RhGone', 'rh.gone(eventstore.events)');
+INSERT INTO eventstore.projections (name, handler) VALUES ('rh_old', 'rh.old_proj(eventstore.events)');
+TRUNCATE rh.calls;
+SELECT eventstore.append_event('rh_old-1', 0, 'RhOld', '{}') IS NOT NULL AS appended;
+SELECT event_type FROM eventstore.read_stream('rh_old-1');
+ALTER EXTENSION eventstore UPDATE TO '0.5.0';
+SELECT event_type, handler_owner = (SELECT extowner FROM pg_extension WHERE extname = 'eventstore')::regrole
+       AS extension_owner, handler_owner = 'regress_rh_low'::regrole AS function_owner
+  FROM eventstore.upcasters ORDER BY event_type;
+SELECT name, handler_owner FROM eventstore.projections;
+SELECT event_type FROM eventstore.read_stream('rh_old-1');
+SELECT eventstore.append_event('rh_old-1', 1, 'RhOld', '{}') IS NOT NULL AS appended;
+SELECT handler, who FROM rh.calls;
 
 ------------------------------------------------------------------------
 -- Clean up

@@ -63,6 +63,13 @@ static EsRegistry es_policies_registry = {
 	" p.every, p.initial, p.categories, p.reducer_owner::pg_catalog.oid"
 	" FROM eventstore.snapshot_policies p"
 	" ORDER BY p.snapshot_type COLLATE pg_catalog.\"C\"",
+	/* 0.4.0: no reducer_owner; the function's current owner */
+	.since_column = "reducer_owner",
+	.query_before = "SELECT p.snapshot_type, p.reducer, pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid,"
+	" p.every, p.initial, p.categories, (SELECT f.proowner FROM pg_catalog.pg_proc f"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid)"
+	" FROM eventstore.snapshot_policies p"
+	" ORDER BY p.snapshot_type COLLATE pg_catalog.\"C\"",
 	.fill = es_policies_fill,
 };
 

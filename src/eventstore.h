@@ -88,6 +88,9 @@ struct EsRegistry
 {
 	const char *relname;		/* table in schema eventstore */
 	const char *query;			/* SELECT that reads it */
+	/* an older schema's table lacks column since_column: query_before then */
+	const char *since_column;
+	const char *query_before;
 	/* build the cache from rows (NULL: no table) in cxt */
 	void		(*fill) (EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
 	void	   *cache;			/* what fill built */

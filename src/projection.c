@@ -82,6 +82,13 @@ static EsRegistry es_projections_registry = {
 	.query = "SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
 	" p.event_types, p.handler_owner::pg_catalog.oid FROM eventstore.projections p WHERE p.enabled"
 	" ORDER BY p.name COLLATE pg_catalog.\"C\"",
+	/* 0.4.0: no handler_owner; the function's current owner */
+	.since_column = "handler_owner",
+	.query_before = "SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
+	" p.event_types, (SELECT f.proowner FROM pg_catalog.pg_proc f"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid)"
+	" FROM eventstore.projections p WHERE p.enabled"
+	" ORDER BY p.name COLLATE pg_catalog.\"C\"",
 	.fill = es_projections_fill,
 };
 

@@ -15,7 +15,9 @@
  * a relcache invalidation of its table -- which the registry trigger sends
  * on every change, so the changing backend reloads at its next command and
  * others at their next transaction.  A registry whose table does not exist
- * (an older schema version) loads as empty.
+ * (an older schema version) loads as empty; one whose table lacks a column
+ * added later is read with the query for the older schema, so a library
+ * installed before ALTER EXTENSION ... UPDATE still reads and appends.
  */
 #include "postgres.h"
 
@@ -124,7 +126,9 @@ es_registry_load(EsRegistry *reg)
 			elog(ERROR, "eventstore: SPI_connect failed");
 		/* a parallel query cannot take a new snapshot; the active one serves */
 		PushActiveSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
-		if (SPI_execute(reg->query, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute(reg->since_column != NULL &&
+						get_attnum(reg->relid, reg->since_column) == InvalidAttrNumber ?
+						reg->query_before : reg->query, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "eventstore: reading eventstore.%s failed", reg->relname);
 		PopActiveSnapshot();
 		reg->fill(reg, SPI_tuptable, cxt);

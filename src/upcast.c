@@ -56,6 +56,12 @@ static EsRegistry es_upcasters_registry = {
 	.relname = "upcasters",
 	.query = "SELECT u.event_type, u.handler, pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid,"
 	" u.handler_owner::pg_catalog.oid FROM eventstore.upcasters u",
+	/* 0.4.0: no handler_owner; the function's current owner */
+	.since_column = "handler_owner",
+	.query_before = "SELECT u.event_type, u.handler, pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid,"
+	" (SELECT f.proowner FROM pg_catalog.pg_proc f"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid)"
+	" FROM eventstore.upcasters u",
 	.fill = es_upcasters_fill,
 };
 
