@@ -110,6 +110,14 @@ es_registry_load(EsRegistry *reg)
 	int			save_sec;
 	MemoryContext previous = reg->cxt;
 
+#ifdef ES_DISCARD_REGISTRIES
+	/*
+	 * Test builds (PG_CFLAGS=-DES_DISCARD_REGISTRIES): reload at every use,
+	 * as if an invalidation had arrived -- what debug_discard_caches = 1
+	 * does to the registries, on a server not built to support it.
+	 */
+	reg->valid = false;
+#endif
 	if (reg->valid)
 		return;
 
