@@ -112,10 +112,12 @@ es_registry_load(EsRegistry *reg)
 
 #ifdef ES_DISCARD_REGISTRIES
 	/*
-	 * Test builds (PG_CFLAGS=-DES_DISCARD_REGISTRIES): reload at every use,
-	 * as if an invalidation had arrived -- what debug_discard_caches = 1
-	 * does to the registries, on a server not built to support it.
+	 * Test builds (PG_CFLAGS=-DES_DISCARD_REGISTRIES): discard every cache
+	 * of the backend at every use of a registry -- what debug_discard_caches
+	 * = 1 does at each lock acquisition, on a server not built to allow it.
+	 * Our callbacks then mark every registry invalid: each use reloads.
 	 */
+	InvalidateSystemCaches();
 	reg->valid = false;
 #endif
 	if (reg->valid)
