@@ -207,7 +207,7 @@ es_upcast_pinned(EsUpcasters *cache, Datum row)
 		seen[nseen++] = type;
 		if (!OidIsValid(u->handler.fn))
 			es_handler_require(&u->handler, "upcaster", psprintf("event type \"%s\"", type),
-						   "Unregister the upcaster, or create the function again (as its registered owner).");
+					   "Unregister the upcaster, or create the function again (as its registered owner).");
 
 		InitFunctionCallInfoData(*fcinfo, &u->handler.flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = row;
