@@ -14,8 +14,9 @@
  * writers) and the policies are the only ways in.  A snapshot type that a
  * policy owns is the policy's alone: save_snapshot refuses it, and folds of
  * it build only on rows the policy wrote (snapshots.by_policy).  A policy's
- * reducer runs with the privileges of the appending user, inside the
- * appending transaction, after the projections.
+ * reducer runs as its owner (the role that owned it when the policy was
+ * set), inside the appending transaction, after the projections;
+ * aggregate()'s reducer, named by the caller, runs as the caller.
  */
 #include "postgres.h"
 
@@ -44,8 +45,7 @@ PG_FUNCTION_INFO_V1(eventstore_remove_snapshot_policy);
 typedef struct EsPolicy
 {
 	char	   *snapshot_type;
-	char	   *reducer_name;
-	Oid			reducer;		/* InvalidOid if dropped */
+	EsHandler	reducer;
 	int64		every;
 	Datum		initial;		/* jsonb, in the cache's context */
 	int			ncategories;	/* -1: every category */
@@ -63,7 +63,15 @@ static void es_policies_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext
 static EsRegistry es_policies_registry = {
 	.relname = "snapshot_policies",
 	.query = "SELECT p.snapshot_type, p.reducer, pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid,"
-	" p.every, p.initial, p.categories FROM eventstore.snapshot_policies p"
+	" p.every, p.initial, p.categories, p.reducer_owner::pg_catalog.oid"
+	" FROM eventstore.snapshot_policies p"
+	" ORDER BY p.snapshot_type COLLATE pg_catalog.\"C\"",
+	/* 0.4.0: no reducer_owner; the function's current owner */
+	.since_column = "reducer_owner",
+	.query_before = "SELECT p.snapshot_type, p.reducer, pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid,"
+	" p.every, p.initial, p.categories, (SELECT f.proowner FROM pg_catalog.pg_proc f"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid)"
+	" FROM eventstore.snapshot_policies p"
 	" ORDER BY p.snapshot_type COLLATE pg_catalog.\"C\"",
 	.fill = es_policies_fill,
 };
@@ -79,6 +87,7 @@ es_policies_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 {
 	EsPolicies *cache = MemoryContextAllocZero(cxt, sizeof(EsPolicies));
 	uint64		n = rows ? rows->numvals : 0;
+	Oid			argtypes[2] = {JSONBOID, get_rel_type_id(es_events_relid())};
 
 	cache->items = MemoryContextAllocZero(cxt, sizeof(EsPolicy) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
@@ -87,13 +96,15 @@ es_policies_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		TupleDesc	desc = rows->tupdesc;
 		EsPolicy   *p = &cache->items[i];
 		bool		isnull;
+		bool		fn_null;
 		Datum		d;
 		MemoryContext old;
 
 		p->snapshot_type = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
-		p->reducer_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		p->reducer = isnull ? InvalidOid : DatumGetObjectId(d);
+		d = SPI_getbinval(tup, desc, 3, &fn_null);
+		es_handler_resolve(&p->reducer, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)),
+						   d, fn_null, DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull)),
+						   2, argtypes, JSONBOID, cxt);
 		p->every = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		old = MemoryContextSwitchTo(cxt);
@@ -150,8 +161,9 @@ es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
  * the newest usable snapshot of snapshot_type (when not 0) or at initial.
  * With own_writes, read with a new command id so this transaction's latest
  * appends are seen (a policy right after an append); else with the active
- * snapshot.  Must be called inside an SPI connection.  Returns the state, in
- * the current memory context; NULL as (Datum) 0.
+ * snapshot.  The reducer runs as run_as.  Must be called inside an SPI
+ * connection.  Returns the state, in the current memory context; NULL as
+ * (Datum) 0.
  *
  * Memory stays bounded by the size of one state, however long the stream:
  * rows are fetched in batches, each reducer call runs in a context reset
@@ -160,8 +172,8 @@ es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
  * kept.
  */
 static Datum
-es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum snapshot_type,
-		bool own_writes)
+es_fold(Datum stream_id, Oid reducer, Oid run_as, Datum initial, int64 max_version,
+		Datum snapshot_type, bool own_writes)
 {
 	Datum		state = initial;
 	int64		from = 1;
@@ -248,7 +260,7 @@ es_fold(Datum stream_id, Oid reducer, Datum initial, int64 max_version, Datum sn
 			fcinfo->args[0].isnull = state == (Datum) 0;
 			fcinfo->args[1].value = row;
 			fcinfo->args[1].isnull = false;
-			next = FunctionCallInvoke(fcinfo);
+			next = es_call_as(run_as, fcinfo);
 
 			/*
 			 * The result may point into the row context or at the state
@@ -335,7 +347,7 @@ eventstore_aggregate(PG_FUNCTION_ARGS)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	if (!PG_ARGISNULL(4))
 		max_version = Min(max_version, es_version_at(PointerGetDatum(stream_id), PG_GETARG_DATUM(4)));
-	state = es_fold(PointerGetDatum(stream_id), reducer,
+	state = es_fold(PointerGetDatum(stream_id), reducer, GetUserId(),
 					PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
 					max_version, snapshot_type, false);
 	if (state != (Datum) 0)
@@ -436,9 +448,9 @@ eventstore_set_snapshot_policy(PG_FUNCTION_ARGS)
 	text	   *type = es_name_arg(fcinfo, 0, "snapshot_type");
 	char	   *reducer;
 	Datum		categories = es_text_list_arg(fcinfo, 4, "categories");
-	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, TEXTARRAYOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, TEXTARRAYOID, REGROLEOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -458,13 +470,15 @@ eventstore_set_snapshot_policy(PG_FUNCTION_ARGS)
 	values[4] = categories;
 	if (categories == (Datum) 0)
 		nulls[4] = 'n';
+	values[5] = ObjectIdGetDatum(es_function_owner(PG_GETARG_OID(1)));
 	(void) es_registry_write("INSERT INTO eventstore.snapshot_policies"
-							 " (snapshot_type, reducer, every, initial, categories)"
-							 " VALUES ($1, $2, $3, $4, $5)"
+							 " (snapshot_type, reducer, every, initial, categories, reducer_owner)"
+							 " VALUES ($1, $2, $3, $4, $5, $6)"
 							 " ON CONFLICT ON CONSTRAINT snapshot_policies_pkey DO UPDATE"
 							 " SET reducer = EXCLUDED.reducer, every = EXCLUDED.every,"
-							 " initial = EXCLUDED.initial, categories = EXCLUDED.categories",
-							 5, argtypes, values, nulls);
+							 " initial = EXCLUDED.initial, categories = EXCLUDED.categories,"
+							 " reducer_owner = EXCLUDED.reducer_owner",
+							 6, argtypes, values, nulls);
 	PG_RETURN_VOID();
 }
 
@@ -488,20 +502,18 @@ eventstore_remove_snapshot_policy(PG_FUNCTION_ARGS)
 /*
  * After an append moved stream_id from old_version to new_version: for each
  * policy whose period was crossed, fold the stream (from its newest snapshot)
- * and save a snapshot at new_version.  Runs as the appending user.
+ * and save a snapshot at new_version.  Each reducer runs as its owner.  The
+ * policies' cache is pinned while reducers run (they may read or append).
  */
-void
-es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
+static void
+es_snapshot_policies_run(EsPolicies *policies, Datum stream_id, int64 old_version, int64 new_version)
 {
-	EsPolicies *policies;
 	text	   *sid = DatumGetTextPP(stream_id);
 	const char *sdata = VARDATA_ANY(sid);
 	int			slen = VARSIZE_ANY_EXHDR(sid);
 	const char *dash = memchr(sdata, '-', slen);
 	int			catlen = dash ? (int) (dash - sdata) : slen;
 
-	es_registry_load(&es_policies_registry);
-	policies = es_policies_registry.cache;
 	for (int i = 0; i < policies->n; i++)
 	{
 		EsPolicy   *p = &policies->items[i];
@@ -517,17 +529,14 @@ es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
 				memcmp(p->categories[c], sdata, catlen) == 0;
 		if (!in_category)
 			continue;
-		if (!OidIsValid(p->reducer))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("reducer %s of snapshot policy \"%s\" does not exist",
-							p->reducer_name, p->snapshot_type),
-					 errhint("Remove the policy, or create the function again.")));
+		if (!OidIsValid(p->reducer.fn))
+			es_handler_require(&p->reducer, "reducer", psprintf("snapshot policy \"%s\"", p->snapshot_type),
+							   "Remove the policy, or create the function again (as its registered owner).");
 		type = CStringGetTextDatum(p->snapshot_type);
 		start = es_stats_start();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "eventstore: SPI_connect failed");
-		state = es_fold(stream_id, p->reducer, p->initial, new_version, type, true);
+		state = es_fold(stream_id, p->reducer.fn, p->reducer.owner, p->initial, new_version, type, true);
 		if (state != (Datum) 0)
 			state = SPI_datumTransfer(state, false, -1);	/* out of SPI memory */
 		SPI_finish();
@@ -535,4 +544,24 @@ es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
 			es_write_snapshot(stream_id, new_version, state, type, true);
 		es_stats_timed(ES_TIMER_POLICY, start);
 	}
+}
+
+void
+es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
+{
+	EsPolicies *policies;
+
+	es_registry_load(&es_policies_registry);
+	if (((EsPolicies *) es_policies_registry.cache)->n == 0)
+		return;
+	policies = es_registry_pin(&es_policies_registry);
+	PG_TRY();
+	{
+		es_snapshot_policies_run(policies, stream_id, old_version, new_version);
+	}
+	PG_FINALLY();
+	{
+		es_registry_unpin(&es_policies_registry);
+	}
+	PG_END_TRY();
 }

@@ -90,16 +90,38 @@ struct EsRegistry
 {
 	const char *relname;		/* table in schema eventstore */
 	const char *query;			/* SELECT that reads it */
+	/* an older schema's table lacks column since_column: query_before then */
+	const char *since_column;
+	const char *query_before;
 	/* build the cache from rows (NULL: no table) in cxt */
 	void		(*fill) (EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
-	void		(*retire) (MemoryContext previous);	/* NULL: delete it */
 	void	   *cache;			/* what fill built */
 	bool		valid;
 	Oid			relid;
 	MemoryContext cxt;
+	int			pins;			/* uses in progress (es_registry_pin) */
+	List	   *retired;		/* contexts replaced while pinned */
 };
+
+/*
+ * A registered handler as a cache holds it: resolved from its stored name
+ * and checked when the cache is filled; usable only when fn is valid.  It
+ * runs as owner, the role that owned it when it was registered.
+ */
+typedef struct EsHandler
+{
+	char	   *name;			/* as stored */
+	Oid			fn;				/* InvalidOid: missing, or refused (problem) */
+	Oid			owner;			/* the role it runs as */
+	char	   *problem;		/* why a function of that name is refused */
+	int			problem_code;	/* SQLSTATE to report it with */
+	FmgrInfo	flinfo;
+} EsHandler;
+
 extern void es_registry_init(EsRegistry *reg);
 extern void es_registry_load(EsRegistry *reg);
+extern void *es_registry_pin(EsRegistry *reg);
+extern void es_registry_unpin(EsRegistry *reg);
 extern text *es_name_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern Datum es_text_list_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern uint64 es_registry_write(const char *sql, int nargs, Oid *argtypes,
@@ -107,6 +129,11 @@ extern uint64 es_registry_write(const char *sql, int nargs, Oid *argtypes,
 extern int	es_copy_text_array(Datum arr, bool isnull, MemoryContext cxt, char ***out);
 extern char *es_check_function(Oid fn, const char *what, int nargs, const Oid *argtypes, Oid rettype);
 extern void es_check_callable(Oid fn, const char *what, int nargs, const Oid *argtypes, Oid rettype);
+extern Oid	es_function_owner(Oid fn);
+extern void es_handler_resolve(EsHandler *h, const char *name, Datum fn, bool fn_null, Oid owner,
+							   int nargs, const Oid *argtypes, Oid rettype, MemoryContext cxt);
+extern void es_handler_require(EsHandler *h, const char *what, const char *of, const char *hint);
+extern Datum es_call_as(Oid owner, FunctionCallInfo fcinfo);
 
 /* upcast.c: upcasters applied to events as they are read */
 extern void es_upcast_init(void);

@@ -10,12 +10,14 @@
  *
  * During a dispatch the projections of an event are those cached when the
  * event's turn came: a handler that changes the registry affects the next
- * event, not the remaining projections of this one.  A cache replaced while
- * handlers run is kept until the outermost dispatch ends, since a handler of
- * it may still be executing.
+ * event, not the remaining projections of this one.  The registry is pinned
+ * while handlers run (registry.c), so a cache replaced meanwhile is kept
+ * until the outermost dispatch ends, since a handler of it may still be
+ * executing.
  *
- * Handlers run with the privileges of the appending user (like triggers: the
- * registering user had to own the handler).  An error in a handler aborts
+ * Handlers run as their owner (the role that owned the handler when it was
+ * registered), like SECURITY DEFINER functions: the appending user lends
+ * them no privileges.  An error in a handler aborts
  * the append and everything it did.  A handler may append; the nesting is
  * bounded by eventstore.max_projection_depth.  A projection whose handler has
  * been dropped fails the appends of the event types it matches, and only
@@ -57,9 +59,7 @@ PG_FUNCTION_INFO_V1(eventstore_rebuild_projection);
 typedef struct EsProjection
 {
 	char	   *name;
-	char	   *handler_name;	/* as registered */
-	bool		resolved;		/* handler exists; flinfo is ready */
-	FmgrInfo	handler;
+	EsHandler	handler;
 	int			ntypes;			/* -1: every event type */
 	char	  **types;
 } EsProjection;
@@ -72,20 +72,24 @@ typedef struct EsProjectionCache
 } EsProjectionCache;
 
 static int	es_proj_depth = 0;
-static List *es_proj_retired = NIL;	/* caches replaced during a dispatch */
 
 static eventstore_event_appended_hook_type *es_hook_slot = NULL;
 
 static void es_projections_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
-static void es_projections_retire(MemoryContext previous);
 
 static EsRegistry es_projections_registry = {
 	.relname = "projections",
 	.query = "SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
-	" p.event_types FROM eventstore.projections p WHERE p.enabled"
+	" p.event_types, p.handler_owner::pg_catalog.oid FROM eventstore.projections p WHERE p.enabled"
+	" ORDER BY p.name COLLATE pg_catalog.\"C\"",
+	/* 0.4.0: no handler_owner; the function's current owner */
+	.since_column = "handler_owner",
+	.query_before = "SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
+	" p.event_types, (SELECT f.proowner FROM pg_catalog.pg_proc f"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid)"
+	" FROM eventstore.projections p WHERE p.enabled"
 	" ORDER BY p.name COLLATE pg_catalog.\"C\"",
 	.fill = es_projections_fill,
-	.retire = es_projections_retire,
 };
 
 void
@@ -96,26 +100,12 @@ es_projection_init(void)
 	es_registry_init(&es_projections_registry);
 }
 
-/* A replaced cache is kept until the outermost dispatch ends. */
-static void
-es_projections_retire(MemoryContext previous)
-{
-	if (es_proj_depth > 0)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		es_proj_retired = lappend(es_proj_retired, previous);
-		MemoryContextSwitchTo(old);
-	}
-	else
-		MemoryContextDelete(previous);
-}
-
 static void
 es_projections_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 {
 	EsProjectionCache *cache = MemoryContextAllocZero(cxt, sizeof(EsProjectionCache));
 	uint64		n = rows ? rows->numvals : 0;
+	Oid			rowtype = get_rel_type_id(es_events_relid());
 
 	cache->items = MemoryContextAllocZero(cxt, sizeof(EsProjection) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
@@ -124,14 +114,14 @@ es_projections_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		TupleDesc	desc = rows->tupdesc;
 		EsProjection *p = &cache->items[i];
 		bool		isnull;
+		bool		fn_null;
 		Datum		d;
 
 		p->name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
-		p->handler_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		p->resolved = !isnull;
-		if (p->resolved)
-			fmgr_info_cxt(DatumGetObjectId(d), &p->handler, cxt);
+		d = SPI_getbinval(tup, desc, 3, &fn_null);
+		es_handler_resolve(&p->handler, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)),
+						   d, fn_null, DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull)),
+						   1, &rowtype, InvalidOid, cxt);
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		p->ntypes = es_copy_text_array(d, isnull, cxt, &p->types);
 	}
@@ -190,19 +180,19 @@ es_projections_wanted(Datum *event_types, int n)
 }
 
 /*
- * Call a handler with one argument (or none).  Unlike FunctionCall1, a NULL
- * result is fine: a handler's result is ignored, and a void SQL function
- * returns NULL.
+ * Call a handler with one argument (or none), as its owner.  Unlike
+ * FunctionCall1, a NULL result is fine: a handler's result is ignored, and a
+ * void SQL function returns NULL.
  */
 static void
-es_call_handler(FmgrInfo *flinfo, int nargs, Datum arg)
+es_call_handler(EsHandler *handler, int nargs, Datum arg)
 {
 	LOCAL_FCINFO(fcinfo, 1);
 
-	InitFunctionCallInfoData(*fcinfo, flinfo, nargs, InvalidOid, NULL, NULL);
+	InitFunctionCallInfoData(*fcinfo, &handler->flinfo, nargs, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = arg;
 	fcinfo->args[0].isnull = false;
-	(void) FunctionCallInvoke(fcinfo);
+	(void) es_call_as(handler->owner, fcinfo);
 }
 
 /* A stored row as a Datum of type eventstore.events. */
@@ -249,12 +239,9 @@ es_project_row(EsProjectionCache *cache, HeapTuple tup, TupleDesc desc, Oid rowt
 
 		if (!es_type_matches(p, type))
 			continue;
-		if (!p->resolved)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("handler %s of projection \"%s\" does not exist",
-							p->handler_name, p->name),
-					 errhint("Unregister or disable the projection, or create the function again.")));
+		if (!OidIsValid(p->handler.fn))
+			es_handler_require(&p->handler, "handler", psprintf("projection \"%s\"", p->name),
+							   "Unregister or disable the projection, or create the function again (as its registered owner).");
 		if (row == (Datum) 0)
 			row = es_row_datum(tup, desc, rowtype);
 		{
@@ -292,6 +279,7 @@ es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 				 errhint("Check the projections for a cycle, or raise eventstore.max_projection_depth.")));
 
 	es_proj_depth++;
+	(void) es_registry_pin(&es_projections_registry);
 	PG_TRY();
 	{
 		for (uint64 r = 0; r < nrows; r++)
@@ -304,15 +292,7 @@ es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 	PG_FINALLY();
 	{
 		es_proj_depth--;
-		if (es_proj_depth == 0 && es_proj_retired != NIL)
-		{
-			ListCell   *lc;
-
-			foreach(lc, es_proj_retired)
-				MemoryContextDelete((MemoryContext) lfirst(lc));
-			list_free(es_proj_retired);
-			es_proj_retired = NIL;
-		}
+		es_registry_unpin(&es_projections_registry);
 	}
 	PG_END_TRY();
 }
@@ -328,9 +308,10 @@ eventstore_register_projection(PG_FUNCTION_ARGS)
 	Datum		types = es_text_list_arg(fcinfo, 2, "event_types");
 	char	   *handler;
 	char	   *reset = NULL;
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Oid			owner;
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, REGROLEOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -340,8 +321,16 @@ eventstore_register_projection(PG_FUNCTION_ARGS)
 		Oid			rowtype = get_rel_type_id(es_events_relid());
 
 		handler = es_check_function(PG_GETARG_OID(1), "projection handler", 1, &rowtype, InvalidOid);
+		owner = es_function_owner(PG_GETARG_OID(1));
 		if (!PG_ARGISNULL(3))
+		{
 			reset = es_check_function(PG_GETARG_OID(3), "reset handler", 0, NULL, InvalidOid);
+			if (es_function_owner(PG_GETARG_OID(3)) != owner)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("reset handler %s and handler %s must have the same owner", reset, handler),
+						 errdetail("Both run as the owner of the handler.")));
+		}
 	}
 
 	values[0] = PointerGetDatum(name);
@@ -358,8 +347,10 @@ eventstore_register_projection(PG_FUNCTION_ARGS)
 	values[3] = reset ? CStringGetTextDatum(reset) : (Datum) 0;
 	if (reset == NULL)
 		nulls[3] = 'n';
-	(void) es_registry_write("INSERT INTO eventstore.projections (name, handler, event_types, reset_handler)"
-							 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, nulls);
+	values[4] = ObjectIdGetDatum(owner);
+	(void) es_registry_write("INSERT INTO eventstore.projections"
+							 " (name, handler, event_types, reset_handler, handler_owner)"
+							 " VALUES ($1, $2, $3, $4, $5)", 5, argtypes, values, nulls);
 	PG_RETURN_VOID();
 }
 
@@ -422,8 +413,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	text	   *name;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
-	Oid			handler;
-	Oid			reset;
+	EsHandler	reset;
 	bool		isnull;
 	bool		reset_null;
 	int			ntypes;
@@ -446,8 +436,9 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	values[0] = PointerGetDatum(name);
-	if (SPI_execute_with_args("SELECT p.handler::pg_catalog.regprocedure::pg_catalog.oid,"
-							  " p.reset_handler::pg_catalog.regprocedure::pg_catalog.oid, p.event_types"
+	if (SPI_execute_with_args("SELECT p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
+							  " p.reset_handler, pg_catalog.to_regprocedure(p.reset_handler)::pg_catalog.oid,"
+							  " p.event_types, p.handler_owner::pg_catalog.oid"
 							  " FROM eventstore.projections p WHERE p.name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading eventstore.projections failed");
@@ -455,11 +446,31 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("projection \"%s\" does not exist", text_to_cstring(name))));
-	handler = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	reset = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &reset_null));
+	memset(&proj, 0, sizeof(proj));
 	{
-		Datum		t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		char	   *of = psprintf("projection \"%s\"", text_to_cstring(name));
+		const char *hint = "Create the function again (as the projection's registered owner), or register the projection again.";
+		Datum		fn;
+		bool		fn_null;
+		Datum		t;
 
+		/* checked like the cache's handlers: the same function, the same owner */
+		fn = SPI_getbinval(tup, desc, 2, &fn_null);
+		es_handler_resolve(&proj.handler, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)),
+						   fn, fn_null, owner, 1, &rowtype, InvalidOid, CurrentMemoryContext);
+		es_handler_require(&proj.handler, "handler", of, hint);
+		t = SPI_getbinval(tup, desc, 3, &reset_null);
+		if (!reset_null)
+		{
+			fn = SPI_getbinval(tup, desc, 4, &fn_null);
+			es_handler_resolve(&reset, TextDatumGetCString(t), fn, fn_null, owner, 0, NULL,
+							   InvalidOid, CurrentMemoryContext);
+			es_handler_require(&reset, "reset handler", of, hint);
+		}
+		t = SPI_getbinval(tup, desc, 5, &isnull);
 		ntypes = es_copy_text_array(t, isnull, CurrentMemoryContext, &types);
 	}
 
@@ -467,15 +478,8 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	LockRelationOid(es_events_relid(), ShareLock);
 
 	if (!reset_null)
-	{
-		FmgrInfo	reset_flinfo;
+		es_call_handler(&reset, 0, (Datum) 0);
 
-		fmgr_info(reset, &reset_flinfo);
-		es_call_handler(&reset_flinfo, 0, (Datum) 0);
-	}
-
-	memset(&proj, 0, sizeof(proj));
-	fmgr_info(handler, &proj.handler);
 	proj.ntypes = ntypes;
 	proj.types = types;
 

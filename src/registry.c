@@ -15,7 +15,9 @@
  * a relcache invalidation of its table -- which the registry trigger sends
  * on every change, so the changing backend reloads at its next command and
  * others at their next transaction.  A registry whose table does not exist
- * (an older schema version) loads as empty.
+ * (an older schema version) loads as empty; one whose table lacks a column
+ * added later is read with the query for the older schema, so a library
+ * installed before ALTER EXTENSION ... UPDATE still reads and appends.
  */
 #include "postgres.h"
 
@@ -94,9 +96,11 @@ es_registry_init(EsRegistry *reg)
 
 /*
  * Load reg's cache if it is not valid: run reg->query as the owner with a
- * fresh snapshot and hand the rows to reg->fill in a new memory context.  The
- * previous context goes to reg->retire (which may keep it a while) or is
- * deleted.
+ * fresh snapshot and hand the rows to reg->fill in a new memory context.
+ * The new context hangs under the current one until the fill has succeeded
+ * (an error frees it with the rest of the failed work), then moves under
+ * TopMemoryContext.  The previous context is deleted, or kept while the
+ * registry is pinned.
  */
 void
 es_registry_load(EsRegistry *reg)
@@ -106,10 +110,20 @@ es_registry_load(EsRegistry *reg)
 	int			save_sec;
 	MemoryContext previous = reg->cxt;
 
+#ifdef ES_DISCARD_REGISTRIES
+	/*
+	 * Test builds (PG_CFLAGS=-DES_DISCARD_REGISTRIES): discard every cache
+	 * of the backend at every use of a registry -- what debug_discard_caches
+	 * = 1 does at each lock acquisition, on a server not built to allow it.
+	 * Our callbacks then mark every registry invalid: each use reloads.
+	 */
+	InvalidateSystemCaches();
+	reg->valid = false;
+#endif
 	if (reg->valid)
 		return;
 
-	cxt = AllocSetContextCreate(TopMemoryContext, "eventstore registry", ALLOCSET_SMALL_SIZES);
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore registry", ALLOCSET_SMALL_SIZES);
 	MemoryContextSetIdentifier(cxt, reg->relname);
 	reg->relid = get_relname_relid(reg->relname, es_schema_oid());
 	if (!OidIsValid(reg->relid))
@@ -122,21 +136,63 @@ es_registry_load(EsRegistry *reg)
 			elog(ERROR, "eventstore: SPI_connect failed");
 		/* a parallel query cannot take a new snapshot; the active one serves */
 		PushActiveSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
-		if (SPI_execute(reg->query, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute(reg->since_column != NULL &&
+						get_attnum(reg->relid, reg->since_column) == InvalidAttrNumber ?
+						reg->query_before : reg->query, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "eventstore: reading eventstore.%s failed", reg->relname);
 		PopActiveSnapshot();
 		reg->fill(reg, SPI_tuptable, cxt);
 		SPI_finish();
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
+	MemoryContextSetParent(cxt, TopMemoryContext);
 	reg->cxt = cxt;
 	reg->valid = true;
 	if (previous != NULL)
 	{
-		if (reg->retire)
-			reg->retire(previous);
+		if (reg->pins > 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			reg->retired = lappend(reg->retired, previous);
+			MemoryContextSwitchTo(old);
+		}
 		else
 			MemoryContextDelete(previous);
+	}
+}
+
+/*
+ * Pin reg's cache (loaded if needed) and return it: while any pin is held a
+ * replaced cache is retired, not deleted, so whoever holds a pointer into it
+ * -- a handler's FmgrInfo while the handler runs, a loop over the items --
+ * can go on using it whatever the handlers do (read, append, register,
+ * create functions: anything that lets an invalidation in).  Every pin is
+ * released with es_registry_unpin, also on error (PG_FINALLY); the last one
+ * deletes the retired contexts.
+ */
+void *
+es_registry_pin(EsRegistry *reg)
+{
+	es_registry_load(reg);
+	reg->pins++;
+	return reg->cache;
+}
+
+void
+es_registry_unpin(EsRegistry *reg)
+{
+	Assert(reg->pins > 0);
+	if (--reg->pins > 0 || reg->retired == NIL)
+		return;
+	{
+		List	   *retired = reg->retired;
+		ListCell   *lc;
+
+		reg->retired = NIL;
+		foreach(lc, retired)
+			MemoryContextDelete((MemoryContext) lfirst(lc));
+		list_free(retired);
 	}
 }
 
@@ -344,4 +400,138 @@ void
 es_check_callable(Oid fn, const char *what, int nargs, const Oid *argtypes, Oid rettype)
 {
 	es_check_handler_function(fn, what, nargs, argtypes, rettype, false);
+}
+
+/* The owner of function fn. */
+Oid
+es_function_owner(Oid fn)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", fn)));
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Resolve a stored handler into h (strings and FmgrInfo in cxt), for a
+ * registry's fill: fn is what the stored name resolves to now (fn_null: to
+ * nothing).  The function must fit as at registration -- a plain function,
+ * not returning a set, taking exactly argtypes and, unless rettype is
+ * InvalidOid, returning rettype -- and be owned by owner, the role it was
+ * registered as: a same-named function created by someone else after a DROP
+ * is not picked up.  A function that does not fit is refused with the
+ * reason in h->problem; it is then unusable like a missing one, and
+ * es_handler_require reports it when (and only when) it is needed.  Never
+ * throws for a bad handler, so one bad registration does not break the
+ * others.
+ */
+void
+es_handler_resolve(EsHandler *h, const char *name, Datum fn, bool fn_null, Oid owner,
+				   int nargs, const Oid *argtypes, Oid rettype, MemoryContext cxt)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	bool		args_ok;
+	char	   *problem = NULL;
+
+	memset(h, 0, sizeof(*h));
+	h->name = MemoryContextStrdup(cxt, name);
+	h->owner = owner;
+	if (fn_null)
+		return;
+	tup = SearchSysCache1(PROCOID, fn);
+	if (!HeapTupleIsValid(tup))
+		return;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	args_ok = proc->pronargs == nargs;
+	for (int i = 0; args_ok && i < nargs; i++)
+		args_ok = proc->proargtypes.values[i] == argtypes[i];
+	h->problem_code = ERRCODE_INVALID_FUNCTION_DEFINITION;
+	if (proc->prokind != PROKIND_FUNCTION)
+		problem = pstrdup("It is not a plain function.");
+	else if (proc->proretset)
+		problem = pstrdup("It returns a set.");
+	else if (!args_ok)
+	{
+		StringInfoData sig;
+
+		initStringInfo(&sig);
+		for (int i = 0; i < nargs; i++)
+			appendStringInfo(&sig, "%s%s", i ? ", " : "", es_type_name(argtypes[i]));
+		problem = psprintf("It does not take exactly the arguments (%s).", sig.data);
+	}
+	else if (OidIsValid(rettype) && proc->prorettype != rettype)
+		problem = psprintf("It returns %s, not %s.", es_type_name(proc->prorettype),
+						   es_type_name(rettype));
+	else if (proc->proowner != owner)
+	{
+		h->problem_code = ERRCODE_INSUFFICIENT_PRIVILEGE;
+		problem = psprintf("It is owned by role %s, not by role %s, as whom it was registered.",
+						   GetUserNameFromId(proc->proowner, true) ? GetUserNameFromId(proc->proowner, true) : "?",
+						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)");
+	}
+	ReleaseSysCache(tup);
+	if (problem != NULL)
+	{
+		h->problem = MemoryContextStrdup(cxt, problem);
+		return;
+	}
+	h->fn = DatumGetObjectId(fn);
+	fmgr_info_cxt(h->fn, &h->flinfo, cxt);
+}
+
+/*
+ * Fail unless h is usable: what names the handler's kind, of what it serves
+ * (for "handler f(...) of projection "p""), hint what to do.
+ */
+void
+es_handler_require(EsHandler *h, const char *what, const char *of, const char *hint)
+{
+	if (OidIsValid(h->fn))
+		return;
+	if (h->problem == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("%s %s of %s does not exist", what, h->name, of),
+				 errhint("%s", hint)));
+	ereport(ERROR,
+			(errcode(h->problem_code),
+			 errmsg("%s %s of %s cannot be used", what, h->name, of),
+			 errdetail("%s", h->problem),
+			 errhint("%s", hint)));
+}
+
+/*
+ * Call a handler as owner (its owner at registration), like a SECURITY
+ * DEFINER function: whoever triggers it -- a writer, a reader, a superuser
+ * -- lends it no privileges.  SECURITY_LOCAL_USERID_CHANGE keeps the handler
+ * from SET ROLE back.  The user is restored on the way out, also on error.
+ */
+Datum
+es_call_as(Oid owner, FunctionCallInfo fcinfo)
+{
+	Oid			save_userid;
+	int			save_sec;
+	volatile Datum result = (Datum) 0;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	if (owner == save_userid)
+		return FunctionCallInvoke(fcinfo);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	return result;
 }

@@ -41,9 +41,7 @@ PG_FUNCTION_INFO_V1(eventstore_unregister_upcaster);
 typedef struct EsUpcaster
 {
 	char	   *event_type;
-	char	   *handler_name;
-	bool		resolved;
-	FmgrInfo	handler;
+	EsHandler	handler;
 } EsUpcaster;
 
 typedef struct EsUpcasters
@@ -56,7 +54,13 @@ static void es_upcasters_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContex
 
 static EsRegistry es_upcasters_registry = {
 	.relname = "upcasters",
-	.query = "SELECT u.event_type, u.handler, pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid"
+	.query = "SELECT u.event_type, u.handler, pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid,"
+	" u.handler_owner::pg_catalog.oid FROM eventstore.upcasters u",
+	/* 0.4.0: no handler_owner; the function's current owner */
+	.since_column = "handler_owner",
+	.query_before = "SELECT u.event_type, u.handler, pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid,"
+	" (SELECT f.proowner FROM pg_catalog.pg_proc f"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid)"
 	" FROM eventstore.upcasters u",
 	.fill = es_upcasters_fill,
 };
@@ -72,6 +76,7 @@ es_upcasters_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 {
 	EsUpcasters *cache = MemoryContextAllocZero(cxt, sizeof(EsUpcasters));
 	uint64		n = rows ? rows->numvals : 0;
+	Oid			rowtype = get_rel_type_id(es_events_relid());
 
 	cache->items = MemoryContextAllocZero(cxt, sizeof(EsUpcaster) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
@@ -80,14 +85,15 @@ es_upcasters_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		TupleDesc	desc = rows->tupdesc;
 		EsUpcaster *u = &cache->items[i];
 		bool		isnull;
-		Datum		d;
+		bool		fn_null;
+		Datum		fn;
+		Oid			owner;
 
 		u->event_type = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
-		u->handler_name = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		u->resolved = !isnull;
-		if (u->resolved)
-			fmgr_info_cxt(DatumGetObjectId(d), &u->handler, cxt);
+		fn = SPI_getbinval(tup, desc, 3, &fn_null);
+		owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		es_handler_resolve(&u->handler, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)),
+						   fn, fn_null, owner, 1, &rowtype, rowtype, cxt);
 	}
 	cache->n = (int) n;
 	reg->cache = cache;
@@ -155,19 +161,16 @@ es_same_identity(HeapTupleHeader a, HeapTupleHeader b)
 }
 
 /*
- * The event row (a Datum of type eventstore.events) as its upcasters make
- * it; the row itself when no upcaster applies.
+ * Apply cache's upcasters to row (see es_upcast_row); the cache is pinned
+ * by the caller, since the upcasters run user code.
  */
-Datum
-es_upcast_row(Datum row)
+static Datum
+es_upcast_pinned(EsUpcasters *cache, Datum row)
 {
-	EsUpcasters *cache = es_upcasters();
 	char	   *seen[ES_MAX_UPCAST_CHAIN];
 	int			nseen = 0;
 	const char *last_handler = NULL;
 
-	if (cache->n == 0)
-		return row;
 	for (;;)
 	{
 		HeapTupleHeader td = DatumGetHeapTupleHeader(row);
@@ -202,34 +205,60 @@ es_upcast_row(Datum row)
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("more than %d upcasters chained for one event", ES_MAX_UPCAST_CHAIN)));
 		seen[nseen++] = type;
-		if (!u->resolved)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("upcaster %s of event type \"%s\" does not exist", u->handler_name, type),
-					 errhint("Unregister the upcaster, or create the function again.")));
+		if (!OidIsValid(u->handler.fn))
+			es_handler_require(&u->handler, "upcaster", psprintf("event type \"%s\"", type),
+					   "Unregister the upcaster, or create the function again (as its registered owner).");
 
-		InitFunctionCallInfoData(*fcinfo, &u->handler, 1, InvalidOid, NULL, NULL);
+		InitFunctionCallInfoData(*fcinfo, &u->handler.flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = row;
 		fcinfo->args[0].isnull = false;
 		{
 			instr_time	start = es_stats_start();
 
-			result = FunctionCallInvoke(fcinfo);
+			result = es_call_as(u->handler.owner, fcinfo);
 			es_stats_timed(ES_TIMER_UPCASTER, start);
 		}
 		if (fcinfo->isnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("upcaster %s returned NULL for an event of type \"%s\"", u->handler_name, type)));
+					 errmsg("upcaster %s returned NULL for an event of type \"%s\"", u->handler.name, type)));
 		if (!es_same_identity(td, DatumGetHeapTupleHeader(result)))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("upcaster %s changed the identity of an event of type \"%s\"",
-							u->handler_name, type),
+							u->handler.name, type),
 					 errdetail("An upcaster may change event_type, data and metadata, not the position, stream, version, event id or time.")));
 		row = result;
-		last_handler = u->handler_name;
+		last_handler = u->handler.name;
 	}
+}
+
+/*
+ * The event row (a Datum of type eventstore.events) as its upcasters make
+ * it; the row itself when no upcaster applies.  The upcasters' cache stays
+ * pinned while they run: an upcaster that reads, appends or otherwise lets
+ * an invalidation in makes the next event use a new cache, and this one
+ * stays valid until it is done.
+ */
+Datum
+es_upcast_row(Datum row)
+{
+	EsUpcasters *cache = es_upcasters();
+	volatile Datum result = row;
+
+	if (cache->n == 0)
+		return row;
+	cache = es_registry_pin(&es_upcasters_registry);
+	PG_TRY();
+	{
+		result = es_upcast_pinned(cache, result);
+	}
+	PG_FINALLY();
+	{
+		es_registry_unpin(&es_upcasters_registry);
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /* eventstore._upcast(e eventstore.events) RETURNS eventstore.events */
@@ -253,8 +282,8 @@ eventstore_register_upcaster(PG_FUNCTION_ARGS)
 {
 	text	   *type = es_name_arg(fcinfo, 0, "event_type");
 	Oid			rowtype = get_rel_type_id(es_events_relid());
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, REGROLEOID};
+	Datum		values[3];
 	char	   *handler;
 
 	if (PG_ARGISNULL(1))
@@ -264,13 +293,14 @@ eventstore_register_upcaster(PG_FUNCTION_ARGS)
 	handler = es_check_function(PG_GETARG_OID(1), "upcaster", 1, &rowtype, rowtype);
 	values[0] = PointerGetDatum(type);
 	values[1] = CStringGetTextDatum(handler);
+	values[2] = ObjectIdGetDatum(es_function_owner(PG_GETARG_OID(1)));
 	if (es_registry_write("SELECT FROM eventstore.upcasters u WHERE u.event_type OPERATOR(pg_catalog.=) $1",
 						  1, argtypes, values, NULL) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("an upcaster for event type \"%s\" already exists", text_to_cstring(type))));
-	(void) es_registry_write("INSERT INTO eventstore.upcasters (event_type, handler) VALUES ($1, $2)",
-							 2, argtypes, values, NULL);
+	(void) es_registry_write("INSERT INTO eventstore.upcasters (event_type, handler, handler_owner)"
+							 " VALUES ($1, $2, $3)", 3, argtypes, values, NULL);
 	PG_RETURN_VOID();
 }
 

@@ -63,10 +63,10 @@ SELECT col_is_pk('eventstore', 'snapshots', ARRAY['stream_id', 'snapshot_type', 
                  'snapshots: primary key (stream_id, snapshot_type, stream_version)');
 SELECT has_table('eventstore', 'snapshot_policies', 'the snapshot_policies table exists');
 SELECT columns_are('eventstore', 'snapshot_policies',
-                   ARRAY['snapshot_type', 'reducer', 'every', 'initial', 'categories', 'registered_at']);
+                   ARRAY['snapshot_type', 'reducer', 'every', 'initial', 'categories', 'registered_at', 'reducer_owner']);
 SELECT col_is_pk('eventstore', 'snapshot_policies', 'snapshot_type', 'snapshot_policies: primary key snapshot_type');
 SELECT has_table('eventstore', 'upcasters', 'the upcasters table exists');
-SELECT columns_are('eventstore', 'upcasters', ARRAY['event_type', 'handler', 'registered_at']);
+SELECT columns_are('eventstore', 'upcasters', ARRAY['event_type', 'handler', 'registered_at', 'handler_owner']);
 SELECT col_is_pk('eventstore', 'upcasters', 'event_type', 'upcasters: primary key event_type');
 
 ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ SELECT plan(50);
 ------------------------------------------------------------------------
 SELECT has_table('eventstore', 'projections', 'the registry table exists');
 SELECT columns_are('eventstore', 'projections',
-                   ARRAY['name', 'handler', 'event_types', 'reset_handler', 'enabled', 'registered_at']);
+                   ARRAY['name', 'handler', 'event_types', 'reset_handler', 'enabled', 'registered_at', 'handler_owner']);
 SELECT col_is_pk('eventstore', 'projections', 'name', 'name is the primary key');
 
 SELECT has_function('eventstore', 'register_projection', ARRAY['text', 'regprocedure', 'text[]', 'regprocedure']);
