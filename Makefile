@@ -5,14 +5,14 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(srcdir)/$(E
 MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/registry.o src/projection.o src/upcast.o src/aggregate.o \
-       src/outbox.o src/relay.o src/relay_worker.o src/immutable.o
+       src/outbox.o src/relay.o src/relay_worker.o src/immutable.o src/import.o
 HEADERS = include/eventstore_hooks.h
 
 # relative to $(srcdir), which is not . in out-of-tree builds (pg_buildext, debian/)
 DATA = $(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/$(EXTENSION)--*.sql))
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix import
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)
