@@ -53,6 +53,8 @@
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -123,14 +125,15 @@ static const char es_import_check_sql[] =
 " ORDER BY c.ord NULLS FIRST, c.stream_version NULLS FIRST LIMIT 1";
 
 /*
- * The insert.  The first row in import order gets the position es_allocate()
- * took ($1), every later one the sequence's next value ($2), in order: the
- * subquery (not flattened, it has a window function) yields the rows sorted.
+ * The insert.  Row number rn in import order gets position $1 + rn - 1: the
+ * block of positions starting at the one es_allocate() took, which no other
+ * transaction can take meanwhile (see the file header); the sequence is moved
+ * past the block afterwards.
  */
 static const char es_import_insert_sql[] =
 "INSERT INTO eventstore.events (global_position, stream_id, stream_version,"
 " event_id, event_type, data, metadata, created_at)"
-" SELECT CASE WHEN t.rn OPERATOR(pg_catalog.=) 1 THEN $1 ELSE pg_catalog.nextval($2) END,"
+" SELECT $1 OPERATOR(pg_catalog.+) (t.rn OPERATOR(pg_catalog.-) 1),"
 "  t.stream_id, t.stream_version, COALESCE(t.event_id, pg_catalog.gen_random_uuid()),"
 "  t.event_type, t.data, t.metadata, t.created_at"
 " FROM (SELECT s.stream_id, s.stream_version, s.event_id, s.event_type, s.data,"
@@ -271,6 +274,20 @@ eventstore_event_size(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(size);
 }
 
+/* The last value the sequence handed out (0 before the first). */
+static int64
+es_sequence_last_value(Oid seq)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		last;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(seq);
+	fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(fcinfo);
+	return fcinfo->isnull ? 0 : DatumGetInt64(last);
+}
+
 /* Run plan (prepared from sql) with a snapshot taken now, after our locks. */
 static int
 es_import_execute(const char *sql, int nargs, Oid *argtypes, Datum *values, long tcount)
@@ -297,6 +314,7 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 	Oid			save_userid;
 	int			save_sec;
 	int			rc;
+	int			save_nestlevel;
 	uint64		imported;
 
 	if (PG_ARGISNULL(0))
@@ -330,6 +348,22 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 
+	/*
+	 * Two sorts of the whole source: give them maintenance_work_mem, as a
+	 * bulk load, and no JIT (compiling costs more than it saves here).
+	 */
+	save_nestlevel = NewGUCNestLevel();
+	if (maintenance_work_mem > work_mem)
+	{
+		char		buf[32];
+
+		snprintf(buf, sizeof(buf), "%d", maintenance_work_mem);
+		(void) set_config_option("work_mem", buf, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
 	{
 		Oid			argtypes[1] = {INT4OID};
 		Datum		values[1] = {Int32GetDatum(es_max_event_size)};
@@ -342,19 +376,28 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 	}
 
 	{
-		Oid			argtypes[2] = {INT8OID, REGCLASSOID};
-		Datum		values[2];
+		Oid			argtypes[1] = {INT8OID};
+		Datum		values[1];
 		Oid			seq = es_position_seqid();
+		int64		first;
 
 		/* The first position registers the transaction as in flight. */
-		values[0] = Int64GetDatum(es_allocate(ES_COUNTER_POSITION, seq));
-		values[1] = ObjectIdGetDatum(seq);
-		rc = es_import_execute(psprintf(es_import_insert_sql, source_name), 2, argtypes, values, 0);
+		first = es_allocate(ES_COUNTER_POSITION, seq);
+		values[0] = Int64GetDatum(first);
+		rc = es_import_execute(psprintf(es_import_insert_sql, source_name), 1, argtypes, values, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "eventstore: the import failed: %s", SPI_result_code_string(rc));
 		imported = SPI_processed;
+		if (imported > 1)
+		{
+			if (es_sequence_last_value(seq) != first)
+				elog(ERROR, "eventstore: the position sequence moved during an import");
+			(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seq),
+									   Int64GetDatum(first + (int64) imported - 1));
+		}
 	}
 
+	AtEOXact_GUC(true, save_nestlevel);
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	PG_RETURN_INT64((int64) imported);
