@@ -6,9 +6,11 @@
  * The caller fills a staging relation (normally with COPY) whose columns are
  * those of the type eventstore.import_row; import_events() checks it and
  * inserts every row with one INSERT ... SELECT.  Rows are imported in order
- * of (ord, stream_version): global positions are taken from the position
- * sequence in that order, the first one through es_allocate() so the
- * transaction is in flight for the read horizon like any append.  Per stream
+ * of (ord, stream_version) and get consecutive global positions in that
+ * order: the first through es_allocate(), so the transaction is in flight
+ * for the read horizon like any append, the rest as the block that follows
+ * it, after which the sequence is set past the block (one setval instead of
+ * a nextval per row).  Per stream
  * the imported versions must continue the stream exactly (first = current
  * version + 1, then consecutive) and created_at must never decrease; a
  * duplicate event id in a stream is refused by the (stream_id, event_id) key.
@@ -26,7 +28,9 @@
  *	  import checks against are final, and an append that follows an import
  *	  sees the imported events (wrong expected version, ES409, not a
  *	  duplicate key).  It also means no other transaction takes a position
- *	  while the import runs.
+ *	  while the import runs (appends take ROW EXCLUSIVE before their first
+ *	  position), which is what makes the block of positions safe; the
+ *	  import still checks that the sequence did not move before its setval.
  *	- it conflicts with itself: one import at a time.
  *	- it does not conflict with ACCESS SHARE: reads go on (they stop at the
  *	  read horizon, which the import holds back like an append).
