@@ -125,7 +125,7 @@ static const char es_import_check_sql[] =
 "      WHEN eventstore._event_size(s.data, s.event_type, s.metadata) OPERATOR(pg_catalog.>) $1 THEN 11"
 "      ELSE 0 END AS bad"
 "    FROM %s s"
-"    WINDOW win AS (PARTITION BY s.stream_id COLLATE \"C\" ORDER BY s.ord, s.stream_version)) w"
+"    WINDOW win AS (PARTITION BY s.stream_id COLLATE pg_catalog.\"C\" ORDER BY s.ord, s.stream_version)) w"
 "   OFFSET 0) r) c"
 " WHERE c.kind OPERATOR(pg_catalog.<>) 0"
 " ORDER BY c.ord NULLS FIRST, c.stream_version NULLS FIRST LIMIT 1";
