@@ -115,6 +115,12 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 field() { printf '%s' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}' | median; }
 
+# Bulk import: COPY + import_events against a raw COPY of the same rows.
+source "$BENCH/import_case.sh"
+IMPORT_N=$([ "$MODE" = full ] && echo 1000000 || echo 100000)
+es_log "import: $IMPORT_N events per round"
+read -r imp_ours imp_raw <<<"$(import_case "$IMPORT_N" "$ROUNDS")"
+
 # Memory: one backend, MEM_APPENDS appends, memory contexts before and after.
 mem_growth() {
     local f=$WORK/mem.sql
@@ -176,6 +182,11 @@ printf ',\n  {"case": "relay throughput", "ours_per_s": %s, "baseline": "hand", 
     "$r_ours_thr" "$r_hand_thr" "$ratio" >> "$WORK/results.json"
 printf ',\n  {"case": "relay latency", "rate": %s, "ours_p50_ms": %s, "ours_p99_ms": %s, "baseline": "hand", "baseline_p50_ms": %s, "baseline_p99_ms": %s}' \
     "$RELAY_RATE" "$r_ours_p50" "$r_ours_p99" "$r_hand_p50" "$r_hand_p99" >> "$WORK/results.json"
+ratio=$(awk -v a="$imp_ours" -v b="$imp_raw" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
+printf '| import of %s events (COPY to staging + import_events) | 1 | %s/s | raw COPY | %s/s | %s | | |\n' \
+    "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/table.md"
+printf ',\n  {"case": "import", "events": %s, "ours_per_s": %s, "baseline": "raw COPY", "baseline_per_s": %s, "ratio": "%s"}' \
+    "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/results.json"
 echo "" >> "$WORK/results.json"; echo "]" >> "$WORK/results.json"
 {
     echo

@@ -388,7 +388,8 @@ CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RE
                               'eventstore.register_upcaster(text, regprocedure)',
                               'eventstore.unregister_upcaster(text)',
                               'eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[])',
-                              'eventstore.remove_snapshot_policy(text)'];
+                              'eventstore.remove_snapshot_policy(text)',
+                              'eventstore.import_events(regclass)'];
         fns text[];
     BEGIN
         IF role IS NULL OR access IS NULL THEN
@@ -423,6 +424,9 @@ CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RE
                                       ' eventstore.outbox_messages, eventstore.relay_state,'
                                       ' eventstore.relay_status TO %s', role);
             EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.consumers TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stats, eventstore.category_stats,'
+                                      ' eventstore.projection_stats, eventstore.horizon_status,'
+                                      ' eventstore.relay_lag, eventstore.consumer_lag TO %s', role);
         END IF;
         FOR i IN 1 .. COALESCE(pg_catalog.array_length(fns, 1), 0) LOOP
             EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', fns[i], role);
@@ -442,7 +446,7 @@ CREATE TRIGGER events_immutable_row
     FOR EACH ROW EXECUTE FUNCTION eventstore.refuse_change();
 ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_immutable_row;
 
--- == Observability =========================================================
+-- == Observability ==================================================
 -- Counters in shared memory (src/stats.c), the horizon status and the lags.
 -- Cluster-wide counters show every database; the lag views the current one.
 -- Readable by pg_monitor (and the extension's owner); stats_reset() by the
@@ -568,3 +572,33 @@ GRANT USAGE ON SCHEMA eventstore TO pg_monitor;
 GRANT SELECT ON eventstore.stats, eventstore.category_stats, eventstore.projection_stats,
                 eventstore.horizon_status, eventstore.relay_lag, eventstore.consumer_lag
     TO pg_monitor;
+=======
+-- == Import ================================================================
+-- Bulk import of a history from another store (README, "Importing a
+-- history"; src/import.c).  The caller fills a relation with these columns,
+-- normally CREATE TEMP TABLE staging (LIKE eventstore.import_row) and COPY,
+-- then calls import_events(staging) once.  One SHARE ROW EXCLUSIVE lock on
+-- eventstore.events instead of a lock per stream.
+CREATE TYPE eventstore.import_row AS (
+    ord            bigint,
+    stream_id      text,
+    stream_version bigint,
+    event_type     text,
+    data           jsonb,
+    metadata       jsonb,
+    created_at     timestamptz,
+    event_id       uuid
+);
+
+-- The size append() checks against eventstore.max_event_size, for the import's check.
+CREATE FUNCTION eventstore._event_size(data jsonb, event_type text, metadata jsonb) RETURNS bigint
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'eventstore_event_size';
+
+CREATE FUNCTION eventstore.import_events(source regclass) RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_import_events';
+REVOKE ALL ON FUNCTION eventstore.import_events(regclass) FROM PUBLIC;
+
+-- admin gains import_events: see grant_access above (Consumers, routes and
+-- enqueue), which lists it.

@@ -20,6 +20,10 @@
  * (sub)transaction.  So a transaction that holds a stream lock has taken a
  * position, and PREPARE refuses it (horizon.c).
  *
+ * Before the stream lock an append takes ROW EXCLUSIVE on eventstore.events
+ * (the lock its insert takes anyway), so it waits for a running import,
+ * which holds SHARE ROW EXCLUSIVE instead of stream locks (import.c).
+ *
  * Rows are inserted as the owner of eventstore.events: EXECUTE on the append
  * functions is the privilege to write; nobody needs INSERT on the table.
  */
@@ -629,6 +633,13 @@ es_append(text *stream_id, bool any_version, int64 expected,
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+
+	/*
+	 * The table lock the insert takes anyway, taken before the stream is
+	 * looked at: an import (import.c) holds SHARE ROW EXCLUSIVE, so we wait
+	 * here for it to end and then see the versions it stored.
+	 */
+	LockRelationOid(es_events_relid(), RowExclusiveLock);
 
 	if (!es_lock_stream(stream_id, true))
 	{

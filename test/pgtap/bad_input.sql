@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(385);
+SELECT plan(396);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -141,6 +141,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._consumer_status(oid)',
     'eventstore._count_arg(integer)',
     'eventstore._drop_consumer(text,text,oid)',
+    'eventstore._event_size(jsonb,text,jsonb)',
     'eventstore._horizon_status()',
     'eventstore._registry_changed()',
     'eventstore._relay_state_merge()',
@@ -164,6 +165,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.enqueue(text,jsonb,jsonb)',
     'eventstore.event(text,jsonb,jsonb,uuid)',
     'eventstore.grant_access(regrole,text)',
+    'eventstore.import_events(regclass)',
     'eventstore.load_snapshot(text,text,bigint)',
     'eventstore.read_all(bigint,integer)',
     'eventstore.read_all_until(timestamp with time zone,bigint,integer)',
@@ -186,7 +188,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.stream_version_at(text,timestamp with time zone)',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 54 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 56 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -475,6 +477,34 @@ SELECT pg_temp.x('_channel_arg', '63 bytes: itself', 'ok 63', $$SELECT octet_len
 SELECT pg_temp.x('_time_arg', 'NULL', 'error 22004', $$SELECT eventstore._time_arg(NULL)$$);
 SELECT pg_temp.x('_time_arg', 'infinity: itself', 'ok infinity', $$SELECT eventstore._time_arg('infinity')$$);
 SELECT pg_temp.x('_time_arg', '-infinity: itself', 'ok -infinity', $$SELECT eventstore._time_arg('-infinity')$$);
+SELECT pg_temp.x('_event_size', 'NULL data', 'ok <null>', $$SELECT eventstore._event_size(NULL, 'T', NULL)$$);
+SELECT pg_temp.x('_event_size', 'empty object, empty type, no metadata', 'ok 8', $$SELECT eventstore._event_size('{}', '', NULL)$$);
+SELECT pg_temp.x('_event_size', 'a compressible 1 MB value counts in full', 'ok true',
+    $$SELECT eventstore._event_size(jsonb_build_object('x', repeat('x', 1048576)), 'T', '{}') > 1048576$$);
+
+------------------------------------------------------------------------
+-- import_events(source); every call is rolled back by try()
+------------------------------------------------------------------------
+SELECT pg_temp.x('import_events', 'NULL source', 'error 22004', $$SELECT eventstore.import_events(NULL)$$);
+SELECT pg_temp.x('import_events', 'OID 0', 'error 42P01', $$SELECT eventstore.import_events(0)$$);
+SELECT pg_temp.x('import_events', 'eventstore.events itself', 'error 22023', $$SELECT eventstore.import_events('eventstore.events')$$);
+SELECT pg_temp.x('import_events', 'a table without the columns', 'error 42703', $$SELECT eventstore.import_events('bi_nasty')$$);
+-- the sources, made here: try() runs only statements that return a row
+CREATE TEMP TABLE bi_st_long (LIKE eventstore.import_row);
+INSERT INTO bi_st_long VALUES (1, repeat('s', 1048576), 1, 'T', '{}', NULL, now(), NULL);
+CREATE TEMP TABLE bi_st_v1 (LIKE eventstore.import_row);
+INSERT INTO bi_st_v1 VALUES (1, 'bi-1', 1, 'T', '{}', NULL, now(), NULL);
+CREATE TEMP TABLE bi_st_nasty (LIKE eventstore.import_row);
+INSERT INTO bi_st_nasty SELECT row_number() OVER (), s, 1, 'T', '{}', NULL, now(), NULL FROM bi_nasty;
+CREATE TEMP TABLE "bi""; DROP TABLE eventstore.events; --" (LIKE eventstore.import_row);
+SELECT pg_temp.x('import_events', 'a stream id of 1 MB', 'error 22001', $$SELECT eventstore.import_events('bi_st_long')$$);
+SELECT pg_temp.x('import_events', 'version 1 of stream bi-1, which is at 2', 'error ES409',
+    $$SELECT eventstore.import_events('bi_st_v1')$$);
+SELECT pg_temp.x('import_events', 'SQL-looking stream ids: imported as they are', 'ok 15',
+    $$SELECT eventstore.import_events('bi_st_nasty')$$,
+    $$SELECT count(*) FROM eventstore.events e JOIN bi_nasty n ON n.s = e.stream_id$$);
+SELECT pg_temp.x('import_events', 'a SQL-looking source name', 'ok 0',
+    $$SELECT eventstore.import_events('"bi""; DROP TABLE eventstore.events; --"')$$);
 
 ------------------------------------------------------------------------
 -- Projections: register, unregister, enable, disable, rebuild

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(247);
+SELECT plan(254);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -63,6 +63,8 @@ CREATE FUNCTION es_tap_pv.admin_upcaster(e eventstore.events) RETURNS eventstore
 CREATE TABLE es_tap_pv.admin_log (position bigint);
 CREATE FUNCTION es_tap_pv.log_handler(e eventstore.events) RETURNS void LANGUAGE sql
     AS $$ INSERT INTO es_tap_pv.admin_log VALUES (e.global_position) $$;
+-- an (empty) import source the admin may read
+CREATE TABLE es_tap_pv.admin_import (LIKE eventstore.import_row);
 RESET ROLE;
 
 -- Committed store content: a stream, a routed channel with published
@@ -133,6 +135,7 @@ INSERT INTO pv_manage VALUES
     ('unregister_upcaster', $$SELECT eventstore.unregister_upcaster('PvOld')$$),
     ('set_snapshot_policy', $$SELECT eventstore.set_snapshot_policy('pv_x', 'es_tap_pv.admin_reducer(jsonb, eventstore.events)', 10)$$),
     ('remove_snapshot_policy', $$SELECT eventstore.remove_snapshot_policy('pv_policy')$$),
+    ('import_events', $$SELECT eventstore.import_events('es_tap_pv.admin_import')$$),
     ('grant_access', $$SELECT eventstore.grant_access('es_tap_pv_nobody', 'admin')$$);
 
 ------------------------------------------------------------------------
@@ -157,7 +160,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                  WHERE p.pronamespace = 'eventstore'::regnamespace
                    AND has_function_privilege('es_tap_pv_usage', p.oid, 'EXECUTE') ORDER BY 1),
-          ARRAY['_channel_arg', '_count_arg', '_stream_arg', '_time_arg', '_upcast', '_upcasting', 'aggregate',
+          ARRAY['_channel_arg', '_count_arg', '_event_size', '_stream_arg', '_time_arg', '_upcast', '_upcasting', 'aggregate',
                 'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_stream',
                 'read_stream_backwards', 'read_stream_until', 'relay_status', 'stream_version', 'stream_version_at'],
           'PUBLIC may execute exactly the functions that write nothing');
@@ -213,7 +216,7 @@ SELECT pg_temp.pv(r, m.fn, 'error 42501', m.call)
   FROM unnest(ARRAY['es_tap_pv_reader', 'es_tap_pv_writer', 'es_tap_pv_consumer', 'es_tap_pv_usage']) r
  CROSS JOIN pv_manage m WHERE m.fn <> 'grant_access'
  ORDER BY r, m.fn;
-SELECT pg_temp.pv('es_tap_pv_admin', m.fn, CASE m.fn WHEN 'rebuild_projection' THEN 'ok 1' WHEN 'relay_once' THEN 'ok 0' ELSE 'ok ' END, m.call)
+SELECT pg_temp.pv('es_tap_pv_admin', m.fn, CASE m.fn WHEN 'rebuild_projection' THEN 'ok 1' WHEN 'relay_once' THEN 'ok 0' WHEN 'import_events' THEN 'ok 0' ELSE 'ok ' END, m.call)
   FROM pv_manage m WHERE m.fn <> 'grant_access' ORDER BY m.fn;
 SELECT pg_temp.pv(r, 'grant_access', 'error 42501', m.call)
   FROM unnest(ARRAY['es_tap_pv_reader', 'es_tap_pv_writer', 'es_tap_pv_consumer', 'es_tap_pv_admin']) r
