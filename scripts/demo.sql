@@ -57,3 +57,7 @@ SELECT id, channel, global_position, published_at IS NOT NULL AS published FROM 
 
 -- Events are immutable.
 DELETE FROM eventstore.events;
+
+-- What an operator sees: counters since the server started, and the read horizon.
+SELECT database, appends, events, conflicts, vetoes FROM eventstore.stats;
+SELECT counter, newest, horizon, in_flight FROM eventstore.horizon_status;
