@@ -427,6 +427,9 @@ CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RE
             EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stats, eventstore.category_stats,'
                                       ' eventstore.projection_stats, eventstore.horizon_status,'
                                       ' eventstore.relay_lag, eventstore.consumer_lag TO %s', role);
+            -- functions a view calls are checked against the view's user, not its owner
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION eventstore._stats(),'
+                                      ' eventstore._horizon_status() TO %s', role);
         END IF;
         FOR i IN 1 .. COALESCE(pg_catalog.array_length(fns, 1), 0) LOOP
             EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', fns[i], role);

@@ -706,7 +706,10 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	/* Outbox rows for the routes that match, in the same transaction. */
 	es_outbox_route(sid, types, positions, n);
 
-	/* Projections and the hook run as the appending user, still connected. */
+	/*
+	 * Back to the appending user, still connected: the hook runs as that
+	 * user, projection handlers as their registered owners (es_call_as).
+	 */
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (dispatch)
 		es_stats_dispatch(sid, rows->vals, nrows, rows->tupdesc);

@@ -62,6 +62,7 @@ extern bool es_horizon_shmem_ready(void);
 extern int64 es_allocate(EsCounter kind, Oid seqoid);
 extern int64 es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out);
 extern bool es_horizon_oldest(EsCounter kind, Oid dbid, int64 *first, int *slot, int *count);
+extern int64 es_sequence_last_value(Oid seqoid);
 
 /* append.c */
 extern void es_check_stream_id(text *stream_id);

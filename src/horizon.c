@@ -375,24 +375,9 @@ es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 	else
 	{
 		LOCKTAG		tag;
-		Datum		last;
-		Oid			save_userid;
-		int			save_sec;
 
-		/* The sequence is read as its owner: readers need no grant on it. */
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-		{
-			LOCAL_FCINFO(fcinfo, 1);
-
-			InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-			fcinfo->args[0].value = ObjectIdGetDatum(seqoid);
-			fcinfo->args[0].isnull = false;
-			last = pg_sequence_last_value(fcinfo);
-			/* NULL before the sequence's first nextval: nothing to read */
-			horizon = fcinfo->isnull ? 0 : DatumGetInt64(last);
-		}
-		SetUserIdAndSecContext(save_userid, save_sec);
+		/* 0 before the sequence's first nextval: nothing to read */
+		horizon = es_sequence_last_value(seqoid);
 
 		es_log_locktag(&tag, kind);
 		WaitForLockers(tag, ExclusiveLock, false);
@@ -403,6 +388,33 @@ es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 	if (es_my_first[kind] != 0 && es_my_first[kind] - 1 < horizon)
 		horizon = es_my_first[kind] - 1;
 	return horizon;
+}
+
+/*
+ * The last value sequence seqoid handed out (0 before its first nextval),
+ * read as the store's owner: callers need no grant on the sequence.
+ */
+int64
+es_sequence_last_value(Oid seqoid)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Datum		last;
+	bool		isnull;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	{
+		LOCAL_FCINFO(fcinfo, 1);
+
+		InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = ObjectIdGetDatum(seqoid);
+		fcinfo->args[0].isnull = false;
+		last = pg_sequence_last_value(fcinfo);
+		isnull = fcinfo->isnull;
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return isnull ? 0 : DatumGetInt64(last);
 }
 
 /*

@@ -280,20 +280,6 @@ eventstore_event_size(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(size);
 }
 
-/* The last value the sequence handed out (0 before the first). */
-static int64
-es_sequence_last_value(Oid seq)
-{
-	LOCAL_FCINFO(fcinfo, 1);
-	Datum		last;
-
-	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = ObjectIdGetDatum(seq);
-	fcinfo->args[0].isnull = false;
-	last = pg_sequence_last_value(fcinfo);
-	return fcinfo->isnull ? 0 : DatumGetInt64(last);
-}
-
 /* Run plan (prepared from sql) with a snapshot taken now, after our locks. */
 static int
 es_import_execute(const char *sql, int nargs, Oid *argtypes, Datum *values, long tcount)

@@ -60,6 +60,9 @@ static void es_routes_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext c
 static EsRegistry es_routes_registry = {
 	.relname = "routes",
 	.query = ES_ROUTES_QUERY("r.with_data"),
+	/* before 0.5.0: no routes.with_data, every route sends data */
+	.since_column = "with_data",
+	.query_before = ES_ROUTES_QUERY("true"),
 	.fill = es_routes_fill,
 };
 
@@ -74,20 +77,12 @@ es_outbox_init(void)
 }
 
 /*
- * Load the routes, reading routes.with_data if the schema has it (a database
- * not yet updated to 0.5.0 has none, and every route sends data).
+ * Load the routes (the registry reads routes.with_data if the schema has it:
+ * a database not yet updated to 0.5.0 has none, and every route sends data).
  */
 static EsRoutes *
 es_routes_load(void)
 {
-	if (!es_routes_registry.valid)
-	{
-		Oid			relid = get_relname_relid("routes", es_schema_oid());
-
-		es_routes_registry.query =
-			OidIsValid(relid) && get_attnum(relid, "with_data") == InvalidAttrNumber ?
-			ES_ROUTES_QUERY("true") : ES_ROUTES_QUERY("r.with_data");
-	}
 	es_registry_load(&es_routes_registry);
 	return es_routes_registry.cache;
 }

@@ -710,29 +710,6 @@ eventstore_stats_reset(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* The last value of sequence seqoid (NULL before its first nextval), read as the store's owner. */
-static Datum
-es_sequence_last(Oid seqoid, bool *isnull)
-{
-	Oid			save_userid;
-	int			save_sec;
-	Datum		last;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	{
-		LOCAL_FCINFO(seqinfo, 1);
-
-		InitFunctionCallInfoData(*seqinfo, NULL, 1, InvalidOid, NULL, NULL);
-		seqinfo->args[0].value = ObjectIdGetDatum(seqoid);
-		seqinfo->args[0].isnull = false;
-		last = pg_sequence_last_value(seqinfo);
-		*isnull = seqinfo->isnull;
-	}
-	SetUserIdAndSecContext(save_userid, save_sec);
-	return last;
-}
-
 /* The pid of the backend in horizon slot slot, 0 if none. */
 static int
 es_slot_pid(int slot)
@@ -767,7 +744,6 @@ eventstore_horizon_status(PG_FUNCTION_ARGS)
 		bool		nulls[6];
 		Oid			seq = k == ES_COUNTER_POSITION ? es_position_seqid() :
 			get_relname_relid("outbox_id_seq", es_schema_oid());
-		bool		newest_null = true;
 		int64		newest = 0;
 		int64		first;
 		int			slot;
@@ -776,12 +752,7 @@ eventstore_horizon_status(PG_FUNCTION_ARGS)
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(names[k]);
 		if (OidIsValid(seq))
-		{
-			Datum		d = es_sequence_last(seq, &newest_null);
-
-			if (!newest_null)
-				newest = DatumGetInt64(d);
-		}
+			newest = es_sequence_last_value(seq);
 		/* before the sequence's first value, nothing was handed out */
 		values[1] = Int64GetDatum(newest);
 		if (!es_horizon_oldest((EsCounter) k, MyDatabaseId, &first, &slot, &count))

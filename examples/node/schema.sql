@@ -26,10 +26,12 @@ CREATE TABLE bank.balances (
     cents   bigint NOT NULL,
     version bigint NOT NULL
 );
-GRANT SELECT, INSERT, UPDATE ON bank.balances TO bank_teller;
+GRANT SELECT ON bank.balances TO bank_teller;
 
--- A synchronous projection: it runs in the appending transaction, with the
--- appending role's privileges.  Raising vetoes the append: no event, no
+-- A synchronous projection: it runs in the appending transaction, as its
+-- owner (the role running this file), so tellers need no write right on
+-- bank.balances and cannot change a balance around it; its search_path is
+-- pinned, as for a SECURITY DEFINER function.  Raising vetoes the append: no event, no
 -- balance change, no outbox row.  The overdraft rule lives here, so every
 -- client in every language gets it.
 CREATE FUNCTION bank.project_balance(e eventstore.events) RETURNS void

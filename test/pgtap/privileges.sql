@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(254);
+SELECT plan(260);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -332,7 +332,8 @@ SELECT pg_temp.pv('es_tap_pv_consumer', op, 'error 42501', sql)
 SELECT pg_temp.pv('es_tap_pv_admin', 'append', 'ok 3', $$SELECT stream_version FROM eventstore.append_event('pv-1', 2, 'PvA', '{}')$$);
 SELECT pg_temp.pv('es_tap_pv_admin', 'consumer_poll', 'ok 3', $$SELECT count(*) FROM eventstore.consumer_poll('pv_k2', 'pv_chan')$$);
 SELECT pg_temp.pv('es_tap_pv_admin', 'SELECT ' || t, 'ok true', format('SELECT count(*) >= 0 FROM eventstore.%I', t))
-  FROM unnest(ARRAY['outbox', 'consumers', 'outbox_messages']) t;
+  FROM unnest(ARRAY['outbox', 'consumers', 'outbox_messages', 'stats', 'category_stats', 'projection_stats',
+                    'horizon_status', 'relay_lag', 'consumer_lag']) t;
 SELECT pg_temp.pv('es_tap_pv_admin', 'relay_status()', 'ok 0',
     $$SELECT pending FROM eventstore.relay_status() WHERE database = current_database()$$);
 SELECT pg_temp.pv('es_tap_pv_admin', 'the view relay_status (the README''s monitoring interface)', 'ok 0',
