@@ -175,16 +175,42 @@ SELECT pg_temp.try($$SELECT eventstore.import_events('no_ord')$$);
 CREATE TEMP TABLE text_version (LIKE eventstore.import_row);
 ALTER TABLE text_version ALTER COLUMN stream_version TYPE text;
 SELECT pg_temp.try($$SELECT eventstore.import_events('text_version')$$);
--- a view with the columns works, extra columns are ignored
-CREATE TEMP VIEW staging_view AS
-    SELECT g::bigint AS ord, 'view-1'::text AS stream_id, g::bigint AS stream_version, 'T'::text AS event_type,
+-- a table with the columns works, extra columns are ignored
+CREATE TEMP TABLE staging_extra AS
+    SELECT g::bigint AS ord, 'extra-1'::text AS stream_id, g::bigint AS stream_version, 'T'::text AS event_type,
            '{}'::jsonb AS data, NULL::jsonb AS metadata, now() AS created_at, NULL::uuid AS event_id,
            'extra' AS comment
       FROM generate_series(1, 3) g;
 BEGIN;
-SELECT eventstore.import_events('staging_view');
-SELECT eventstore.stream_version('view-1');
+SELECT eventstore.import_events('staging_extra');
+SELECT eventstore.stream_version('extra-1');
 ROLLBACK;
+-- The source is read as the owner of eventstore.events: only a plain table,
+-- without row-level security, read with ONLY (a view could run the caller's
+-- functions with the owner's rights; 0.5.0 before the review accepted views)
+CREATE TABLE public.import_seen (who text);
+GRANT INSERT ON public.import_seen TO PUBLIC;
+CREATE FUNCTION public.import_spy() RETURNS jsonb LANGUAGE sql AS
+    $$ INSERT INTO public.import_seen VALUES (current_user) RETURNING '{}'::jsonb $$;
+CREATE TEMP VIEW staging_view AS
+    SELECT g::bigint AS ord, 'view-1'::text AS stream_id, g::bigint AS stream_version, 'T'::text AS event_type,
+           public.import_spy() AS data, NULL::jsonb AS metadata, now() AS created_at, NULL::uuid AS event_id
+      FROM generate_series(1, 3) g;
+SELECT pg_temp.try($$SELECT eventstore.import_events('staging_view')$$) AS view_refused;
+SELECT count(*) AS spy_never_ran FROM public.import_seen;
+CREATE TEMP TABLE staging_rls (LIKE eventstore.import_row);
+ALTER TABLE staging_rls ENABLE ROW LEVEL SECURITY;
+SELECT pg_temp.try($$SELECT eventstore.import_events('staging_rls')$$) AS rls_refused;
+-- rows of a child table are not read through its parent
+CREATE TEMP TABLE staging_parent (LIKE eventstore.import_row);
+CREATE TEMP TABLE staging_child () INHERITS (staging_parent);
+INSERT INTO staging_child VALUES (1, 'child-1', 1, 'T', '{}', NULL, now(), NULL);
+BEGIN;
+SELECT eventstore.import_events('staging_parent') AS imported_from_parent_only;
+ROLLBACK;
+DROP VIEW staging_view;
+DROP FUNCTION public.import_spy();
+DROP TABLE public.import_seen;
 
 ------------------------------------------------------------------------
 -- Privileges: EXECUTE is revoked from PUBLIC; an admin may import what it

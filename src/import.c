@@ -43,13 +43,17 @@
  * The checks and the insert read with a snapshot taken after the lock, so
  * they see every committed append also in REPEATABLE READ.  Rows are
  * inserted as the owner of eventstore.events (EXECUTE on import_events is the
- * privilege to import; the caller needs SELECT on the source).  Projections,
+ * privilege to import; the caller needs SELECT on the source, which must be
+ * a plain table without row-level security, read with ONLY: nothing of the
+ * caller's runs with the owner's rights).  Projections,
  * routes and snapshot policies do not run for imported events.
  */
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -57,6 +61,7 @@
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -124,7 +129,7 @@ static const char es_import_check_sql[] =
 "       AND pg_catalog.jsonb_typeof(s.metadata) OPERATOR(pg_catalog.<>) 'object' THEN 10"
 "      WHEN eventstore._event_size(s.data, s.event_type, s.metadata) OPERATOR(pg_catalog.>) $1 THEN 11"
 "      ELSE 0 END AS bad"
-"    FROM %s s"
+"    FROM ONLY %s s"
 "    WINDOW win AS (PARTITION BY s.stream_id COLLATE pg_catalog.\"C\" ORDER BY s.ord, s.stream_version)) w"
 "   OFFSET 0) r) c"
 " WHERE c.kind OPERATOR(pg_catalog.<>) 0"
@@ -145,7 +150,7 @@ static const char es_import_insert_sql[] =
 " FROM (SELECT s.stream_id, s.stream_version, s.event_id, s.event_type, s.data,"
 "   s.metadata, s.created_at,"
 "   pg_catalog.row_number() OVER (ORDER BY s.ord, s.stream_version) AS rn"
-"  FROM %s s) t";
+"  FROM ONLY %s s) t";
 
 /* Refuse a source that lacks a column of eventstore.import_row or types it otherwise. */
 static void
@@ -280,6 +285,20 @@ eventstore_event_size(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(size);
 }
 
+/* True when relation relid has row-level security enabled. */
+static bool
+es_rel_has_row_security(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		rls;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	rls = ((Form_pg_class) GETSTRUCT(tup))->relrowsecurity;
+	ReleaseSysCache(tup);
+	return rls;
+}
+
 /* Run plan (prepared from sql) with a snapshot taken now, after our locks. */
 static int
 es_import_execute(const char *sql, int nargs, Oid *argtypes, Datum *values, long tcount)
@@ -323,6 +342,24 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot import eventstore.events into itself")));
+
+	/*
+	 * The source is read as the owner of eventstore.events (a superuser in a
+	 * standard install), so it must be a plain table: a view, a foreign
+	 * table or a table's children could run the caller's functions with the
+	 * owner's rights, and row-level security (which the owner bypasses)
+	 * could hide rows from the caller that the owner would import.
+	 */
+	if (get_rel_relkind(source) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("source \"%s\" is not a table", source_name),
+				 errhint("Load the rows into a table, e.g. CREATE TEMP TABLE staging (LIKE eventstore.import_row), and import that.")));
+	if (es_rel_has_row_security(source))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("source \"%s\" has row-level security enabled", source_name),
+				 errhint("Copy the rows you may read into a table without it, and import that.")));
 
 	/* The caller reads the source; the rows are written as the table's owner. */
 	aclresult = pg_class_aclcheck(source, GetUserId(), ACL_SELECT);
