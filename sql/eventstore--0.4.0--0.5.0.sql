@@ -102,14 +102,10 @@ CREATE TRIGGER relay_state_merge BEFORE INSERT ON eventstore.relay_state
 -- background worker slot (NULL while it has a worker or needs none).  The
 -- view is made again with the privileges it had (grant_access gives admins
 -- SELECT on it).  Grants run by this script would count as the extension's
--- own initial privileges, which pg_dump leaves out: the view's entry in
--- pg_init_privs is put back as it was, so they are dumped as before.
+-- own initial privileges, which pg_dump leaves out: the last statement of
+-- this script (Initial privileges) takes them out of pg_init_privs again.
 DO $$
 DECLARE
-    init aclitem[] := (SELECT i.initprivs FROM pg_catalog.pg_init_privs i
-                        WHERE i.objoid OPERATOR(pg_catalog.=) 'eventstore.relay_status'::regclass
-                          AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::regclass
-                          AND i.objsubid OPERATOR(pg_catalog.=) 0);
     grants text[] := ARRAY(
         SELECT pg_catalog.format('GRANT %s ON eventstore.relay_status TO %s%s', a.privilege_type,
                                  CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
@@ -132,13 +128,6 @@ BEGIN
     FOREACH g IN ARRAY grants LOOP
         EXECUTE g;
     END LOOP;
-    DELETE FROM pg_catalog.pg_init_privs i
-     WHERE i.objoid OPERATOR(pg_catalog.=) 'eventstore.relay_status'::regclass
-       AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::regclass;
-    IF init IS NOT NULL THEN
-        INSERT INTO pg_catalog.pg_init_privs (objoid, classoid, objsubid, privtype, initprivs)
-        VALUES ('eventstore.relay_status'::regclass, 'pg_catalog.pg_class'::regclass, 0, 'e', init);
-    END IF;
 END
 $$;
 
@@ -604,3 +593,48 @@ REVOKE ALL ON FUNCTION eventstore.import_events(regclass) FROM PUBLIC;
 
 -- admin gains import_events: see grant_access above (Consumers, routes and
 -- enqueue), which lists it.
+
+-- == Initial privileges ====================================================
+-- GRANTs run by an extension script are recorded as the extension's initial
+-- privileges (pg_init_privs), and pg_dump dumps only what differs from them.
+-- This script re-grants privileges of existing roles on objects it replaces
+-- or adds (add_route, relay_status, the consumer functions, UPDATE on
+-- consumers): recorded as initial, they would be lost by the next dump and
+-- restore (the schema's USAGE too).  A fresh install grants only to PUBLIC
+-- and pg_monitor, so the
+-- initial privileges keep exactly those grantees (and the owner); every
+-- other role's grant is left to pg_dump, as a grant the DBA made.
+DO $$
+DECLARE
+    ext pg_catalog.oid := (SELECT e.oid FROM pg_catalog.pg_extension e
+                            WHERE e.extname OPERATOR(pg_catalog.=) 'eventstore');
+    keep pg_catalog.oid[] := ARRAY[0::pg_catalog.oid, 'pg_monitor'::pg_catalog.regrole::pg_catalog.oid,
+                                   (SELECT e.extowner FROM pg_catalog.pg_extension e
+                                     WHERE e.extname OPERATOR(pg_catalog.=) 'eventstore')];
+    r record;
+    kept pg_catalog.aclitem[];
+BEGIN
+    FOR r IN SELECT i.objoid, i.classoid, i.objsubid, i.initprivs
+               FROM pg_catalog.pg_init_privs i
+              WHERE i.privtype OPERATOR(pg_catalog.=) 'e'
+                AND ((i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND i.objoid OPERATOR(pg_catalog.=) 'eventstore'::pg_catalog.regnamespace)
+                     OR EXISTS (SELECT FROM pg_catalog.pg_depend d
+                             WHERE d.classid OPERATOR(pg_catalog.=) i.classoid
+                               AND d.objid OPERATOR(pg_catalog.=) i.objoid
+                               AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                               AND d.refobjid OPERATOR(pg_catalog.=) ext
+                               AND d.deptype OPERATOR(pg_catalog.=) 'e'))
+    LOOP
+        kept := ARRAY(SELECT item FROM pg_catalog.unnest(r.initprivs) AS item
+                       WHERE NOT EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[item]) x
+                                          WHERE x.grantee OPERATOR(pg_catalog.<>) ALL (keep)));
+        IF kept IS DISTINCT FROM r.initprivs THEN
+            UPDATE pg_catalog.pg_init_privs i SET initprivs = kept
+             WHERE i.objoid OPERATOR(pg_catalog.=) r.objoid
+               AND i.classoid OPERATOR(pg_catalog.=) r.classoid
+               AND i.objsubid OPERATOR(pg_catalog.=) r.objsubid;
+        END IF;
+    END LOOP;
+END
+$$;

@@ -25,11 +25,14 @@ PSQL=${PSQL:-psql}
 : "${PGHOST:?PGHOST must be set}" "${PGPORT:?PGPORT must be set}"
 FRESH=eventstore_up_fresh_$$
 CHAIN=eventstore_up_chain_$$
+ADMIN=es_up_admin_$$
+CONSUMER=es_up_consumer_$$
 WORK=$(mktemp -d /tmp/eventstore-upgrade.XXXXXX)
 failed=0
 
 cleanup() {
-    "$PSQL" -X -q -d postgres -c "DROP DATABASE IF EXISTS $FRESH" -c "DROP DATABASE IF EXISTS $CHAIN" >/dev/null 2>&1
+    "$PSQL" -X -q -d postgres -c "DROP DATABASE IF EXISTS $FRESH" -c "DROP DATABASE IF EXISTS $CHAIN" \
+        -c "DROP ROLE IF EXISTS $ADMIN" -c "DROP ROLE IF EXISTS $CONSUMER" >/dev/null 2>&1
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -69,7 +72,28 @@ for v in "${versions[@]}"; do
     seen=$(q "$CHAIN" -c "SELECT string_agg(data->>'to', ' ' ORDER BY stream_version) FROM eventstore.read_stream('upgrade-1')")
     want=$(printf '%s ' "${versions[@]:0:$n}"); want=${want% }
     [ "$seen" = "$want" ] || fail "at $v read_stream returned '$seen', expected '$want'"
+    # Roles the DBA gave access under 0.4.0: the upgrade carries their grants
+    # over to what it replaces, and those grants must stay the DBA's (dumped
+    # by pg_dump), not become the extension's initial privileges.
+    if [ "$v" = 0.4.0 ]; then
+        q "$CHAIN" -c "CREATE ROLE $ADMIN" -c "CREATE ROLE $CONSUMER" \
+            -c "SELECT eventstore.grant_access('$ADMIN', 'admin')" \
+            -c "SELECT eventstore.grant_access('$CONSUMER', 'consumer')" >/dev/null || fail "grant_access at 0.4.0"
+    fi
 done
+
+# After the upgrades: no initial privilege of the extension names those roles,
+# and pg_dump writes their grants, so a restore keeps them.
+leaked=$(q "$CHAIN" -c "SELECT count(*) FROM pg_init_privs i, aclexplode(i.initprivs) a
+                         WHERE a.grantee IN ('$ADMIN'::regrole, '$CONSUMER'::regrole)")
+[ "$leaked" = 0 ] || fail "$leaked initial privileges of the extension name roles granted by the DBA (pg_dump would drop them)"
+dump=$("$(dirname "$(command -v "$PSQL")")"/pg_dump -s -d "$CHAIN" 2>/dev/null || pg_dump -s -d "$CHAIN")
+for g in "ON FUNCTION eventstore.add_route(channel text, event_types text\[\], categories text\[\], with_data boolean) TO $ADMIN" \
+         "ON FUNCTION eventstore.consumer_ack(consumer text, channel text, id bigint) TO $CONSUMER" \
+         "ON TABLE eventstore.relay_status TO $ADMIN"; do
+    grep -q -- "$g" <<<"$dump" || fail "pg_dump of the upgraded database lacks GRANT ... $g"
+done
+q "$CHAIN" -c "DROP OWNED BY $ADMIN, $CONSUMER" || fail "DROP OWNED"
 
 # A description of every object of the extension, one line each, in a
 # stable order; OIDs never appear, only names.
@@ -81,7 +105,7 @@ members AS (
      WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'
 )
 SELECT 'function ' || p.oid::regprocedure || ' owner=' || pg_get_userbyid(p.proowner)
-       || ' acl=' || coalesce(p.proacl::text, '-') || ' config=' || coalesce(p.proconfig::text, '-')
+       || ' acl=' || coalesce(nullif(p.proacl, acldefault('f', p.proowner))::text, '-') || ' config=' || coalesce(p.proconfig::text, '-')
        || E'\n' || pg_get_functiondef(p.oid)
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
  WHERE p.prokind <> 'a'
@@ -91,7 +115,8 @@ SELECT 'aggregate ' || p.oid::regprocedure
  WHERE p.prokind = 'a'
 UNION ALL
 SELECT 'relation ' || c.oid::regclass || ' kind=' || c.relkind::text || ' owner=' || pg_get_userbyid(c.relowner)
-       || ' acl=' || coalesce(c.relacl::text, '-') || ' options=' || coalesce(c.reloptions::text, '-')
+       || ' acl=' || coalesce(nullif(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))::text, '-')
+       || ' options=' || coalesce(c.reloptions::text, '-')
        || ' persistence=' || c.relpersistence::text
        || coalesce(E'\n  view ' || pg_get_viewdef(c.oid), '')
        || coalesce((SELECT string_agg(E'\n  column ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
@@ -116,7 +141,8 @@ SELECT 'type ' || format_type(t.oid, NULL) || ' kind=' || t.typtype::text || ' o
                       FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '')
   FROM members m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid
 UNION ALL
-SELECT 'schema ' || n.nspname || ' owner=' || pg_get_userbyid(n.nspowner) || ' acl=' || coalesce(n.nspacl::text, '-')
+SELECT 'schema ' || n.nspname || ' owner=' || pg_get_userbyid(n.nspowner)
+       || ' acl=' || coalesce(nullif(n.nspacl, acldefault('n', n.nspowner))::text, '-')
   FROM members m JOIN pg_namespace n ON m.classid = 'pg_namespace'::regclass AND n.oid = m.objid
 UNION ALL
 SELECT 'other ' || pg_describe_object(m.classid, m.objid, 0)
