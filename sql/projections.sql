@@ -584,9 +584,43 @@ SET ROLE regress_proj_writer;
 SELECT stream_version FROM eventstore.append_event('proj_secret-1', 0, 'ProjOther', '{}');
 -- ... but not write to proj_secret itself: 42501
 SELECT pg_temp.try($$INSERT INTO proj_secret VALUES ('x', 0)$$);
--- its append of a projected event runs the handler as the handler's owner
+-- its append of a projected event runs the handler as the handler's owner,
+-- with search_path = pg_catalog, pg_temp since the handler sets none: its
+-- unqualified proj_secret is not found (the append fails, nothing written) ...
+SELECT pg_temp.try($$SELECT stream_version FROM eventstore.append_event('proj_secret-1', 1, 'ProjSecret', '{}')$$)
+       AS unpinned_handler;
+RESET ROLE;
+-- ... and a handler that pins its search_path resolves its names there
+ALTER FUNCTION proj_secret(eventstore.events) SET search_path = public, pg_catalog;
+SET ROLE regress_proj_writer;
 SELECT stream_version FROM eventstore.append_event('proj_secret-1', 1, 'ProjSecret', '{}');
 RESET ROLE;
+-- The writer cannot steer the owner's unqualified names to its own code by
+-- its search_path: a handler without a search_path of its own calls
+-- proj_audit() (public's, harmless); the writer's schema has a
+-- proj_audit() that would record who ran it.
+CREATE TABLE proj_audit_log (who name);
+GRANT INSERT ON proj_audit_log TO PUBLIC;
+CREATE FUNCTION public.proj_audit() RETURNS void LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION proj_calls_audit(e eventstore.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM proj_audit();
+END $$;
+SELECT eventstore.register_projection('audit', 'proj_calls_audit(eventstore.events)', ARRAY['ProjAudit']);
+CREATE SCHEMA proj_writer_s AUTHORIZATION regress_proj_writer;
+SET ROLE regress_proj_writer;
+CREATE FUNCTION proj_writer_s.proj_audit() RETURNS void LANGUAGE sql AS
+    $$ INSERT INTO public.proj_audit_log VALUES (current_user) $$;
+SET search_path = proj_writer_s, public;
+SELECT pg_temp.try($$SELECT stream_version FROM eventstore.append_event('proj_audit-1', 0, 'ProjAudit', '{}')$$)
+       AS writer_steered_append;
+RESET search_path;
+RESET ROLE;
+SELECT count(*) AS writer_code_ran_as_owner FROM proj_audit_log;
+SELECT eventstore.unregister_projection('audit');
+DROP SCHEMA proj_writer_s CASCADE;
+DROP FUNCTION proj_calls_audit(eventstore.events), public.proj_audit();
+DROP TABLE proj_audit_log;
 SELECT stream_id, version, who = (SELECT p.proowner::regrole::name FROM pg_proc p
                                     WHERE p.oid = 'proj_secret(eventstore.events)'::regprocedure)
        AS who_is_handler_owner,

@@ -36,6 +36,7 @@
 #include "utils/rel.h"
 #include "utils/regproc.h"
 #include "utils/snapmgr.h"
+#include "utils/guc.h"
 #include "utils/syscache.h"
 
 #include "compat.h"
@@ -507,22 +508,64 @@ es_handler_require(EsHandler *h, const char *what, const char *of, const char *h
 			 errhint("%s", hint)));
 }
 
+/* True when function fn sets its own search_path (SET search_path = ...). */
+static bool
+es_function_sets_search_path(Oid fn)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	bool		isnull;
+	bool		found = false;
+	Datum		config;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
+	if (!isnull)
+	{
+		Datum	   *items;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(config), TEXTOID, -1, false, TYPALIGN_INT,
+						  &items, NULL, &n);
+		for (int i = 0; i < n && !found; i++)
+			found = pg_strncasecmp(TextDatumGetCString(items[i]), "search_path=", 12) == 0;
+	}
+	ReleaseSysCache(tup);
+	return found;
+}
+
 /*
  * Call a handler as owner (its owner at registration), like a SECURITY
  * DEFINER function: whoever triggers it -- a writer, a reader, a superuser
  * -- lends it no privileges.  SECURITY_LOCAL_USERID_CHANGE keeps the handler
  * from SET ROLE back.  The user is restored on the way out, also on error.
+ *
+ * Unlike a SECURITY DEFINER function, whose author is told to pin its
+ * search_path, a handler runs because someone else appended or read: with
+ * the caller's search_path, a caller who can create objects in a schema
+ * could make the owner's unqualified names resolve to its own functions.  So
+ * when the identity changes and the handler does not set search_path
+ * itself, it runs with search_path = pg_catalog, pg_temp: it must
+ * schema-qualify what it uses, or SET its own search_path.
  */
 Datum
 es_call_as(Oid owner, FunctionCallInfo fcinfo)
 {
 	Oid			save_userid;
 	int			save_sec;
+	volatile int nestlevel = -1;
 	volatile Datum result = (Datum) 0;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	if (owner == save_userid)
 		return FunctionCallInvoke(fcinfo);
+	if (!es_function_sets_search_path(fcinfo->flinfo->fn_oid))
+	{
+		nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
@@ -533,5 +576,8 @@ es_call_as(Oid owner, FunctionCallInfo fcinfo)
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
+	/* on error, the (sub)transaction's abort undoes the setting */
+	if (nestlevel >= 0)
+		AtEOXact_GUC(true, nestlevel);
 	return result;
 }
