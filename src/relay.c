@@ -16,8 +16,9 @@
  *	- NOTIFY and the UPDATE that marks the rows published commit together:
  *	  a crash before the commit publishes nothing and marks nothing; after
  *	  it, both happened.  No row is queued for notification twice.
- *	- A pass that notifies commits with synchronous_commit at least on,
- *	  whatever the server's or the session's setting: a NOTIFY is delivered
+ *	- A pass that notifies never commits asynchronously: synchronous_commit
+ *	  off is raised to local for its transaction (any other setting already
+ *	  flushes the local WAL, and is kept): a NOTIFY is delivered
  *	  as soon as its transaction is marked committed, which an asynchronous
  *	  commit does before its WAL is flushed.  A crash then lost the cursor's
  *	  move (the rows were published again) and, when the appends were
@@ -345,8 +346,8 @@ es_relay_pass(int max_count, bool prune)
 		Datum		markvalues[2];
 
 		/* Until the end of this transaction: commit durably (see above). */
-		if (synchronous_commit < SYNCHRONOUS_COMMIT_REMOTE_FLUSH)
-			(void) set_config_option("synchronous_commit", "on", PGC_USERSET, PGC_S_SESSION,
+		if (synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
+			(void) set_config_option("synchronous_commit", "local", PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, ERROR, false);
 
 		ids = palloc(sizeof(Datum) * n);

@@ -21,7 +21,7 @@
 #     relay's cursor: otherwise a listener was told of a row that is gone (a
 #     phantom) or the row is published again after the restart.
 #
-# The relay commits its passes with synchronous_commit at least on, which
+# The relay commits its passes with synchronous_commit at least local, which
 # flushes its commit and everything before it in the WAL (the appends it
 # read included) before any listener is notified.  Before that change the
 # first round already failed.
@@ -186,9 +186,9 @@ round $((ROUNDS + 1)) relay_once
 # relay_once raises synchronous_commit for its own transaction only.
 out=$(q -c "SET synchronous_commit = off" -c "SELECT eventstore.enqueue('dur', '{}')" -c "BEGIN" \
         -c "SELECT eventstore.relay_once()" -c "SHOW synchronous_commit" -c "COMMIT" -c "SHOW synchronous_commit" | paste -sd' ' -)
-[ "$out" = "$(q -c "SELECT max(id) FROM eventstore.outbox") 1 on off" ] &&
-    ok "relay_once: synchronous_commit on in its transaction, off again after it ($out)" ||
-    fail "relay_once and synchronous_commit: '$out' (want: <id> 1 on off)"
+[ "$out" = "$(q -c "SELECT max(id) FROM eventstore.outbox") 1 local off" ] &&
+    ok "relay_once: synchronous_commit local in its transaction, off again after it ($out)" ||
+    fail "relay_once and synchronous_commit: '$out' (want: <id> 1 local off)"
 
 log "notified $notified_total rows over $((ROUNDS + 1)) rounds; lost or unpublished after the kill: $lost_total"
 if [ $failures = 0 ]; then log "all checks passed"; exit 0; fi
