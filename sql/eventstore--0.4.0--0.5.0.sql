@@ -468,15 +468,22 @@ SELECT d.datname AS database, s.store, s.appends, s.events, s.batches, s.conflic
        s.stats_since, s.stats_dropped
   FROM eventstore._stats() s
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
- WHERE s.kind OPERATOR(pg_catalog.=) 's';
+ WHERE s.kind OPERATOR(pg_catalog.=) 's'
+   AND (d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+        OR pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER'));
 
+-- Rows of other databases (their category and projection names) only for
+-- members of pg_read_all_stats (pg_monitor is one), as pg_stat_statements does
+-- with query texts.
 -- One row per database, store and category (bounded: see README).
 CREATE VIEW eventstore.category_stats AS
 SELECT d.datname AS database, s.store, s.name AS category, s.appends, s.events,
        s.batches, s.conflicts, s.retries, s.vetoes, s.bytes, s.stats_since
   FROM eventstore._stats() s
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
- WHERE s.kind OPERATOR(pg_catalog.=) 'c';
+ WHERE s.kind OPERATOR(pg_catalog.=) 'c'
+   AND (d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+        OR pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER'));
 
 -- One row per database, store and projection: calls and time of its handler.
 CREATE VIEW eventstore.projection_stats AS
@@ -487,7 +494,9 @@ SELECT d.datname AS database, s.store, s.name AS projection,
        s.stats_since
   FROM eventstore._stats() s
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
- WHERE s.kind OPERATOR(pg_catalog.=) 'p';
+ WHERE s.kind OPERATOR(pg_catalog.=) 'p'
+   AND (d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+        OR pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER'));
 
 CREATE FUNCTION eventstore._horizon_status(
         OUT counter text, OUT newest bigint, OUT horizon bigint, OUT in_flight integer,

@@ -16,9 +16,12 @@
 #if PG_VERSION_NUM >= 170000
 #include "storage/procnumber.h"
 #define ES_MY_SLOT()			(MyProcNumber)
+#define ES_SLOT_PROC(slot)		(GetPGProcByNumber(slot))
 #else
 #include "storage/backendid.h"
+#include "storage/sinvaladt.h"
 #define ES_MY_SLOT()			(MyBackendId - 1)
+#define ES_SLOT_PROC(slot)		(BackendIdGetProc((slot) + 1))	/* the PGPROC of a slot, or NULL */
 #endif
 
 /*

@@ -56,10 +56,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#if PG_VERSION_NUM < 170000
-#include "storage/sinvaladt.h"
-#endif
-
 #include "compat.h"
 #include "eventstore.h"
 
@@ -714,13 +710,8 @@ eventstore_stats_reset(PG_FUNCTION_ARGS)
 static int
 es_slot_pid(int slot)
 {
-	PGPROC	   *proc;
+	PGPROC	   *proc = ES_SLOT_PROC(slot);
 
-#if PG_VERSION_NUM >= 170000
-	proc = GetPGProcByNumber(slot);
-#else
-	proc = BackendIdGetProc(slot + 1);
-#endif
 	return proc != NULL ? proc->pid : 0;
 }
 

@@ -88,6 +88,17 @@ check "the category rows add up to the store's totals" "t" \
     "$(q sb1 -c "SELECT (SELECT sum(appends) FROM eventstore.category_stats WHERE database = 'sb1')
                       = (SELECT appends FROM eventstore.stats WHERE database = 'sb1')")"
 
+# Another database's rows (its category names) are shown only to members of
+# pg_read_all_stats: an admin of sb1 sees sb1's rows, pg_monitor sees both.
+q sb1 -c "CREATE ROLE sb_admin" -c "SELECT eventstore.grant_access('sb_admin', 'admin')" \
+      -c "CREATE ROLE sb_monitor IN ROLE pg_monitor" >/dev/null
+check "an admin of sb1 sees only sb1's rows" "sb1|sb1" \
+    "$(q sb1 -c "SET ROLE sb_admin" -c "SELECT (SELECT string_agg(DISTINCT database, ',') FROM eventstore.stats) || '|' ||
+                                               (SELECT string_agg(DISTINCT database, ',') FROM eventstore.category_stats)")"
+check "pg_monitor sees every database's rows" "sb1,sb2" \
+    "$(q sb1 -c "SET ROLE sb_monitor" -c "SELECT string_agg(DISTINCT database, ',' ORDER BY database) FROM eventstore.category_stats")"
+q sb1 -c "DROP OWNED BY sb_admin" -c "DROP ROLE sb_admin" -c "DROP ROLE sb_monitor" >/dev/null
+
 # stats_reset clears the current database only, and frees its named slots
 q sb2 -c "SELECT eventstore.stats_reset()" >/dev/null
 check "stats_reset in sb2 leaves sb1" "0 186" \
