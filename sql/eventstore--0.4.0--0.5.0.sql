@@ -573,6 +573,7 @@ GRANT USAGE ON SCHEMA eventstore TO pg_monitor;
 GRANT SELECT ON eventstore.stats, eventstore.category_stats, eventstore.projection_stats,
                 eventstore.horizon_status, eventstore.relay_lag, eventstore.consumer_lag
     TO pg_monitor;
+
 -- == Import ================================================================
 -- Bulk import of a history from another store (README, "Importing a
 -- history"; src/import.c).  The caller fills a relation with these columns,
