@@ -6,14 +6,14 @@ MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/registry.o src/projection.o src/upcast.o src/aggregate.o \
        src/outbox.o src/consumer.o src/relay.o src/relay_launcher.o src/relay_worker.o src/immutable.o \
-       src/stats.o src/import.o
+       src/stats.o src/import.o src/subscription.o
 HEADERS = include/eventstore_hooks.h
 
 # relative to $(srcdir), which is not . in out-of-tree builds (pg_buildext, debian/)
 DATA = $(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/$(EXTENSION)--*.sql))
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)
