@@ -1163,6 +1163,9 @@ CREATE FUNCTION eventstore._subscription_delivered(s eventstore.subscriptions, c
         n integer;
         r eventstore.subscription_retries;
     BEGIN
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'subscription must not be null';
+        END IF;
         PERFORM eventstore._subscription_arg(consumer, 'consumer');
         IF "position" IS NULL OR "position" OPERATOR(pg_catalog.<=) 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -1291,7 +1294,7 @@ CREATE FUNCTION eventstore._subscription_nack(subscription text, consumer text, 
     END
     $$;
 
-CREATE FUNCTION eventstore._subscription_parked(subscription text, caller oid)
+CREATE FUNCTION eventstore._subscription_list_parked(subscription text, caller oid)
     RETURNS TABLE (global_position bigint, partition integer, stream_id text, stream_version bigint,
                    event_type text, attempts integer, reason text,
                    first_failed_at timestamptz, last_failed_at timestamptz)
@@ -1356,7 +1359,7 @@ CREATE FUNCTION eventstore._subscription_replay(subscription text, "position" bi
 -- after the checkpoint up to the horizon, counted up to 10000: 10000 means
 -- at least), the age of the oldest of them (or of the oldest pending retry),
 -- pending retries and parked events.
-CREATE FUNCTION eventstore._subscription_status(caller oid)
+CREATE FUNCTION eventstore._subscription_state(caller oid)
     RETURNS TABLE (subscription text, partition integer, holder text, lease_until timestamptz,
                    checkpoint bigint, delivered_to bigint, events_behind bigint, seconds_behind double precision,
                    retries bigint, parked bigint)
@@ -1457,8 +1460,8 @@ REVOKE ALL ON FUNCTION eventstore._log_horizon(), eventstore._subscription_parti
     eventstore._subscription_delivered(eventstore.subscriptions, text, bigint),
     eventstore._subscription_ack(text, text, bigint, oid),
     eventstore._subscription_nack(text, text, bigint, interval, text, oid),
-    eventstore._subscription_parked(text, oid), eventstore._subscription_replay(text, bigint, oid),
-    eventstore._subscription_status(oid),
+    eventstore._subscription_list_parked(text, oid), eventstore._subscription_replay(text, bigint, oid),
+    eventstore._subscription_state(oid),
     eventstore.create_subscription(text, text[], text[], text, bigint, timestamptz, text, integer, integer,
                                    interval, interval),
     eventstore.alter_subscription(text, text[], text[], integer, interval, interval),

@@ -151,7 +151,7 @@ eventstore_parked(PG_FUNCTION_ARGS)
 	static const Oid argtypes[1] = {TEXTOID};
 	static SPIPlanPtr plan = NULL;
 
-	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_parked($1, $2)",
+	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_list_parked($1, $2)",
 					 argtypes, true, true);
 	return (Datum) 0;
 }
@@ -174,6 +174,6 @@ eventstore_subscription_status(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
 
-	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_status($1)", NULL, true, true);
+	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_state($1)", NULL, true, true);
 	return (Datum) 0;
 }
