@@ -768,7 +768,7 @@ CREATE FUNCTION eventstore._subscription_arg(value text, what text) RETURNS text
     END
     $$;
 
--- The subscription name, locked (FOR SHARE, or FOR UPDATE with for_update),
+-- The subscription name (locked FOR UPDATE with for_update),
 -- after checking that role caller may use it: 42704 if it does not exist,
 -- 42501 if it belongs to a role whose privileges the caller lacks.
 CREATE FUNCTION eventstore._subscription_get(name text, caller oid, for_update boolean DEFAULT false)
@@ -783,8 +783,10 @@ CREATE FUNCTION eventstore._subscription_get(name text, caller oid, for_update b
             SELECT * INTO s FROM eventstore.subscriptions x
              WHERE x.name OPERATOR(pg_catalog.=) $1 FOR UPDATE;
         ELSE
+            -- no lock: the partition rows poll, ack and nack lock keep
+            -- drop_subscription (which deletes them) waiting
             SELECT * INTO s FROM eventstore.subscriptions x
-             WHERE x.name OPERATOR(pg_catalog.=) $1 FOR SHARE;
+             WHERE x.name OPERATOR(pg_catalog.=) $1;
         END IF;
         IF s.name IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'undefined_object',
@@ -1003,6 +1005,10 @@ CREATE FUNCTION eventstore._subscription_poll(subscription text, consumer text, 
         cps bigint[];
         replays integer[] := '{}';
         lo bigint;
+        retrying boolean;
+        waiting integer[];
+        replaying integer[];
+        renew integer[] := '{}';
     BEGIN
         IF max_count IS NULL OR max_count OPERATOR(pg_catalog.<) 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -1025,6 +1031,17 @@ CREATE FUNCTION eventstore._subscription_poll(subscription text, consumer text, 
          WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.holder OPERATOR(pg_catalog.=) me
            AND x.lease_until OPERATOR(pg_catalog.>=) clock;
         cps := pg_catalog.array_fill(NULL::bigint, ARRAY[s.partitions]);
+        -- partitions whose retry is not due yet, and those with replayed parked events
+        SELECT COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.next_attempt_at OPERATOR(pg_catalog.>) clock), '{}'),
+               COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.global_position OPERATOR(pg_catalog.<=) x.checkpoint), '{}'),
+               pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
+          INTO waiting, replaying, retrying
+          FROM eventstore.subscription_retries r
+          JOIN eventstore.subscription_partitions x
+            ON x.subscription OPERATOR(pg_catalog.=) r.subscription AND x.partition OPERATOR(pg_catalog.=) r.partition
+         WHERE r.subscription OPERATOR(pg_catalog.=) s.name;
 
         FOR p IN SELECT x.* FROM eventstore.subscription_partitions x
                   WHERE x.subscription OPERATOR(pg_catalog.=) s.name
@@ -1046,9 +1063,7 @@ CREATE FUNCTION eventstore._subscription_poll(subscription text, consumer text, 
                     held := held OPERATOR(pg_catalog.-) 1;
                     CONTINUE;
                 END IF;
-                UPDATE eventstore.subscription_partitions x
-                   SET lease_until = clock OPERATOR(pg_catalog.+) s.lease
-                 WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                renew := renew OPERATOR(pg_catalog.||) p.partition;
             ELSE
                 -- free or expired: take it while under the share
                 IF held OPERATOR(pg_catalog.>=) target THEN
@@ -1071,19 +1086,18 @@ CREATE FUNCTION eventstore._subscription_poll(subscription text, consumer text, 
             -- deliverable: no run in flight (or one not acked within the
             -- lease), no retry waiting
             IF (p.delivered_to IS NULL OR p.delivered_at OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) s.lease))
-               AND NOT EXISTS (SELECT FROM eventstore.subscription_retries r
-                                WHERE r.subscription OPERATOR(pg_catalog.=) s.name
-                                  AND r.partition OPERATOR(pg_catalog.=) p.partition
-                                  AND r.next_attempt_at OPERATOR(pg_catalog.>) clock) THEN
+               AND NOT p.partition OPERATOR(pg_catalog.=) ANY (waiting) THEN
                 cps[p.partition OPERATOR(pg_catalog.+) 1] := p.checkpoint;
-                IF EXISTS (SELECT FROM eventstore.subscription_retries r
-                            WHERE r.subscription OPERATOR(pg_catalog.=) s.name
-                              AND r.partition OPERATOR(pg_catalog.=) p.partition
-                              AND r.global_position OPERATOR(pg_catalog.<=) p.checkpoint) THEN
+                IF p.partition OPERATOR(pg_catalog.=) ANY (replaying) THEN
                     replays := replays OPERATOR(pg_catalog.||) p.partition;
                 END IF;
             END IF;
         END LOOP;
+        IF pg_catalog.cardinality(renew) OPERATOR(pg_catalog.>) 0 THEN
+            UPDATE eventstore.subscription_partitions x
+               SET lease_until = clock OPERATOR(pg_catalog.+) s.lease
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew);
+        END IF;
 
         IF max_count OPERATOR(pg_catalog.=) 0 THEN
             RETURN;
@@ -1114,10 +1128,12 @@ CREATE FUNCTION eventstore._subscription_poll(subscription text, consumer text, 
                 UNION ALL
                 (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, e.data,
                         e.metadata, e.created_at,
-                        COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r
-                                   WHERE r.subscription OPERATOR(pg_catalog.=) s.name
-                                     AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)
-                        OPERATOR(pg_catalog.+) 1,
+                        CASE WHEN retrying THEN
+                            COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r
+                                       WHERE r.subscription OPERATOR(pg_catalog.=) s.name
+                                         AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)
+                            OPERATOR(pg_catalog.+) 1
+                        ELSE 1 END,
                         false
                    FROM eventstore.events e
                   CROSS JOIN LATERAL (SELECT eventstore._subscription_partition(
