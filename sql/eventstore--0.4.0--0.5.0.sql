@@ -842,6 +842,7 @@ CREATE FUNCTION eventstore._subscription_start(start text, start_position bigint
         given integer := (start IS NOT NULL)::integer OPERATOR(pg_catalog.+) (start_position IS NOT NULL)::integer
                          OPERATOR(pg_catalog.+) (start_time IS NOT NULL)::integer;
         first_after bigint;
+        horizon bigint;
     BEGIN
         IF given OPERATOR(pg_catalog.>) 1 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -861,9 +862,10 @@ CREATE FUNCTION eventstore._subscription_start(start text, start_position bigint
                 RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                     MESSAGE = 'start_time must be finite';
             END IF;
+            horizon := eventstore._log_horizon();
             SELECT pg_catalog.min(e.global_position) INTO first_after FROM eventstore.events e
              WHERE e.created_at OPERATOR(pg_catalog.>=) start_time
-               AND e.global_position OPERATOR(pg_catalog.<=) eventstore._log_horizon();
+               AND e.global_position OPERATOR(pg_catalog.<=) horizon;
             IF first_after IS NOT NULL THEN
                 RETURN first_after OPERATOR(pg_catalog.-) 1;
             END IF;
@@ -1393,13 +1395,14 @@ CREATE FUNCTION eventstore._subscription_state(caller oid)
                  WHERE r.subscription OPERATOR(pg_catalog.=) p.subscription AND r.partition OPERATOR(pg_catalog.=) p.partition),
                (SELECT pg_catalog.count(*) FROM eventstore.subscription_parked k
                  WHERE k.subscription OPERATOR(pg_catalog.=) p.subscription AND k.partition OPERATOR(pg_catalog.=) p.partition)
-          FROM eventstore.subscriptions s
+          FROM (SELECT eventstore._log_horizon() AS h OFFSET 0) hz
+          CROSS JOIN eventstore.subscriptions s
           JOIN eventstore.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name
           CROSS JOIN LATERAL (
                 SELECT pg_catalog.count(*) AS n, pg_catalog.min(q.created_at) AS oldest FROM (
                     SELECT e.created_at FROM eventstore.events e
                      WHERE e.global_position OPERATOR(pg_catalog.>) p.checkpoint
-                       AND e.global_position OPERATOR(pg_catalog.<=) eventstore._log_horizon()
+                       AND e.global_position OPERATOR(pg_catalog.<=) hz.h
                        AND (s.categories IS NULL
                             OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
                        AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))
