@@ -2,13 +2,13 @@
 # A hot standby: reads work there, and read_all never skips an event that
 # commits late on the primary (it reads up to the horizon the primary's relay
 # publishes in eventstore.log_horizon).  Starts its own primary and standby.
-ES_PORT=54410
+ES_PORT=${STANDBY_PORT:-54410}
 ES_PGDATA=$(mktemp -d /tmp/eventstore-primary.XXXXXX)
 source "$(dirname "$0")/../../scripts/cluster.sh"
 set +e
 
 STANDBY=$(mktemp -d /tmp/eventstore-standby.XXXXXX)
-SPORT=54411
+SPORT=${STANDBY_SPORT:-54411}
 BIN=$(es_bindir)
 failures=0
 holder_pid=
