@@ -121,6 +121,12 @@ IMPORT_N=$([ "$MODE" = full ] && echo 1000000 || echo 100000)
 es_log "import: $IMPORT_N events per round"
 read -r imp_ours imp_raw <<<"$(import_case "$IMPORT_N" "$ROUNDS")"
 
+# Subscriptions: one consumer draining a backlog against a read_all loop.
+source "$BENCH/subscription_case.sh"
+SUB_N=$([ "$MODE" = full ] && echo 1000000 || echo 100000)
+es_log "subscription: drain of $SUB_N events per round"
+read -r sub_ours sub_raw <<<"$(subscription_case "$SUB_N" "$ROUNDS")"
+
 # Memory: one backend, MEM_APPENDS appends, memory contexts before and after.
 mem_growth() {
     local f=$WORK/mem.sql
@@ -187,6 +193,11 @@ printf '| import of %s events (COPY to staging + import_events) | 1 | %s/s | raw
     "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/table.md"
 printf ',\n  {"case": "import", "events": %s, "ours_per_s": %s, "baseline": "raw COPY", "baseline_per_s": %s, "ratio": "%s"}' \
     "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/results.json"
+ratio=$(awk -v a="$sub_ours" -v b="$sub_raw" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
+printf '| subscription drain of %s events (poll 1000 + ack per run, 16 partitions) | 1 | %s/s | read_all loop of 1000 | %s/s | %s | | |\n' \
+    "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/table.md"
+printf ',\n  {"case": "subscription drain", "events": %s, "ours_per_s": %s, "baseline": "read_all loop", "baseline_per_s": %s, "ratio": "%s"}' \
+    "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/results.json"
 echo "" >> "$WORK/results.json"; echo "]" >> "$WORK/results.json"
 {
     echo

@@ -354,6 +354,10 @@ $$;
 
 -- grant_access: add_route has a new signature; consumers also get
 -- drop_consumer and consumer_status; admins UPDATE on eventstore.consumers.
+-- Subscriptions (section "Subscriptions" below): consumers and admins get
+-- their functions and subscription_status; admins read the subscription
+-- tables and have UPDATE on eventstore.subscriptions, which lets them use
+-- every subscription.
 CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$
@@ -365,7 +369,17 @@ CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RE
         consumer text[] := ARRAY['eventstore.consumer_poll(text, text, integer)',
                                  'eventstore.consumer_ack(text, text, bigint)',
                                  'eventstore.drop_consumer(text, text)',
-                                 'eventstore.consumer_status()'];
+                                 'eventstore.consumer_status()',
+                                 'eventstore.create_subscription(text, text[], text[], text, bigint, timestamptz, text, integer, integer, interval, interval)',
+                                 'eventstore.alter_subscription(text, text[], text[], integer, interval, interval)',
+                                 'eventstore.drop_subscription(text)',
+                                 'eventstore.reset_subscription(text, bigint, timestamptz)',
+                                 'eventstore.poll(text, text, integer)',
+                                 'eventstore.ack(text, text, bigint)',
+                                 'eventstore.nack(text, text, bigint, interval, text)',
+                                 'eventstore.parked(text)',
+                                 'eventstore.replay_parked(text, bigint)',
+                                 'eventstore.subscription_status()'];
         admin text[] := ARRAY['eventstore.register_projection(text, regprocedure, text[], regprocedure)',
                               'eventstore.unregister_projection(text)',
                               'eventstore.enable_projection(text)',
@@ -406,13 +420,18 @@ CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RE
             ELSE writer OPERATOR(pg_catalog.||) consumer OPERATOR(pg_catalog.||) admin
         END;
         IF access IN ('consumer', 'admin') THEN
-            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.consumer_status TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.consumer_status,'
+                                      ' eventstore.subscription_status TO %s', role);
         END IF;
         IF access = 'admin' THEN
             EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.outbox, eventstore.consumers,'
                                       ' eventstore.outbox_messages, eventstore.relay_state,'
                                       ' eventstore.relay_status TO %s', role);
             EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.consumers TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.subscriptions, eventstore.subscription_partitions,'
+                                      ' eventstore.subscription_consumers, eventstore.subscription_retries,'
+                                      ' eventstore.subscription_parked, eventstore.subscription_leases TO %s', role);
+            EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.subscriptions TO %s', role);
             EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stats, eventstore.category_stats,'
                                       ' eventstore.projection_stats, eventstore.horizon_status,'
                                       ' eventstore.relay_lag, eventstore.consumer_lag TO %s', role);
@@ -604,12 +623,918 @@ REVOKE ALL ON FUNCTION eventstore.import_events(regclass) FROM PUBLIC;
 -- admin gains import_events: see grant_access above (Consumers, routes and
 -- enqueue), which lists it.
 
+-- == Subscriptions =========================================================
+-- Consumer groups over the log (README, "Subscriptions"; issue 12).  A
+-- subscription reads eventstore.events itself, at or below the read horizon:
+-- nothing is written per event at append time.  Its events are split into
+-- partitions by a key (the stream, the correlation id, or none); a partition
+-- is held by at most one consumer at a time (a lease), and delivers its
+-- events in log order, one run at a time: the next run only after the
+-- previous one is acked, nacked or parked.
+--
+-- The public functions are C (subscription.c) that pass the calling role to
+-- the bodies below, which run as the extension's owner and are executable by
+-- it only.  A subscription belongs to the role that created it: members of
+-- that role use it; admins (UPDATE on eventstore.subscriptions) use all.
+
+CREATE TABLE eventstore.subscriptions (
+    name          text        PRIMARY KEY,
+    categories    text[],
+    event_types   text[],
+    partition_by  text        NOT NULL DEFAULT 'stream'
+                  CHECK (partition_by IN ('stream', 'correlation', 'none')),
+    partitions    integer     NOT NULL DEFAULT 16 CHECK (partitions BETWEEN 1 AND 1024),
+    max_attempts  integer     NOT NULL DEFAULT 5 CHECK (max_attempts BETWEEN 1 AND 1000),
+    backoff       interval    NOT NULL DEFAULT '1 second',
+    lease         interval    NOT NULL DEFAULT '30 seconds',
+    start_position bigint     NOT NULL,
+    owner         pg_catalog.regrole NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE eventstore.subscriptions IS
+    'Subscriptions: a filter over the log, its partitioning, retry policy and lease (README, "Subscriptions").';
+
+-- One row per partition.  checkpoint: every event of the partition at or
+-- below it is acked or parked.  delivered_to: the last position of the run
+-- in flight (NULL: none); a run not acked within the lease is sent again.
+CREATE TABLE eventstore.subscription_partitions (
+    subscription  text        NOT NULL REFERENCES eventstore.subscriptions ON DELETE CASCADE,
+    partition     integer     NOT NULL,
+    checkpoint    bigint      NOT NULL,
+    holder        text,
+    lease_until   timestamptz,
+    acquired_at   timestamptz,
+    delivered_to  bigint,
+    delivered_at  timestamptz,
+    PRIMARY KEY (subscription, partition)
+);
+
+-- Consumers of a group: live while last_seen is within the lease.
+CREATE TABLE eventstore.subscription_consumers (
+    subscription  text        NOT NULL REFERENCES eventstore.subscriptions ON DELETE CASCADE,
+    consumer      text        NOT NULL,
+    last_seen     timestamptz NOT NULL,
+    PRIMARY KEY (subscription, consumer)
+);
+
+-- Events that failed: attempts so far and when to send them again.  A row
+-- at or below its partition's checkpoint is a replayed parked event.
+CREATE TABLE eventstore.subscription_retries (
+    subscription    text        NOT NULL REFERENCES eventstore.subscriptions ON DELETE CASCADE,
+    global_position bigint      NOT NULL,
+    partition       integer     NOT NULL,
+    attempts        integer     NOT NULL,
+    next_attempt_at timestamptz NOT NULL,
+    last_reason     text,
+    first_failed_at timestamptz,
+    PRIMARY KEY (subscription, global_position)
+);
+CREATE INDEX subscription_retries_partition_idx
+    ON eventstore.subscription_retries (subscription, partition, global_position);
+
+-- Events given up on after max_attempts: the partition moved on.
+CREATE TABLE eventstore.subscription_parked (
+    subscription    text        NOT NULL REFERENCES eventstore.subscriptions ON DELETE CASCADE,
+    global_position bigint      NOT NULL,
+    partition       integer     NOT NULL,
+    attempts        integer     NOT NULL,
+    reason          text,
+    first_failed_at timestamptz NOT NULL,
+    last_failed_at  timestamptz NOT NULL,
+    PRIMARY KEY (subscription, global_position)
+);
+
+-- Who held which partition when: a row per holding, written when a consumer
+-- takes a partition and closed (ended_at) when it is released or taken
+-- over.  An expired holding ends at its last lease_until.
+CREATE TABLE eventstore.subscription_leases (
+    subscription  text        NOT NULL REFERENCES eventstore.subscriptions ON DELETE CASCADE,
+    partition     integer     NOT NULL,
+    consumer      text        NOT NULL,
+    acquired_at   timestamptz NOT NULL,
+    ended_at      timestamptz
+);
+CREATE INDEX subscription_leases_idx ON eventstore.subscription_leases (subscription, partition, acquired_at);
+
+REVOKE ALL ON eventstore.subscriptions, eventstore.subscription_partitions,
+              eventstore.subscription_consumers, eventstore.subscription_retries,
+              eventstore.subscription_parked, eventstore.subscription_leases FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription_partitions', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription_retries', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription_parked', '');
+
+CREATE FUNCTION eventstore._log_horizon() RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_log_horizon';
+
+-- The partition of a key: a 64-bit hash of its bytes (hashtextextended with
+-- seed 0 under the "C" collation, stable across restarts and upgrades, as
+-- hash partitioning relies on), modulo the partition count.
+CREATE FUNCTION eventstore._subscription_partition(key text, partitions integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+    AS $$
+        SELECT ((pg_catalog.hashtextextended($1 COLLATE "C", 0)
+                 OPERATOR(pg_catalog.&) 9223372036854775807)
+                OPERATOR(pg_catalog.%) $2)::integer
+    $$;
+
+-- The partition key of an event under partition_by (correlation: the
+-- metadata's correlation_id, or the stream when there is none).
+CREATE FUNCTION eventstore._subscription_key(partition_by text, stream_id text, metadata jsonb,
+                                             global_position bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT CASE $1
+            WHEN 'stream' THEN $2
+            WHEN 'correlation' THEN COALESCE($3 OPERATOR(pg_catalog.->>) 'correlation_id', $2)
+            ELSE $4::text
+        END
+    $$;
+
+-- Argument checks: a name (subscription or consumer) is 1 to 200 characters.
+CREATE FUNCTION eventstore._subscription_arg(value text, what text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    BEGIN
+        IF value IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = pg_catalog.format('%s must not be null', what);
+        END IF;
+        IF value OPERATOR(pg_catalog.=) '' OR pg_catalog.length(value) OPERATOR(pg_catalog.>) 200 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('%s must be 1 to 200 characters', what);
+        END IF;
+        RETURN value;
+    END
+    $$;
+
+-- The subscription name (locked FOR UPDATE with for_update),
+-- after checking that role caller may use it: 42704 if it does not exist,
+-- 42501 if it belongs to a role whose privileges the caller lacks.
+CREATE FUNCTION eventstore._subscription_get(name text, caller oid, for_update boolean DEFAULT false)
+    RETURNS eventstore.subscriptions
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions;
+    BEGIN
+        PERFORM eventstore._subscription_arg(name, 'subscription');
+        IF for_update THEN
+            SELECT * INTO s FROM eventstore.subscriptions x
+             WHERE x.name OPERATOR(pg_catalog.=) $1 FOR UPDATE;
+        ELSE
+            -- no lock: the partition rows poll, ack and nack lock keep
+            -- drop_subscription (which deletes them) waiting
+            SELECT * INTO s FROM eventstore.subscriptions x
+             WHERE x.name OPERATOR(pg_catalog.=) $1;
+        END IF;
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('subscription "%s" does not exist', $1);
+        END IF;
+        IF NOT (caller IS NOT NULL AND (pg_catalog.pg_has_role(caller, s.owner::pg_catalog.oid, 'USAGE')
+                OR pg_catalog.has_table_privilege(caller, 'eventstore.subscriptions'::pg_catalog.regclass, 'UPDATE'))) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('subscription "%s" belongs to another role', $1),
+                DETAIL = pg_catalog.format('It belongs to role %s.', s.owner),
+                HINT = 'Members of the owning role and eventstore admins may use it.';
+        END IF;
+        RETURN s;
+    END
+    $$;
+
+-- Checks shared by create and alter.
+CREATE FUNCTION eventstore._subscription_check(categories text[], event_types text[], max_attempts integer,
+                                               backoff interval, lease interval)
+    RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    BEGIN
+        IF pg_catalog.array_position(categories, NULL) IS NOT NULL
+           OR pg_catalog.array_position(event_types, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'categories and event_types must not contain null';
+        END IF;
+        IF max_attempts OPERATOR(pg_catalog.<) 1 OR max_attempts OPERATOR(pg_catalog.>) 1000 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'max_attempts must be between 1 and 1000';
+        END IF;
+        IF backoff OPERATOR(pg_catalog.<) interval '0' OR backoff OPERATOR(pg_catalog.>) interval '1 day' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'backoff must be between 0 and 1 day';
+        END IF;
+        IF lease OPERATOR(pg_catalog.<) interval '100 milliseconds' OR lease OPERATOR(pg_catalog.>) interval '1 day' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'lease must be between 100 milliseconds and 1 day';
+        END IF;
+    END
+    $$;
+
+-- The checkpoint for a start: 'beginning' (0), 'end' (the horizon, as far
+-- as the log reaches), a position, or a time (before the first event created
+-- at or after it; created_at is not in position order, so every event from
+-- the first such one on is delivered).
+CREATE FUNCTION eventstore._subscription_start(start text, start_position bigint, start_time timestamptz)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        given integer := (start IS NOT NULL)::integer OPERATOR(pg_catalog.+) (start_position IS NOT NULL)::integer
+                         OPERATOR(pg_catalog.+) (start_time IS NOT NULL)::integer;
+        first_after bigint;
+        horizon bigint;
+    BEGIN
+        IF given OPERATOR(pg_catalog.>) 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'give at most one of start, start_position and start_time';
+        END IF;
+        IF given OPERATOR(pg_catalog.=) 0 THEN
+            start := 'beginning';
+        END IF;
+        IF start_position IS NOT NULL THEN
+            IF start_position OPERATOR(pg_catalog.<) 0 THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'start_position must not be negative';
+            END IF;
+            RETURN start_position;
+        ELSIF start_time IS NOT NULL THEN
+            IF NOT pg_catalog.isfinite(start_time) THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'start_time must be finite';
+            END IF;
+            horizon := eventstore._log_horizon();
+            SELECT pg_catalog.min(e.global_position) INTO first_after FROM eventstore.events e
+             WHERE e.created_at OPERATOR(pg_catalog.>=) start_time
+               AND e.global_position OPERATOR(pg_catalog.<=) horizon;
+            IF first_after IS NOT NULL THEN
+                RETURN first_after OPERATOR(pg_catalog.-) 1;
+            END IF;
+            start := 'end';
+        END IF;
+        IF start OPERATOR(pg_catalog.=) 'beginning' THEN
+            RETURN 0;
+        ELSIF start OPERATOR(pg_catalog.=) 'end' THEN
+            RETURN LEAST(eventstore._log_horizon(),
+                         COALESCE((SELECT pg_catalog.max(e.global_position) FROM eventstore.events e), 0));
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown start "%s"', start),
+            HINT = 'Use beginning or end, or give start_position or start_time.';
+    END
+    $$;
+
+CREATE FUNCTION eventstore._subscription_create(name text, categories text[], event_types text[], start text,
+                                                start_position bigint, start_time timestamptz,
+                                                partition_by text, partitions integer, max_attempts integer,
+                                                backoff interval, lease interval, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        cp bigint;
+    BEGIN
+        PERFORM eventstore._subscription_arg(name, 'subscription');
+        IF partition_by IS NULL OR partition_by NOT IN ('stream', 'correlation', 'none') THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown partition_by "%s"', partition_by),
+                HINT = 'Use stream, correlation or none.';
+        END IF;
+        IF partitions IS NULL OR partitions OPERATOR(pg_catalog.<) 1 OR partitions OPERATOR(pg_catalog.>) 1024 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'partitions must be between 1 and 1024';
+        END IF;
+        IF max_attempts IS NULL OR backoff IS NULL OR lease IS NULL OR caller IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'max_attempts, backoff and lease must not be null';
+        END IF;
+        PERFORM eventstore._subscription_check(categories, event_types, max_attempts, backoff, lease);
+        cp := eventstore._subscription_start(start, start_position, start_time);
+        INSERT INTO eventstore.subscriptions AS s (name, categories, event_types, partition_by, partitions,
+                                                   max_attempts, backoff, lease, start_position, owner)
+        VALUES ($1, NULLIF(categories, '{}'), NULLIF(event_types, '{}'), partition_by, partitions,
+                max_attempts, backoff, lease, cp, caller::pg_catalog.regrole)
+        ON CONFLICT ON CONSTRAINT subscriptions_pkey DO NOTHING;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+                MESSAGE = pg_catalog.format('subscription "%s" already exists', $1);
+        END IF;
+        INSERT INTO eventstore.subscription_partitions (subscription, partition, checkpoint)
+        SELECT $1, p, cp FROM pg_catalog.generate_series(0, partitions OPERATOR(pg_catalog.-) 1) p;
+    END
+    $$;
+
+-- What may change: the filter (from the next run on; an empty array means
+-- all), max_attempts, backoff and lease.  The partitioning may not: the
+-- checkpoints are per partition (drop and create instead).
+CREATE FUNCTION eventstore._subscription_alter(name text, categories text[], event_types text[],
+                                               max_attempts integer, backoff interval, lease interval,
+                                               caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller, true);
+    BEGIN
+        PERFORM eventstore._subscription_check(categories, event_types, max_attempts, backoff, lease);
+        UPDATE eventstore.subscriptions x
+           SET categories = CASE WHEN $2 IS NULL THEN x.categories ELSE NULLIF($2, '{}') END,
+               event_types = CASE WHEN $3 IS NULL THEN x.event_types ELSE NULLIF($3, '{}') END,
+               max_attempts = COALESCE($4, x.max_attempts),
+               backoff = COALESCE($5, x.backoff),
+               lease = COALESCE($6, x.lease)
+         WHERE x.name OPERATOR(pg_catalog.=) s.name;
+    END
+    $$;
+
+CREATE FUNCTION eventstore._subscription_drop(name text, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller, true);
+    BEGIN
+        DELETE FROM eventstore.subscriptions x WHERE x.name OPERATOR(pg_catalog.=) s.name;
+    END
+    $$;
+
+-- Every partition restarts after to_position (or before the first event
+-- created at or after to_time): runs in flight and pending retries are dropped,
+-- parked events stay parked, holders keep their leases.
+CREATE FUNCTION eventstore._subscription_reset(name text, to_position bigint, to_time timestamptz, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller, true);
+        cp bigint;
+    BEGIN
+        IF ($2 IS NULL) OPERATOR(pg_catalog.=) ($3 IS NULL) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'give exactly one of to_position and to_time';
+        END IF;
+        cp := eventstore._subscription_start(NULL, $2, $3);
+        PERFORM FROM eventstore.subscription_partitions p
+          WHERE p.subscription OPERATOR(pg_catalog.=) s.name ORDER BY p.partition FOR UPDATE;
+        UPDATE eventstore.subscription_partitions p
+           SET checkpoint = cp, delivered_to = NULL, delivered_at = NULL
+         WHERE p.subscription OPERATOR(pg_catalog.=) s.name;
+        DELETE FROM eventstore.subscription_retries r WHERE r.subscription OPERATOR(pg_catalog.=) s.name;
+    END
+    $$;
+
+-- poll: join the group, rebalance, and deliver the next runs of the
+-- partitions this consumer holds.  Each partition is taken, renewed and
+-- released under its row lock (FOR UPDATE SKIP LOCKED: a partition another
+-- session is acking or polling is left for this time); a partition is taken
+-- only when it has no holder or its lease has expired.  Share: live
+-- consumers (seen within the lease) sorted by name; the first
+-- partitions % live get one more than partitions / live.
+CREATE FUNCTION eventstore._subscription_poll(subscription text, consumer text, max_count integer, caller oid)
+    RETURNS TABLE (partition integer, global_position bigint, stream_id text, stream_version bigint,
+                   event_type text, data jsonb, metadata jsonb, created_at timestamptz, attempt integer)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller);
+        me text := eventstore._subscription_arg($2, 'consumer');
+        clock timestamptz := pg_catalog.clock_timestamp();
+        live integer;
+        rank integer;
+        target integer;
+        held integer;
+        horizon bigint;
+        p record;
+        cps bigint[];
+        replays integer[] := '{}';
+        lo bigint;
+        retrying boolean;
+        waiting integer[];
+        replaying integer[];
+        renew integer[] := '{}';
+    BEGIN
+        IF max_count IS NULL OR max_count OPERATOR(pg_catalog.<) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'max_count must be zero or more';
+        END IF;
+        INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen)
+        VALUES (s.name, me, clock)
+        ON CONFLICT ON CONSTRAINT subscription_consumers_pkey DO UPDATE SET last_seen = EXCLUDED.last_seen;
+        DELETE FROM eventstore.subscription_consumers c
+         WHERE c.subscription OPERATOR(pg_catalog.=) s.name
+           AND c.last_seen OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) (s.lease OPERATOR(pg_catalog.*) 10));
+        SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE c.consumer OPERATOR(pg_catalog.<) me)
+          INTO live, rank
+          FROM eventstore.subscription_consumers c
+         WHERE c.subscription OPERATOR(pg_catalog.=) s.name
+           AND c.last_seen OPERATOR(pg_catalog.>=) (clock OPERATOR(pg_catalog.-) s.lease);
+        target := (s.partitions OPERATOR(pg_catalog./) live)
+                  OPERATOR(pg_catalog.+) (rank OPERATOR(pg_catalog.<) (s.partitions OPERATOR(pg_catalog.%) live))::integer;
+        SELECT pg_catalog.count(*) INTO held FROM eventstore.subscription_partitions x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.holder OPERATOR(pg_catalog.=) me
+           AND x.lease_until OPERATOR(pg_catalog.>=) clock;
+        cps := pg_catalog.array_fill(NULL::bigint, ARRAY[s.partitions]);
+        -- partitions whose retry is not due yet, and those with replayed parked events
+        SELECT COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.next_attempt_at OPERATOR(pg_catalog.>) clock), '{}'),
+               COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.global_position OPERATOR(pg_catalog.<=) x.checkpoint), '{}'),
+               pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
+          INTO waiting, replaying, retrying
+          FROM eventstore.subscription_retries r
+          JOIN eventstore.subscription_partitions x
+            ON x.subscription OPERATOR(pg_catalog.=) r.subscription AND x.partition OPERATOR(pg_catalog.=) r.partition
+         WHERE r.subscription OPERATOR(pg_catalog.=) s.name;
+
+        FOR p IN SELECT x.* FROM eventstore.subscription_partitions x
+                  WHERE x.subscription OPERATOR(pg_catalog.=) s.name
+                    AND (x.holder OPERATOR(pg_catalog.=) me OR x.holder IS NULL
+                         OR x.lease_until OPERATOR(pg_catalog.<) clock)
+                  ORDER BY (x.holder IS NOT DISTINCT FROM me
+                            AND x.lease_until OPERATOR(pg_catalog.>=) clock) DESC,
+                           x.partition
+                  FOR UPDATE SKIP LOCKED LOOP
+            IF p.holder IS NOT DISTINCT FROM me AND p.lease_until OPERATOR(pg_catalog.>=) clock THEN
+                -- held: release the excess (nothing in flight), else renew
+                IF held OPERATOR(pg_catalog.>) target AND p.delivered_to IS NULL THEN
+                    UPDATE eventstore.subscription_partitions x
+                       SET holder = NULL, lease_until = NULL, acquired_at = NULL
+                     WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                    UPDATE eventstore.subscription_leases l SET ended_at = clock
+                     WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                       AND l.consumer OPERATOR(pg_catalog.=) me AND l.acquired_at OPERATOR(pg_catalog.=) p.acquired_at;
+                    held := held OPERATOR(pg_catalog.-) 1;
+                    CONTINUE;
+                END IF;
+                renew := renew OPERATOR(pg_catalog.||) p.partition;
+            ELSE
+                -- free or expired: take it while under the share
+                IF held OPERATOR(pg_catalog.>=) target THEN
+                    CONTINUE;
+                END IF;
+                IF p.holder IS NOT NULL THEN
+                    UPDATE eventstore.subscription_leases l SET ended_at = p.lease_until
+                     WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                       AND l.consumer OPERATOR(pg_catalog.=) p.holder AND l.acquired_at OPERATOR(pg_catalog.=) p.acquired_at;
+                END IF;
+                UPDATE eventstore.subscription_partitions x
+                   SET holder = me, lease_until = clock OPERATOR(pg_catalog.+) s.lease, acquired_at = clock,
+                       delivered_to = NULL, delivered_at = NULL
+                 WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                INSERT INTO eventstore.subscription_leases (subscription, partition, consumer, acquired_at)
+                VALUES (s.name, p.partition, me, clock);
+                held := held OPERATOR(pg_catalog.+) 1;
+                p.delivered_to := NULL;
+            END IF;
+            -- deliverable: no run in flight (or one not acked within the
+            -- lease), no retry waiting
+            IF (p.delivered_to IS NULL OR p.delivered_at OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) s.lease))
+               AND NOT p.partition OPERATOR(pg_catalog.=) ANY (waiting) THEN
+                cps[p.partition OPERATOR(pg_catalog.+) 1] := p.checkpoint;
+                IF p.partition OPERATOR(pg_catalog.=) ANY (replaying) THEN
+                    replays := replays OPERATOR(pg_catalog.||) p.partition;
+                END IF;
+            END IF;
+        END LOOP;
+        IF pg_catalog.cardinality(renew) OPERATOR(pg_catalog.>) 0 THEN
+            UPDATE eventstore.subscription_partitions x
+               SET lease_until = clock OPERATOR(pg_catalog.+) s.lease
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew);
+        END IF;
+
+        IF max_count OPERATOR(pg_catalog.=) 0 THEN
+            RETURN;
+        END IF;
+        -- A partition with replayed parked events delivers only those this time.
+        FOREACH rank IN ARRAY replays LOOP
+            cps[rank OPERATOR(pg_catalog.+) 1] := NULL;
+        END LOOP;
+        SELECT pg_catalog.min(c) INTO lo FROM pg_catalog.unnest(cps) c;
+        IF lo IS NULL AND pg_catalog.cardinality(replays) OPERATOR(pg_catalog.=) 0 THEN
+            RETURN;
+        END IF;
+        horizon := CASE WHEN lo IS NULL THEN 0 ELSE eventstore._log_horizon() END;
+        RETURN QUERY
+        WITH batch AS (
+            SELECT b.* FROM (
+                SELECT r.partition AS part, e.global_position, e.stream_id, e.stream_version, e.event_type,
+                       e.data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,
+                       true AS replay
+                  FROM eventstore.subscription_retries r
+                  JOIN eventstore.events e ON e.global_position OPERATOR(pg_catalog.=) r.global_position
+                 WHERE r.subscription OPERATOR(pg_catalog.=) s.name
+                   AND r.partition OPERATOR(pg_catalog.=) ANY (replays)
+                   AND r.global_position OPERATOR(pg_catalog.<=) (SELECT x.checkpoint
+                         FROM eventstore.subscription_partitions x
+                        WHERE x.subscription OPERATOR(pg_catalog.=) s.name
+                          AND x.partition OPERATOR(pg_catalog.=) r.partition)
+                UNION ALL
+                (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, e.data,
+                        e.metadata, e.created_at,
+                        CASE WHEN retrying THEN
+                            COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r
+                                       WHERE r.subscription OPERATOR(pg_catalog.=) s.name
+                                         AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)
+                            OPERATOR(pg_catalog.+) 1
+                        ELSE 1 END,
+                        false
+                   FROM eventstore.events e
+                  CROSS JOIN LATERAL (SELECT eventstore._subscription_partition(
+                          eventstore._subscription_key(s.partition_by, e.stream_id, e.metadata, e.global_position),
+                          s.partitions) AS part) k
+                  WHERE e.global_position OPERATOR(pg_catalog.>) lo
+                    AND e.global_position OPERATOR(pg_catalog.<=) horizon
+                    AND (s.categories IS NULL
+                         OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
+                    AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))
+                    AND e.global_position OPERATOR(pg_catalog.>) cps[k.part OPERATOR(pg_catalog.+) 1]
+                  ORDER BY e.global_position
+                  LIMIT max_count)) b
+             ORDER BY b.replay DESC, b.global_position
+             LIMIT max_count),
+        marked AS (
+            UPDATE eventstore.subscription_partitions x
+               SET delivered_to = m.last, delivered_at = clock
+              FROM (SELECT bb.part, pg_catalog.max(bb.global_position) AS last FROM batch bb GROUP BY bb.part) m
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) m.part
+            RETURNING x.partition)
+        SELECT b.part, b.global_position, b.stream_id, b.stream_version, b.event_type, b.data, b.metadata,
+               b.created_at, b.attempt
+          FROM batch b
+         WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.>=) 0
+         ORDER BY b.replay DESC, b.global_position;
+    END
+    $$;
+
+-- The partition row of the event at position, locked, for ack and nack:
+-- the event must match the subscription (22023), its partition must be held
+-- by consumer with a live lease (42501: nobody acks for someone else), and
+-- the position must be in the run in flight (22023).  Also says whether it
+-- is a replayed parked event, and its retry row's attempts.
+CREATE FUNCTION eventstore._subscription_delivered(s eventstore.subscriptions, consumer text, "position" bigint,
+                                                   OUT part eventstore.subscription_partitions,
+                                                   OUT replay boolean, OUT attempts integer,
+                                                   OUT first_failed_at timestamptz, OUT acked boolean)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        e eventstore.events;
+        n integer;
+        r eventstore.subscription_retries;
+    BEGIN
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'subscription must not be null';
+        END IF;
+        PERFORM eventstore._subscription_arg(consumer, 'consumer');
+        IF "position" IS NULL OR "position" OPERATOR(pg_catalog.<=) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'global_position must be a positive position';
+        END IF;
+        SELECT * INTO e FROM eventstore.events x WHERE x.global_position OPERATOR(pg_catalog.=) "position";
+        IF e.global_position IS NULL
+           OR NOT (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
+           OR NOT (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s was not delivered by subscription "%s"', "position", s.name),
+                DETAIL = 'There is no event of the subscription at this position.';
+        END IF;
+        n := eventstore._subscription_partition(
+                 eventstore._subscription_key(s.partition_by, e.stream_id, e.metadata, e.global_position), s.partitions);
+        SELECT * INTO part FROM eventstore.subscription_partitions x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) n FOR UPDATE;
+        IF part.holder IS DISTINCT FROM consumer OR part.lease_until OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('consumer "%s" does not hold partition %s of subscription "%s"',
+                                            consumer, n, s.name),
+                DETAIL = CASE WHEN part.holder IS DISTINCT FROM consumer
+                              THEN 'Another consumer holds it, or nobody does.'
+                              ELSE 'Its lease has expired.' END,
+                HINT = 'Poll again: a partition is acked only by its holder, within its lease.';
+        END IF;
+        SELECT * INTO r FROM eventstore.subscription_retries x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.global_position OPERATOR(pg_catalog.=) "position";
+        replay := r.global_position IS NOT NULL AND "position" OPERATOR(pg_catalog.<=) part.checkpoint;
+        attempts := COALESCE(r.attempts, 0);
+        first_failed_at := r.first_failed_at;
+        acked := false;
+        IF "position" OPERATOR(pg_catalog.<=) part.checkpoint AND NOT replay THEN
+            acked := true;          -- acked or parked before: nothing to do
+        ELSIF part.delivered_to IS NULL OR "position" OPERATOR(pg_catalog.>) part.delivered_to THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s was not delivered by subscription "%s"', "position", s.name),
+                DETAIL = pg_catalog.format('Partition %s has %s in flight.', n,
+                                           COALESCE('the run up to ' OPERATOR(pg_catalog.||) part.delivered_to, 'nothing'));
+        END IF;
+    END
+    $$;
+
+-- ack: the event at position and every event of its partition delivered
+-- before it are done.  Renews the lease.  Acking again is a no-op.
+CREATE FUNCTION eventstore._subscription_ack(subscription text, consumer text, "position" bigint, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller);
+        d record;
+    BEGIN
+        d := eventstore._subscription_delivered(s, $2, $3);
+        IF d.acked THEN
+            RETURN;
+        END IF;
+        DELETE FROM eventstore.subscription_retries r
+         WHERE r.subscription OPERATOR(pg_catalog.=) s.name AND r.partition OPERATOR(pg_catalog.=) (d.part).partition
+           AND r.global_position OPERATOR(pg_catalog.<=) $3;
+        UPDATE eventstore.subscription_partitions x
+           SET checkpoint = GREATEST(x.checkpoint, $3),
+               delivered_to = CASE WHEN $3 OPERATOR(pg_catalog.>=) x.delivered_to THEN NULL ELSE x.delivered_to END,
+               delivered_at = CASE WHEN $3 OPERATOR(pg_catalog.>=) x.delivered_to THEN NULL ELSE x.delivered_at END,
+               lease_until = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) s.lease
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) (d.part).partition;
+    END
+    $$;
+
+-- nack: the events of the partition delivered before position are done;
+-- the one at position failed.  It is sent again after retry_after (default:
+-- backoff * 2^(attempts - 1)), and after max_attempts it is parked and the
+-- partition moves on.  The rest of the run is sent again either way.
+CREATE FUNCTION eventstore._subscription_nack(subscription text, consumer text, "position" bigint,
+                                              retry_after interval, reason text, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller);
+        d record;
+        clock timestamptz := pg_catalog.clock_timestamp();
+        tries integer;
+    BEGIN
+        IF retry_after OPERATOR(pg_catalog.<) interval '0' OR retry_after OPERATOR(pg_catalog.>) interval '1 day' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'retry_after must be between 0 and 1 day';
+        END IF;
+        d := eventstore._subscription_delivered(s, $2, $3);
+        IF d.acked THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s of subscription "%s" was acked already', $3, s.name);
+        END IF;
+        tries := d.attempts OPERATOR(pg_catalog.+) 1;
+        DELETE FROM eventstore.subscription_retries r
+         WHERE r.subscription OPERATOR(pg_catalog.=) s.name AND r.partition OPERATOR(pg_catalog.=) (d.part).partition
+           AND r.global_position OPERATOR(pg_catalog.<) $3;
+        IF tries OPERATOR(pg_catalog.>=) s.max_attempts THEN
+            INSERT INTO eventstore.subscription_parked AS k (subscription, global_position, partition, attempts, reason,
+                                                             first_failed_at, last_failed_at)
+            VALUES (s.name, $3, (d.part).partition, tries, $5, COALESCE(d.first_failed_at, clock), clock)
+            ON CONFLICT ON CONSTRAINT subscription_parked_pkey DO UPDATE
+                SET attempts = k.attempts OPERATOR(pg_catalog.+) EXCLUDED.attempts, reason = EXCLUDED.reason,
+                    last_failed_at = EXCLUDED.last_failed_at;
+            DELETE FROM eventstore.subscription_retries r
+             WHERE r.subscription OPERATOR(pg_catalog.=) s.name AND r.global_position OPERATOR(pg_catalog.=) $3;
+            UPDATE eventstore.subscription_partitions x
+               SET checkpoint = GREATEST(x.checkpoint, $3), delivered_to = NULL, delivered_at = NULL
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) (d.part).partition;
+        ELSE
+            INSERT INTO eventstore.subscription_retries AS r (subscription, global_position, partition, attempts,
+                                                              next_attempt_at, last_reason, first_failed_at)
+            VALUES (s.name, $3, (d.part).partition, tries,
+                    clock OPERATOR(pg_catalog.+) COALESCE(retry_after,
+                        s.backoff OPERATOR(pg_catalog.*) pg_catalog.power(2, tries OPERATOR(pg_catalog.-) 1)),
+                    $5, COALESCE(d.first_failed_at, clock))
+            ON CONFLICT ON CONSTRAINT subscription_retries_pkey DO UPDATE
+                SET attempts = EXCLUDED.attempts, next_attempt_at = EXCLUDED.next_attempt_at,
+                    last_reason = EXCLUDED.last_reason;
+            UPDATE eventstore.subscription_partitions x
+               SET checkpoint = CASE WHEN d.replay THEN x.checkpoint
+                                     ELSE GREATEST(x.checkpoint, $3 OPERATOR(pg_catalog.-) 1) END,
+                   delivered_to = NULL, delivered_at = NULL
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) (d.part).partition;
+        END IF;
+    END
+    $$;
+
+CREATE FUNCTION eventstore._subscription_list_parked(subscription text, caller oid)
+    RETURNS TABLE (global_position bigint, partition integer, stream_id text, stream_version bigint,
+                   event_type text, attempts integer, reason text,
+                   first_failed_at timestamptz, last_failed_at timestamptz)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions;
+    BEGIN
+        PERFORM eventstore._subscription_arg($1, 'subscription');
+        SELECT * INTO s FROM eventstore.subscriptions x WHERE x.name OPERATOR(pg_catalog.=) $1;
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('subscription "%s" does not exist', $1);
+        END IF;
+        IF NOT (pg_catalog.pg_has_role(caller, s.owner::pg_catalog.oid, 'USAGE')
+                OR pg_catalog.has_table_privilege(caller, 'eventstore.subscriptions'::pg_catalog.regclass, 'UPDATE')) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('subscription "%s" belongs to another role', $1);
+        END IF;
+        RETURN QUERY
+        SELECT k.global_position, k.partition, e.stream_id, e.stream_version, e.event_type, k.attempts, k.reason,
+               k.first_failed_at, k.last_failed_at
+          FROM eventstore.subscription_parked k
+          LEFT JOIN eventstore.events e ON e.global_position OPERATOR(pg_catalog.=) k.global_position
+         WHERE k.subscription OPERATOR(pg_catalog.=) s.name
+         ORDER BY k.global_position;
+    END
+    $$;
+
+-- replay_parked: parked events (the one at position, or all when it is
+-- NULL) are sent again, each before the rest of its partition, with a fresh
+-- max_attempts; if they fail again they are parked again.
+CREATE FUNCTION eventstore._subscription_replay(subscription text, "position" bigint, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller);
+    BEGIN
+        IF $2 IS NOT NULL AND NOT EXISTS (SELECT FROM eventstore.subscription_parked k
+                                           WHERE k.subscription OPERATOR(pg_catalog.=) s.name
+                                             AND k.global_position OPERATOR(pg_catalog.=) $2) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s of subscription "%s" is not parked', $2, s.name);
+        END IF;
+        WITH moved AS (
+            DELETE FROM eventstore.subscription_parked k
+             WHERE k.subscription OPERATOR(pg_catalog.=) s.name
+               AND ($2 IS NULL OR k.global_position OPERATOR(pg_catalog.=) $2)
+            RETURNING k.*)
+        INSERT INTO eventstore.subscription_retries AS r (subscription, global_position, partition, attempts,
+                                                          next_attempt_at, last_reason, first_failed_at)
+        SELECT m.subscription, m.global_position, m.partition, 0, pg_catalog.clock_timestamp(), m.reason,
+               m.first_failed_at
+          FROM moved m
+        ON CONFLICT ON CONSTRAINT subscription_retries_pkey DO NOTHING;
+    END
+    $$;
+
+-- Per subscription the caller may use and partition: the holder and its
+-- lease, the checkpoint, the run in flight, events behind (matching events
+-- after the checkpoint up to the horizon, counted up to 10000: 10000 means
+-- at least), the age of the oldest of them (or of the oldest pending retry),
+-- pending retries and parked events.
+CREATE FUNCTION eventstore._subscription_state(caller oid)
+    RETURNS TABLE (subscription text, partition integer, holder text, lease_until timestamptz,
+                   checkpoint bigint, delivered_to bigint, events_behind bigint, seconds_behind double precision,
+                   retries bigint, parked bigint)
+    LANGUAGE sql STABLE
+    AS $$
+        SELECT p.subscription, p.partition,
+               CASE WHEN p.lease_until OPERATOR(pg_catalog.>=) pg_catalog.clock_timestamp() THEN p.holder END,
+               p.lease_until, p.checkpoint, p.delivered_to, b.n,
+               pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+                   LEAST(b.oldest, (SELECT pg_catalog.min(e.created_at) FROM eventstore.subscription_retries r
+                                      JOIN eventstore.events e ON e.global_position OPERATOR(pg_catalog.=) r.global_position
+                                     WHERE r.subscription OPERATOR(pg_catalog.=) p.subscription
+                                       AND r.partition OPERATOR(pg_catalog.=) p.partition))),
+               (SELECT pg_catalog.count(*) FROM eventstore.subscription_retries r
+                 WHERE r.subscription OPERATOR(pg_catalog.=) p.subscription AND r.partition OPERATOR(pg_catalog.=) p.partition),
+               (SELECT pg_catalog.count(*) FROM eventstore.subscription_parked k
+                 WHERE k.subscription OPERATOR(pg_catalog.=) p.subscription AND k.partition OPERATOR(pg_catalog.=) p.partition)
+          FROM (SELECT eventstore._log_horizon() AS h OFFSET 0) hz
+          CROSS JOIN eventstore.subscriptions s
+          JOIN eventstore.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name
+          CROSS JOIN LATERAL (
+                SELECT pg_catalog.count(*) AS n, pg_catalog.min(q.created_at) AS oldest FROM (
+                    SELECT e.created_at FROM eventstore.events e
+                     WHERE e.global_position OPERATOR(pg_catalog.>) p.checkpoint
+                       AND e.global_position OPERATOR(pg_catalog.<=) hz.h
+                       AND (s.categories IS NULL
+                            OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
+                       AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))
+                       AND eventstore._subscription_partition(
+                             eventstore._subscription_key(s.partition_by, e.stream_id, e.metadata, e.global_position),
+                             s.partitions) OPERATOR(pg_catalog.=) p.partition
+                     ORDER BY e.global_position
+                     LIMIT 10000) q) b
+         WHERE pg_catalog.pg_has_role($1, s.owner::pg_catalog.oid, 'USAGE')
+            OR pg_catalog.has_table_privilege($1, 'eventstore.subscriptions'::pg_catalog.regclass, 'UPDATE')
+         ORDER BY p.subscription, p.partition
+    $$;
+
+-- The public functions (subscription.c).
+CREATE FUNCTION eventstore.create_subscription(name text, categories text[] DEFAULT NULL,
+        event_types text[] DEFAULT NULL, start text DEFAULT NULL, start_position bigint DEFAULT NULL,
+        start_time timestamptz DEFAULT NULL, partition_by text DEFAULT 'stream', partitions integer DEFAULT 16,
+        max_attempts integer DEFAULT 5, backoff interval DEFAULT '1 second', lease interval DEFAULT '30 seconds')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_create_subscription';
+CREATE FUNCTION eventstore.alter_subscription(name text, categories text[] DEFAULT NULL,
+        event_types text[] DEFAULT NULL, max_attempts integer DEFAULT NULL, backoff interval DEFAULT NULL,
+        lease interval DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_alter_subscription';
+CREATE FUNCTION eventstore.drop_subscription(name text) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_drop_subscription';
+CREATE FUNCTION eventstore.reset_subscription(name text, to_position bigint DEFAULT NULL,
+                                              to_time timestamptz DEFAULT NULL) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_reset_subscription';
+CREATE FUNCTION eventstore.poll(subscription text, consumer text, max_count integer DEFAULT 100)
+    RETURNS TABLE (partition integer, global_position bigint, stream_id text, stream_version bigint,
+                   event_type text, data jsonb, metadata jsonb, created_at timestamptz, attempt integer)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_poll';
+CREATE FUNCTION eventstore.ack(subscription text, consumer text, global_position bigint) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_ack';
+CREATE FUNCTION eventstore.nack(subscription text, consumer text, global_position bigint,
+                                retry_after interval DEFAULT NULL, reason text DEFAULT NULL) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_nack';
+CREATE FUNCTION eventstore.parked(subscription text)
+    RETURNS TABLE (global_position bigint, partition integer, stream_id text, stream_version bigint,
+                   event_type text, attempts integer, reason text,
+                   first_failed_at timestamptz, last_failed_at timestamptz)
+    LANGUAGE c STABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_parked';
+CREATE FUNCTION eventstore.replay_parked(subscription text, global_position bigint DEFAULT NULL) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_replay_parked';
+CREATE FUNCTION eventstore.subscription_status()
+    RETURNS TABLE (subscription text, partition integer, holder text, lease_until timestamptz,
+                   checkpoint bigint, delivered_to bigint, events_behind bigint, seconds_behind double precision,
+                   retries bigint, parked bigint)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_subscription_status';
+CREATE VIEW eventstore.subscription_status AS SELECT * FROM eventstore.subscription_status();
+
+REVOKE ALL ON FUNCTION eventstore._log_horizon(), eventstore._subscription_partition(text, integer),
+    eventstore._subscription_key(text, text, jsonb, bigint), eventstore._subscription_arg(text, text),
+    eventstore._subscription_get(text, oid, boolean),
+    eventstore._subscription_check(text[], text[], integer, interval, interval),
+    eventstore._subscription_start(text, bigint, timestamptz),
+    eventstore._subscription_create(text, text[], text[], text, bigint, timestamptz, text, integer, integer,
+                                    interval, interval, oid),
+    eventstore._subscription_alter(text, text[], text[], integer, interval, interval, oid),
+    eventstore._subscription_drop(text, oid), eventstore._subscription_reset(text, bigint, timestamptz, oid),
+    eventstore._subscription_poll(text, text, integer, oid),
+    eventstore._subscription_delivered(eventstore.subscriptions, text, bigint),
+    eventstore._subscription_ack(text, text, bigint, oid),
+    eventstore._subscription_nack(text, text, bigint, interval, text, oid),
+    eventstore._subscription_list_parked(text, oid), eventstore._subscription_replay(text, bigint, oid),
+    eventstore._subscription_state(oid),
+    eventstore.create_subscription(text, text[], text[], text, bigint, timestamptz, text, integer, integer,
+                                   interval, interval),
+    eventstore.alter_subscription(text, text[], text[], integer, interval, interval),
+    eventstore.drop_subscription(text), eventstore.reset_subscription(text, bigint, timestamptz),
+    eventstore.poll(text, text, integer), eventstore.ack(text, text, bigint),
+    eventstore.nack(text, text, bigint, interval, text), eventstore.parked(text),
+    eventstore.replay_parked(text, bigint), eventstore.subscription_status()
+  FROM PUBLIC;
+REVOKE ALL ON eventstore.subscription_status FROM PUBLIC;
+-- grant_access (section "Consumers, routes and enqueue") gives consumers
+-- and admins the public functions and the view.
+
+-- Roles given consumer (or admin) access before 0.5.0 get the subscription
+-- functions; admins (UPDATE on eventstore.consumers, granted above) also
+-- the subscription tables.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.oid OPERATOR(pg_catalog.=) 'eventstore.consumer_ack(text, text, bigint)'::pg_catalog.regprocedure
+                AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0 LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION'
+            ' eventstore.create_subscription(text, text[], text[], text, bigint, timestamptz, text, integer, integer, interval, interval),'
+            ' eventstore.alter_subscription(text, text[], text[], integer, interval, interval),'
+            ' eventstore.drop_subscription(text), eventstore.reset_subscription(text, bigint, timestamptz),'
+            ' eventstore.poll(text, text, integer), eventstore.ack(text, text, bigint),'
+            ' eventstore.nack(text, text, bigint, interval, text), eventstore.parked(text),'
+            ' eventstore.replay_parked(text, bigint), eventstore.subscription_status() TO %s',
+            g.grantee::pg_catalog.regrole);
+        EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.subscription_status TO %s', g.grantee::pg_catalog.regrole);
+    END LOOP;
+    FOR g IN SELECT a.grantee FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid OPERATOR(pg_catalog.=) 'eventstore.consumers'::pg_catalog.regclass
+                AND a.privilege_type OPERATOR(pg_catalog.=) 'UPDATE'
+                AND a.grantee OPERATOR(pg_catalog.<>) c.relowner AND a.grantee OPERATOR(pg_catalog.<>) 0 LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.subscriptions, eventstore.subscription_partitions,'
+                                  ' eventstore.subscription_consumers, eventstore.subscription_retries,'
+                                  ' eventstore.subscription_parked, eventstore.subscription_leases TO %s',
+                                  g.grantee::pg_catalog.regrole);
+        EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.subscriptions TO %s', g.grantee::pg_catalog.regrole);
+    END LOOP;
+END
+$$;
+
 -- == Initial privileges ====================================================
 -- GRANTs run by an extension script are recorded as the extension's initial
 -- privileges (pg_init_privs), and pg_dump dumps only what differs from them.
 -- This script re-grants privileges of existing roles on objects it replaces
--- or adds (add_route, relay_status, the consumer functions, UPDATE on
--- consumers): recorded as initial, they would be lost by the next dump and
+-- or adds (add_route, relay_status, the consumer and subscription
+-- functions, UPDATE on consumers): recorded as initial, they would be lost by the next dump and
 -- restore (the schema's USAGE too).  A fresh install grants only to PUBLIC
 -- and pg_monitor, so the
 -- initial privileges keep exactly those grantees (and the owner); every

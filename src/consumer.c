@@ -33,9 +33,9 @@ PG_FUNCTION_INFO_V1(eventstore_consumer_status);
  * owner, with the function's arguments and then the caller's role as its
  * parameters; the plan is kept in *plan.  With set, the rows it returns
  * become the function's result (materialize mode, in the shape the SQL
- * declares for the function).
+ * declares for the function).  Subscriptions (subscription.c) use it too.
  */
-static void
+void
 es_consumer_call(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql, const Oid *argtypes,
 				 bool set, bool read_only)
 {

@@ -177,4 +177,8 @@ extern instr_time es_stats_start(void);
 extern void es_stats_timed(EsStatTimer timer, instr_time start);
 extern void es_stats_projection(const char *name, instr_time start);
 
+/* consumer.c: run an owner-only SQL body with the caller's role (also subscription.c) */
+extern void es_consumer_call(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql,
+							 const Oid *argtypes, bool set, bool read_only);
+
 #endif							/* EVENTSTORE_H */

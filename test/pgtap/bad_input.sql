@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(396);
+SELECT plan(487);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -143,30 +143,55 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._drop_consumer(text,text,oid)',
     'eventstore._event_size(jsonb,text,jsonb)',
     'eventstore._horizon_status()',
+    'eventstore._log_horizon()',
     'eventstore._registry_changed()',
     'eventstore._relay_state_merge()',
     'eventstore._relay_wakeup()',
     'eventstore._stats()',
     'eventstore._stream_arg(text)',
+    'eventstore._subscription_ack(text,text,bigint,oid)',
+    'eventstore._subscription_alter(text,text[],text[],integer,interval,interval,oid)',
+    'eventstore._subscription_arg(text,text)',
+    'eventstore._subscription_check(text[],text[],integer,interval,interval)',
+    'eventstore._subscription_create(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval,oid)',
+    'eventstore._subscription_delivered(eventstore.subscriptions,text,bigint)',
+    'eventstore._subscription_drop(text,oid)',
+    'eventstore._subscription_get(text,oid,boolean)',
+    'eventstore._subscription_key(text,text,jsonb,bigint)',
+    'eventstore._subscription_list_parked(text,oid)',
+    'eventstore._subscription_nack(text,text,bigint,interval,text,oid)',
+    'eventstore._subscription_partition(text,integer)',
+    'eventstore._subscription_poll(text,text,integer,oid)',
+    'eventstore._subscription_replay(text,bigint,oid)',
+    'eventstore._subscription_reset(text,bigint,timestamp with time zone,oid)',
+    'eventstore._subscription_start(text,bigint,timestamp with time zone)',
+    'eventstore._subscription_state(oid)',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
     'eventstore._upcasting()',
+    'eventstore.ack(text,text,bigint)',
     'eventstore.add_route(text,text[],text[],boolean)',
     'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text)',
+    'eventstore.alter_subscription(text,text[],text[],integer,interval,interval)',
     'eventstore.append(text,bigint,eventstore.new_event[])',
     'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid)',
     'eventstore.category(text)',
     'eventstore.consumer_ack(text,text,bigint)',
     'eventstore.consumer_poll(text,text,integer)',
     'eventstore.consumer_status()',
+    'eventstore.create_subscription(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval)',
     'eventstore.disable_projection(text)',
     'eventstore.drop_consumer(text,text)',
+    'eventstore.drop_subscription(text)',
     'eventstore.enable_projection(text)',
     'eventstore.enqueue(text,jsonb,jsonb)',
     'eventstore.event(text,jsonb,jsonb,uuid)',
     'eventstore.grant_access(regrole,text)',
     'eventstore.import_events(regclass)',
     'eventstore.load_snapshot(text,text,bigint)',
+    'eventstore.nack(text,text,bigint,interval,text)',
+    'eventstore.parked(text)',
+    'eventstore.poll(text,text,integer)',
     'eventstore.read_all(bigint,integer)',
     'eventstore.read_all_until(timestamp with time zone,bigint,integer)',
     'eventstore.read_category(text,bigint,integer)',
@@ -181,14 +206,17 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.relay_status()',
     'eventstore.remove_route(text)',
     'eventstore.remove_snapshot_policy(text)',
+    'eventstore.replay_parked(text,bigint)',
+    'eventstore.reset_subscription(text,bigint,timestamp with time zone)',
     'eventstore.save_snapshot(text,bigint,jsonb,text)',
     'eventstore.set_snapshot_policy(text,regprocedure,bigint,jsonb,text[])',
     'eventstore.stats_reset()',
     'eventstore.stream_version(text)',
     'eventstore.stream_version_at(text,timestamp with time zone)',
+    'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 56 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 84 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -835,6 +863,175 @@ SELECT pg_temp.x('remove_snapshot_policy', 'bi_policy: gone', 'ok 0',
     $$SELECT count(*) FROM eventstore.snapshot_policies WHERE snapshot_type = 'bi_policy'$$);
 
 ------------------------------------------------------------------------
+-- Subscriptions (one subscription bi_sub over category bi, made and
+-- dropped inside each try, so the store is unchanged)
+------------------------------------------------------------------------
+SELECT pg_temp.x('create_subscription', 'NULL name', 'error 22004', $$SELECT eventstore.create_subscription(NULL)$$);
+SELECT pg_temp.x('create_subscription', 'empty name', 'error 22023', $$SELECT eventstore.create_subscription('')$$);
+SELECT pg_temp.x('create_subscription', 'name of 1 MB', 'error 22023',
+    $$SELECT eventstore.create_subscription(repeat('s', 1048576))$$);
+SELECT pg_temp.x('create_subscription', 'partitions NULL', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub', partitions => NULL)$$);
+SELECT pg_temp.x('create_subscription', 'partitions -1', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub', partitions => -1)$$);
+SELECT pg_temp.x('create_subscription', 'backoff NULL', 'error 22004',
+    $$SELECT eventstore.create_subscription('bi_sub', backoff => NULL)$$);
+SELECT pg_temp.x('create_subscription', 'lease of 10 years', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub', lease => '10 years')$$);
+SELECT pg_temp.x('create_subscription', 'start_time -infinity', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub', start_time => '-infinity')$$);
+SELECT pg_temp.x('create_subscription', 'SQL-looking name and categories: made', 'ok 1',
+    $$SELECT eventstore.create_subscription($s$x'); DROP TABLE eventstore.events; --$s$,
+                                            categories => (SELECT array_agg(s) FROM bi_nasty))$$,
+    $$SELECT count(*) FROM eventstore.subscriptions$$);
+SELECT pg_temp.x('alter_subscription', 'unknown', 'error 42704', $$SELECT eventstore.alter_subscription('bi_none')$$);
+SELECT pg_temp.x('alter_subscription', 'NULL name', 'error 22004', $$SELECT eventstore.alter_subscription(NULL)$$);
+SELECT pg_temp.x('alter_subscription', 'max_attempts 0', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.alter_subscription('bi_sub', max_attempts => 0)$$);
+SELECT pg_temp.x('alter_subscription', 'event_types with NULL', 'error 22004',
+    $$SELECT eventstore.create_subscription('bi_sub')$$,
+    $$SELECT eventstore.alter_subscription('bi_sub', event_types => ARRAY['a', NULL])$$);
+SELECT pg_temp.x('drop_subscription', 'unknown', 'error 42704', $$SELECT eventstore.drop_subscription('bi_none')$$);
+SELECT pg_temp.x('drop_subscription', 'NULL', 'error 22004', $$SELECT eventstore.drop_subscription(NULL)$$);
+SELECT pg_temp.x('drop_subscription', 'SQL-looking name', 'error 42704',
+    $$SELECT eventstore.drop_subscription($s$x' OR '1'='1$s$)$$);
+SELECT pg_temp.x('reset_subscription', 'unknown', 'error 42704', $$SELECT eventstore.reset_subscription('bi_none', 0)$$);
+SELECT pg_temp.x('reset_subscription', 'neither position nor time', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.reset_subscription('bi_sub')$$);
+SELECT pg_temp.x('reset_subscription', 'negative position', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.reset_subscription('bi_sub', -5)$$);
+SELECT pg_temp.x('poll', 'unknown subscription', 'error 42704', $$SELECT count(*) FROM eventstore.poll('bi_none', 'c')$$);
+SELECT pg_temp.x('poll', 'NULL consumer', 'error 22004',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT count(*) FROM eventstore.poll('bi_sub', NULL)$$);
+SELECT pg_temp.x('poll', 'consumer of 1 MB', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$,
+    $$SELECT count(*) FROM eventstore.poll('bi_sub', repeat('c', 1048576))$$);
+SELECT pg_temp.x('poll', 'max_count -1', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT count(*) FROM eventstore.poll('bi_sub', 'c', -1)$$);
+SELECT pg_temp.x('poll', 'SQL-looking consumer: nothing (bi-1 is this transaction''s, above the horizon)', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub', categories => ARRAY['bi'])$$,
+    $$SELECT count(*) FROM eventstore.poll('bi_sub', $s$c'); DROP TABLE eventstore.events; --$s$, 2147483647)$$);
+SELECT pg_temp.x('ack', 'unknown subscription', 'error 42704', $$SELECT eventstore.ack('bi_none', 'c', 1)$$);
+SELECT pg_temp.x('ack', 'NULL position', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack('bi_sub', 'c', NULL)$$);
+SELECT pg_temp.x('ack', 'a position never delivered', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub', categories => ARRAY['bi'])$$,
+    $$SELECT eventstore.ack('bi_sub', 'c', 9223372036854775807)$$);
+SELECT pg_temp.x('ack', 'by a consumer that holds nothing', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub', categories => ARRAY['bi'])$$,
+    $$SELECT count(*) FROM eventstore.poll('bi_sub', 'c1')$$,
+    $$SELECT eventstore.ack('bi_sub', 'c2', (SELECT max(global_position) FROM eventstore.events WHERE stream_id = 'bi-1'))$$);
+SELECT pg_temp.x('ack', 'by the holder, of an event above the horizon (never delivered)', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub', categories => ARRAY['bi'])$$,
+    $$SELECT count(*) FROM eventstore.poll('bi_sub', 'c1')$$,
+    $$SELECT eventstore.ack('bi_sub', 'c1', (SELECT max(global_position) FROM eventstore.events WHERE stream_id = 'bi-1'))$$);
+SELECT pg_temp.x('nack', 'unknown subscription', 'error 42704', $$SELECT eventstore.nack('bi_none', 'c', 1)$$);
+SELECT pg_temp.x('nack', 'retry_after of a year', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.nack('bi_sub', 'c', 1, '1 year')$$);
+SELECT pg_temp.x('nack', 'empty consumer', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.nack('bi_sub', '', 1)$$);
+SELECT pg_temp.x('parked', 'unknown', 'error 42704', $$SELECT count(*) FROM eventstore.parked('bi_none')$$);
+SELECT pg_temp.x('parked', 'NULL', 'error 22004', $$SELECT count(*) FROM eventstore.parked(NULL)$$);
+SELECT pg_temp.x('parked', 'none yet', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT count(*) FROM eventstore.parked('bi_sub')$$);
+SELECT pg_temp.x('replay_parked', 'unknown', 'error 42704', $$SELECT eventstore.replay_parked('bi_none')$$);
+SELECT pg_temp.x('replay_parked', 'a position not parked', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.replay_parked('bi_sub', 1)$$);
+SELECT pg_temp.x('replay_parked', 'all, none parked', 'ok ',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.replay_parked('bi_sub')$$);
+SELECT pg_temp.x('subscription_status', 'one row per partition', 'ok 3',
+    $$SELECT eventstore.create_subscription('bi_sub', partitions => 3)$$,
+    $$SELECT count(*) FROM eventstore.subscription_status() WHERE subscription = 'bi_sub'$$);
+SELECT pg_temp.x('_log_horizon', 'below this transaction''s own events', 'ok true',
+    $$SELECT eventstore._log_horizon() < (SELECT min(global_position) FROM eventstore.events WHERE stream_id = 'bi-1')$$);
+-- the owner-only bodies (a superuser may call them)
+SELECT pg_temp.x('_subscription_arg', 'NULL', 'error 22004', $$SELECT eventstore._subscription_arg(NULL, 'x')$$);
+SELECT pg_temp.x('_subscription_arg', 'empty', 'error 22023', $$SELECT eventstore._subscription_arg('', 'x')$$);
+SELECT pg_temp.x('_subscription_arg', 'unicode', 'ok ストリーム-3', $$SELECT eventstore._subscription_arg('ストリーム-3', 'x')$$);
+SELECT pg_temp.x('_subscription_partition', 'NULL key', 'ok <null>', $$SELECT eventstore._subscription_partition(NULL, 4)$$);
+SELECT pg_temp.x('_subscription_partition', 'zero partitions', 'error 22012', $$SELECT eventstore._subscription_partition('k', 0)$$);
+SELECT pg_temp.x('_subscription_partition', 'in range', 'ok true',
+    $$SELECT bool_and(eventstore._subscription_partition(s, 7) BETWEEN 0 AND 6) FROM bi_nasty$$);
+SELECT pg_temp.x('_subscription_key', 'unknown kind: the position', 'ok 5', $$SELECT eventstore._subscription_key('x', 's', NULL, 5)$$);
+SELECT pg_temp.x('_subscription_key', 'correlation of non-object metadata: the stream', 'ok s',
+    $$SELECT eventstore._subscription_key('correlation', 's', '[1]', 5)$$);
+SELECT pg_temp.x('_subscription_key', 'NULL kind: the position', 'ok 5', $$SELECT eventstore._subscription_key(NULL, 's', NULL, 5)$$);
+SELECT pg_temp.x('_subscription_check', 'negative backoff', 'error 22023',
+    $$SELECT eventstore._subscription_check(NULL, NULL, 1, '-1 s', '1 s')$$);
+SELECT pg_temp.x('_subscription_check', 'max_attempts 1001', 'error 22023',
+    $$SELECT eventstore._subscription_check(NULL, NULL, 1001, '1 s', '1 s')$$);
+SELECT pg_temp.x('_subscription_check', 'all NULL: nothing to check', 'ok ',
+    $$SELECT eventstore._subscription_check(NULL, NULL, NULL, NULL, NULL)$$);
+SELECT pg_temp.x('_subscription_start', 'two starts', 'error 22023', $$SELECT eventstore._subscription_start('end', 1, NULL)$$);
+SELECT pg_temp.x('_subscription_start', 'unknown start', 'error 22023', $$SELECT eventstore._subscription_start('now', NULL, NULL)$$);
+SELECT pg_temp.x('_subscription_start', 'nothing: the beginning', 'ok 0', $$SELECT eventstore._subscription_start(NULL, NULL, NULL)$$);
+SELECT pg_temp.x('_subscription_get', 'unknown', 'error 42704', $$SELECT eventstore._subscription_get('bi_none', 10)$$);
+SELECT pg_temp.x('_subscription_get', 'NULL caller', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_get('bi_sub', NULL)$$);
+SELECT pg_temp.x('_subscription_get', 'a role without rights', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$,
+    $$SELECT eventstore._subscription_get('bi_sub', 'es_tap_bi_role'::regrole::oid)$$);
+SELECT pg_temp.x('_subscription_create', 'NULL caller', 'error 22004',
+    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, 'stream', 4, 5, '1 s', '1 s', NULL)$$);
+SELECT pg_temp.x('_subscription_create', 'NULL partition_by', 'error 22023',
+    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, NULL, 4, 5, '1 s', '1 s', 10)$$);
+SELECT pg_temp.x('_subscription_create', 'NULL max_attempts', 'error 22004',
+    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, 'none', 4, NULL, '1 s', '1 s', 10)$$);
+SELECT pg_temp.x('_subscription_alter', 'unknown', 'error 42704', $$SELECT eventstore._subscription_alter('bi_none', NULL, NULL, NULL, NULL, NULL, 10)$$);
+SELECT pg_temp.x('_subscription_alter', 'NULL caller', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_alter('bi_sub', NULL, NULL, NULL, NULL, NULL, NULL)$$);
+SELECT pg_temp.x('_subscription_alter', 'lease of 1 ms', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_alter('bi_sub', NULL, NULL, NULL, NULL, '1 ms', 10)$$);
+SELECT pg_temp.x('_subscription_drop', 'unknown', 'error 42704', $$SELECT eventstore._subscription_drop('bi_none', 10)$$);
+SELECT pg_temp.x('_subscription_drop', 'NULL', 'error 22004', $$SELECT eventstore._subscription_drop(NULL, 10)$$);
+SELECT pg_temp.x('_subscription_drop', 'NULL caller', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_drop('bi_sub', NULL)$$);
+SELECT pg_temp.x('_subscription_reset', 'unknown', 'error 42704', $$SELECT eventstore._subscription_reset('bi_none', 0, NULL, 10)$$);
+SELECT pg_temp.x('_subscription_reset', 'both', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_reset('bi_sub', 0, now(), 10)$$);
+SELECT pg_temp.x('_subscription_reset', 'time infinity', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_reset('bi_sub', NULL, 'infinity', 10)$$);
+SELECT pg_temp.x('_subscription_poll', 'unknown', 'error 42704', $$SELECT count(*) FROM eventstore._subscription_poll('bi_none', 'c', 1, 10)$$);
+SELECT pg_temp.x('_subscription_poll', 'NULL max_count', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT count(*) FROM eventstore._subscription_poll('bi_sub', 'c', NULL, 10)$$);
+SELECT pg_temp.x('_subscription_poll', 'a role without rights', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$,
+    $$SELECT count(*) FROM eventstore._subscription_poll('bi_sub', 'c', 1, 'es_tap_bi_role'::regrole::oid)$$);
+SELECT pg_temp.x('_subscription_delivered', 'NULL subscription row', 'error 22004',
+    $$SELECT eventstore._subscription_delivered(NULL, 'c', 1)$$);
+SELECT pg_temp.x('_subscription_delivered', 'NULL consumer', 'error 22004',
+    $$SELECT eventstore._subscription_delivered(NULL, NULL, 1)$$);
+SELECT pg_temp.x('_subscription_delivered', 'position 0', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$,
+    $$SELECT eventstore._subscription_delivered((SELECT s FROM eventstore.subscriptions s WHERE name = 'bi_sub'), 'c', 0)$$);
+SELECT pg_temp.x('_subscription_ack', 'unknown', 'error 42704', $$SELECT eventstore._subscription_ack('bi_none', 'c', 1, 10)$$);
+SELECT pg_temp.x('_subscription_ack', 'negative position', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack('bi_sub', 'c', -1, 10)$$);
+SELECT pg_temp.x('_subscription_ack', 'NULL caller', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack('bi_sub', 'c', 1, NULL)$$);
+SELECT pg_temp.x('_subscription_nack', 'unknown', 'error 42704', $$SELECT eventstore._subscription_nack('bi_none', 'c', 1, NULL, NULL, 10)$$);
+SELECT pg_temp.x('_subscription_nack', 'negative retry_after', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_nack('bi_sub', 'c', 1, '-1 s', NULL, 10)$$);
+SELECT pg_temp.x('_subscription_nack', 'a position never delivered', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_nack('bi_sub', 'c', 9223372036854775807, NULL, 'x', 10)$$);
+SELECT pg_temp.x('_subscription_list_parked', 'unknown', 'error 42704', $$SELECT count(*) FROM eventstore._subscription_list_parked('bi_none', 10)$$);
+SELECT pg_temp.x('_subscription_list_parked', 'NULL', 'error 22004', $$SELECT count(*) FROM eventstore._subscription_list_parked(NULL, 10)$$);
+SELECT pg_temp.x('_subscription_list_parked', 'a role without rights', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$,
+    $$SELECT count(*) FROM eventstore._subscription_list_parked('bi_sub', 'es_tap_bi_role'::regrole::oid)$$);
+SELECT pg_temp.x('_subscription_replay', 'unknown', 'error 42704', $$SELECT eventstore._subscription_replay('bi_none', NULL, 10)$$);
+SELECT pg_temp.x('_subscription_replay', 'NULL', 'error 22004', $$SELECT eventstore._subscription_replay(NULL, NULL, 10)$$);
+SELECT pg_temp.x('_subscription_replay', 'position not parked', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_replay('bi_sub', -1, 10)$$);
+SELECT pg_temp.x('_subscription_state', 'NULL caller: nothing', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT count(*) FROM eventstore._subscription_state(NULL)$$);
+SELECT pg_temp.x('_subscription_state', 'a role without rights: nothing', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub')$$,
+    $$SELECT count(*) FROM eventstore._subscription_state('es_tap_bi_role'::regrole::oid)$$);
+SELECT pg_temp.x('_subscription_state', 'an unknown role oid: nothing', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT count(*) FROM eventstore._subscription_state(0)$$);
+
+------------------------------------------------------------------------
 -- Observability (no arguments; the library is preloaded here)
 ------------------------------------------------------------------------
 SELECT pg_temp.x('_stats', 'kinds are store, category, projection', 'ok 0',
@@ -861,7 +1058,8 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'ev
 SELECT is(ARRAY(SELECT fn::text FROM bi_tried GROUP BY fn
                 HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', '_relay_state_merge', 'relay_status',
                                                    '_relay_wakeup', '_upcasting', '_stats',
-                                                   '_horizon_status', 'stats_reset') THEN 1 ELSE 3 END
+                                                   '_horizon_status', 'stats_reset', '_log_horizon',
+                                                   'subscription_status') THEN 1 ELSE 3 END
                 ORDER BY 1),
           '{}'::text[], 'every function that takes arguments was given at least three inputs');
 SELECT is(pg_temp.store_state(), (SELECT state FROM bi_before),

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(260);
+SELECT plan(295);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -169,9 +169,9 @@ SELECT is(ARRAY(SELECT c.relname || ': ' || a.privilege_type || ' to ' || a.gran
                  WHERE c.relnamespace = 'eventstore'::regnamespace
                    AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT'
                  ORDER BY 1),
-          ARRAY['consumers: UPDATE to es_tap_pv_admin'],
+          ARRAY['consumers: UPDATE to es_tap_pv_admin', 'subscriptions: UPDATE to es_tap_pv_admin'],
           'after grant_access to every kind, nobody but the owner has any privilege but SELECT on a table, view or sequence, '
-          'except UPDATE on consumers for the admin (what lets it manage every checkpoint)');
+          'except UPDATE on consumers and subscriptions for the admin (what lets it manage every checkpoint and subscription)');
 SELECT is(ARRAY(SELECT c.relname || ' to ' || CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
                   FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
                  WHERE c.relnamespace = 'eventstore'::regnamespace AND a.grantee <> c.relowner

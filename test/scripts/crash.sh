@@ -49,7 +49,7 @@
 # to the kernel survives the SIGKILL.
 
 ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-export ES_PORT=54395
+export ES_PORT=${CRASH_PORT:-54395}
 export ES_PGDATA=$(mktemp -d /tmp/eventstore-crash.XXXXXX)
 export ES_PRELOAD=1
 export ES_FSYNC=off

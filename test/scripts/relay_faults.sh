@@ -26,7 +26,7 @@
 # check passed.
 
 ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-export ES_PORT=54385
+export ES_PORT=${RELAY_FAULTS_PORT:-54385}
 export ES_PGDATA=$(mktemp -d /tmp/eventstore-faults.XXXXXX)
 export ES_PRELOAD=1
 export ES_FSYNC=off         # a backend crash, not an OS crash: fsync is not needed

@@ -2,13 +2,13 @@
 # A hot standby: reads work there, and read_all never skips an event that
 # commits late on the primary (it reads up to the horizon the primary's relay
 # publishes in eventstore.log_horizon).  Starts its own primary and standby.
-ES_PORT=54410
+ES_PORT=${STANDBY_PORT:-54410}
 ES_PGDATA=$(mktemp -d /tmp/eventstore-primary.XXXXXX)
 source "$(dirname "$0")/../../scripts/cluster.sh"
 set +e
 
 STANDBY=$(mktemp -d /tmp/eventstore-standby.XXXXXX)
-SPORT=54411
+SPORT=${STANDBY_SPORT:-54411}
 BIN=$(es_bindir)
 failures=0
 holder_pid=
@@ -83,6 +83,15 @@ wait "$holder_pid"; holder_pid=
 wait_for "after the commit the standby returns both, in position order" "sb-late,sb-early" \
     $S -c "SELECT string_agg(stream_id, ',' ORDER BY global_position) FROM eventstore.read_all($base)"
 rm -f "$fifo"
+
+# Subscriptions: the status and the parked list read on the standby; poll
+# writes (leases, checkpoints) and is refused there like an append.
+primary "SELECT eventstore.create_subscription('sbs', categories => ARRAY['sb'], partitions => 2)" >/dev/null
+primary "SELECT count(*) FROM eventstore.poll('sbs', 'c1', 100)" >/dev/null
+wait_for "subscription_status on the standby" "2" \
+    $S -c "SELECT count(*) FROM eventstore.subscription_status WHERE subscription = 'sbs' AND holder = 'c1'"
+check "parked on the standby" "0" "$($S -c "SELECT count(*) FROM eventstore.parked('sbs')")"
+check "poll on the standby is refused (read-only)" "25006" "$($S -c "DO \$\$ BEGIN PERFORM eventstore.poll('sbs', 'c2', 1); EXCEPTION WHEN OTHERS THEN RAISE NOTICE '%', SQLSTATE; END \$\$" 2>&1 | sed -n 's/.*NOTICE: *\([0-9A-Z]\{5\}\).*/\1/p' | head -1)"
 
 if [ $failures -gt 0 ]; then echo "standby: $failures check(s) failed"; exit 1; fi
 echo "standby: all checks passed"

@@ -1,0 +1,179 @@
+/*
+ * subscription.c
+ *		Subscriptions: consumer groups over the log (README, "Subscriptions").
+ *
+ * The logic is SQL (the install script's section "Subscriptions"): the
+ * public functions here take the caller's role and run the owner-only
+ * bodies eventstore._subscription_*() as the extension's owner, like the
+ * durable consumers (consumer.c, es_consumer_call).  A subscription belongs
+ * to the role that created it; a body checks the caller against it.
+ *
+ * Events are read from eventstore.events itself, at or below the read
+ * horizon (eventstore._log_horizon()), so a partition's checkpoint never
+ * passes an event that commits late.  poll() reads with statement
+ * snapshots taken after the horizon, which see every event at or below it
+ * that will ever be visible; a transaction snapshot (REPEATABLE READ,
+ * SERIALIZABLE) may be older than the horizon, so poll() refuses it.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/snapmgr.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_log_horizon);
+PG_FUNCTION_INFO_V1(eventstore_create_subscription);
+PG_FUNCTION_INFO_V1(eventstore_alter_subscription);
+PG_FUNCTION_INFO_V1(eventstore_drop_subscription);
+PG_FUNCTION_INFO_V1(eventstore_reset_subscription);
+PG_FUNCTION_INFO_V1(eventstore_poll);
+PG_FUNCTION_INFO_V1(eventstore_ack);
+PG_FUNCTION_INFO_V1(eventstore_nack);
+PG_FUNCTION_INFO_V1(eventstore_parked);
+PG_FUNCTION_INFO_V1(eventstore_replay_parked);
+PG_FUNCTION_INFO_V1(eventstore_subscription_status);
+
+/*
+ * eventstore._log_horizon() RETURNS bigint: the read horizon of the log: no
+ * position at or below it can still become visible.  The snapshot taken
+ * with it is not needed: a later statement snapshot sees at least as much.
+ */
+Datum
+eventstore_log_horizon(PG_FUNCTION_ARGS)
+{
+	Snapshot	snapshot;
+	int64		horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
+
+	UnregisterSnapshot(snapshot);
+	PG_RETURN_INT64(horizon);
+}
+
+/* create_subscription(name, categories, event_types, start, start_position, start_time,
+ *					   partition_by, partitions, max_attempts, backoff, lease) */
+Datum
+eventstore_create_subscription(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[11] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, INT8OID,
+	TIMESTAMPTZOID, TEXTOID, INT4OID, INT4OID, INTERVALOID, INTERVALOID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan,
+					 "SELECT eventstore._subscription_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+					 argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* alter_subscription(name, categories, event_types, max_attempts, backoff, lease) */
+Datum
+eventstore_alter_subscription(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[6] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, INTERVALOID, INTERVALOID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_alter($1, $2, $3, $4, $5, $6, $7)",
+					 argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* drop_subscription(name) */
+Datum
+eventstore_drop_subscription(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[1] = {TEXTOID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_drop($1, $2)", argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* reset_subscription(name, position, at) */
+Datum
+eventstore_reset_subscription(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[3] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_reset($1, $2, $3, $4)",
+					 argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* poll(subscription, consumer, max_count) */
+Datum
+eventstore_poll(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	static SPIPlanPtr plan = NULL;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("poll must run at READ COMMITTED"),
+				 errdetail("A transaction snapshot can be older than the read horizon, and events below it would be passed over."),
+				 errhint("Call poll in its own READ COMMITTED transaction; ack may run in any transaction.")));
+	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_poll($1, $2, $3, $4)",
+					 argtypes, true, false);
+	return (Datum) 0;
+}
+
+/* ack(subscription, consumer, global_position) */
+Datum
+eventstore_ack(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_ack($1, $2, $3, $4)",
+					 argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* nack(subscription, consumer, global_position, retry_after, reason) */
+Datum
+eventstore_nack(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[5] = {TEXTOID, TEXTOID, INT8OID, INTERVALOID, TEXTOID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_nack($1, $2, $3, $4, $5, $6)",
+					 argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* parked(subscription) */
+Datum
+eventstore_parked(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[1] = {TEXTOID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_list_parked($1, $2)",
+					 argtypes, true, true);
+	return (Datum) 0;
+}
+
+/* replay_parked(subscription, global_position) */
+Datum
+eventstore_replay_parked(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[2] = {TEXTOID, INT8OID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_replay($1, $2, $3)",
+					 argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* subscription_status(): the partitions of the subscriptions the caller may use */
+Datum
+eventstore_subscription_status(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_state($1)", NULL, true, true);
+	return (Datum) 0;
+}
