@@ -32,7 +32,7 @@ ifneq ($(srcdir),.)
 $(shell mkdir -p src)
 endif
 
-.PHONY: prove stress bench bench-quick
+.PHONY: prove stress bench bench-quick bench-scale
 prove:
 	pg_prove --ext .sql -r test/pgtap
 
@@ -44,3 +44,7 @@ bench:
 
 bench-quick:
 	BENCH_MODE=quick bash bench/run.sh
+
+# Growth: the same figures at 0, 10^6 and 10^7 events (~30 min; not in CI).
+bench-scale:
+	bash bench/scale.sh

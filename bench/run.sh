@@ -5,7 +5,9 @@
 # baselines in the same database (bench/setup.sql), and runs every case with
 # pgbench (-M prepared), interleaving ours and the baselines round by round so
 # machine noise hits them alike.  Prints a table of medians and ratios and
-# writes bench/results/<timestamp>.{json,md}.  Never fails on a figure.
+# writes bench/results/<timestamp>.{json,md}, and charts of the ratios and
+# latencies next to them (bench/chart.sh, SVG via gnuplot).  Never fails on a
+# figure.
 #
 #   BENCH_MODE=quick  1 round x 3 s per run   (under 60 s)
 #   BENCH_MODE=full   3 rounds x 8 s per run (about 13 min)
@@ -24,6 +26,13 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 WORK=$(mktemp -d /tmp/eventstore-bench.XXXXXX); chmod 777 "$WORK"
 
 es_install_deps
+# The chart needs gnuplot: install it like the other packages when we can,
+# otherwise the run goes on and says it drew no chart.
+if ! command -v gnuplot >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    es_log "installing gnuplot-nox (for the chart)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null 2>&1 ||
+        es_log "could not install gnuplot-nox: no chart"
+fi
 es_build_install
 ES_PGDATA=$WORK/data; mkdir -p "$ES_PGDATA"
 ES_FSYNC=on
@@ -212,3 +221,4 @@ echo
 cat "$WORK/table.md"
 echo
 echo "written: bench/results/$STAMP-$MODE.md and .json"
+bash "$BENCH/chart.sh" "$OUT/$STAMP-$MODE.json" || echo "chart: failed (the figures above stand)"

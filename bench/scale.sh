@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Growth benchmark: make bench-scale (not in CI).
+#
+# Starts its own cluster, grows the store to each size in SCALE_SIZES and, at
+# each size, measures the same figures with pgbench -M prepared, so that a cost
+# that grows with the store shows as a ratio below 1 against the previous size:
+#
+#   append tps at 1 and 8 clients  append_event to one of 100,000 "app-N" streams
+#   read_all at the tail            the last 100 events of the log
+#   read_category, common           100 events of category c3 (10% of the log) from a random position
+#   read_category, rare             the first 100 events of category "rare" (0.01% of the log)
+#   read_stream                     the first 10 events of a random loaded stream
+#   stream_version                  of a random loaded stream
+#   read after a burst              a fresh category read just after 10,000 events
+#                                   were appended to it, before and after ANALYZE
+#
+# The history is loaded with COPY-speed import_events (one call per
+# SCALE_CHUNK events, from an UNLOGGED staging table filled by generate_series):
+# 100,000 streams "cK-N" in 10 categories c0..c9, of which 10 streams are
+# category "rare" instead (0.01% of the events); event i goes to stream
+# (i - 1) % 100000 + 1, so every stream grows evenly.  Then VACUUM ANALYZE and a
+# CHECKPOINT; autovacuum is off, so statistics are exactly what each step left.
+# Also prints, at each size, the plan the rare-category read actually runs
+# (auto_explain of the 7th call in one session, after the plan cache has chosen
+# between custom and generic plans; the same for the burst's category before
+# ANALYZE): it must use the category index, not scan the log.  Target: every figure at 10^7 >= 0.8x its value at 10^6.
+#
+#   SCALE_SIZES   sizes in events, ascending   (default "0 1000000 10000000")
+#   SCALE_SECS    seconds per pgbench run      (default 5)
+#   SCALE_CHUNK   events per import_events call (default 1000000)
+#   ES_PORT       port of the throwaway cluster (default 54334)
+#   SCALE_NO_BUILD=1  use the installed extension as it is (no make clean all install)
+# The full run needs up to about 10 GB of disk in /tmp and, on 2 cores, about
+# 30 minutes (estimated from a 10^6 smoke run: the load is most of it).
+ES_PORT=${ES_PORT:-54334}
+source "$(dirname "$0")/../scripts/cluster.sh"
+
+SIZES=${SCALE_SIZES:-0 1000000 10000000}
+SECS=${SCALE_SECS:-5}
+CHUNK=${SCALE_CHUNK:-1000000}
+STREAMS=100000
+BENCH=$ES_ROOT/bench
+OUT=$BENCH/results; mkdir -p "$OUT"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+WORK=$(mktemp -d /tmp/eventstore-scale.XXXXXX); chmod 777 "$WORK"
+
+prev=-1
+for s in $SIZES; do
+    [[ $s =~ ^[0-9]+$ ]] && [ "$s" -gt "$prev" ] || { echo "SCALE_SIZES must be ascending integers" >&2; exit 2; }
+    prev=$s
+done
+
+es_install_deps
+[ "${SCALE_NO_BUILD:-0}" = 1 ] || es_build_install
+ES_PGDATA=$WORK/data; mkdir -p "$ES_PGDATA"
+ES_FSYNC=on
+trap 'es_stop_cluster; rm -rf "$WORK"' EXIT
+es_start_cluster
+es_psql -d postgres -c "ALTER SYSTEM SET shared_buffers = '512MB'" -c "ALTER SYSTEM SET max_connections = 50" \
+    -c "ALTER SYSTEM SET autovacuum = off" -c "ALTER SYSTEM SET max_wal_size = '4GB'" >/dev/null
+es_as_pg "$(es_bindir)/pg_ctl" -D "$ES_PGDATA" -w restart -l "$ES_PGDATA/server.log" >/dev/null
+es_psql -d postgres -c 'CREATE DATABASE scale' >/dev/null
+es_psql -d scale -c 'CREATE EXTENSION eventstore' >/dev/null
+PGBENCH="$(es_bindir)/pgbench"
+q() { es_psql -d scale -Atc "$1"; }
+
+# The pgbench scripts.  :tail is the log's last position, :n a run number.
+S=$WORK/scripts; mkdir -p "$S"; chmod 777 "$S"
+cat > "$S/append.sql" <<'EOF'
+\set s random(1, 100000)
+SELECT eventstore.append_event('app-' || :s, NULL, 'Appended', '{"amount": 42, "note": "a typical small event"}');
+EOF
+cat > "$S/read_all_tail.sql" <<'EOF'
+SELECT * FROM eventstore.read_all(greatest(:tail - 100, 0), 100);
+EOF
+cat > "$S/read_category_common.sql" <<'EOF'
+\set p random(0, greatest(:tail - 2000, 0))
+SELECT * FROM eventstore.read_category('c3', :p, 100);
+EOF
+cat > "$S/read_category_rare.sql" <<'EOF'
+SELECT * FROM eventstore.read_category('rare', 0, 100);
+EOF
+cat > "$S/read_stream.sql" <<'EOF'
+\set s random(1, 100000)
+SELECT * FROM eventstore.read_stream(CASE WHEN :s % 10000 = 0 THEN 'rare' ELSE 'c' || (:s % 10) END || '-' || :s, 1, 10);
+EOF
+cat > "$S/stream_version.sql" <<'EOF'
+\set s random(1, 100000)
+SELECT eventstore.stream_version(CASE WHEN :s % 10000 = 0 THEN 'rare' ELSE 'c' || (:s % 10) END || '-' || :s);
+EOF
+cat > "$S/read_burst.sql" <<'EOF'
+SELECT * FROM eventstore.read_category('burst' || :n, 0, 100);
+EOF
+chmod 644 "$S"/*.sql
+
+# tps SCRIPT CLIENTS [pgbench -D args...]
+tps() {
+    local script=$1 clients=$2; shift 2
+    local out
+    out=$(cd "$WORK" && "$PGBENCH" -n -M prepared -c "$clients" -j "$clients" -T "$SECS" "$@" \
+              -f "$S/$script" scale 2>&1) || { echo "$out" >&2; echo 0; return; }
+    echo "$out" | awk '/^tps = / {printf "%.0f\n", $3; exit}'
+}
+
+# Grow the store from $1 to $2 events.
+load() {
+    local from=$1 to=$2 lo hi
+    for ((lo = from; lo < to; lo += CHUNK)); do
+        hi=$((lo + CHUNK < to ? lo + CHUNK : to))
+        es_psql -d scale <<EOF >/dev/null
+CREATE UNLOGGED TABLE staging (LIKE eventstore.import_row);
+INSERT INTO staging
+SELECT i,
+       CASE WHEN s % 10000 = 0 THEN 'rare' ELSE 'c' || (s % 10) END || '-' || s,
+       (i - 1) / $STREAMS + 1,
+       'Loaded',
+       jsonb_build_object('n', i, 'amount', i % 1000, 'note', 'a typical small event'),
+       NULL,
+       timestamptz '2020-01-01' + i * interval '1 millisecond',
+       md5(i::text)::uuid
+  FROM generate_series($lo + 1, $hi) i, LATERAL (SELECT (i - 1) % $STREAMS + 1 AS s) x;
+SELECT eventstore.import_events('staging');
+DROP TABLE staging;
+EOF
+        es_log "loaded $hi events"
+    done
+}
+
+# plan CALL: the plan of the log read inside eventstore.CALL as it runs at the
+# 7th call in one session (after the plan cache chose between a custom and a
+# generic plan, as in a pgbench run), from auto_explain.  auto_explain prints
+# the outer query last; keep the inner one (the log read).
+plan() {
+    es_psql -d scale -v call="$1" 2>&1 >/dev/null <<'EOF' |
+LOAD 'auto_explain';
+SELECT count(*) FROM eventstore.:call \g /dev/null
+SELECT count(*) FROM eventstore.:call \g /dev/null
+SELECT count(*) FROM eventstore.:call \g /dev/null
+SELECT count(*) FROM eventstore.:call \g /dev/null
+SELECT count(*) FROM eventstore.:call \g /dev/null
+SELECT count(*) FROM eventstore.:call \g /dev/null
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_analyze = on;
+SET auto_explain.log_timing = off;
+SET auto_explain.log_level = notice;
+SELECT count(*) FROM eventstore.:call \g /dev/null
+EOF
+    awk '/^NOTICE:/ {n++} {buf[n] = buf[n] $0 "\n"} END {printf "%s", buf[n - 1]}' |
+        grep -v '^NOTICE:\|Query Text\|^\s*$' | sed 's/^/    /'
+}
+
+declare -A FIG
+NAMES=("append tps, 1 client" "append tps, 8 clients" "read_all, tail (100 events)"
+       "read_category, common (100 events)" "read_category, rare (first 100)"
+       "read_stream (10 events)" "stream_version"
+       "fresh category after a burst, before ANALYZE" "same, after ANALYZE")
+loaded=0
+PLANS=$WORK/plans.txt; : > "$PLANS"
+for size in $SIZES; do
+    [ "$size" -gt "$loaded" ] && load "$loaded" "$size"
+    loaded=$size
+    es_log "size $size: VACUUM ANALYZE, CHECKPOINT"
+    es_psql -d scale -c 'VACUUM ANALYZE eventstore.events' -c 'CHECKPOINT' >/dev/null
+    tail=$(q "SELECT coalesce(max(global_position), 0) FROM eventstore.events")
+    FIG["$size|2"]=$(tps read_all_tail.sql 1 -D tail="$tail")
+    FIG["$size|3"]=$(tps read_category_common.sql 1 -D tail="$tail")
+    FIG["$size|4"]=$(tps read_category_rare.sql 1)
+    FIG["$size|5"]=$(tps read_stream.sql 1)
+    FIG["$size|6"]=$(tps stream_version.sql 1)
+    FIG["$size|0"]=$(tps append.sql 1)
+    FIG["$size|1"]=$(tps append.sql 8)
+    {
+        echo "-- size $size: plan of read_category('rare', 0, 100), 7th call in a session:"
+        plan "read_category('rare', 0, 100)"
+        echo "-- size $size: plan of read_all($((tail > 100 ? tail - 100 : 0)), 100), 7th call in a session:"
+        plan "read_all($((tail > 100 ? tail - 100 : 0)), 100)"
+    } >> "$PLANS"
+    # A burst of 10,000 events (100 streams x 100) to a category never seen
+    # before, then reads of it at once, then after ANALYZE.
+    cat=burst$size
+    es_psql -d scale -v cat="$cat" <<'EOF' >/dev/null
+SELECT eventstore.append(:'cat' || '-' || s, 0,
+       (SELECT array_agg(eventstore.event('Burst', jsonb_build_object('n', i))) FROM generate_series(1, 100) i))
+  FROM generate_series(1, 100) s;
+EOF
+    FIG["$size|7"]=$(tps read_burst.sql 1 -D n="$size")
+    {
+        echo "-- size $size: plan of read_category('$cat', 0, 100) just after the burst, before ANALYZE, 7th call:"
+        plan "read_category('$cat', 0, 100)"
+    } >> "$PLANS"
+    es_psql -d scale -c 'ANALYZE eventstore.events' >/dev/null
+    FIG["$size|8"]=$(tps read_burst.sql 1 -D n="$size")
+    es_log "size $size: $(for i in "${!NAMES[@]}"; do printf '%s=%s; ' "${NAMES[$i]}" "${FIG[$size|$i]}"; done)"
+done
+
+# The table: each figure per size, with its ratio to the previous size.
+TABLE=$WORK/table.md
+{
+    printf '| figure (per second) |'
+    for size in $SIZES; do printf ' %s events |' "$(printf "%'d" "$size")"; done
+    printf '\n|---|'; for _ in $SIZES; do printf -- '---:|'; done; printf '\n'
+    for i in "${!NAMES[@]}"; do
+        printf '| %s |' "${NAMES[$i]}"
+        p=
+        for size in $SIZES; do
+            v=${FIG[$size|$i]}
+            if [ -z "$p" ]; then printf ' %s |' "$v"
+            else printf ' %s (%s×) |' "$v" "$(awk -v a="$v" -v b="$p" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')"
+            fi
+            p=$v
+        done
+        printf '\n'
+    done
+    echo
+    echo "In parentheses: the ratio to the previous size (target: >= 0.8 from 10^6 to 10^7)."
+    echo "pgbench -M prepared, ${SECS}s per figure, 1 client unless stated; $(nproc) cores;"
+    echo "$("$(es_bindir)/postgres" --version); shared_buffers 512MB, fsync on, autovacuum off; $(date -u +%Y-%m-%d)."
+    echo "Command: SCALE_SIZES=\"$SIZES\" bash bench/scale.sh (make bench-scale)."
+} > "$TABLE"
+cp "$TABLE" "$OUT/$STAMP-scale.md"
+cp "$PLANS" "$OUT/$STAMP-scale-plans.txt"
+echo
+cat "$PLANS"
+echo
+cat "$TABLE"
+echo
+echo "written: bench/results/$STAMP-scale.md and $STAMP-scale-plans.txt"
