@@ -84,6 +84,7 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
@@ -628,6 +629,17 @@ es_dcb_check_after(EsDcbCondition *cond)
 		return;
 	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
 	UnregisterSnapshot(snapshot);
+	/* With nothing in flight the horizon is unbounded: the newest position bounds it. */
+	{
+		LOCAL_FCINFO(fcinfo, 1);
+		Datum		last;
+
+		InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = ObjectIdGetDatum(es_position_seqid());
+		fcinfo->args[0].isnull = false;
+		last = pg_sequence_last_value(fcinfo);	/* as the events' owner (append.c) */
+		horizon = Min(horizon, fcinfo->isnull ? 0 : DatumGetInt64(last));
+	}
 	if (cond->after > horizon)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -641,7 +653,8 @@ es_dcb_check_after(EsDcbCondition *cond)
  * The condition check, run with the append's locks held and SPI connected:
  * the first event matching the query with a position above after, in
  * committed state plus this transaction's own rows (SnapshotSelf).  Raises
- * ES412 naming it.
+ * ES412 naming it.  The query selects tags, which no btree index holds: an
+ * index-only scan cannot run with a non-MVCC snapshot.
  */
 void
 es_dcb_check(EsDcbCondition *cond, Datum stream_id)
@@ -654,7 +667,7 @@ es_dcb_check(EsDcbCondition *cond, Datum stream_id)
 	bool		isnull;
 
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT e.global_position FROM eventstore.events e"
+	appendStringInfoString(&sql, "SELECT e.global_position, e.tags FROM eventstore.events e"
 						   " WHERE e.global_position OPERATOR(pg_catalog.>) $1 AND ");
 	es_dcb_where(&sql, cond->query);
 	appendStringInfoString(&sql, " ORDER BY e.global_position LIMIT 1");
