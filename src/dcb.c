@@ -123,9 +123,9 @@ es_cstr_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* One tag or type string of a query or event: not empty, not too long. */
+/* One tag of an event: not empty, not too long (text cannot hold a NUL). */
 static void
-es_dcb_check_string(const char *s, int len, const char *what, int ordinal)
+es_dcb_check_string(int len, const char *what, int ordinal)
 {
 	if (len == 0)
 		ereport(ERROR,
@@ -136,10 +136,6 @@ es_dcb_check_string(const char *s, int len, const char *what, int ordinal)
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("a tag of %s %d is too long", what, ordinal),
 				 errdetail("The tag has %d bytes; the limit is %d.", len, ES_DCB_MAX_TAG_BYTES)));
-	if (memchr(s, '\0', len) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a tag of %s %d contains a NUL byte", what, ordinal)));
 }
 
 /*
@@ -177,8 +173,7 @@ es_dcb_tags(Datum arr, bool isnull, int ordinal)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("a tag of event %d must not be null", ordinal)));
-		es_dcb_check_string(VARDATA_ANY(DatumGetPointer(elems[i])),
-							VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i])), "event", ordinal);
+		es_dcb_check_string(VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i])), "event", ordinal);
 		strs[i] = TextDatumGetCString(elems[i]);
 	}
 	qsort(strs, n, sizeof(char *), es_cstr_cmp);
@@ -236,10 +231,6 @@ es_dcb_strings(JsonbValue *v, const char *key, int item, int limit, char ***out)
 					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 					 errmsg("a string in \"%s\" of query item %d is too long", key, item),
 					 errdetail("It has %d bytes; the limit is %d.", e.val.string.len, ES_DCB_MAX_TAG_BYTES)));
-		if (memchr(e.val.string.val, '\0', e.val.string.len) != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("a string in \"%s\" of query item %d contains a NUL byte", key, item)));
 		(*out)[n++] = pnstrdup(e.val.string.val, e.val.string.len);
 	}
 	return n;
