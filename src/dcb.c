@@ -396,17 +396,54 @@ es_dcb_parse_condition(Jsonb *cond)
 
 /* ------------------------------------------------------------- SQL text */
 
-static void
-es_dcb_text_array(StringInfo buf, char **strs, int n)
+/*
+ * A query as SQL: the condition on events e, with its types and tags as
+ * text[] parameters, so that queries of one shape (which items have types,
+ * which have tags) share one plan, prepared once per backend.
+ */
+typedef struct EsDcbSql
 {
-	appendStringInfoString(buf, "ARRAY[");
+	StringInfoData text;
+	int			nparams;
+	Oid		   *types;
+	Datum	   *values;
+	bool	   *nulls;
+} EsDcbSql;
+
+static void
+es_dcb_param(EsDcbSql *sql, Oid type, Datum value)
+{
+	sql->types[sql->nparams] = type;
+	sql->values[sql->nparams] = value;
+	sql->nulls[sql->nparams] = false;
+	sql->nparams++;
+	appendStringInfo(&sql->text, "$%d", sql->nparams);
+}
+
+static Datum
+es_dcb_text_array(char **strs, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * n);
+
 	for (int i = 0; i < n; i++)
-	{
-		if (i > 0)
-			appendStringInfoChar(buf, ',');
-		appendStringInfoString(buf, quote_literal_cstr(strs[i]));
-	}
-	appendStringInfoString(buf, "]::pg_catalog.text[]");
+		d[i] = CStringGetTextDatum(strs[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Start sql with room for the query's parameters and `extra` more, which
+ * the caller adds first (es_dcb_param).
+ */
+static void
+es_dcb_sql_init(EsDcbSql *sql, EsDcbQuery *q, int extra)
+{
+	int			max = 2 * q->nitems + extra;
+
+	initStringInfo(&sql->text);
+	sql->nparams = 0;
+	sql->types = palloc(sizeof(Oid) * max);
+	sql->values = palloc(sizeof(Datum) * max);
+	sql->nulls = palloc(sizeof(bool) * max);
 }
 
 /*
@@ -414,8 +451,10 @@ es_dcb_text_array(StringInfo buf, char **strs, int n)
  * partial index's predicate (tags <> '{}') so the planner can use it.
  */
 static void
-es_dcb_where(StringInfo buf, EsDcbQuery *q)
+es_dcb_where(EsDcbSql *sql, EsDcbQuery *q)
 {
+	StringInfo	buf = &sql->text;
+
 	if (q->nitems == 0)
 	{
 		appendStringInfoString(buf, "true");
@@ -434,7 +473,7 @@ es_dcb_where(StringInfo buf, EsDcbQuery *q)
 		if (item->ntypes > 0)
 		{
 			appendStringInfoString(buf, "e.event_type OPERATOR(pg_catalog.=) ANY (");
-			es_dcb_text_array(buf, item->types, item->ntypes);
+			es_dcb_param(sql, TEXTARRAYOID, es_dcb_text_array(item->types, item->ntypes));
 			appendStringInfoChar(buf, ')');
 		}
 		if (item->ntags > 0)
@@ -442,12 +481,59 @@ es_dcb_where(StringInfo buf, EsDcbQuery *q)
 			if (item->ntypes > 0)
 				appendStringInfoString(buf, " AND ");
 			appendStringInfoString(buf, "e.tags OPERATOR(pg_catalog.@>) ");
-			es_dcb_text_array(buf, item->tags, item->ntags);
+			es_dcb_param(sql, TEXTARRAYOID, es_dcb_text_array(item->tags, item->ntags));
 			appendStringInfoString(buf, " AND e.tags OPERATOR(pg_catalog.<>) '{}'::pg_catalog.text[]");
 		}
 		appendStringInfoChar(buf, ')');
 	}
 	appendStringInfoChar(buf, ')');
+}
+
+/*
+ * Plans by SQL text, kept for the backend's life (PostgreSQL's plan cache
+ * revalidates them after DDL).  Bounded: past ES_DCB_PLANS shapes a plan is
+ * made for the call and freed.
+ */
+#define ES_DCB_PLANS 64
+
+static struct
+{
+	char	   *sql;
+	bool		generic;
+	SPIPlanPtr	plan;
+}			es_dcb_plans[ES_DCB_PLANS];
+static int	es_dcb_nplans = 0;
+
+/*
+ * The plan for sql; *temporary set when the caller must free it.  With
+ * generic, one plan for every value of the parameters (the check: its plan
+ * does not depend on them, and replanning each call would cost more than the
+ * check itself).
+ */
+static SPIPlanPtr
+es_dcb_plan(EsDcbSql *sql, bool generic, bool *temporary)
+{
+	SPIPlanPtr	plan;
+
+	*temporary = false;
+	for (int i = 0; i < es_dcb_nplans; i++)
+		if (es_dcb_plans[i].generic == generic && strcmp(es_dcb_plans[i].sql, sql->text.data) == 0)
+			return es_dcb_plans[i].plan;
+	plan = SPI_prepare_cursor(sql->text.data, sql->nparams, sql->types,
+							  generic ? CURSOR_OPT_GENERIC_PLAN : 0);
+	if (plan == NULL)
+		elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (es_dcb_nplans == ES_DCB_PLANS)
+	{
+		*temporary = true;
+		return plan;
+	}
+	SPI_keepplan(plan);
+	es_dcb_plans[es_dcb_nplans].sql = MemoryContextStrdup(TopMemoryContext, sql->text.data);
+	es_dcb_plans[es_dcb_nplans].generic = generic;
+	es_dcb_plans[es_dcb_nplans].plan = plan;
+	es_dcb_nplans++;
+	return plan;
 }
 
 /* ---------------------------------------------------------------- locks */
@@ -650,30 +736,37 @@ es_dcb_check_after(EsDcbCondition *cond)
 void
 es_dcb_check(EsDcbCondition *cond, Datum stream_id)
 {
-	StringInfoData sql;
+	EsDcbSql	sql;
 	SPIPlanPtr	plan;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(cond->after)};
+	bool		temporary;
+	char	   *cnulls;
 	int64		found;
 	bool		isnull;
 
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT e.global_position, e.tags FROM eventstore.events e"
-						   " WHERE e.global_position OPERATOR(pg_catalog.>) $1 AND ");
+	es_dcb_sql_init(&sql, cond->query, 1);
+	appendStringInfoString(&sql.text, "SELECT e.global_position, e.tags FROM eventstore.events e"
+						   " WHERE e.global_position OPERATOR(pg_catalog.>) ");
+	es_dcb_param(&sql, INT8OID, Int64GetDatum(cond->after));
+	appendStringInfoString(&sql.text, " AND ");
 	es_dcb_where(&sql, cond->query);
-	appendStringInfoString(&sql, " ORDER BY e.global_position LIMIT 1");
-	plan = SPI_prepare(sql.data, 1, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_execute_snapshot(plan, values, NULL, SnapshotSelf, InvalidSnapshot,
+
+	/*
+	 * Usually nothing matches: walking the position index in order, which
+	 * the planner may prefer for a LIMIT 1, would then read every position
+	 * after `after` (all of them without one).  Ordering by an expression
+	 * keeps it to the query's own indexes and a sort of the matches.
+	 */
+	appendStringInfoString(&sql.text, " ORDER BY e.global_position OPERATOR(pg_catalog.+) 0 LIMIT 1");
+	plan = es_dcb_plan(&sql, true, &temporary);
+	cnulls = palloc0(sql.nparams + 1);
+	memset(cnulls, ' ', sql.nparams);
+	if (SPI_execute_snapshot(plan, sql.values, cnulls, SnapshotSelf, InvalidSnapshot,
 							 true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: the condition's query failed");
-	if (SPI_processed == 0)
-	{
+	if (temporary)
 		SPI_freeplan(plan);
-		pfree(sql.data);
+	if (SPI_processed == 0)
 		return;
-	}
 	found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	es_stats_conflict(stream_id);
 	ereport(ERROR,
@@ -701,11 +794,9 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 	bool		limited = !PG_ARGISNULL(2);
 	Snapshot	snapshot;
 	int64		horizon;
-	StringInfoData sql;
-	Oid			argtypes[3] = {INT8OID, INT8OID, INT8OID};
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	EsDcbSql	sql;
 	SPIPlanPtr	plan;
+	bool		temporary;
 	DestReceiver *dest;
 	bool		upcast;
 
@@ -723,7 +814,6 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("max_count must not be negative")));
 	}
-	nulls[2] = !limited;
 
 	InitMaterializedSRF(fcinfo, 0);
 	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
@@ -736,28 +826,28 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	upcast = es_upcasting();
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT %s FROM eventstore.events e%s WHERE ",
+	es_dcb_sql_init(&sql, q, 3);
+	appendStringInfo(&sql.text, "SELECT %s FROM eventstore.events e%s WHERE e.global_position OPERATOR(pg_catalog.>) ",
 					 upcast ? "u.*" : "e.*",
 					 upcast ? " CROSS JOIN LATERAL eventstore._upcast(e) u" : "");
+	es_dcb_param(&sql, INT8OID, Int64GetDatum(after));
+	appendStringInfoString(&sql.text, " AND e.global_position OPERATOR(pg_catalog.<=) ");
+	es_dcb_param(&sql, INT8OID, Int64GetDatum(horizon));
+	appendStringInfoString(&sql.text, " AND ");
 	es_dcb_where(&sql, q);
-	appendStringInfoString(&sql, " AND e.global_position OPERATOR(pg_catalog.>) $1"
-						   " AND e.global_position OPERATOR(pg_catalog.<=) $2"
-						   " ORDER BY e.global_position LIMIT $3");
-	plan = SPI_prepare(sql.data, 3, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	values[0] = Int64GetDatum(after);
-	values[1] = Int64GetDatum(horizon);
-	values[2] = Int64GetDatum(limit);
+	appendStringInfoString(&sql.text, " ORDER BY e.global_position LIMIT ");
+	es_dcb_param(&sql, INT8OID, Int64GetDatum(limit));
+	sql.nulls[sql.nparams - 1] = !limited;
+	plan = es_dcb_plan(&sql, false, &temporary);
 	dest = CreateTuplestoreDestReceiver();
 	es_tuplestore_dest_params(dest, rsinfo->setResult,
 							  rsinfo->econtext->ecxt_per_query_memory);
 	PushActiveSnapshot(snapshot);
-	es_spi_into_dest(plan, 3, argtypes, values, nulls, dest);
+	es_spi_into_dest(plan, sql.nparams, sql.types, sql.values, sql.nulls, dest);
 	PopActiveSnapshot();
 	dest->rDestroy(dest);
-	SPI_freeplan(plan);
+	if (temporary)
+		SPI_freeplan(plan);
 	SPI_finish();
 	UnregisterSnapshot(snapshot);
 	return (Datum) 0;
