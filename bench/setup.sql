@@ -99,3 +99,9 @@ BEGIN
         (SELECT array_agg(eventstore.event('Counted', jsonb_build_object('n', 10000 + i)))
            FROM generate_series(1, 50) i));
 END $$;
+
+-- DCB: 10,000 tagged events, 1,000 per tag shard:0 .. shard:9 (read_query).
+SELECT eventstore.append('tagged-1', 0,
+       (SELECT array_agg(eventstore.event('Tagged', jsonb_build_object('n', i), tags => ARRAY['shard:' || (i % 10)]))
+          FROM generate_series(1, 10000) i));
+ANALYZE eventstore.events;

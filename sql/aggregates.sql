@@ -536,7 +536,7 @@ END $$;
 CREATE FUNCTION agg_v2_to_v3(e eventstore.events) RETURNS eventstore.events LANGUAGE sql AS $$
     SELECT e.global_position, e.stream_id, e.stream_version, e.event_id, 'AggUpV3',
            jsonb_build_object('value', e.data->'amount', 'currency', e.data->'currency'),
-           COALESCE(e.metadata, '{}'::jsonb) || '{"upcast": true}', e.created_at
+           COALESCE(e.metadata, '{}'::jsonb) || '{"upcast": true}', e.created_at, e.tags
 $$;
 -- a projection of the newest type only, logging what it gets
 CREATE TABLE agg_up_log (n bigint GENERATED ALWAYS AS IDENTITY, stream_id text, version bigint,

@@ -43,13 +43,14 @@ SELECT stream_version, global_position - :base AS pos
            eventstore.event('ItemAdded', '{"sku": "b"}', '{"via": "app"}')]);
 SELECT stream_version, global_position - :base AS pos, event_type, data, metadata
   FROM eventstore.read_stream('cart-1');
--- a one-element batch, and new_event built with a row constructor
+-- a one-element batch, and new_event built with a row constructor (five
+-- fields from 0.5.0 on: tags last)
 SELECT stream_version, global_position - :base AS pos
-  FROM eventstore.append('cart-1', 3, ARRAY[ROW('ItemRemoved', '{"sku": "a"}', NULL, NULL)::eventstore.new_event]);
+  FROM eventstore.append('cart-1', 3, ARRAY[ROW('ItemRemoved', '{"sku": "a"}', NULL, NULL, NULL)::eventstore.new_event]);
 -- an array with a lower bound other than 1 is fine
 SELECT stream_version, global_position - :base AS pos
   FROM eventstore.append('cart-1', 4,
-           '[0:1]={"(CartClosed,{},,)","(CartArchived,{},,)"}'::eventstore.new_event[]);
+           '[0:1]={"(CartClosed,{},,,)","(CartArchived,{},,,)"}'::eventstore.new_event[]);
 SELECT stream_version, event_type FROM eventstore.read_stream('cart-1', 4);
 
 -- Appending to one stream does not change another.

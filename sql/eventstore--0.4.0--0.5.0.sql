@@ -362,8 +362,8 @@ CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text) RE
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$
     DECLARE
-        writer text[] := ARRAY['eventstore.append(text, bigint, eventstore.new_event[])',
-                               'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid)',
+        writer text[] := ARRAY['eventstore.append(text, bigint, eventstore.new_event[], jsonb)',
+                               'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb)',
                                'eventstore.enqueue(text, jsonb, jsonb)',
                                'eventstore.save_snapshot(text, bigint, jsonb, text)'];
         consumer text[] := ARRAY['eventstore.consumer_poll(text, text, integer)',
@@ -1528,6 +1528,86 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- == Dynamic consistency boundaries ========================================
+-- Tags on events, read_query() and conditional appends (README, "Consistency
+-- across streams (DCB)"; src/dcb.c has the lock protocol).
+
+-- A set of strings per event, stored sorted and without duplicates.  Events
+-- from before 0.5.0, and imported ones, have none.
+ALTER TABLE eventstore.events ADD COLUMN tags text[] NOT NULL DEFAULT '{}';
+COMMENT ON COLUMN eventstore.events.tags IS
+    'Tags given at append (eventstore.event(..., tags => ...)), for read_query and append conditions.';
+-- Partial: untagged events cost nothing to index.  read_query repeats the
+-- predicate in every item with tags, so the planner can use it.  No pending
+-- list (fastupdate off): every conditional append probes the index, and a
+-- pending list is scanned whole by every probe (4 ms at its 4 MB limit).
+CREATE INDEX events_tags_idx ON eventstore.events USING gin (tags)
+    WITH (fastupdate = off)
+    WHERE tags OPERATOR(pg_catalog.<>) '{}'::pg_catalog.text[];
+
+-- new_event gains tags; event(), append() and append_event() gain
+-- parameters.  A new signature is a new function: the grants of the old one
+-- are carried over (and grant_access lists the new ones).
+ALTER TYPE eventstore.new_event ADD ATTRIBUTE tags text[];
+
+DO $$
+DECLARE
+    f record;
+    acl pg_catalog.aclitem[];
+    owner pg_catalog.oid;
+    g record;
+BEGIN
+    FOR f IN SELECT * FROM (VALUES
+        ('eventstore.event(text, jsonb, jsonb, uuid)', 'eventstore.event(text, jsonb, jsonb, uuid, text[])',
+         $f$CREATE FUNCTION eventstore.event(event_type text, data jsonb, metadata jsonb DEFAULT NULL,
+                                          event_id uuid DEFAULT NULL, tags text[] DEFAULT NULL)
+                RETURNS eventstore.new_event
+                LANGUAGE sql IMMUTABLE PARALLEL SAFE
+                AS 'SELECT ROW($1, $2, $3, $4, $5)::eventstore.new_event'$f$),
+        ('eventstore.append(text, bigint, eventstore.new_event[])',
+         'eventstore.append(text, bigint, eventstore.new_event[], jsonb)',
+         $f$CREATE FUNCTION eventstore.append(stream_id text, expected_version bigint,
+                                           events eventstore.new_event[], condition jsonb DEFAULT NULL,
+                                           OUT stream_version bigint, OUT global_position bigint)
+                RETURNS record
+                LANGUAGE c VOLATILE PARALLEL UNSAFE
+                AS 'MODULE_PATHNAME', 'eventstore_append'$f$),
+        ('eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid)',
+         'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb)',
+         $f$CREATE FUNCTION eventstore.append_event(stream_id text, expected_version bigint,
+                                                 event_type text, data jsonb,
+                                                 metadata jsonb DEFAULT NULL, event_id uuid DEFAULT NULL,
+                                                 tags text[] DEFAULT NULL, condition jsonb DEFAULT NULL,
+                                                 OUT stream_version bigint, OUT global_position bigint)
+                RETURNS record
+                LANGUAGE c VOLATILE PARALLEL UNSAFE
+                AS 'MODULE_PATHNAME', 'eventstore_append_event'$f$)) v(old, new, def) LOOP
+        SELECT p.proacl, p.proowner INTO acl, owner FROM pg_catalog.pg_proc p
+         WHERE p.oid OPERATOR(pg_catalog.=) f.old::pg_catalog.regprocedure::pg_catalog.oid;
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', f.old);
+        EXECUTE f.def;
+        IF acl IS NOT NULL THEN
+            EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.new);
+            FOR g IN SELECT a.grantee, a.is_grantable FROM pg_catalog.aclexplode(acl) a
+                      WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                        AND a.grantee OPERATOR(pg_catalog.<>) owner LOOP
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', f.new,
+                                          CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                               ELSE g.grantee::pg_catalog.regrole::text END,
+                                          CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            END LOOP;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Events matching a query, after a position, through the read horizon.
+CREATE FUNCTION eventstore.read_query(query jsonb, after_position bigint DEFAULT 0,
+                                      max_count integer DEFAULT 1000)
+    RETURNS SETOF eventstore.events
+    LANGUAGE c VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_query';
 
 -- == Initial privileges ====================================================
 -- GRANTs run by an extension script are recorded as the extension's initial

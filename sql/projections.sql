@@ -577,7 +577,7 @@ END $$;
 SELECT eventstore.register_projection('secret', 'proj_secret(eventstore.events)', ARRAY['ProjSecret']);
 CREATE ROLE regress_proj_writer;
 GRANT USAGE ON SCHEMA eventstore TO regress_proj_writer;
-GRANT EXECUTE ON FUNCTION eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid)
+GRANT EXECUTE ON FUNCTION eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb)
     TO regress_proj_writer;
 SET ROLE regress_proj_writer;
 -- the writer may append (ProjOther is not projected) ...

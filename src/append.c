@@ -66,26 +66,43 @@ typedef struct EsNewEvent
 	Datum		event_type;		/* text */
 	Datum		data;			/* jsonb */
 	Datum		metadata;		/* jsonb, or 0 when null */
+	Datum		tags;			/* text[], canonical (dcb.c); empty when none */
 	pg_uuid_t	event_id;
 	bool		id_given;		/* the caller chose event_id */
 } EsNewEvent;
 
 /*
- * The insert statements, prepared once per backend: [batch][returning], one
- * row or many, with or without RETURNING *.
+ * The insert statements, prepared once per backend: [tags][batch][returning]:
+ * with the tags column (0.5.0 on) or without (an older catalog, before its
+ * update), one row or many, with or without RETURNING *.  A batch's tags
+ * come as one flat array ($9) and each event's bounds in it ($10, $11).
  */
-static SPIPlanPtr es_plan_insert[2][2];
+static SPIPlanPtr es_plan_insert[2][2][2];
 
-static const char *const es_insert_sql[2] = {
-	"INSERT INTO eventstore.events (global_position, stream_id,"
-	" stream_version, event_id, event_type, data, metadata, created_at)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-	"INSERT INTO eventstore.events (global_position, stream_id,"
-	" stream_version, event_id, event_type, data, metadata, created_at)"
-	" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m, $8"
-	" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
-	" pg_catalog.unnest($4), pg_catalog.unnest($5),"
-	" pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
+static const char *const es_insert_sql[2][2] = {
+	{
+		"INSERT INTO eventstore.events (global_position, stream_id,"
+		" stream_version, event_id, event_type, data, metadata, created_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+		"INSERT INTO eventstore.events (global_position, stream_id,"
+		" stream_version, event_id, event_type, data, metadata, created_at)"
+		" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m, $8"
+		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+		" pg_catalog.unnest($4), pg_catalog.unnest($5),"
+		" pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
+	},
+	{
+		"INSERT INTO eventstore.events (global_position, stream_id,"
+		" stream_version, event_id, event_type, data, metadata, created_at, tags)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		"INSERT INTO eventstore.events (global_position, stream_id,"
+		" stream_version, event_id, event_type, data, metadata, created_at, tags)"
+		" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m, $8, COALESCE($9[u.lo:u.hi], '{}')"
+		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+		" pg_catalog.unnest($4), pg_catalog.unnest($5),"
+		" pg_catalog.unnest($6), pg_catalog.unnest($7),"
+		" pg_catalog.unnest($10), pg_catalog.unnest($11)) AS u(p, v, i, t, d, m, lo, hi)",
+	},
 };
 
 static SPIPlanPtr
@@ -179,7 +196,8 @@ es_prepare_event(EsNewEvent *ev, int ordinal,
 				 Datum event_type, bool type_null,
 				 Datum data, bool data_null,
 				 Datum metadata, bool metadata_null,
-				 Datum event_id, bool id_null)
+				 Datum event_id, bool id_null,
+				 Datum tags, bool tags_null)
 {
 	Size		size;
 
@@ -209,8 +227,12 @@ es_prepare_event(EsNewEvent *ev, int ordinal,
 	if (es_causation_id != NULL && es_causation_id[0] != '\0')
 		ev->metadata = es_metadata_with(ev->metadata, "causation_id", es_causation_id);
 
+	ev->tags = es_dcb_tags(tags, tags_null, ordinal);
+
 	size = VARSIZE_ANY(DatumGetPointer(ev->data)) +
 		VARSIZE_ANY_EXHDR(DatumGetPointer(ev->event_type));
+	if (!tags_null)
+		size += VARSIZE_ANY(DatumGetPointer(ev->tags));
 	if (ev->metadata != (Datum) 0)
 		size += VARSIZE_ANY(DatumGetPointer(ev->metadata));
 	if (size > (Size) es_max_event_size)
@@ -503,16 +525,16 @@ es_events_bytes(EsNewEvent *events, int n)
 
 /* The insert statement for a batch or not, returning the rows or not. */
 static SPIPlanPtr
-es_insert_plan(bool batch, bool returning, Oid *argtypes)
+es_insert_plan(bool tags, bool batch, bool returning, Oid *argtypes)
 {
-	SPIPlanPtr *cache = &es_plan_insert[batch][returning];
+	SPIPlanPtr *cache = &es_plan_insert[tags][batch][returning];
 
 	if (*cache == NULL)
 	{
-		char	   *sql = psprintf("%s%s", es_insert_sql[batch],
+		char	   *sql = psprintf("%s%s", es_insert_sql[tags][batch],
 								   returning ? " RETURNING *" : "");
 
-		es_prepare(cache, sql, 8, argtypes);
+		es_prepare(cache, sql, tags ? (batch ? 11 : 9) : 8, argtypes);
 		pfree(sql);
 	}
 	return *cache;
@@ -529,16 +551,17 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 	Oid			seq = es_position_seqid();
 	int64		last_position = 0;
 	int			expected_rc = returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT;
+	bool		with_tags = es_events_have_tags();
 
 	if (n == 1)
 	{
-		Oid			argtypes[8] = {INT8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
-		TIMESTAMPTZOID};
-		Datum		values[8];
-		char		nulls[8] = "        ";
+		Oid			argtypes[9] = {INT8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+		TIMESTAMPTZOID, TEXTARRAYOID};
+		Datum		values[9];
+		char		nulls[9] = "         ";
 		SPIPlanPtr	plan;
 
-		plan = es_insert_plan(false, returning, argtypes);
+		plan = es_insert_plan(with_tags, false, returning, argtypes);
 		last_position = es_allocate(ES_COUNTER_POSITION, seq);
 		positions_out[0] = last_position;
 		values[0] = Int64GetDatum(last_position);
@@ -551,14 +574,20 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		if (events[0].metadata == (Datum) 0)
 			nulls[6] = 'n';
 		values[7] = TimestampTzGetDatum(created_at);
+		values[8] = events[0].tags;
 		if (SPI_execute_plan(plan, values, nulls, false, 0) != expected_rc)
 			elog(ERROR, "eventstore: inserting the event failed");
 	}
 	else
 	{
-		Oid			argtypes[8] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, UUIDARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID};
-		Datum		values[8];
+		Oid			argtypes[11] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, UUIDARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID, TEXTARRAYOID,
+		INT4ARRAYOID, INT4ARRAYOID};
+		Datum		values[11];
+		Datum	   *los = palloc(sizeof(Datum) * n);
+		Datum	   *his = palloc(sizeof(Datum) * n);
+		Datum	   *flat = NULL;
+		int			nflat = 0;
 		Datum	   *positions = palloc(sizeof(Datum) * n);
 		Datum	   *versions = palloc(sizeof(Datum) * n);
 		Datum	   *ids = palloc(sizeof(Datum) * n);
@@ -570,9 +599,21 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		int			lbs[1] = {1};
 		SPIPlanPtr	plan;
 
-		plan = es_insert_plan(true, returning, argtypes);
+		plan = es_insert_plan(with_tags, true, returning, argtypes);
 		for (int i = 0; i < n; i++)
 		{
+			Datum	   *elems;
+			int			nelems;
+
+			deconstruct_array(DatumGetArrayTypeP(events[i].tags), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, NULL, &nelems);
+			los[i] = Int32GetDatum(nflat + 1);
+			his[i] = Int32GetDatum(nflat + nelems);
+			flat = flat ? repalloc(flat, sizeof(Datum) * (nflat + nelems + 1))
+				: palloc(sizeof(Datum) * (nelems + 1));
+			memcpy(flat + nflat, elems, sizeof(Datum) * nelems);
+			nflat += nelems;
+
 			last_position = es_allocate(ES_COUNTER_POSITION, seq);
 			positions_out[i] = last_position;
 			positions[i] = Int64GetDatum(last_position);
@@ -592,6 +633,9 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		values[6] = PointerGetDatum(construct_md_array(metas, meta_nulls, 1, dims, lbs,
 													   JSONBOID, -1, false, TYPALIGN_INT));
 		values[7] = TimestampTzGetDatum(created_at);
+		values[8] = PointerGetDatum(construct_array(flat, nflat, TEXTOID, -1, false, TYPALIGN_INT));
+		values[9] = PointerGetDatum(construct_array(los, n, INT4OID, 4, true, TYPALIGN_INT));
+		values[10] = PointerGetDatum(construct_array(his, n, INT4OID, 4, true, TYPALIGN_INT));
 		if (SPI_execute_plan(plan, values, NULL, false, 0) != expected_rc)
 			elog(ERROR, "eventstore: inserting the events failed");
 	}
@@ -600,12 +644,14 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 
 /*
  * The append itself: lock the stream, honour a retry, check the expected
- * version, insert.  Returns the stream's new version and the position of the
+ * version, take the consistency-boundary locks and check the condition
+ * (dcb.c), insert.  Returns the stream's new version and the position of the
  * last event through the out parameters.
  */
 static void
 es_append(text *stream_id, bool any_version, int64 expected,
-		  EsNewEvent *events, int n, int64 *version, int64 *position)
+		  EsNewEvent *events, int n, EsDcbCondition *cond,
+		  int64 *version, int64 *position)
 {
 	Datum		sid = PointerGetDatum(stream_id);
 	Oid			save_userid;
@@ -617,6 +663,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	bool		dispatch;
 	int64	   *positions;
 	Datum	   *types;
+	Datum	   *tags;
 	SPITupleTable *rows;
 	uint64		nrows;
 
@@ -684,6 +731,22 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	es_check_expected(sid, any_version, expected, current);
 
 	/*
+	 * The consistency-boundary locks (dcb.c): shared by writers on their
+	 * events' keys, taken by a condition on its query's keys.  Then no
+	 * append that could write an event matching the condition is in flight.
+	 */
+	types = palloc(sizeof(Datum) * n);
+	tags = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		types[i] = events[i].event_type;
+		tags[i] = events[i].tags;
+	}
+	if (cond != NULL)
+		es_dcb_check_after(cond);
+	(void) es_dcb_lock(types, tags, n, cond);
+
+	/*
 	 * The events' time: now, as the stream lock is held, and never before
 	 * the stream's last event, so created_at never decreases in a stream.
 	 */
@@ -692,9 +755,8 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 
-	types = palloc(sizeof(Datum) * n);
-	for (int i = 0; i < n; i++)
-		types[i] = events[i].event_type;
+	if (cond != NULL)
+		es_dcb_check(cond, sid);
 	dispatch = es_projections_wanted(types, n);
 	positions = palloc(sizeof(int64) * n);
 	*position = es_insert_events(sid, events, n, current, created_at, dispatch, positions);
@@ -719,6 +781,15 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	es_snapshot_after_append(sid, current, current + n);
 }
 
+/* The condition argument argno (0.5.0 on), parsed; NULL when none. */
+static EsDcbCondition *
+es_condition_arg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	return es_dcb_parse_condition(PG_GETARG_JSONB_P(argno));
+}
+
 static Datum
 es_result(FunctionCallInfo fcinfo, int64 version, int64 position)
 {
@@ -736,7 +807,7 @@ es_result(FunctionCallInfo fcinfo, int64 version, int64 position)
 
 /*
  * eventstore.append(stream_id text, expected_version bigint,
- *					 events eventstore.new_event[])
+ *					 events eventstore.new_event[], condition jsonb DEFAULT NULL)
  */
 Datum
 eventstore_append(PG_FUNCTION_ARGS)
@@ -772,28 +843,30 @@ eventstore_append(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		HeapTupleHeader rec;
-		Datum		f[4];
-		bool		fnull[4];
+		Datum		f[5];
+		bool		fnull[5] = {false, false, false, false, true};
 
 		if (elem_nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("event %d must not be null", i + 1)));
 		rec = DatumGetHeapTupleHeader(elems[i]);
-		for (int a = 0; a < 4; a++)
+		/* new_event has tags from 0.5.0 on */
+		for (int a = 0; a < Min(5, HeapTupleHeaderGetNatts(rec)); a++)
 			f[a] = GetAttributeByNum(rec, a + 1, &fnull[a]);
 		es_prepare_event(&events[i], i + 1, f[0], fnull[0], f[1], fnull[1],
-						 f[2], fnull[2], f[3], fnull[3]);
+						 f[2], fnull[2], f[3], fnull[3], f[4], fnull[4]);
 	}
 
 	es_append(stream_id, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
-			  events, n, &version, &position);
+			  events, n, es_condition_arg(fcinfo, 3), &version, &position);
 	return es_result(fcinfo, version, position);
 }
 
 /*
  * eventstore.append_event(stream_id text, expected_version bigint,
- *		event_type text, data jsonb, metadata jsonb, event_id uuid)
+ *		event_type text, data jsonb, metadata jsonb, event_id uuid,
+ *		tags text[] DEFAULT NULL, condition jsonb DEFAULT NULL)
  */
 Datum
 eventstore_append_event(PG_FUNCTION_ARGS)
@@ -808,8 +881,10 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 					 PG_GETARG_DATUM(2), PG_ARGISNULL(2),
 					 PG_GETARG_DATUM(3), PG_ARGISNULL(3),
 					 PG_GETARG_DATUM(4), PG_ARGISNULL(4),
-					 PG_GETARG_DATUM(5), PG_ARGISNULL(5));
+					 PG_GETARG_DATUM(5), PG_ARGISNULL(5),
+					 PG_NARGS() > 6 ? PG_GETARG_DATUM(6) : (Datum) 0,
+					 PG_NARGS() > 6 ? PG_ARGISNULL(6) : true);
 	es_append(stream_id, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
-			  &event, 1, &version, &position);
+			  &event, 1, es_condition_arg(fcinfo, 7), &version, &position);
 	return es_result(fcinfo, version, position);
 }

@@ -141,3 +141,9 @@ es_events_owner(void)
 	return es_cat.owner;
 }
 
+/* Whether eventstore.events has its tags column (0.5.0 on; not before the update). */
+bool
+es_events_have_tags(void)
+{
+	return get_attnum(es_events_relid(), "tags") != InvalidAttrNumber;
+}

@@ -18,6 +18,7 @@
 #include "access/tupdesc.h"
 #include "utils/snapshot.h"
 #include "portability/instr_time.h"
+#include "utils/jsonb.h"
 
 /*
  * SQLSTATEs of our own, in class "ES" which PostgreSQL does not use.  Every
@@ -26,6 +27,7 @@
 #define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','4','0','9')
 #define ERRCODE_ES_PREPARE_NOT_SUPPORTED	MAKE_SQLSTATE('E','S','0','0','1')
 #define ERRCODE_ES_IMMUTABLE				MAKE_SQLSTATE('E','S','0','0','2')
+#define ERRCODE_ES_CONDITION_FAILED		MAKE_SQLSTATE('E','S','4','1','2')
 
 /* Longest stream id accepted, in bytes (keeps the btree keys well in bounds). */
 #define ES_MAX_STREAM_ID_BYTES	1024
@@ -37,6 +39,7 @@
 #define ES_LOCKTAG_STREAM		17747	/* one stream's append lock */
 #define ES_LOCKTAG_LOG			17748	/* "an append is in flight" (no preload) */
 #define ES_LOCKTAG_RELAY		17749	/* one relay pass at a time per database */
+#define ES_LOCKTAG_DCB			17750	/* a consistency-boundary key (dcb.c) */
 
 /* GUCs (eventstore.c) */
 extern int	es_max_event_size;
@@ -67,6 +70,41 @@ extern int64 es_sequence_last_value(Oid seqoid);
 /* append.c */
 extern void es_check_stream_id(text *stream_id);
 extern text *es_stream_id_arg(FunctionCallInfo fcinfo, int argno);
+
+/* dcb.c: tags, queries, conditional appends (limits documented in the README) */
+#define ES_DCB_MAX_TAGS			64		/* tags per event, and per query item */
+#define ES_DCB_MAX_TAG_BYTES	256		/* bytes per tag (and per string of a query) */
+#define ES_DCB_MAX_ITEMS		100		/* items per query */
+#define ES_DCB_MAX_ITEM_TYPES	100		/* types per query item */
+#define ES_DCB_MAX_KEYS			64		/* fine lock keys per role before falling back */
+
+typedef struct EsDcbItem
+{
+	int			ntypes;			/* 0: any type */
+	char	  **types;
+	int			ntags;			/* 0: any tags */
+	char	  **tags;
+} EsDcbItem;
+
+typedef struct EsDcbQuery
+{
+	int			nitems;			/* 0: every event */
+	EsDcbItem  *items;
+} EsDcbQuery;
+
+typedef struct EsDcbCondition
+{
+	EsDcbQuery *query;
+	bool		has_after;
+	int64		after;			/* 0 when not given: no match at all */
+} EsDcbCondition;
+
+extern Datum es_dcb_tags(Datum arr, bool isnull, int ordinal);
+extern EsDcbQuery *es_dcb_parse_query(Jsonb *query);
+extern EsDcbCondition *es_dcb_parse_condition(Jsonb *cond);
+extern int	es_dcb_lock(Datum *types, Datum *tags, int n, EsDcbCondition *cond);
+extern void es_dcb_check_after(EsDcbCondition *cond);
+extern void es_dcb_check(EsDcbCondition *cond, Datum stream_id);
 
 /* projection.c: synchronous projections and the C hook */
 extern void es_projection_init(void);
@@ -152,6 +190,7 @@ extern Oid	es_position_seqid(void);
 extern Oid	es_version_index(void);
 extern Oid	es_event_id_index(void);
 extern Oid	es_events_owner(void);
+extern bool es_events_have_tags(void);
 
 /*
  * stats.c: counters in shared memory for the statistics views (preload

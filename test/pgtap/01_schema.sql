@@ -15,7 +15,7 @@ SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extna
 SELECT has_table('eventstore', 'events', 'table eventstore.events exists');
 SELECT columns_are('eventstore', 'events',
     ARRAY['global_position', 'stream_id', 'stream_version', 'event_id',
-          'event_type', 'data', 'metadata', 'created_at'],
+          'event_type', 'data', 'metadata', 'created_at', 'tags'],
     'events has exactly the documented columns');
 SELECT col_type_is('eventstore', 'events', 'global_position', 'bigint', 'global_position is bigint');
 SELECT col_type_is('eventstore', 'events', 'stream_id', 'text', 'stream_id is text');
@@ -63,7 +63,7 @@ SELECT ok((SELECT extconfig @> ARRAY['eventstore.events'::regclass::oid,
 
 -- The type new_event
 SELECT has_composite('eventstore', 'new_event', 'type eventstore.new_event exists');
-SELECT columns_are('eventstore', 'new_event', ARRAY['event_type', 'data', 'metadata', 'event_id'],
+SELECT columns_are('eventstore', 'new_event', ARRAY['event_type', 'data', 'metadata', 'event_id', 'tags'],
                    'new_event has the documented attributes');
 SELECT col_type_is('eventstore', 'new_event', 'event_type', 'text', 'new_event.event_type is text');
 SELECT col_type_is('eventstore', 'new_event', 'data', 'jsonb', 'new_event.data is jsonb');
@@ -71,25 +71,25 @@ SELECT col_type_is('eventstore', 'new_event', 'metadata', 'jsonb', 'new_event.me
 SELECT col_type_is('eventstore', 'new_event', 'event_id', 'uuid', 'new_event.event_id is uuid');
 
 -- Functions: exact signatures and return types
-SELECT has_function('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]'],
-                    'append(text, bigint, new_event[]) exists');
-SELECT function_returns('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]'],
+SELECT has_function('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
+                    'append(text, bigint, new_event[], jsonb) exists');
+SELECT function_returns('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
                         'record', 'append returns a record');
-SELECT is(pg_get_function_result('eventstore.append(text,bigint,eventstore.new_event[])'::regprocedure),
+SELECT is(pg_get_function_result('eventstore.append(text,bigint,eventstore.new_event[],jsonb)'::regprocedure),
           'record', 'append has OUT parameters');
-SELECT is(pg_get_function_arguments('eventstore.append(text,bigint,eventstore.new_event[])'::regprocedure),
-          'stream_id text, expected_version bigint, events eventstore.new_event[], OUT stream_version bigint, OUT global_position bigint',
+SELECT is(pg_get_function_arguments('eventstore.append(text,bigint,eventstore.new_event[],jsonb)'::regprocedure),
+          'stream_id text, expected_version bigint, events eventstore.new_event[], condition jsonb DEFAULT NULL::jsonb, OUT stream_version bigint, OUT global_position bigint',
           'append: arguments and OUT (stream_version, global_position)');
-SELECT has_function('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid'],
-                    'append_event(text, bigint, text, jsonb, jsonb, uuid) exists');
-SELECT function_returns('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid'],
+SELECT has_function('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb'],
+                    'append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb) exists');
+SELECT function_returns('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb'],
                         'record', 'append_event returns a record');
-SELECT is(pg_get_function_arguments('eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid)'::regprocedure),
-          'stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb DEFAULT NULL::jsonb, event_id uuid DEFAULT NULL::uuid, OUT stream_version bigint, OUT global_position bigint',
+SELECT is(pg_get_function_arguments('eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb)'::regprocedure),
+          'stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb DEFAULT NULL::jsonb, event_id uuid DEFAULT NULL::uuid, tags text[] DEFAULT NULL::text[], condition jsonb DEFAULT NULL::jsonb, OUT stream_version bigint, OUT global_position bigint',
           'append_event: arguments, defaults and OUT (stream_version, global_position)');
-SELECT has_function('eventstore', 'event', ARRAY['text', 'jsonb', 'jsonb', 'uuid'],
-                    'event(text, jsonb, jsonb, uuid) exists');
-SELECT function_returns('eventstore', 'event', ARRAY['text', 'jsonb', 'jsonb', 'uuid'],
+SELECT has_function('eventstore', 'event', ARRAY['text', 'jsonb', 'jsonb', 'uuid', 'text[]'],
+                    'event(text, jsonb, jsonb, uuid, text[]) exists');
+SELECT function_returns('eventstore', 'event', ARRAY['text', 'jsonb', 'jsonb', 'uuid', 'text[]'],
                         'eventstore.new_event', 'event returns new_event');
 SELECT has_function('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integer'],
                     'read_stream(text, bigint, integer) exists');
@@ -121,14 +121,14 @@ SELECT is(pg_get_function_arguments(p.oid), d, p.proname || ': argument defaults
                 'after_position bigint DEFAULT 0, max_count integer DEFAULT 1000'),
                ('eventstore.read_category(text,bigint,integer)'::regprocedure,
                 'category text, after_position bigint DEFAULT 0, max_count integer DEFAULT 1000'),
-               ('eventstore.event(text,jsonb,jsonb,uuid)'::regprocedure,
-                'event_type text, data jsonb, metadata jsonb DEFAULT NULL::jsonb, event_id uuid DEFAULT NULL::uuid'))
+               ('eventstore.event(text,jsonb,jsonb,uuid,text[])'::regprocedure,
+                'event_type text, data jsonb, metadata jsonb DEFAULT NULL::jsonb, event_id uuid DEFAULT NULL::uuid, tags text[] DEFAULT NULL::text[]'))
        AS v(f, d)
   JOIN pg_proc p ON p.oid = v.f
  ORDER BY p.proname;
 
 -- Function properties
-SELECT volatility_is('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]'], 'volatile',
+SELECT volatility_is('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'], 'volatile',
                      'append is VOLATILE');
 SELECT volatility_is('eventstore', 'read_all', ARRAY['bigint', 'integer'], 'volatile',
                      'read_all is VOLATILE (a fresh snapshot per call)');
@@ -136,7 +136,7 @@ SELECT volatility_is('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integ
                      'read_stream is STABLE');
 SELECT volatility_is('eventstore', 'category', ARRAY['text'], 'immutable', 'category is IMMUTABLE');
 SELECT is_strict('eventstore', 'stream_version', ARRAY['text'], 'stream_version is STRICT');
-SELECT isnt_strict('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]'],
+SELECT isnt_strict('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
                    'append is not STRICT (it reports NULL arguments)');
 SELECT is((SELECT count(*)::int FROM pg_proc
             WHERE pronamespace = 'eventstore'::regnamespace AND prosecdef

@@ -9,8 +9,8 @@ CREATE ROLE es_tap_writer;
 CREATE ROLE es_tap_reader;
 -- Every role below may look into the schema; what it may do is up to the grants.
 GRANT USAGE ON SCHEMA eventstore TO es_tap_nobody, es_tap_writer, es_tap_reader;
-GRANT EXECUTE ON FUNCTION eventstore.append(text, bigint, eventstore.new_event[]),
-                          eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid)
+GRANT EXECUTE ON FUNCTION eventstore.append(text, bigint, eventstore.new_event[], jsonb),
+                          eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb)
     TO es_tap_writer;
 GRANT SELECT ON eventstore.events TO es_tap_reader;
 
@@ -18,16 +18,16 @@ GRANT SELECT ON eventstore.events TO es_tap_reader;
 -- What a fresh role may execute (PUBLIC's grants)
 ------------------------------------------------------------------------
 SELECT ok(NOT has_function_privilege('es_tap_nobody',
-              'eventstore.append(text, bigint, eventstore.new_event[])', 'EXECUTE'),
+              'eventstore.append(text, bigint, eventstore.new_event[], jsonb)', 'EXECUTE'),
           'a fresh role cannot execute append');
 SELECT ok(NOT has_function_privilege('es_tap_nobody',
-              'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid)', 'EXECUTE'),
+              'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb)', 'EXECUTE'),
           'a fresh role cannot execute append_event');
 SELECT ok(NOT has_function_privilege('es_tap_nobody', 'eventstore.refuse_change()', 'EXECUTE'),
           'a fresh role cannot execute refuse_change');
-SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]'],
+SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
                           'es_tap_nobody', ARRAY[]::text[], 'append: no privilege for a fresh role');
-SELECT function_privs_are('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid'],
+SELECT function_privs_are('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb'],
                           'es_tap_nobody', ARRAY[]::text[], 'append_event: no privilege for a fresh role');
 SELECT ok(has_function_privilege('es_tap_nobody', f, 'EXECUTE'), 'a fresh role can execute ' || f)
   FROM unnest(ARRAY['eventstore.read_stream(text, bigint, integer)',
@@ -35,7 +35,7 @@ SELECT ok(has_function_privilege('es_tap_nobody', f, 'EXECUTE'), 'a fresh role c
                     'eventstore.read_all(bigint, integer)',
                     'eventstore.read_category(text, bigint, integer)',
                     'eventstore.stream_version(text)',
-                    'eventstore.event(text, jsonb, jsonb, uuid)',
+                    'eventstore.event(text, jsonb, jsonb, uuid, text[])',
                     'eventstore.category(text)']) AS f;
 SELECT ok(NOT has_table_privilege('es_tap_nobody', 'eventstore.events', p),
           'a fresh role has no ' || p || ' on events')
@@ -45,7 +45,7 @@ SELECT ok(NOT has_sequence_privilege('es_tap_nobody', 'eventstore.events_global_
 SELECT ok(NOT has_schema_privilege('public', 'eventstore', 'USAGE'),
           'PUBLIC has no USAGE on schema eventstore');
 -- the grants made above
-SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]'],
+SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
                           'es_tap_writer', ARRAY['EXECUTE'], 'append: EXECUTE granted to the writer');
 
 ------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(487);
+SELECT plan(519);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -173,8 +173,8 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.add_route(text,text[],text[],boolean)',
     'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text)',
     'eventstore.alter_subscription(text,text[],text[],integer,interval,interval)',
-    'eventstore.append(text,bigint,eventstore.new_event[])',
-    'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid)',
+    'eventstore.append(text,bigint,eventstore.new_event[],jsonb)',
+    'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb)',
     'eventstore.category(text)',
     'eventstore.consumer_ack(text,text,bigint)',
     'eventstore.consumer_poll(text,text,integer)',
@@ -185,7 +185,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.drop_subscription(text)',
     'eventstore.enable_projection(text)',
     'eventstore.enqueue(text,jsonb,jsonb)',
-    'eventstore.event(text,jsonb,jsonb,uuid)',
+    'eventstore.event(text,jsonb,jsonb,uuid,text[])',
     'eventstore.grant_access(regrole,text)',
     'eventstore.import_events(regclass)',
     'eventstore.load_snapshot(text,text,bigint)',
@@ -195,6 +195,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.read_all(bigint,integer)',
     'eventstore.read_all_until(timestamp with time zone,bigint,integer)',
     'eventstore.read_category(text,bigint,integer)',
+    'eventstore.read_query(jsonb,bigint,integer)',
     'eventstore.read_stream(text,bigint,integer)',
     'eventstore.read_stream_backwards(text,bigint,integer)',
     'eventstore.read_stream_until(text,timestamp with time zone,bigint,integer)',
@@ -216,7 +217,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 84 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 85 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -280,7 +281,7 @@ SELECT pg_temp.x('append', 'expected_version 0 for an existing stream', 'error E
 SELECT pg_temp.x('append', 'a two-dimensional events array', 'error 2202E',
     $$SELECT eventstore.append('bi-2', 0, ARRAY[[eventstore.event('T', '{}')], [eventstore.event('T', '{}')]])$$);
 SELECT pg_temp.x('append', 'an events array with lower bound 0 is one event', 'ok 1',
-    $$SELECT stream_version FROM eventstore.append('bi-2', 0, '[0:0]={"(T,{},,)"}'::eventstore.new_event[])$$);
+    $$SELECT stream_version FROM eventstore.append('bi-2', 0, '[0:0]={"(T,{},,,)"}'::eventstore.new_event[])$$);
 SELECT pg_temp.x('append', 'one event id twice in the call', 'error 23505',
     $$SELECT eventstore.append('bi-2', 0, ARRAY[
         eventstore.event('T', '{}', NULL, 'b2000000-0000-4000-8000-000000000001'),
@@ -364,8 +365,8 @@ SELECT pg_temp.x('append_event', 'stream id ' || to_json(s)::text || ' is stored
 ------------------------------------------------------------------------
 -- event(event_type, data, metadata, event_id): a constructor, no checks
 ------------------------------------------------------------------------
-SELECT pg_temp.x('event', 'all NULL', 'ok (,,,)', $$SELECT eventstore.event(NULL, NULL)::text$$);
-SELECT pg_temp.x('event', 'empty type, scalar data, array metadata', 'ok ("",1,[],)',
+SELECT pg_temp.x('event', 'all NULL', 'ok (,,,,)', $$SELECT eventstore.event(NULL, NULL)::text$$);
+SELECT pg_temp.x('event', 'empty type, scalar data, array metadata', 'ok ("",1,[],,)',
     $$SELECT eventstore.event('', '1', '[]')::text$$);
 SELECT pg_temp.x('event', 'a 1 MB type is kept whole', 'ok 1048576',
     $$SELECT length((eventstore.event(repeat('t', 1048576), '{}')).event_type)$$);
@@ -419,6 +420,56 @@ SELECT pg_temp.x('read_stream_until', 'until -infinity: nothing', 'ok 0',
     $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', '-infinity')$$);
 SELECT pg_temp.x('read_stream_until', 'malformed time', 'error 22007',
     $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', 'yesterday-ish')$$);
+
+------------------------------------------------------------------------
+-- read_query(query, after_position, max_count); tags and conditions of append
+------------------------------------------------------------------------
+SELECT pg_temp.x('read_query', 'NULL query', 'error 22004', $$SELECT count(*) FROM eventstore.read_query(NULL)$$);
+SELECT pg_temp.x('read_query', 'a JSON array', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('[]')$$);
+SELECT pg_temp.x('read_query', 'a JSON number', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('1')$$);
+SELECT pg_temp.x('read_query', 'JSON null', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('null')$$);
+SELECT pg_temp.x('read_query', 'unknown key', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{"itemz": []}')$$);
+SELECT pg_temp.x('read_query', 'items not an array', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{"items": "x"}')$$);
+SELECT pg_temp.x('read_query', 'an item not an object', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{"items": [[]]}')$$);
+SELECT pg_temp.x('read_query', 'an unknown item key', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{"items": [{"tag": ["a"]}]}')$$);
+SELECT pg_temp.x('read_query', 'a non-string tag', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{"items": [{"tags": [true]}]}')$$);
+SELECT pg_temp.x('read_query', 'a nested array of tags', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{"items": [{"tags": [["a"]]}]}')$$);
+SELECT pg_temp.x('read_query', 'an empty tag', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{"items": [{"tags": [""]}]}')$$);
+SELECT pg_temp.x('read_query', 'empty types', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{"items": [{"types": []}]}')$$);
+SELECT pg_temp.x('read_query', '10,000 items', 'error 54000',
+    $$SELECT count(*) FROM eventstore.read_query(jsonb_build_object('items', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 10000))))$$);
+SELECT pg_temp.x('read_query', '101 types in an item', 'error 54000',
+    $$SELECT count(*) FROM eventstore.read_query(jsonb_build_object('items', jsonb_build_array(jsonb_build_object('types', (SELECT jsonb_agg('t' || i) FROM generate_series(1, 101) i)))))$$);
+SELECT pg_temp.x('read_query', 'a 257-byte tag', 'error 22001',
+    $$SELECT count(*) FROM eventstore.read_query(jsonb_build_object('items', jsonb_build_array(jsonb_build_object('tags', jsonb_build_array(repeat('x', 257))))))$$);
+SELECT pg_temp.x('read_query', 'max_count -1', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{}', 0, -1)$$);
+SELECT pg_temp.x('read_query', 'a quote and a backslash in a tag: no match, no error', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_query('{"items": [{"tags": ["a''b\\c"], "types": ["x''); DROP TABLE t; --"]}]}')$$);
+SELECT pg_temp.x('read_query', 'after_position 9223372036854775807: nothing', 'ok 0',
+    $$SELECT count(*) FROM eventstore.read_query('{}', 9223372036854775807)$$);
+SELECT pg_temp.x('append_event', 'a NULL tag', 'error 22004', $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', tags => ARRAY[NULL::text])$$);
+SELECT pg_temp.x('append_event', 'an empty tag', 'error 22023', $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', tags => ARRAY[''])$$);
+SELECT pg_temp.x('append_event', '65 tags', 'error 54000',
+    $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', tags => (SELECT array_agg('t' || i) FROM generate_series(1, 65) i))$$);
+SELECT pg_temp.x('append_event', 'a 257-byte tag', 'error 22001', $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', tags => ARRAY[repeat('x', 257)])$$);
+SELECT pg_temp.x('append_event', 'a two-dimensional tags array', 'error 2202E', $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', tags => '{{a},{b}}')$$);
+SELECT pg_temp.x('append_event', 'condition a JSON string', 'error 22023', $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', condition => '"x"')$$);
+SELECT pg_temp.x('append_event', 'condition without its query', 'error 22023', $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', condition => '{"after": 0}')$$);
+SELECT pg_temp.x('append_event', 'condition with an unknown key', 'error 22023',
+    $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', condition => '{"fail_if_events_match": {}, "afterr": 0}')$$);
+SELECT pg_temp.x('append_event', 'condition after -1', 'error 22023',
+    $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', condition => '{"fail_if_events_match": {}, "after": -1}')$$);
+SELECT pg_temp.x('append_event', 'condition after 2^63', 'error 22023',
+    $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', condition => '{"fail_if_events_match": {}, "after": 9223372036854775808}')$$);
+SELECT pg_temp.x('append_event', 'condition after beyond the horizon', 'error 22023',
+    $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', condition => '{"fail_if_events_match": {}, "after": 9223372036854775807}')$$);
+SELECT pg_temp.x('append_event', 'condition: the match-all query, no after, on a store with events', 'error ES412',
+    $$SELECT eventstore.append_event('bi-q', NULL, 'T', '{}', condition => '{"fail_if_events_match": {}}')$$);
+SELECT pg_temp.x('append', 'condition with 10,000 items', 'error 54000',
+    $$SELECT eventstore.append('bi-q', NULL, ARRAY[eventstore.event('T', '{}')],
+        jsonb_build_object('fail_if_events_match', jsonb_build_object('items', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 10000)))))$$);
+SELECT pg_temp.x('append', 'a NULL tag in the second event', 'error 22004',
+    $$SELECT eventstore.append('bi-q', NULL, ARRAY[eventstore.event('T', '{}'), eventstore.event('T', '{}', tags => ARRAY['a', NULL])])$$);
 
 ------------------------------------------------------------------------
 -- read_all, read_all_until, read_category
@@ -749,7 +800,7 @@ SELECT pg_temp.x('grant_access', 'a role named like SQL gets exactly reader righ
     $$SELECT eventstore.grant_access('"es_tap_bi""; DROP ROLE postgres; --"', 'reader')$$,
     $$SELECT has_table_privilege('es_tap_bi"; DROP ROLE postgres; --', 'eventstore.events', 'SELECT')
              || '|' || has_function_privilege('es_tap_bi"; DROP ROLE postgres; --',
-                                              'eventstore.append(text, bigint, eventstore.new_event[])', 'EXECUTE')
+                                              'eventstore.append(text, bigint, eventstore.new_event[], jsonb)', 'EXECUTE')
              || '|' || has_table_privilege('es_tap_bi_role', 'eventstore.events', 'SELECT')$$);
 
 ------------------------------------------------------------------------
@@ -757,16 +808,16 @@ SELECT pg_temp.x('grant_access', 'a role named like SQL gets exactly reader righ
 ------------------------------------------------------------------------
 SELECT pg_temp.x('_upcasting', 'an upcaster is registered', 'ok true', $$SELECT eventstore._upcasting()$$);
 SELECT pg_temp.x('_upcast', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore._upcast(NULL)$$);
-SELECT pg_temp.x('_upcast', 'a row of a type without upcaster: unchanged', 'ok (1,s,1,b3000000-0000-4000-8000-000000000001,Other,{},,infinity)',
-    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'Other', '{}', NULL, 'infinity')::eventstore.events)::text$$);
+SELECT pg_temp.x('_upcast', 'a row of a type without upcaster: unchanged', 'ok (1,s,1,b3000000-0000-4000-8000-000000000001,Other,{},,infinity,{})',
+    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'Other', '{}', NULL, 'infinity', '{}')::eventstore.events)::text$$);
 SELECT pg_temp.x('_upcast', 'a row of an upcast type: upcast', 'ok BiV2',
-    $$SELECT (eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity')::eventstore.events)).event_type$$);
+    $$SELECT (eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity', '{}')::eventstore.events)).event_type$$);
 SELECT pg_temp.x('_upcast', 'a row of an upcast type with a NULL event_type', 'error 22004',
-    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', NULL, '{}', NULL, 'infinity')::eventstore.events)$$);
+    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', NULL, '{}', NULL, 'infinity', '{}')::eventstore.events)$$);
 SELECT pg_temp.x('_upcast', 'a row with NULL data', 'error 22004',
-    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', NULL, NULL, 'infinity')::eventstore.events)$$);
+    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', NULL, NULL, 'infinity', '{}')::eventstore.events)$$);
 SELECT pg_temp.x('_upcast', 'a row with a NULL position (no identity to keep)', 'error 22000',
-    $$SELECT eventstore._upcast(ROW(NULL, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity')::eventstore.events)$$);
+    $$SELECT eventstore._upcast(ROW(NULL, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity', '{}')::eventstore.events)$$);
 SELECT pg_temp.x('register_upcaster', 'NULL event_type', 'error 22004', $$SELECT eventstore.register_upcaster(NULL, 'bi_up(eventstore.events)')$$);
 SELECT pg_temp.x('register_upcaster', 'empty event_type', 'error 22023', $$SELECT eventstore.register_upcaster('', 'bi_up(eventstore.events)')$$);
 SELECT pg_temp.x('register_upcaster', 'NULL handler', 'error 22004', $$SELECT eventstore.register_upcaster('BiX', NULL)$$);

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(295);
+SELECT plan(298);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -161,8 +161,8 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                  WHERE p.pronamespace = 'eventstore'::regnamespace
                    AND has_function_privilege('es_tap_pv_usage', p.oid, 'EXECUTE') ORDER BY 1),
           ARRAY['_channel_arg', '_count_arg', '_event_size', '_stream_arg', '_time_arg', '_upcast', '_upcasting', 'aggregate',
-                'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_stream',
-                'read_stream_backwards', 'read_stream_until', 'relay_status', 'stream_version', 'stream_version_at'],
+                'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_query',
+                'read_stream', 'read_stream_backwards', 'read_stream_until', 'relay_status', 'stream_version', 'stream_version_at'],
           'PUBLIC may execute exactly the functions that write nothing');
 SELECT is(ARRAY(SELECT c.relname || ': ' || a.privilege_type || ' to ' || a.grantee::regrole::text
                   FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
@@ -246,6 +246,7 @@ SELECT pg_temp.pv('es_tap_pv_reader', 'read_stream_backwards', 'ok 2',
     $$SELECT stream_version FROM eventstore.read_stream_backwards('pv-1', NULL, 1)$$);
 SELECT pg_temp.pv('es_tap_pv_reader', 'read_all', 'ok 2', $$SELECT count(*) FROM eventstore.read_all(0, NULL)$$);
 SELECT pg_temp.pv('es_tap_pv_reader', 'read_category', 'ok 2', $$SELECT count(*) FROM eventstore.read_category('pv')$$);
+SELECT pg_temp.pv('es_tap_pv_reader', 'read_query', 'ok 2', $$SELECT count(*) FROM eventstore.read_query('{"items": [{"types": ["PvA", "PvOld"]}]}')$$);
 SELECT pg_temp.pv('es_tap_pv_reader', 'read_all_until', 'ok 2', $$SELECT count(*) FROM eventstore.read_all_until('infinity')$$);
 SELECT pg_temp.pv('es_tap_pv_reader', 'read_stream_until', 'ok 2', $$SELECT count(*) FROM eventstore.read_stream_until('pv-1', 'infinity')$$);
 SELECT pg_temp.pv('es_tap_pv_reader', 'stream_version', 'ok 2', $$SELECT eventstore.stream_version('pv-1')$$);
@@ -282,6 +283,9 @@ SELECT pg_temp.pv('es_tap_pv_writer', 'append with an exact expected version', '
     $$SELECT stream_version FROM eventstore.append('pv-1', 2, ARRAY[eventstore.event('PvA', '{}')])$$);
 SELECT pg_temp.pv('es_tap_pv_writer', 'append_event to a new stream', 'ok 1',
     $$SELECT stream_version FROM eventstore.append_event('pv-2', 0, 'PvB', '{}')$$);
+SELECT pg_temp.pv('es_tap_pv_writer', 'append_event with tags and a condition', 'ok 1',
+    $$SELECT stream_version FROM eventstore.append_event('pv-4', 0, 'PvB', '{}', tags => ARRAY['pv'],
+        condition => '{"fail_if_events_match": {"items": [{"tags": ["pv"]}]}}')$$);
 SELECT pg_temp.pv('es_tap_pv_writer', 'append with a wrong expected version', 'error ES409',
     $$SELECT eventstore.append_event('pv-1', 0, 'PvB', '{}')$$);
 SELECT pg_temp.pv('es_tap_pv_writer', 'enqueue', 'ok true', $$SELECT eventstore.enqueue('pv_chan', '{"w": 1}') > 0$$);

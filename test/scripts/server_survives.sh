@@ -105,10 +105,10 @@ check "A. aggregate() with a 300 kB state" "3|300000" \
 # ---- B. _upcast of rows without event_type or data
 check "B. _upcast of a row without event_type" "ERROR:  22004" \
     "DO \$\$ BEGIN PERFORM eventstore.register_upcaster('V1', 'up_v2(eventstore.events)'); END \$\$;
-     SELECT eventstore._upcast(ROW(1, 's', 1, gen_random_uuid(), NULL, '{}', NULL, now())::eventstore.events)"
+     SELECT eventstore._upcast(ROW(1, 's', 1, gen_random_uuid(), NULL, '{}', NULL, now(), '{}')::eventstore.events)"
 check "B. _upcast of a row without data" "ERROR:  22004" \
     "DO \$\$ BEGIN PERFORM eventstore.register_upcaster('V1', 'up_v2(eventstore.events)'); END \$\$;
-     SELECT eventstore._upcast(ROW(1, 's', 1, gen_random_uuid(), 'V1', NULL, NULL, now())::eventstore.events)"
+     SELECT eventstore._upcast(ROW(1, 's', 1, gen_random_uuid(), 'V1', NULL, NULL, now(), '{}')::eventstore.events)"
 
 # ---- C. an upcaster that drops the event type
 "$PSQL" -X -q -d survives -c "SELECT eventstore.append_event('nt-1', 0, 'NT', '{}')" \
