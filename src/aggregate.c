@@ -547,7 +547,7 @@ es_snapshot_policies_run(EsPolicies *policies, Datum stream_id, int64 old_versio
 }
 
 void
-es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version)
+es_snapshot_after_append(EsStore *st pg_attribute_unused(), Datum stream_id, int64 old_version, int64 new_version)
 {
 	EsPolicies *policies;
 

@@ -24,8 +24,11 @@
  * (the lock its insert takes anyway), so it waits for a running import,
  * which holds SHARE ROW EXCLUSIVE instead of stream locks (import.c).
  *
- * Rows are inserted as the owner of eventstore.events: EXECUTE on the append
- * functions is the privilege to write; nobody needs INSERT on the table.
+ * Every store (a table of type eventstore.event_store, catalog.c) is
+ * appended to the same way; positions come from the one sequence all stores
+ * share.  INSERT on the store's table is the privilege to append to it;
+ * rows are inserted as the table's owner, and a direct INSERT by anyone else
+ * is refused by the store's trigger (immutable.c).
  */
 #include "postgres.h"
 
@@ -72,19 +75,18 @@ typedef struct EsNewEvent
 } EsNewEvent;
 
 /*
- * The insert statements, prepared once per backend: [tags][batch][returning]:
- * with the tags column (0.5.0 on) or without (an older catalog, before its
- * update), one row or many, with or without RETURNING *.  A batch's tags
- * come as one flat array ($9) and each event's bounds in it ($10, $11).
+ * The insert statements, prepared once per store and backend (catalog.c
+ * keeps them with the store): [tags][batch][returning]: with the tags column
+ * (0.5.0 on) or without (an older catalog, before its update), one row or
+ * many, with or without RETURNING *.  A batch's tags come as one flat array
+ * ($9) and each event's bounds in it ($10, $11).  %s is the store.
  */
-static SPIPlanPtr es_plan_insert[2][2][2];
-
 static const char *const es_insert_sql[2][2] = {
 	{
-		"INSERT INTO eventstore.events (global_position, stream_id,"
+		"INSERT INTO %s (global_position, stream_id,"
 		" stream_version, event_id, event_type, data, metadata, created_at)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-		"INSERT INTO eventstore.events (global_position, stream_id,"
+		"INSERT INTO %s (global_position, stream_id,"
 		" stream_version, event_id, event_type, data, metadata, created_at)"
 		" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m, $8"
 		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
@@ -92,10 +94,10 @@ static const char *const es_insert_sql[2][2] = {
 		" pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
 	},
 	{
-		"INSERT INTO eventstore.events (global_position, stream_id,"
+		"INSERT INTO %s (global_position, stream_id,"
 		" stream_version, event_id, event_type, data, metadata, created_at, tags)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-		"INSERT INTO eventstore.events (global_position, stream_id,"
+		"INSERT INTO %s (global_position, stream_id,"
 		" stream_version, event_id, event_type, data, metadata, created_at, tags)"
 		" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m, $8, COALESCE($9[u.lo:u.hi], '{}')"
 		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
@@ -104,22 +106,6 @@ static const char *const es_insert_sql[2][2] = {
 		" pg_catalog.unnest($10), pg_catalog.unnest($11)) AS u(p, v, i, t, d, m, lo, hi)",
 	},
 };
-
-static SPIPlanPtr
-es_prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "eventstore: SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*cache = plan;
-	}
-	return *cache;
-}
 
 /* Check a stream id: not empty, not too long. */
 void
@@ -249,11 +235,16 @@ es_prepare_event(EsNewEvent *ev, int ordinal,
 		memcpy(&ev->event_id, DatumGetUUIDP(event_id), sizeof(pg_uuid_t));
 }
 
+/*
+ * A stream's lock: a hash of the stream id seeded with the store, so the same
+ * stream id in two stores takes two locks (a collision only makes two appends
+ * wait for each other, never lets them both in).
+ */
 static void
-es_stream_locktag(LOCKTAG *tag, text *stream_id)
+es_stream_locktag(LOCKTAG *tag, EsStore *st, text *stream_id)
 {
 	uint64		h = hash_bytes_extended((const unsigned char *) VARDATA_ANY(stream_id),
-										VARSIZE_ANY_EXHDR(stream_id), 0);
+										VARSIZE_ANY_EXHDR(stream_id), st->relid);
 
 	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 ES_LOCKTAG_STREAM);
@@ -261,11 +252,11 @@ es_stream_locktag(LOCKTAG *tag, text *stream_id)
 
 /* Take the stream's append lock; with nowait, return false if it is taken. */
 static bool
-es_lock_stream(text *stream_id, bool nowait)
+es_lock_stream(EsStore *st, text *stream_id, bool nowait)
 {
 	LOCKTAG		tag;
 
-	es_stream_locktag(&tag, stream_id);
+	es_stream_locktag(&tag, st, stream_id);
 	return LockAcquire(&tag, ExclusiveLock, false, nowait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -276,22 +267,22 @@ es_lock_stream(text *stream_id, bool nowait)
  * released now.
  */
 static void
-es_unlock_stream(text *stream_id)
+es_unlock_stream(EsStore *st, text *stream_id)
 {
 	LOCKTAG		tag;
 
-	es_stream_locktag(&tag, stream_id);
+	es_stream_locktag(&tag, st, stream_id);
 	if (!LockRelease(&tag, ExclusiveLock, false))
 		elog(ERROR, "eventstore: stream lock was not held");
 }
 
 /* Wait until the transaction holding the stream's lock has ended. */
 static void
-es_wait_stream(text *stream_id)
+es_wait_stream(EsStore *st, text *stream_id)
 {
 	LOCKTAG		tag;
 
-	es_stream_locktag(&tag, stream_id);
+	es_stream_locktag(&tag, st, stream_id);
 	WaitForLockers(tag, ExclusiveLock, false);
 }
 
@@ -314,11 +305,11 @@ typedef struct EsStreamLookup
 
 /* Start a lookup in index (stream_id = sid [, second column = key2]). */
 static void
-es_lookup_begin(EsStreamLookup *lk, Oid indexoid, Datum sid, Oid key2_proc, Datum key2)
+es_lookup_begin(EsStreamLookup *lk, EsStore *st, Oid indexoid, Datum sid, Oid key2_proc, Datum key2)
 {
 	int			nkeys = OidIsValid(key2_proc) ? 2 : 1;
 
-	lk->heap = table_open(es_events_relid(), AccessShareLock);
+	lk->heap = table_open(st->relid, AccessShareLock);
 	lk->index = index_open(indexoid, AccessShareLock);
 	ScanKeyEntryInitialize(&lk->keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   lk->index->rd_indcollation[0], F_TEXTEQ, sid);
@@ -345,7 +336,8 @@ es_slot_int8(TupleTableSlot *slot, const char *column)
 {
 	bool		isnull;
 
-	return DatumGetInt64(slot_getattr(slot, get_attnum(es_events_relid(), column), &isnull));
+	return DatumGetInt64(slot_getattr(slot,
+									  get_attnum(slot->tts_tableOid, column), &isnull));
 }
 
 /*
@@ -353,14 +345,14 @@ es_slot_int8(TupleTableSlot *slot, const char *column)
  * last_time is given, its last event's created_at (0 when none).
  */
 static int64
-es_current_version(Datum stream_id, TimestampTz *last_time)
+es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time)
 {
 	EsStreamLookup lk;
 	int64		version = 0;
 
 	if (last_time)
 		*last_time = 0;
-	es_lookup_begin(&lk, es_version_index(), stream_id, InvalidOid, (Datum) 0);
+	es_lookup_begin(&lk, st, st->version_index, stream_id, InvalidOid, (Datum) 0);
 	if (index_getnext_slot(lk.scan, BackwardScanDirection, lk.slot))
 	{
 		version = es_slot_int8(lk.slot, "stream_version");
@@ -369,7 +361,7 @@ es_current_version(Datum stream_id, TimestampTz *last_time)
 			bool		isnull;
 
 			*last_time = DatumGetTimestampTz(slot_getattr(lk.slot,
-														  get_attnum(es_events_relid(), "created_at"),
+														  get_attnum(st->relid, "created_at"),
 														  &isnull));
 		}
 	}
@@ -421,7 +413,7 @@ es_check_duplicate_ids(EsNewEvent *events, int n)
  * are (or in another order).  Returns false when none is.
  */
 static bool
-es_check_retry(Datum stream_id, EsNewEvent *events, int n,
+es_check_retry(EsStore *st, Datum stream_id, EsNewEvent *events, int n,
 			   int64 *version, int64 *position)
 {
 	bool		retry = true;
@@ -440,7 +432,7 @@ es_check_retry(Datum stream_id, EsNewEvent *events, int n,
 			retry = false;
 			continue;
 		}
-		es_lookup_begin(&lk, es_event_id_index(), stream_id, F_UUID_EQ,
+		es_lookup_begin(&lk, st, st->event_id_index, stream_id, F_UUID_EQ,
 						UUIDPGetDatum(&events[i].event_id));
 		found = index_getnext_slot(lk.scan, ForwardScanDirection, lk.slot);
 		if (found)
@@ -479,7 +471,7 @@ es_check_retry(Datum stream_id, EsNewEvent *events, int n,
 
 /* Raise the wrong-expected-version error, unless current satisfies expected. */
 static void
-es_check_expected(Datum stream_id, bool any_version, int64 expected, int64 current)
+es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected, int64 current)
 {
 	bool		ok;
 	char		expected_text[64];
@@ -497,7 +489,7 @@ es_check_expected(Datum stream_id, bool any_version, int64 expected, int64 curre
 		snprintf(expected_text, sizeof(expected_text), INT64_FORMAT, expected);
 	}
 	if (!ok)
-		es_stats_conflict(stream_id);
+		es_stats_conflict(st, stream_id);
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
@@ -523,21 +515,22 @@ es_events_bytes(EsNewEvent *events, int n)
 	return bytes;
 }
 
-/* The insert statement for a batch or not, returning the rows or not. */
+/* The insert statement into st for a batch or not, returning the rows or not. */
 static SPIPlanPtr
-es_insert_plan(bool tags, bool batch, bool returning, Oid *argtypes)
+es_insert_plan(EsStore *st, bool tags, bool batch, bool returning, Oid *argtypes)
 {
-	SPIPlanPtr *cache = &es_plan_insert[tags][batch][returning];
+	EsPlanSlot	slot = ES_PLAN_INSERT + tags * 4 + batch * 2 + returning;
+	char	   *sql;
+	SPIPlanPtr	plan;
 
-	if (*cache == NULL)
-	{
-		char	   *sql = psprintf("%s%s", es_insert_sql[tags][batch],
-								   returning ? " RETURNING *" : "");
-
-		es_prepare(cache, sql, tags ? (batch ? 11 : 9) : 8, argtypes);
-		pfree(sql);
-	}
-	return *cache;
+	if (st->plans[slot] != NULL)
+		return st->plans[slot];
+	sql = psprintf(es_insert_sql[tags][batch], st->name);
+	if (returning)
+		sql = psprintf("%s RETURNING *", sql);
+	plan = es_store_plan(st, slot, sql, tags ? (batch ? 11 : 9) : 8, argtypes, 0);
+	pfree(sql);
+	return plan;
 }
 
 /*
@@ -545,13 +538,13 @@ es_insert_plan(bool tags, bool batch, bool returning, Oid *argtypes)
  * With returning, the stored rows are left in SPI_tuptable.
  */
 static int64
-es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
+es_insert_events(EsStore *st, Datum stream_id, EsNewEvent *events, int n, int64 current,
 				 TimestampTz created_at, bool returning, int64 *positions_out)
 {
-	Oid			seq = es_position_seqid();
+	Oid			seq = es_position_seqid();	/* one sequence for every store */
 	int64		last_position = 0;
 	int			expected_rc = returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT;
-	bool		with_tags = es_events_have_tags();
+	bool		with_tags = st->has_tags;
 
 	if (n == 1)
 	{
@@ -561,7 +554,7 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		char		nulls[9] = "         ";
 		SPIPlanPtr	plan;
 
-		plan = es_insert_plan(with_tags, false, returning, argtypes);
+		plan = es_insert_plan(st, with_tags, false, returning, argtypes);
 		last_position = es_allocate(ES_COUNTER_POSITION, seq);
 		positions_out[0] = last_position;
 		values[0] = Int64GetDatum(last_position);
@@ -599,7 +592,7 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
 		int			lbs[1] = {1};
 		SPIPlanPtr	plan;
 
-		plan = es_insert_plan(with_tags, true, returning, argtypes);
+		plan = es_insert_plan(st, with_tags, true, returning, argtypes);
 		for (int i = 0; i < n; i++)
 		{
 			Datum	   *elems;
@@ -649,7 +642,7 @@ es_insert_events(Datum stream_id, EsNewEvent *events, int n, int64 current,
  * last event through the out parameters.
  */
 static void
-es_append(text *stream_id, bool any_version, int64 expected,
+es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		  EsNewEvent *events, int n, EsDcbCondition *cond,
 		  int64 *version, int64 *position)
 {
@@ -679,16 +672,16 @@ es_append(text *stream_id, bool any_version, int64 expected,
 		es_check_duplicate_ids(events, n);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
 	/*
 	 * The table lock the insert takes anyway, taken before the stream is
 	 * looked at: an import (import.c) holds SHARE ROW EXCLUSIVE, so we wait
 	 * here for it to end and then see the versions it stored.
 	 */
-	LockRelationOid(es_events_relid(), RowExclusiveLock);
+	LockRelationOid(st->relid, RowExclusiveLock);
 
-	if (!es_lock_stream(stream_id, true))
+	if (!es_lock_stream(st, stream_id, true))
 	{
 		/*
 		 * Another append to this stream is in flight.  Wait for it to end
@@ -698,20 +691,20 @@ es_append(text *stream_id, bool any_version, int64 expected,
 		 * already passed (versions only grow).  Losers of a race so fail
 		 * together instead of taking the lock one after another.
 		 */
-		es_wait_stream(stream_id);
-		if (any_id_given && es_check_retry(sid, events, n, version, position))
+		es_wait_stream(st, stream_id);
+		if (any_id_given && es_check_retry(st, sid, events, n, version, position))
 		{
-			es_stats_retry(sid);
+			es_stats_retry(st, sid);
 			SetUserIdAndSecContext(save_userid, save_sec);
 			return;
 		}
 		if (!any_version && expected >= 0)
 		{
-			current = es_current_version(sid, NULL);
+			current = es_current_version(st, sid, NULL);
 			if (current > expected)
-				es_check_expected(sid, any_version, expected, current);
+				es_check_expected(st, sid, any_version, expected, current);
 		}
-		(void) es_lock_stream(stream_id, false);
+		(void) es_lock_stream(st, stream_id, false);
 	}
 
 	/*
@@ -720,15 +713,15 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	 * keep the lock it took: an open (or prepared) transaction that only
 	 * retried must not block the stream.
 	 */
-	if (any_id_given && es_check_retry(sid, events, n, version, position))
+	if (any_id_given && es_check_retry(st, sid, events, n, version, position))
 	{
-		es_unlock_stream(stream_id);
-		es_stats_retry(sid);
+		es_unlock_stream(st, stream_id);
+		es_stats_retry(st, sid);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		return;
 	}
-	current = es_current_version(sid, &last_time);
-	es_check_expected(sid, any_version, expected, current);
+	current = es_current_version(st, sid, &last_time);
+	es_check_expected(st, sid, any_version, expected, current);
 
 	/*
 	 * The consistency-boundary locks (dcb.c): shared by writers on their
@@ -744,7 +737,7 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	}
 	if (cond != NULL)
 		es_dcb_check_after(cond);
-	(void) es_dcb_lock(types, tags, n, cond);
+	(void) es_dcb_lock(st, types, tags, n, cond);
 
 	/*
 	 * The events' time: now, as the stream lock is held, and never before
@@ -756,17 +749,17 @@ es_append(text *stream_id, bool any_version, int64 expected,
 		elog(ERROR, "eventstore: SPI_connect failed");
 
 	if (cond != NULL)
-		es_dcb_check(cond, sid);
-	dispatch = es_projections_wanted(types, n);
+		es_dcb_check(st, cond, sid);
+	dispatch = es_projections_wanted(st, types, n);
 	positions = palloc(sizeof(int64) * n);
-	*position = es_insert_events(sid, events, n, current, created_at, dispatch, positions);
+	*position = es_insert_events(st, sid, events, n, current, created_at, dispatch, positions);
 	*version = current + n;
 	rows = dispatch ? SPI_tuptable : NULL;
 	nrows = SPI_processed;
-	es_stats_append(sid, n, es_events_bytes(events, n));
+	es_stats_append(st, sid, n, es_events_bytes(events, n));
 
 	/* Outbox rows for the routes that match, in the same transaction. */
-	es_outbox_route(sid, types, positions, n);
+	es_outbox_route(st, sid, types, positions, n);
 
 	/*
 	 * Back to the appending user, still connected: the hook runs as that
@@ -774,11 +767,11 @@ es_append(text *stream_id, bool any_version, int64 expected,
 	 */
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (dispatch)
-		es_stats_dispatch(sid, rows->vals, nrows, rows->tupdesc);
+		es_stats_dispatch(st, sid, rows->vals, nrows, rows->tupdesc);
 	SPI_finish();
 
 	/* Snapshot policies whose period this append crossed (aggregate.c). */
-	es_snapshot_after_append(sid, current, current + n);
+	es_snapshot_after_append(st, sid, current, current + n);
 }
 
 /* The condition argument argno (0.5.0 on), parsed; NULL when none. */
@@ -807,7 +800,8 @@ es_result(FunctionCallInfo fcinfo, int64 version, int64 position)
 
 /*
  * eventstore.append(stream_id text, expected_version bigint,
- *					 events eventstore.new_event[], condition jsonb DEFAULT NULL)
+ *					 events eventstore.new_event[], condition jsonb DEFAULT NULL,
+ *					 store regclass DEFAULT 'eventstore.events')
  */
 Datum
 eventstore_append(PG_FUNCTION_ARGS)
@@ -858,7 +852,8 @@ eventstore_append(PG_FUNCTION_ARGS)
 						 f[2], fnull[2], f[3], fnull[3], f[4], fnull[4]);
 	}
 
-	es_append(stream_id, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+	es_append(es_store_arg(fcinfo, 4, ACL_INSERT),
+			  stream_id, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
 			  events, n, es_condition_arg(fcinfo, 3), &version, &position);
 	return es_result(fcinfo, version, position);
 }
@@ -866,7 +861,8 @@ eventstore_append(PG_FUNCTION_ARGS)
 /*
  * eventstore.append_event(stream_id text, expected_version bigint,
  *		event_type text, data jsonb, metadata jsonb, event_id uuid,
- *		tags text[] DEFAULT NULL, condition jsonb DEFAULT NULL)
+ *		tags text[] DEFAULT NULL, condition jsonb DEFAULT NULL,
+ *		store regclass DEFAULT 'eventstore.events')
  */
 Datum
 eventstore_append_event(PG_FUNCTION_ARGS)
@@ -884,7 +880,8 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 					 PG_GETARG_DATUM(5), PG_ARGISNULL(5),
 					 PG_NARGS() > 6 ? PG_GETARG_DATUM(6) : (Datum) 0,
 					 PG_NARGS() > 6 ? PG_ARGISNULL(6) : true);
-	es_append(stream_id, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+	es_append(es_store_arg(fcinfo, 8, ACL_INSERT),
+			  stream_id, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
 			  &event, 1, es_condition_arg(fcinfo, 7), &version, &position);
 	return es_result(fcinfo, version, position);
 }

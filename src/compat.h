@@ -43,11 +43,19 @@
 #include "utils/acl.h"
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_proc.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
 #define es_proc_ownercheck(fn)	object_ownercheck(ProcedureRelationId, (fn), GetUserId())
 #define es_proc_aclcheck(fn)	object_aclcheck(ProcedureRelationId, (fn), GetUserId(), ACL_EXECUTE)
+#define es_class_ownercheck(rel, role)	object_ownercheck(RelationRelationId, (rel), (role))
+#define es_class_aclcheck(rel, role, mode)	pg_class_aclcheck((rel), (role), (mode))
+#define es_namespace_aclcheck(nsp, role, mode)	object_aclcheck(NamespaceRelationId, (nsp), (role), (mode))
 #else
 #define es_proc_ownercheck(fn)	pg_proc_ownercheck((fn), GetUserId())
 #define es_proc_aclcheck(fn)	pg_proc_aclcheck((fn), GetUserId(), ACL_EXECUTE)
+#define es_class_ownercheck(rel, role)	pg_class_ownercheck((rel), (role))
+#define es_class_aclcheck(rel, role, mode)	pg_class_aclcheck((rel), (role), (mode))
+#define es_namespace_aclcheck(nsp, role, mode)	pg_namespace_aclcheck((nsp), (role), (mode))
 #endif
 
 /* GUC prefix reservation was renamed in 15. */

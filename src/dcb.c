@@ -672,7 +672,7 @@ es_dcb_reader_keys(EsDcbLocks *out, EsDcbQuery *q)
  * keys, in one sorted pass.  Returns the number of locks taken.
  */
 int
-es_dcb_lock(Datum *types, Datum *tags, int n, EsDcbCondition *cond)
+es_dcb_lock(EsStore *st pg_attribute_unused(), Datum *types, Datum *tags, int n, EsDcbCondition *cond)
 {
 	EsDcbLocks	l = {0};
 
@@ -736,7 +736,7 @@ es_dcb_check_after(EsDcbCondition *cond)
  * index-only scan cannot run with a non-MVCC snapshot.
  */
 void
-es_dcb_check(EsDcbCondition *cond, Datum stream_id)
+es_dcb_check(EsStore *st pg_attribute_unused(), EsDcbCondition *cond, Datum stream_id)
 {
 	EsDcbSql	sql;
 	SPIPlanPtr	plan;
@@ -770,7 +770,7 @@ es_dcb_check(EsDcbCondition *cond, Datum stream_id)
 	if (SPI_processed == 0)
 		return;
 	found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	es_stats_conflict(stream_id);
+	es_stats_conflict(st, stream_id);
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_CONDITION_FAILED),
 			 errmsg("append condition failed: an event matching the query exists after position " INT64_FORMAT,
@@ -827,7 +827,7 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	upcast = es_upcasting();
+	upcast = es_upcasting(es_default_store());
 	es_dcb_sql_init(&sql, q, 3);
 	appendStringInfo(&sql.text, "SELECT %s FROM eventstore.events e%s WHERE e.global_position OPERATOR(pg_catalog.>) ",
 					 upcast ? "u.*" : "e.*",

@@ -39,6 +39,7 @@ es_xact_callback(XactEvent event, void *arg)
 {
 	(void) arg;
 	es_horizon_xact(event);
+	es_catalog_xact(event);
 	es_relay_xact(event);
 	es_stats_xact(event);
 }

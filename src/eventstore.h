@@ -19,6 +19,7 @@
 #include "utils/snapshot.h"
 #include "portability/instr_time.h"
 #include "utils/jsonb.h"
+#include "utils/acl.h"
 
 /*
  * SQLSTATEs of our own, in class "ES" which PostgreSQL does not use.  Every
@@ -50,6 +51,46 @@ extern int	es_relay_naptime;
 extern int	es_relay_batch_size;
 extern int	es_outbox_retention;
 extern char *es_relay_databases;
+
+/*
+ * catalog.c: stores (tables of type eventstore.event_store), checked and
+ * cached per backend with the statements prepared on them.  Each statement
+ * a module prepares on a store has a slot here.
+ */
+typedef enum EsPlanSlot
+{
+	ES_PLAN_INSERT,				/* append.c: [tags][batch][returning], 8 slots */
+	ES_PLAN_INSERT_LAST = ES_PLAN_INSERT + 7,
+	ES_PLAN_READ,				/* read.c: [kind][upcast] */
+	ES_PLAN_READ_LAST = ES_PLAN_READ + 7,
+	ES_NPLANS = 48
+} EsPlanSlot;
+
+typedef struct EsStore
+{
+	Oid			relid;			/* hash key: the table */
+	bool		valid;			/* checked since the table last changed */
+	bool		is_default;		/* eventstore.events */
+	bool		has_tags;		/* the tags column (0.5.0 on) */
+	Oid			owner;			/* appends insert as this role */
+	Oid			nspid;
+	Oid			version_index;	/* unique (stream_id, stream_version) */
+	Oid			event_id_index; /* unique (stream_id, event_id) */
+	char	   *name;			/* schema-qualified and quoted, for SQL text and messages */
+	SPIPlanPtr	plans[ES_NPLANS];
+	Oid			acl_user;		/* privileges below were checked for this role */
+	bool		acl_usage;		/* USAGE on the schema */
+	AclMode		acl_granted;	/* of ACL_SELECT | ACL_INSERT */
+} EsStore;
+
+extern EsStore *es_store(Oid relid);
+extern EsStore *es_default_store(void);
+extern EsStore *es_store_arg(FunctionCallInfo fcinfo, int argno, AclMode required);
+extern void es_store_check(EsStore *st, AclMode required);
+extern SPIPlanPtr es_store_plan(EsStore *st, EsPlanSlot slot, const char *sql, int nargs,
+								Oid *argtypes, int cursor_options);
+extern Oid	es_store_type(void);
+extern void es_catalog_xact(XactEvent event);
 
 /* horizon.c: in-flight counters (positions, outbox ids) and read horizons */
 typedef enum EsCounter
@@ -102,18 +143,18 @@ typedef struct EsDcbCondition
 extern Datum es_dcb_tags(Datum arr, bool isnull, int ordinal);
 extern EsDcbQuery *es_dcb_parse_query(Jsonb *query);
 extern EsDcbCondition *es_dcb_parse_condition(Jsonb *cond);
-extern int	es_dcb_lock(Datum *types, Datum *tags, int n, EsDcbCondition *cond);
+extern int	es_dcb_lock(EsStore *st, Datum *types, Datum *tags, int n, EsDcbCondition *cond);
 extern void es_dcb_check_after(EsDcbCondition *cond);
-extern void es_dcb_check(EsDcbCondition *cond, Datum stream_id);
+extern void es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id);
 
 /* projection.c: synchronous projections and the C hook */
 extern void es_projection_init(void);
-extern bool es_projections_wanted(Datum *event_types, int n);
-extern void es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc);
+extern bool es_projections_wanted(EsStore *st, Datum *event_types, int n);
+extern void es_projections_dispatch(EsStore *st, HeapTuple *rows, uint64 nrows, TupleDesc desc);
 
 /* outbox.c: routes, outbox rows, enqueue */
 extern void es_outbox_init(void);
-extern void es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n);
+extern void es_outbox_route(EsStore *st, Datum stream_id, Datum *event_types, int64 *positions, int n);
 extern text *es_channel_arg(FunctionCallInfo fcinfo, int argno);
 
 /* relay.c: one relay pass; relay_worker.c: the background workers */
@@ -176,12 +217,13 @@ extern Datum es_call_as(Oid owner, FunctionCallInfo fcinfo);
 
 /* upcast.c: upcasters applied to events as they are read */
 extern void es_upcast_init(void);
-extern bool es_upcasting(void);
+extern bool es_upcasting(EsStore *st);
+extern const char *es_upcast_sql(EsStore *st);
 extern Datum es_upcast_row(Datum row);
 
 /* aggregate.c: snapshots, folding, snapshot policies */
 extern void es_aggregate_init(void);
-extern void es_snapshot_after_append(Datum stream_id, int64 old_version, int64 new_version);
+extern void es_snapshot_after_append(EsStore *st, Datum stream_id, int64 old_version, int64 new_version);
 
 /* catalog.c: OIDs of the extension's own objects, cached per backend */
 extern Oid	es_schema_oid(void);
@@ -208,10 +250,10 @@ extern bool es_stats_on;
 extern int	es_stats_max_categories;
 extern void es_stats_init(void);
 extern void es_stats_xact(XactEvent event);
-extern void es_stats_append(Datum stream_id, int n, int64 bytes);
-extern void es_stats_conflict(Datum stream_id);
-extern void es_stats_retry(Datum stream_id);
-extern void es_stats_dispatch(Datum stream_id, HeapTuple *rows, uint64 nrows, TupleDesc desc);
+extern void es_stats_append(EsStore *st, Datum stream_id, int n, int64 bytes);
+extern void es_stats_conflict(EsStore *st, Datum stream_id);
+extern void es_stats_retry(EsStore *st, Datum stream_id);
+extern void es_stats_dispatch(EsStore *st, Datum stream_id, HeapTuple *rows, uint64 nrows, TupleDesc desc);
 extern instr_time es_stats_start(void);
 extern void es_stats_timed(EsStatTimer timer, instr_time start);
 extern void es_stats_projection(const char *name, instr_time start);

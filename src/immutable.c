@@ -10,13 +10,20 @@
  * triggers for TRUNCATE): without it a subscriber would apply a publisher's
  * UPDATEs and DELETEs.  Only dropping or disabling the triggers, which takes
  * ownership of the table, gets past them.
+ *
+ * From 0.6.0 the statement-level trigger also fires BEFORE INSERT: INSERT on
+ * a store is the privilege to append to it, and appends insert as the
+ * table's owner, so an INSERT by any role that does not own the table is one
+ * that did not go through eventstore.append(), and is refused.
  */
 #include "postgres.h"
 
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/rel.h"
 
+#include "compat.h"
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_refuse_change);
@@ -32,6 +39,16 @@ eventstore_refuse_change(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("eventstore_refuse_change() must be called as a trigger")));
 
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		if (es_class_ownercheck(RelationGetRelid(trigdata->tg_relation), GetUserId()))
+			return PointerGetDatum(NULL);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("INSERT into %s is not allowed: append with eventstore.append()",
+						RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("INSERT on a store is the privilege to append to it; only its owner inserts directly.")));
+	}
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		op = "UPDATE";
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))

@@ -144,7 +144,7 @@ es_in_list(char **list, int n, const char *s, int len)
  * per matching route.  Runs inside the append's SPI connection, as the owner.
  */
 void
-es_outbox_route(Datum stream_id, Datum *event_types, int64 *positions, int n)
+es_outbox_route(EsStore *st pg_attribute_unused(), Datum stream_id, Datum *event_types, int64 *positions, int n)
 {
 	text	   *sid = DatumGetTextPP(stream_id);
 	const char *sdata = VARDATA_ANY(sid);

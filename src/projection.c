@@ -153,14 +153,14 @@ es_type_matches(EsProjection *p, const char *type)
  * (text datums): the C hook, or an enabled projection matching one of them.
  */
 bool
-es_projections_wanted(Datum *event_types, int n)
+es_projections_wanted(EsStore *st pg_attribute_unused(), Datum *event_types, int n)
 {
 	EsProjectionCache *cache;
 
 	if (es_hook_slot != NULL && *es_hook_slot != NULL)
 		return true;
 	cache = es_projections();
-	if (cache->n > 0 && es_upcasting())
+	if (cache->n > 0 && es_upcasting(es_default_store()))
 		return true;			/* upcasting may turn any type into a projected one */
 	for (int i = 0; i < cache->n; i++)
 	{
@@ -217,7 +217,7 @@ es_row_for_handlers(HeapTuple tup, TupleDesc desc, Oid rowtype, int type_att, Da
 	bool		isnull;
 
 	*row = (Datum) 0;
-	if (es_upcasting())
+	if (es_upcasting(es_default_store()))
 	{
 		*row = es_upcast_row(es_row_datum(tup, desc, rowtype));
 		return TextDatumGetCString(GetAttributeByName(DatumGetHeapTupleHeader(*row),
@@ -259,7 +259,7 @@ es_project_row(EsProjectionCache *cache, HeapTuple tup, TupleDesc desc, Oid rowt
  * are rows of eventstore.events as returned by INSERT ... RETURNING *.
  */
 void
-es_projections_dispatch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
+es_projections_dispatch(EsStore *st pg_attribute_unused(), HeapTuple *rows, uint64 nrows, TupleDesc desc)
 {
 	Oid			rowtype = get_rel_type_id(es_events_relid());
 	TupleDesc	reldesc = lookup_rowtype_tupdesc(rowtype, -1);

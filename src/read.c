@@ -32,42 +32,54 @@ PG_FUNCTION_INFO_V1(eventstore_count_arg);
 PG_FUNCTION_INFO_V1(eventstore_read_all);
 PG_FUNCTION_INFO_V1(eventstore_read_all_until);
 PG_FUNCTION_INFO_V1(eventstore_read_category);
+PG_FUNCTION_INFO_V1(eventstore_read_stream_in);
 
 typedef enum EsReadKind
 {
 	ES_READ_ALL,
 	ES_READ_CATEGORY,
+	ES_READ_STREAM,				/* stores other than the default (read_stream) */
+	ES_READ_STREAM_BACKWARDS,
 	ES_READ_KINDS
 } EsReadKind;
 
 /*
- * Each read is one prepared query: key $1, positions in ($2, $3], limit $4,
- * in position order.  The condition differs by kind; with upcasters
- * registered the rows go through eventstore._upcast().  A time limit is not
- * a condition of the query: the rows' receiver stops it (EsUntilReceiver).
+ * Each read is one prepared query per store: key $1, positions in ($2, $3]
+ * (versions for a stream), limit $4, in position (version) order.  The
+ * condition differs by kind; with upcasters registered the rows go through
+ * eventstore._upcast().  A time limit is not a condition of the query: the
+ * rows' receiver stops it (EsUntilReceiver).
  */
 static const char *const es_read_cond[ES_READ_KINDS] = {
 	[ES_READ_ALL] = "true",
 	[ES_READ_CATEGORY] = "pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) $1",
+	[ES_READ_STREAM] = "e.stream_id OPERATOR(pg_catalog.=) $1",
+	[ES_READ_STREAM_BACKWARDS] = "e.stream_id OPERATOR(pg_catalog.=) $1",
 };
 
-static SPIPlanPtr es_read_plans[ES_READ_KINDS][2];
+static const char *const es_read_range[ES_READ_KINDS] = {
+	[ES_READ_ALL] = "e.global_position OPERATOR(pg_catalog.>) $2"
+	" AND e.global_position OPERATOR(pg_catalog.<=) $3 ORDER BY e.global_position",
+	[ES_READ_CATEGORY] = "e.global_position OPERATOR(pg_catalog.>) $2"
+	" AND e.global_position OPERATOR(pg_catalog.<=) $3 ORDER BY e.global_position",
+	[ES_READ_STREAM] = "e.stream_version OPERATOR(pg_catalog.>) $2"
+	" AND e.stream_version OPERATOR(pg_catalog.<=) $3 ORDER BY e.stream_version",
+	[ES_READ_STREAM_BACKWARDS] = "e.stream_version OPERATOR(pg_catalog.>) $2"
+	" AND e.stream_version OPERATOR(pg_catalog.<=) $3 ORDER BY e.stream_version DESC",
+};
 
 static SPIPlanPtr
-es_read_plan(EsReadKind kind, bool upcast, Oid *argtypes)
+es_read_plan(EsStore *st, EsReadKind kind, bool upcast, Oid *argtypes)
 {
-	SPIPlanPtr *cache = &es_read_plans[kind][upcast];
+	EsPlanSlot	slot = ES_PLAN_READ + kind * 2 + upcast;
 
-	if (*cache == NULL)
+	if (st->plans[slot] == NULL)
 	{
-		char	   *sql = psprintf("SELECT %s FROM eventstore.events e%s"
-								   " WHERE %s"
-								   " AND e.global_position OPERATOR(pg_catalog.>) $2"
-								   " AND e.global_position OPERATOR(pg_catalog.<=) $3"
-								   " ORDER BY e.global_position LIMIT $4",
-								   upcast ? "u.*" : "e.*",
-								   upcast ? " CROSS JOIN LATERAL eventstore._upcast(e) u" : "",
-								   es_read_cond[kind]);
+		char	   *sql = psprintf("SELECT %s FROM %s e%s"
+								   " WHERE %s AND %s LIMIT $4",
+								   upcast ? "u.*" : "e.*", st->name,
+								   upcast ? es_upcast_sql(st) : "",
+								   es_read_cond[kind], es_read_range[kind]);
 		/*
 		 * A category read is planned for each call's values: a generic plan
 		 * cannot tell a rare category from a common one and, once the plan
@@ -77,16 +89,11 @@ es_read_plan(EsReadKind kind, bool upcast, Oid *argtypes)
 		 * uses the (category, position) index.  read_all has nothing to
 		 * choose and keeps its generic plan.
 		 */
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, 4, argtypes,
-											  kind == ES_READ_CATEGORY ? CURSOR_OPT_CUSTOM_PLAN : 0);
-
-		if (plan == NULL)
-			elog(ERROR, "eventstore: SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*cache = plan;
+		(void) es_store_plan(st, slot, sql, 4, argtypes,
+							 kind == ES_READ_CATEGORY ? CURSOR_OPT_CUSTOM_PLAN : 0);
+		pfree(sql);
 	}
-	return *cache;
+	return st->plans[slot];
 }
 
 /* max_count argument: NULL means no limit; negative is an error. */
@@ -192,7 +199,7 @@ es_until_receiver(DestReceiver *inner, TimestampTz until)
  * given, the query reads with it.
  */
 static void
-es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
+es_read(FunctionCallInfo fcinfo, EsStore *st, EsReadKind kind, Datum key, int64 lo, int64 hi,
 		bool limited, int64 limit, TimestampTz until, Snapshot snapshot)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -208,7 +215,7 @@ es_read(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int64 lo, int64 hi,
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	plan = es_read_plan(kind, es_upcasting(), argtypes);
+	plan = es_read_plan(st, kind, es_upcasting(st), argtypes);
 	dest = CreateTuplestoreDestReceiver();
 	es_tuplestore_dest_params(dest, rsinfo->setResult,
 							  rsinfo->econtext->ecxt_per_query_memory);
@@ -251,8 +258,10 @@ eventstore_count_arg(PG_FUNCTION_ARGS)
  * until_argno >= 0 the time to stop at.  Reads stop at the horizon.
  */
 static void
-es_read_log(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int argno, int until_argno)
+es_read_log(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int argno, int until_argno,
+			int store_argno)
 {
+	EsStore    *st = es_store_arg(fcinfo, store_argno, ACL_SELECT);
 	int64		after = PG_ARGISNULL(argno) ? 0 : PG_GETARG_INT64(argno);
 	int64		limit = 0;
 	bool		limited = es_limit_arg(fcinfo, argno + 1, &limit);
@@ -269,32 +278,64 @@ es_read_log(FunctionCallInfo fcinfo, EsReadKind kind, Datum key, int argno, int 
 		until = PG_GETARG_TIMESTAMPTZ(until_argno);
 	}
 	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
-	es_read(fcinfo, kind, key, after, horizon, limited, limit, until, snapshot);
+	es_read(fcinfo, st, kind, key, after, horizon, limited, limit, until, snapshot);
 	UnregisterSnapshot(snapshot);
 }
 
-/* eventstore.read_all(after_position DEFAULT 0, max_count DEFAULT 1000) */
+/* eventstore.read_all(after_position DEFAULT 0, max_count DEFAULT 1000, store) */
 Datum
 eventstore_read_all(PG_FUNCTION_ARGS)
 {
-	es_read_log(fcinfo, ES_READ_ALL, CStringGetTextDatum(""), 0, -1);
+	es_read_log(fcinfo, ES_READ_ALL, CStringGetTextDatum(""), 0, -1, 2);
 	return (Datum) 0;
 }
 
-/* eventstore.read_all_until(until_time, after_position DEFAULT 0, max_count DEFAULT 1000) */
+/* eventstore.read_all_until(until_time, after_position DEFAULT 0, max_count DEFAULT 1000, store) */
 Datum
 eventstore_read_all_until(PG_FUNCTION_ARGS)
 {
-	es_read_log(fcinfo, ES_READ_ALL, CStringGetTextDatum(""), 1, 0);
+	es_read_log(fcinfo, ES_READ_ALL, CStringGetTextDatum(""), 1, 0, 3);
 	return (Datum) 0;
 }
 
-/* eventstore.read_category(category, after_position DEFAULT 0, max_count DEFAULT 1000) */
+/* eventstore.read_category(category, after_position DEFAULT 0, max_count DEFAULT 1000, store) */
 Datum
 eventstore_read_category(PG_FUNCTION_ARGS)
 {
 	text	   *category = es_name_arg(fcinfo, 0, "category");
 
-	es_read_log(fcinfo, ES_READ_CATEGORY, PointerGetDatum(category), 1, -1);
+	es_read_log(fcinfo, ES_READ_CATEGORY, PointerGetDatum(category), 1, -1, 3);
+	return (Datum) 0;
+}
+
+/*
+ * eventstore._read_stream(store regclass, stream_id text, from_version
+ * bigint, max_count integer, backwards boolean): read_stream and
+ * read_stream_backwards of a store other than the default one, which those
+ * SQL functions read inline.  from_version NULL: from the first (forwards)
+ * or the last (backwards) version.
+ */
+Datum
+eventstore_read_stream_in(PG_FUNCTION_ARGS)
+{
+	EsStore    *st = es_store_arg(fcinfo, 0, ACL_SELECT);
+	text	   *stream_id = es_stream_id_arg(fcinfo, 1);
+	bool		backwards = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	int64		limit = 0;
+	bool		limited = es_limit_arg(fcinfo, 3, &limit);
+	int64		lo = 0;
+	int64		hi = PG_INT64_MAX;
+
+	if (!PG_ARGISNULL(2))
+	{
+		int64		from = PG_GETARG_INT64(2);
+
+		if (backwards)
+			hi = from;
+		else
+			lo = from > PG_INT64_MIN ? from - 1 : from;
+	}
+	es_read(fcinfo, st, backwards ? ES_READ_STREAM_BACKWARDS : ES_READ_STREAM,
+			PointerGetDatum(stream_id), lo, hi, limited, limit, DT_NOEND, NULL);
 	return (Datum) 0;
 }

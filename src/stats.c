@@ -340,7 +340,7 @@ es_pending_category(Datum stream_id)
 
 /* An append of n events (bytes in all) to stream_id wrote its rows. */
 void
-es_stats_append(Datum stream_id, int n, int64 bytes)
+es_stats_append(EsStore *st pg_attribute_unused(), Datum stream_id, int n, int64 bytes)
 {
 	EsStatCounts *c[2];
 
@@ -359,7 +359,7 @@ es_stats_append(Datum stream_id, int n, int64 bytes)
 
 /* An append to stream_id is about to fail with ES409. */
 void
-es_stats_conflict(Datum stream_id)
+es_stats_conflict(EsStore *st pg_attribute_unused(), Datum stream_id)
 {
 	if (!es_stats_active())
 		return;
@@ -369,7 +369,7 @@ es_stats_conflict(Datum stream_id)
 
 /* An append to stream_id was an idempotent retry and wrote nothing. */
 void
-es_stats_retry(Datum stream_id)
+es_stats_retry(EsStore *st pg_attribute_unused(), Datum stream_id)
 {
 	if (!es_stats_active())
 		return;
@@ -383,17 +383,17 @@ es_stats_retry(Datum stream_id)
  * veto, at the outermost append.
  */
 void
-es_stats_dispatch(Datum stream_id, HeapTuple *rows, uint64 nrows, TupleDesc desc)
+es_stats_dispatch(EsStore *st, Datum stream_id, HeapTuple *rows, uint64 nrows, TupleDesc desc)
 {
 	if (!es_stats_active())
 	{
-		es_projections_dispatch(rows, nrows, desc);
+		es_projections_dispatch(st, rows, nrows, desc);
 		return;
 	}
 	es_dispatch_depth++;
 	PG_TRY();
 	{
-		es_projections_dispatch(rows, nrows, desc);
+		es_projections_dispatch(st, rows, nrows, desc);
 	}
 	PG_CATCH();
 	{

@@ -108,9 +108,18 @@ es_upcasters(void)
 
 /* True when at least one upcaster is registered. */
 bool
-es_upcasting(void)
+es_upcasting(EsStore *st)
 {
+	if (!st->is_default)
+		return false;			/* TODO(stores): upcasters per store */
 	return es_upcasters()->n > 0;
+}
+
+/* The FROM-clause addition that upcasts row e of st into u. */
+const char *
+es_upcast_sql(EsStore *st pg_attribute_unused())
+{
+	return " CROSS JOIN LATERAL eventstore._upcast(e) u";
 }
 
 static EsUpcaster *
@@ -273,7 +282,7 @@ Datum
 eventstore_upcasting(PG_FUNCTION_ARGS)
 {
 	(void) fcinfo;
-	PG_RETURN_BOOL(es_upcasting());
+	PG_RETURN_BOOL(es_upcasting(es_default_store()));
 }
 
 /* eventstore.register_upcaster(event_type text, handler regprocedure) */

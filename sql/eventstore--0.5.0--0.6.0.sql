@@ -1,0 +1,463 @@
+-- eventstore 0.5.0 -> 0.6.0: the event_store table type (any number of
+-- stores in one database).  Fresh installs run this script too, after the
+-- older ones, so both end with the same catalog.
+\echo Use "ALTER EXTENSION eventstore UPDATE TO '0.6.0'" to load this file. \quit
+
+-- == Grants carried over (1 of 2) ==========================================
+-- Functions that gain a store argument are new functions (a new signature);
+-- the EXECUTE grants of the old ones are noted here and given to the new
+-- ones of the same name at the end of the script ("Grants carried over, 2 of 2").
+CREATE TABLE eventstore._grants_0_6_0 AS
+SELECT p.proname::pg_catalog.text AS name, a.grantee, a.is_grantable
+  FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+ WHERE p.pronamespace OPERATOR(pg_catalog.=) 'eventstore'::pg_catalog.regnamespace
+   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner;
+CREATE TABLE eventstore._revoked_0_6_0 AS
+SELECT DISTINCT p.proname::pg_catalog.text AS name
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace OPERATOR(pg_catalog.=) 'eventstore'::pg_catalog.regnamespace
+   AND p.proacl IS NOT NULL;
+
+-- == Stores ================================================================
+-- The row shape of a store.  eventstore.events becomes the default store, a
+-- table of this type; eventstore.create_store() makes others.  Columns are
+-- added to every store at once with ALTER TYPE ... ADD ATTRIBUTE ... CASCADE.
+CREATE TYPE eventstore.event_store AS (
+    global_position bigint,
+    stream_id       text,
+    stream_version  bigint,
+    event_id        uuid,
+    event_type      text,
+    data            jsonb,
+    metadata        jsonb,
+    created_at      timestamptz,
+    tags            text[]
+);
+COMMENT ON TYPE eventstore.event_store IS
+    'The row shape of an event store: eventstore.events and every table made by eventstore.create_store().';
+ALTER TABLE eventstore.events OF eventstore.event_store;
+
+-- INSERT on a store is the privilege to append to it (appends insert as the
+-- store's owner).  The statement trigger now also refuses an INSERT by any
+-- role that does not own the table: the only way in is append().
+DROP TRIGGER events_immutable ON eventstore.events;
+CREATE TRIGGER events_immutable
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON eventstore.events
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_change();
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_immutable;
+
+-- Roles that could append (EXECUTE on append) keep that right: they get
+-- INSERT on the default store.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT x.grantee FROM eventstore._grants_0_6_0 x
+              WHERE x.name OPERATOR(pg_catalog.=) 'append' LOOP
+        EXECUTE pg_catalog.format('GRANT INSERT ON eventstore.events TO %s',
+                                  CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                       ELSE g.grantee::pg_catalog.regrole::pg_catalog.text END);
+    END LOOP;
+END
+$$;
+
+-- The store argument, checked: not null, a store, usable by the caller
+-- (42809 for a table that is not a store, 42501 without the schema's USAGE).
+CREATE FUNCTION eventstore._store_arg(store regclass) RETURNS regclass
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'eventstore_store_arg';
+
+-- Make a store: a table of type event_store with its keys, indexes and
+-- triggers, owned by the caller (who needs CREATE on the schema).  An
+-- existing table of the type (one restored with pg_dump -t, or made with
+-- plain CREATE TABLE ... OF eventstore.event_store) gets what it lacks.
+-- SECURITY INVOKER: the DDL runs as the caller.
+-- No SET search_path: an unqualified name goes to the caller's schema (the
+-- first of its search_path, as for CREATE TABLE); every name in the body is
+-- schema-qualified, and the function runs with the caller's rights only.
+CREATE FUNCTION eventstore.create_store(name text) RETURNS regclass
+    LANGUAGE plpgsql
+    AS $$
+    DECLARE
+        parts text[];
+        nsp text;
+        rel text;
+        q text;
+        t regclass;
+        typed boolean;
+    BEGIN
+        IF name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'name must not be null';
+        END IF;
+        parts := pg_catalog.parse_ident(name);
+        IF pg_catalog.array_length(parts, 1) OPERATOR(pg_catalog.=) 1 THEN
+            nsp := pg_catalog.current_schema();
+            rel := parts[1];
+        ELSIF pg_catalog.array_length(parts, 1) OPERATOR(pg_catalog.=) 2 THEN
+            nsp := parts[1];
+            rel := parts[2];
+        ELSE
+            RAISE EXCEPTION USING ERRCODE = 'invalid_name', MESSAGE = pg_catalog.format('invalid store name "%s"', name),
+                HINT = 'Name a store as table or schema.table.';
+        END IF;
+        IF nsp IS NULL OR nsp OPERATOR(pg_catalog.=) '' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_schema_name', MESSAGE = 'no schema has been selected to create in';
+        END IF;
+        q := pg_catalog.format('%I.%I', nsp, rel);
+        t := pg_catalog.to_regclass(q);
+        IF t IS NULL THEN
+            EXECUTE pg_catalog.format(
+                'CREATE TABLE %s OF eventstore.event_store ('
+                ' PRIMARY KEY (stream_id, stream_version),'
+                ' UNIQUE (stream_id, event_id),'
+                ' CHECK (stream_version OPERATOR(pg_catalog.>) 0))', q);
+            t := q::regclass;
+        ELSE
+            SELECT c.reloftype OPERATOR(pg_catalog.=) 'eventstore.event_store'::regtype INTO typed
+              FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t;
+            IF NOT typed THEN
+                RAISE EXCEPTION USING ERRCODE = 'duplicate_table',
+                    MESSAGE = pg_catalog.format('relation %s already exists and is not of type eventstore.event_store', q);
+            END IF;
+        END IF;
+        EXECUTE pg_catalog.format(
+            'ALTER TABLE %s ALTER global_position SET NOT NULL, ALTER stream_id SET NOT NULL,'
+            ' ALTER stream_version SET NOT NULL, ALTER event_id SET NOT NULL,'
+            ' ALTER event_type SET NOT NULL, ALTER data SET NOT NULL,'
+            ' ALTER created_at SET NOT NULL, ALTER created_at SET DEFAULT pg_catalog.now(),'
+            ' ALTER tags SET NOT NULL, ALTER tags SET DEFAULT ''{}''::pg_catalog.text[]', q);
+        IF NOT eventstore._store_has(t, 'version_key') THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s ADD UNIQUE (stream_id, stream_version)', q);
+        END IF;
+        IF NOT eventstore._store_has(t, 'event_id_key') THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s ADD UNIQUE (stream_id, event_id)', q);
+        END IF;
+        IF NOT eventstore._store_has(t, 'position_index') THEN
+            EXECUTE pg_catalog.format('CREATE INDEX ON %s (global_position)', q);
+        END IF;
+        IF NOT eventstore._store_has(t, 'category_index') THEN
+            EXECUTE pg_catalog.format('CREATE INDEX ON %s ((pg_catalog.split_part(stream_id, ''-'', 1)), global_position)', q);
+        END IF;
+        IF NOT eventstore._store_has(t, 'tags_index') THEN
+            EXECUTE pg_catalog.format('CREATE INDEX ON %s USING gin (tags) WITH (fastupdate = off)'
+                                      ' WHERE tags OPERATOR(pg_catalog.<>) ''{}''::pg_catalog.text[]', q);
+        END IF;
+        IF NOT eventstore._store_has(t, 'statement_trigger') THEN
+            EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s'
+                                      ' FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_change()',
+                                      rel OPERATOR(pg_catalog.||) '_immutable', q);
+            EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', q, rel OPERATOR(pg_catalog.||) '_immutable');
+        END IF;
+        IF NOT eventstore._store_has(t, 'row_trigger') THEN
+            EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %s'
+                                      ' FOR EACH ROW EXECUTE FUNCTION eventstore.refuse_change()',
+                                      rel OPERATOR(pg_catalog.||) '_immutable_row', q);
+            EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', q, rel OPERATOR(pg_catalog.||) '_immutable_row');
+        END IF;
+        PERFORM eventstore._store_arg(t);
+        RETURN t;
+    END
+    $$;
+
+-- What create_store looks for on a table, by what it does rather than by name.
+CREATE FUNCTION eventstore._store_has(store regclass, what text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+        SELECT CASE $2
+        WHEN 'version_key' THEN EXISTS (
+            SELECT FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique
+               AND i.indnkeyatts OPERATOR(pg_catalog.=) 2 AND i.indpred IS NULL AND i.indexprs IS NULL
+               AND i.indkey[0] OPERATOR(pg_catalog.=) (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) 'stream_id')
+               AND i.indkey[1] OPERATOR(pg_catalog.=) (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) 'stream_version'))
+        WHEN 'event_id_key' THEN EXISTS (
+            SELECT FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique
+               AND i.indnkeyatts OPERATOR(pg_catalog.=) 2 AND i.indpred IS NULL AND i.indexprs IS NULL
+               AND i.indkey[0] OPERATOR(pg_catalog.=) (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) 'stream_id')
+               AND i.indkey[1] OPERATOR(pg_catalog.=) (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) 'event_id'))
+        WHEN 'position_index' THEN EXISTS (
+            SELECT FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) $1
+               AND i.indnkeyatts OPERATOR(pg_catalog.=) 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+               AND i.indkey[0] OPERATOR(pg_catalog.=) (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) 'global_position'))
+        WHEN 'category_index' THEN EXISTS (
+            SELECT FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indexprs IS NOT NULL
+               AND pg_catalog.pg_get_indexdef(i.indexrelid) OPERATOR(pg_catalog.~) 'split_part\(stream_id, ''-''::text, 1\)\), global_position\)')
+        WHEN 'tags_index' THEN EXISTS (
+            SELECT FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) $1
+               AND pg_catalog.pg_get_indexdef(i.indexrelid) OPERATOR(pg_catalog.~) 'USING gin \(tags\)')
+        WHEN 'statement_trigger' THEN EXISTS (
+            SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid OPERATOR(pg_catalog.=) $1
+               AND g.tgfoid OPERATOR(pg_catalog.=) 'eventstore.refuse_change()'::pg_catalog.regprocedure
+               AND g.tgenabled OPERATOR(pg_catalog.=) 'A'
+               AND (g.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) (1 OPERATOR(pg_catalog.|) 2 OPERATOR(pg_catalog.|) 4 OPERATOR(pg_catalog.|) 8 OPERATOR(pg_catalog.|) 16 OPERATOR(pg_catalog.|) 32))
+                   OPERATOR(pg_catalog.=) (2 OPERATOR(pg_catalog.|) 4 OPERATOR(pg_catalog.|) 8 OPERATOR(pg_catalog.|) 16 OPERATOR(pg_catalog.|) 32))
+        WHEN 'row_trigger' THEN EXISTS (
+            SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid OPERATOR(pg_catalog.=) $1
+               AND g.tgfoid OPERATOR(pg_catalog.=) 'eventstore.refuse_change()'::pg_catalog.regprocedure
+               AND g.tgenabled OPERATOR(pg_catalog.=) 'A'
+               AND (g.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) (1 OPERATOR(pg_catalog.|) 2 OPERATOR(pg_catalog.|) 8 OPERATOR(pg_catalog.|) 16))
+                   OPERATOR(pg_catalog.=) (1 OPERATOR(pg_catalog.|) 2 OPERATOR(pg_catalog.|) 8 OPERATOR(pg_catalog.|) 16))
+        END
+    $$;
+
+-- Forget everything tied to a store that no longer exists: the rows of
+-- every eventstore table with a store column (registries, snapshots, outbox
+-- rows, checkpoints, subscriptions).  Runs as the extension's owner; it
+-- touches only stores whose table is gone, so anyone may call it.
+CREATE FUNCTION eventstore._forget_store(store pg_catalog.oid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        t record;
+    BEGIN
+        IF store IS NULL OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) store) THEN
+            RETURN;
+        END IF;
+        FOR t IN SELECT c.oid::regclass AS rel FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+                  WHERE c.relnamespace OPERATOR(pg_catalog.=) 'eventstore'::regnamespace
+                    AND c.relkind OPERATOR(pg_catalog.=) 'r'
+                    AND a.attname OPERATOR(pg_catalog.=) 'store' AND NOT a.attisdropped
+                    AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.regclass'::regtype
+                  ORDER BY c.relname LOOP
+            EXECUTE pg_catalog.format('DELETE FROM %s WHERE store::pg_catalog.oid OPERATOR(pg_catalog.=) $1', t.rel)
+                USING store;
+        END LOOP;
+    END
+    $$;
+
+-- Drop a store and everything tied to it.  The caller must own the table
+-- (DROP TABLE checks, as the caller); the default store is the extension's.
+CREATE FUNCTION eventstore.drop_store(store regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        t regclass := eventstore._store_arg(store);
+    BEGIN
+        IF t OPERATOR(pg_catalog.=) 'eventstore.events'::regclass THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = 'the default store eventstore.events cannot be dropped',
+                HINT = 'It belongs to the extension: DROP EXTENSION eventstore removes it.';
+        END IF;
+        EXECUTE pg_catalog.format('DROP TABLE %s', t);
+        PERFORM eventstore._forget_store(t::pg_catalog.oid);
+    END
+    $$;
+
+-- A plain DROP TABLE of a store forgets it too.
+CREATE FUNCTION eventstore._store_dropped() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        d record;
+    BEGIN
+        FOR d IN SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                  WHERE o.object_type OPERATOR(pg_catalog.=) 'table' AND NOT o.is_temporary LOOP
+            PERFORM eventstore._forget_store(d.objid);
+        END LOOP;
+    END
+    $$;
+CREATE EVENT TRIGGER eventstore_store_dropped ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION eventstore._store_dropped();
+
+-- Stores' reads and appends take the store, the default store by default.
+DROP FUNCTION eventstore.append(text, bigint, eventstore.new_event[], jsonb);
+CREATE FUNCTION eventstore.append(stream_id text, expected_version bigint,
+                                  events eventstore.new_event[], condition jsonb DEFAULT NULL,
+                                  store regclass DEFAULT 'eventstore.events',
+                                  OUT stream_version bigint, OUT global_position bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_append';
+
+DROP FUNCTION eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb);
+CREATE FUNCTION eventstore.append_event(stream_id text, expected_version bigint,
+                                        event_type text, data jsonb,
+                                        metadata jsonb DEFAULT NULL, event_id uuid DEFAULT NULL,
+                                        tags text[] DEFAULT NULL, condition jsonb DEFAULT NULL,
+                                        store regclass DEFAULT 'eventstore.events',
+                                        OUT stream_version bigint, OUT global_position bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_append_event';
+
+-- read_stream of another store than the default one (read.c).
+CREATE FUNCTION eventstore._read_stream(store regclass, stream_id text, from_version bigint,
+                                        max_count integer, backwards boolean)
+    RETURNS SETOF eventstore.events
+    LANGUAGE c STABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_read_stream_in';
+
+-- The stream reads stay inlinable SQL: with the store a constant (the
+-- default, or a literal) the planner keeps only the branch for it, so a read
+-- of the default store plans exactly like the bare SELECT, as before.
+DROP FUNCTION eventstore.read_stream_until(text, timestamptz, bigint, integer);
+DROP FUNCTION eventstore.read_stream(text, bigint, integer);
+CREATE FUNCTION eventstore.read_stream(stream_id text, from_version bigint DEFAULT 1,
+                                       max_count integer DEFAULT NULL,
+                                       store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    AS $$
+        SELECT e.* FROM eventstore.events e
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
+           AND NOT eventstore._upcasting()
+        UNION ALL
+        SELECT u.* FROM eventstore.events e CROSS JOIN LATERAL eventstore._upcast(e) u
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
+           AND eventstore._upcasting()
+        UNION ALL
+        SELECT r.* FROM eventstore._read_stream($4, $1, COALESCE($2, 1), $3, false) r
+         WHERE $4 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass
+        ORDER BY stream_version
+        LIMIT eventstore._count_arg($3)
+    $$;
+
+DROP FUNCTION eventstore.read_stream_backwards(text, bigint, integer);
+CREATE FUNCTION eventstore.read_stream_backwards(stream_id text, from_version bigint DEFAULT NULL,
+                                                 max_count integer DEFAULT NULL,
+                                                 store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    AS $$
+        SELECT e.* FROM eventstore.events e
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
+           AND NOT eventstore._upcasting()
+        UNION ALL
+        SELECT u.* FROM eventstore.events e CROSS JOIN LATERAL eventstore._upcast(e) u
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
+           AND eventstore._upcasting()
+        UNION ALL
+        SELECT r.* FROM eventstore._read_stream($4, $1, $2, $3, true) r
+         WHERE $4 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass
+        ORDER BY stream_version DESC
+        LIMIT eventstore._count_arg($3)
+    $$;
+
+-- (read_stream_until moves with the temporal reads: section "Registries
+-- and temporal reads per store".)
+
+DROP FUNCTION eventstore.stream_version(text);
+CREATE FUNCTION eventstore.stream_version(stream_id text, store regclass DEFAULT 'eventstore.events')
+    RETURNS bigint
+    LANGUAGE sql STABLE STRICT PARALLEL UNSAFE
+    AS $$
+        SELECT COALESCE(pg_catalog.max(x.v), 0) FROM (
+            SELECT e.stream_version AS v FROM eventstore.events e
+             WHERE $2 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+               AND e.stream_id OPERATOR(pg_catalog.=) $1
+            UNION ALL
+            SELECT r.stream_version FROM eventstore._read_stream($2, $1, NULL, 1, true) r
+             WHERE $2 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass) x
+    $$;
+
+DROP FUNCTION eventstore.read_all(bigint, integer);
+CREATE FUNCTION eventstore.read_all(after_position bigint DEFAULT 0,
+                                    max_count integer DEFAULT 1000,
+                                    store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE c VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_all';
+
+DROP FUNCTION eventstore.read_category(text, bigint, integer);
+CREATE FUNCTION eventstore.read_category(category text, after_position bigint DEFAULT 0,
+                                         max_count integer DEFAULT 1000,
+                                         store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE c VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_category';
+
+REVOKE ALL ON FUNCTION eventstore.create_store(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.drop_store(regclass) FROM PUBLIC;
+
+-- == Registries and temporal reads per store ===============================
+-- (projections, upcasters, snapshots and policies, aggregate, read_stream_until,
+-- read_all_until, stream_version_at)
+
+-- == Outbox, consumers, subscriptions, DCB, import and statistics per store ==
+
+-- == grant_access per store ================================================
+
+-- == Grants carried over (2 of 2) ==========================================
+-- Every function re-created above under a name that had grants gets them
+-- back; a name that was revoked from PUBLIC is revoked again.
+DO $$
+DECLARE
+    f record;
+    g record;
+BEGIN
+    FOR f IN SELECT p.oid::pg_catalog.regprocedure AS fn, p.proname::pg_catalog.text AS name
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace OPERATOR(pg_catalog.=) 'eventstore'::pg_catalog.regnamespace
+                AND p.proacl IS NULL
+                AND p.proname::pg_catalog.text IN (SELECT r.name FROM eventstore._revoked_0_6_0 r) LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.fn);
+        FOR g IN SELECT x.grantee, x.is_grantable FROM eventstore._grants_0_6_0 x
+                  WHERE x.name OPERATOR(pg_catalog.=) f.name LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', f.fn,
+                                      CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                           ELSE g.grantee::pg_catalog.regrole::pg_catalog.text END,
+                                      CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+    END LOOP;
+END
+$$;
+DROP TABLE eventstore._grants_0_6_0;
+DROP TABLE eventstore._revoked_0_6_0;
+
+-- == Initial privileges ====================================================
+-- GRANTs run by an extension script are recorded as the extension's initial
+-- privileges (pg_init_privs), and pg_dump dumps only what differs from them.
+-- This script re-grants privileges of existing roles on objects it replaces
+-- or adds (add_route, relay_status, the consumer and subscription
+-- functions, UPDATE on consumers): recorded as initial, they would be lost by the next dump and
+-- restore (the schema's USAGE too).  A fresh install grants only to PUBLIC
+-- and pg_monitor, so the
+-- initial privileges keep exactly those grantees (and the owner); every
+-- other role's grant is left to pg_dump, as a grant the DBA made.
+DO $$
+DECLARE
+    ext pg_catalog.oid := (SELECT e.oid FROM pg_catalog.pg_extension e
+                            WHERE e.extname OPERATOR(pg_catalog.=) 'eventstore');
+    keep pg_catalog.oid[] := ARRAY[0::pg_catalog.oid, 'pg_monitor'::pg_catalog.regrole::pg_catalog.oid,
+                                   (SELECT e.extowner FROM pg_catalog.pg_extension e
+                                     WHERE e.extname OPERATOR(pg_catalog.=) 'eventstore')];
+    r record;
+    kept pg_catalog.aclitem[];
+BEGIN
+    FOR r IN SELECT i.objoid, i.classoid, i.objsubid, i.initprivs
+               FROM pg_catalog.pg_init_privs i
+              WHERE i.privtype OPERATOR(pg_catalog.=) 'e'
+                AND ((i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND i.objoid OPERATOR(pg_catalog.=) 'eventstore'::pg_catalog.regnamespace)
+                     OR EXISTS (SELECT FROM pg_catalog.pg_depend d
+                             WHERE d.classid OPERATOR(pg_catalog.=) i.classoid
+                               AND d.objid OPERATOR(pg_catalog.=) i.objoid
+                               AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                               AND d.refobjid OPERATOR(pg_catalog.=) ext
+                               AND d.deptype OPERATOR(pg_catalog.=) 'e'))
+    LOOP
+        kept := ARRAY(SELECT item FROM pg_catalog.unnest(r.initprivs) AS item
+                       WHERE NOT EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[item]) x
+                                          WHERE x.grantee OPERATOR(pg_catalog.<>) ALL (keep)));
+        IF kept IS DISTINCT FROM r.initprivs THEN
+            UPDATE pg_catalog.pg_init_privs i SET initprivs = kept
+             WHERE i.objoid OPERATOR(pg_catalog.=) r.objoid
+               AND i.classoid OPERATOR(pg_catalog.=) r.classoid
+               AND i.objsubid OPERATOR(pg_catalog.=) r.objsubid;
+        END IF;
+    END LOOP;
+END
+$$;
