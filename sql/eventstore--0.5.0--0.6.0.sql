@@ -200,33 +200,6 @@ CREATE FUNCTION eventstore._store_has(store regclass, what text) RETURNS boolean
         END
     $$;
 
--- Forget everything tied to a store that no longer exists: the rows of
--- every eventstore table with a store column (registries, snapshots, outbox
--- rows, checkpoints, subscriptions).  Runs as the extension's owner; it
--- touches only stores whose table is gone, so anyone may call it.
-CREATE FUNCTION eventstore._forget_store(store pg_catalog.oid) RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-    DECLARE
-        t record;
-    BEGIN
-        IF store IS NULL OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) store) THEN
-            RETURN;
-        END IF;
-        FOR t IN SELECT c.oid::regclass AS rel FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-                  WHERE c.relnamespace OPERATOR(pg_catalog.=) 'eventstore'::regnamespace
-                    AND c.relkind OPERATOR(pg_catalog.=) 'r'
-                    AND a.attname OPERATOR(pg_catalog.=) 'store' AND NOT a.attisdropped
-                    AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.regclass'::regtype
-                  ORDER BY c.relname LOOP
-            EXECUTE pg_catalog.format('DELETE FROM %s WHERE store::pg_catalog.oid OPERATOR(pg_catalog.=) $1', t.rel)
-                USING store;
-        END LOOP;
-    END
-    $$;
-
 -- Drop a store and everything tied to it.  The caller must own the table
 -- (DROP TABLE checks, as the caller); the default store is the extension's.
 CREATE FUNCTION eventstore.drop_store(store regclass) RETURNS void
@@ -241,25 +214,19 @@ CREATE FUNCTION eventstore.drop_store(store regclass) RETURNS void
                 MESSAGE = 'the default store eventstore.events cannot be dropped',
                 HINT = 'It belongs to the extension: DROP EXTENSION eventstore removes it.';
         END IF;
+        -- the event trigger below forgets its registry rows
         EXECUTE pg_catalog.format('DROP TABLE %s', t);
-        PERFORM eventstore._forget_store(t::pg_catalog.oid);
     END
     $$;
 
--- A plain DROP TABLE of a store forgets it too.
+-- Dropping a store's table forgets everything tied to it: the rows of every
+-- eventstore table with a store column (registries, snapshots, outbox rows,
+-- subscriptions), deleted as the extension's owner (store.c).  Fires for
+-- drop_store() and for a plain DROP TABLE, DROP SCHEMA ... CASCADE or DROP
+-- OWNED alike.
 CREATE FUNCTION eventstore._store_dropped() RETURNS event_trigger
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-    DECLARE
-        d record;
-    BEGIN
-        FOR d IN SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
-                  WHERE o.object_type OPERATOR(pg_catalog.=) 'table' AND NOT o.is_temporary LOOP
-            PERFORM eventstore._forget_store(d.objid);
-        END LOOP;
-    END
-    $$;
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_store_dropped';
+REVOKE ALL ON FUNCTION eventstore._store_dropped() FROM PUBLIC;
 CREATE EVENT TRIGGER eventstore_store_dropped ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION eventstore._store_dropped();
@@ -289,7 +256,7 @@ CREATE FUNCTION eventstore.append_event(stream_id text, expected_version bigint,
 CREATE FUNCTION eventstore._read_stream(store regclass, stream_id text, from_version bigint,
                                         max_count integer, backwards boolean)
     RETURNS SETOF eventstore.events
-    LANGUAGE c STABLE PARALLEL UNSAFE
+    LANGUAGE c STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'eventstore_read_stream_in';
 
 -- The stream reads stay inlinable SQL: with the store a constant (the
@@ -352,7 +319,7 @@ CREATE FUNCTION eventstore.read_stream_backwards(stream_id text, from_version bi
 DROP FUNCTION eventstore.stream_version(text);
 CREATE FUNCTION eventstore.stream_version(stream_id text, store regclass DEFAULT 'eventstore.events')
     RETURNS bigint
-    LANGUAGE sql STABLE STRICT PARALLEL UNSAFE
+    LANGUAGE sql STABLE STRICT PARALLEL RESTRICTED
     AS $$
         SELECT COALESCE(pg_catalog.max(x.v), 0) FROM (
             SELECT e.stream_version AS v FROM eventstore.events e
@@ -379,6 +346,10 @@ CREATE FUNCTION eventstore.read_category(category text, after_position bigint DE
     LANGUAGE c VOLATILE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'eventstore_read_category';
 
+-- A store's owner creates its triggers, and CREATE TRIGGER needs EXECUTE on
+-- the function; refuse_change only raises (39P01 when called directly), so
+-- PUBLIC may have it.
+GRANT EXECUTE ON FUNCTION eventstore.refuse_change() TO PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.create_store(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.drop_store(regclass) FROM PUBLIC;
 
@@ -389,6 +360,94 @@ REVOKE ALL ON FUNCTION eventstore.drop_store(regclass) FROM PUBLIC;
 -- == Outbox, consumers, subscriptions, DCB, import and statistics per store ==
 
 -- == grant_access per store ================================================
+-- grant_access takes the store.  Levels map to privileges a DBA can see
+-- with \dp: reader = SELECT on the store, writer = SELECT and INSERT on it
+-- (INSERT is the right to append, through append() only) and EXECUTE on the
+-- writing functions.  Functions are granted by name, so every signature of
+-- a function gets the grant.  admin is for the default store: a named
+-- store's admin is its owner (registering on a store needs ownership).
+DROP FUNCTION eventstore.grant_access(regrole, text);
+CREATE FUNCTION eventstore.grant_access(role regrole, access text,
+                                        store regclass DEFAULT 'eventstore.events') RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        writer text[] := ARRAY['append', 'append_event', 'enqueue', 'save_snapshot'];
+        consumer text[] := ARRAY['consumer_poll', 'consumer_ack', 'drop_consumer', 'consumer_status',
+                                 'create_subscription', 'alter_subscription', 'drop_subscription',
+                                 'reset_subscription', 'poll', 'ack', 'nack', 'parked', 'replay_parked',
+                                 'subscription_status'];
+        admin text[] := ARRAY['register_projection', 'unregister_projection', 'enable_projection',
+                              'disable_projection', 'rebuild_projection', 'add_route', 'remove_route',
+                              'relay_once', 'register_upcaster', 'unregister_upcaster',
+                              'set_snapshot_policy', 'remove_snapshot_policy', 'import_events',
+                              'create_store', 'drop_store'];
+        names text[];
+        t regclass;
+        f regprocedure;
+    BEGIN
+        IF role IS NULL OR access IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'role and access must not be null';
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('role with OID %s does not exist', role::oid);
+        END IF;
+        IF access NOT IN ('reader', 'writer', 'consumer', 'admin') THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown access "%s"', access),
+                HINT = 'Use reader, writer, consumer or admin.';
+        END IF;
+        t := eventstore._store_arg(store);
+        IF access OPERATOR(pg_catalog.=) 'admin' AND t OPERATOR(pg_catalog.<>) 'eventstore.events'::regclass THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('admin access is given for the default store only; the admin of %s is its owner', t),
+                HINT = pg_catalog.format('Make the role a member of the role that owns %s, or give it writer access.', t);
+        END IF;
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA eventstore TO %s', role);
+        IF access IN ('reader', 'writer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', t, role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.projections,'
+                                      ' eventstore.routes, eventstore.snapshots TO %s', role);
+        END IF;
+        IF access IN ('writer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT INSERT ON %s TO %s', t, role);
+        END IF;
+        names := CASE access
+            WHEN 'reader' THEN ARRAY[]::text[]
+            WHEN 'writer' THEN writer
+            WHEN 'consumer' THEN consumer
+            ELSE writer OPERATOR(pg_catalog.||) consumer OPERATOR(pg_catalog.||) admin
+        END;
+        IF access IN ('consumer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.consumer_status,'
+                                      ' eventstore.subscription_status TO %s', role);
+        END IF;
+        IF access OPERATOR(pg_catalog.=) 'admin' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.outbox, eventstore.consumers,'
+                                      ' eventstore.outbox_messages, eventstore.relay_state,'
+                                      ' eventstore.relay_status TO %s', role);
+            EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.consumers TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.subscriptions, eventstore.subscription_partitions,'
+                                      ' eventstore.subscription_consumers, eventstore.subscription_retries,'
+                                      ' eventstore.subscription_parked, eventstore.subscription_leases TO %s', role);
+            EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.subscriptions TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stats, eventstore.category_stats,'
+                                      ' eventstore.projection_stats, eventstore.horizon_status,'
+                                      ' eventstore.relay_lag, eventstore.consumer_lag TO %s', role);
+            -- functions a view calls are checked against the view's user, not its owner
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION eventstore._stats(),'
+                                      ' eventstore._horizon_status() TO %s', role);
+        END IF;
+        FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'eventstore'::regnamespace
+                    AND p.proname::text OPERATOR(pg_catalog.=) ANY (names)
+                  ORDER BY p.oid LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', f, role);
+        END LOOP;
+    END
+    $$;
 
 -- == Grants carried over (2 of 2) ==========================================
 -- Every function re-created above under a name that had grants gets them

@@ -559,12 +559,3 @@ es_store_plan(EsStore *st, EsPlanSlot slot, const char *sql, int nargs, Oid *arg
 	}
 	return st->plans[slot];
 }
-
-PG_FUNCTION_INFO_V1(eventstore_store_arg);
-
-/* eventstore._store_arg(store regclass) RETURNS regclass: store, checked. */
-Datum
-eventstore_store_arg(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_OID(es_store_arg(fcinfo, 0, 0)->relid);
-}

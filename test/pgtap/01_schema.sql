@@ -71,56 +71,56 @@ SELECT col_type_is('eventstore', 'new_event', 'metadata', 'jsonb', 'new_event.me
 SELECT col_type_is('eventstore', 'new_event', 'event_id', 'uuid', 'new_event.event_id is uuid');
 
 -- Functions: exact signatures and return types
-SELECT has_function('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
-                    'append(text, bigint, new_event[], jsonb) exists');
-SELECT function_returns('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
+SELECT has_function('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb', 'regclass'],
+                    'append(text, bigint, new_event[], jsonb, regclass) exists');
+SELECT function_returns('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb', 'regclass'],
                         'record', 'append returns a record');
-SELECT is(pg_get_function_result('eventstore.append(text,bigint,eventstore.new_event[],jsonb)'::regprocedure),
+SELECT is(pg_get_function_result('eventstore.append(text,bigint,eventstore.new_event[],jsonb,regclass)'::regprocedure),
           'record', 'append has OUT parameters');
-SELECT is(pg_get_function_arguments('eventstore.append(text,bigint,eventstore.new_event[],jsonb)'::regprocedure),
-          'stream_id text, expected_version bigint, events eventstore.new_event[], condition jsonb DEFAULT NULL::jsonb, OUT stream_version bigint, OUT global_position bigint',
+SELECT is(pg_get_function_arguments('eventstore.append(text,bigint,eventstore.new_event[],jsonb,regclass)'::regprocedure),
+          'stream_id text, expected_version bigint, events eventstore.new_event[], condition jsonb DEFAULT NULL::jsonb, store regclass DEFAULT ''eventstore.events''::regclass, OUT stream_version bigint, OUT global_position bigint',
           'append: arguments and OUT (stream_version, global_position)');
-SELECT has_function('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb'],
-                    'append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb) exists');
-SELECT function_returns('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb'],
+SELECT has_function('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb', 'regclass'],
+                    'append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb, regclass) exists');
+SELECT function_returns('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb', 'regclass'],
                         'record', 'append_event returns a record');
-SELECT is(pg_get_function_arguments('eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb)'::regprocedure),
-          'stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb DEFAULT NULL::jsonb, event_id uuid DEFAULT NULL::uuid, tags text[] DEFAULT NULL::text[], condition jsonb DEFAULT NULL::jsonb, OUT stream_version bigint, OUT global_position bigint',
+SELECT is(pg_get_function_arguments('eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb,regclass)'::regprocedure),
+          'stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb DEFAULT NULL::jsonb, event_id uuid DEFAULT NULL::uuid, tags text[] DEFAULT NULL::text[], condition jsonb DEFAULT NULL::jsonb, store regclass DEFAULT ''eventstore.events''::regclass, OUT stream_version bigint, OUT global_position bigint',
           'append_event: arguments, defaults and OUT (stream_version, global_position)');
 SELECT has_function('eventstore', 'event', ARRAY['text', 'jsonb', 'jsonb', 'uuid', 'text[]'],
                     'event(text, jsonb, jsonb, uuid, text[]) exists');
 SELECT function_returns('eventstore', 'event', ARRAY['text', 'jsonb', 'jsonb', 'uuid', 'text[]'],
                         'eventstore.new_event', 'event returns new_event');
-SELECT has_function('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integer'],
+SELECT has_function('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integer', 'regclass'],
                     'read_stream(text, bigint, integer) exists');
-SELECT function_returns('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integer'],
+SELECT function_returns('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integer', 'regclass'],
                         'setof eventstore.events', 'read_stream returns setof events');
-SELECT has_function('eventstore', 'read_stream_backwards', ARRAY['text', 'bigint', 'integer'],
+SELECT has_function('eventstore', 'read_stream_backwards', ARRAY['text', 'bigint', 'integer', 'regclass'],
                     'read_stream_backwards(text, bigint, integer) exists');
-SELECT function_returns('eventstore', 'read_stream_backwards', ARRAY['text', 'bigint', 'integer'],
+SELECT function_returns('eventstore', 'read_stream_backwards', ARRAY['text', 'bigint', 'integer', 'regclass'],
                         'setof eventstore.events', 'read_stream_backwards returns setof events');
-SELECT has_function('eventstore', 'read_all', ARRAY['bigint', 'integer'],
+SELECT has_function('eventstore', 'read_all', ARRAY['bigint', 'integer', 'regclass'],
                     'read_all(bigint, integer) exists');
-SELECT function_returns('eventstore', 'read_all', ARRAY['bigint', 'integer'],
+SELECT function_returns('eventstore', 'read_all', ARRAY['bigint', 'integer', 'regclass'],
                         'setof eventstore.events', 'read_all returns setof events');
-SELECT has_function('eventstore', 'read_category', ARRAY['text', 'bigint', 'integer'],
+SELECT has_function('eventstore', 'read_category', ARRAY['text', 'bigint', 'integer', 'regclass'],
                     'read_category(text, bigint, integer) exists');
-SELECT function_returns('eventstore', 'read_category', ARRAY['text', 'bigint', 'integer'],
+SELECT function_returns('eventstore', 'read_category', ARRAY['text', 'bigint', 'integer', 'regclass'],
                         'setof eventstore.events', 'read_category returns setof events');
-SELECT has_function('eventstore', 'stream_version', ARRAY['text'], 'stream_version(text) exists');
-SELECT function_returns('eventstore', 'stream_version', ARRAY['text'], 'bigint',
+SELECT has_function('eventstore', 'stream_version', ARRAY['text', 'regclass'], 'stream_version(text) exists');
+SELECT function_returns('eventstore', 'stream_version', ARRAY['text', 'regclass'], 'bigint',
                         'stream_version returns bigint');
 SELECT has_function('eventstore', 'category', ARRAY['text'], 'category(text) exists');
 SELECT function_returns('eventstore', 'category', ARRAY['text'], 'text', 'category returns text');
 SELECT is(pg_get_function_arguments(p.oid), d, p.proname || ': argument defaults')
-  FROM (VALUES ('eventstore.read_stream(text,bigint,integer)'::regprocedure,
-                'stream_id text, from_version bigint DEFAULT 1, max_count integer DEFAULT NULL::integer'),
-               ('eventstore.read_stream_backwards(text,bigint,integer)'::regprocedure,
-                'stream_id text, from_version bigint DEFAULT NULL::bigint, max_count integer DEFAULT NULL::integer'),
-               ('eventstore.read_all(bigint,integer)'::regprocedure,
-                'after_position bigint DEFAULT 0, max_count integer DEFAULT 1000'),
-               ('eventstore.read_category(text,bigint,integer)'::regprocedure,
-                'category text, after_position bigint DEFAULT 0, max_count integer DEFAULT 1000'),
+  FROM (VALUES ('eventstore.read_stream(text,bigint,integer,regclass)'::regprocedure,
+                'stream_id text, from_version bigint DEFAULT 1, max_count integer DEFAULT NULL::integer, store regclass DEFAULT ''eventstore.events''::regclass'),
+               ('eventstore.read_stream_backwards(text,bigint,integer,regclass)'::regprocedure,
+                'stream_id text, from_version bigint DEFAULT NULL::bigint, max_count integer DEFAULT NULL::integer, store regclass DEFAULT ''eventstore.events''::regclass'),
+               ('eventstore.read_all(bigint,integer,regclass)'::regprocedure,
+                'after_position bigint DEFAULT 0, max_count integer DEFAULT 1000, store regclass DEFAULT ''eventstore.events''::regclass'),
+               ('eventstore.read_category(text,bigint,integer,regclass)'::regprocedure,
+                'category text, after_position bigint DEFAULT 0, max_count integer DEFAULT 1000, store regclass DEFAULT ''eventstore.events''::regclass'),
                ('eventstore.event(text,jsonb,jsonb,uuid,text[])'::regprocedure,
                 'event_type text, data jsonb, metadata jsonb DEFAULT NULL::jsonb, event_id uuid DEFAULT NULL::uuid, tags text[] DEFAULT NULL::text[]'))
        AS v(f, d)
@@ -128,15 +128,15 @@ SELECT is(pg_get_function_arguments(p.oid), d, p.proname || ': argument defaults
  ORDER BY p.proname;
 
 -- Function properties
-SELECT volatility_is('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'], 'volatile',
+SELECT volatility_is('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb', 'regclass'], 'volatile',
                      'append is VOLATILE');
-SELECT volatility_is('eventstore', 'read_all', ARRAY['bigint', 'integer'], 'volatile',
+SELECT volatility_is('eventstore', 'read_all', ARRAY['bigint', 'integer', 'regclass'], 'volatile',
                      'read_all is VOLATILE (a fresh snapshot per call)');
-SELECT volatility_is('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integer'], 'stable',
+SELECT volatility_is('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integer', 'regclass'], 'stable',
                      'read_stream is STABLE');
 SELECT volatility_is('eventstore', 'category', ARRAY['text'], 'immutable', 'category is IMMUTABLE');
-SELECT is_strict('eventstore', 'stream_version', ARRAY['text'], 'stream_version is STRICT');
-SELECT isnt_strict('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
+SELECT is_strict('eventstore', 'stream_version', ARRAY['text', 'regclass'], 'stream_version is STRICT');
+SELECT isnt_strict('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb', 'regclass'],
                    'append is not STRICT (it reports NULL arguments)');
 SELECT is((SELECT count(*)::int FROM pg_proc
             WHERE pronamespace = 'eventstore'::regnamespace AND prosecdef

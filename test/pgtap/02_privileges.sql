@@ -1,6 +1,7 @@
 -- API contract, part 2: roles and privileges.  Writing is EXECUTE on
--- append / append_event (revoked from PUBLIC); rows are inserted as the
--- table's owner, so writers need no INSERT; readers need SELECT on the table.
+-- append / append_event (revoked from PUBLIC) and INSERT on the store (0.6.0
+-- on); rows are inserted as the table's owner, and a direct INSERT by anyone
+-- else is refused by the store's trigger; readers need SELECT on the table.
 BEGIN;
 SELECT plan(47);
 
@@ -9,32 +10,33 @@ CREATE ROLE es_tap_writer;
 CREATE ROLE es_tap_reader;
 -- Every role below may look into the schema; what it may do is up to the grants.
 GRANT USAGE ON SCHEMA eventstore TO es_tap_nobody, es_tap_writer, es_tap_reader;
-GRANT EXECUTE ON FUNCTION eventstore.append(text, bigint, eventstore.new_event[], jsonb),
-                          eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb)
+GRANT EXECUTE ON FUNCTION eventstore.append(text, bigint, eventstore.new_event[], jsonb, regclass),
+                          eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb, regclass)
     TO es_tap_writer;
+GRANT INSERT ON eventstore.events TO es_tap_writer;
 GRANT SELECT ON eventstore.events TO es_tap_reader;
 
 ------------------------------------------------------------------------
 -- What a fresh role may execute (PUBLIC's grants)
 ------------------------------------------------------------------------
 SELECT ok(NOT has_function_privilege('es_tap_nobody',
-              'eventstore.append(text, bigint, eventstore.new_event[], jsonb)', 'EXECUTE'),
+              'eventstore.append(text, bigint, eventstore.new_event[], jsonb, regclass)', 'EXECUTE'),
           'a fresh role cannot execute append');
 SELECT ok(NOT has_function_privilege('es_tap_nobody',
-              'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb)', 'EXECUTE'),
+              'eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb, regclass)', 'EXECUTE'),
           'a fresh role cannot execute append_event');
-SELECT ok(NOT has_function_privilege('es_tap_nobody', 'eventstore.refuse_change()', 'EXECUTE'),
-          'a fresh role cannot execute refuse_change');
-SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
+SELECT ok(has_function_privilege('es_tap_nobody', 'eventstore.refuse_change()', 'EXECUTE'),
+          'a fresh role can execute refuse_change (a store''s owner attaches it; called directly it only raises)');
+SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb', 'regclass'],
                           'es_tap_nobody', ARRAY[]::text[], 'append: no privilege for a fresh role');
-SELECT function_privs_are('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb'],
+SELECT function_privs_are('eventstore', 'append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'text[]', 'jsonb', 'regclass'],
                           'es_tap_nobody', ARRAY[]::text[], 'append_event: no privilege for a fresh role');
 SELECT ok(has_function_privilege('es_tap_nobody', f, 'EXECUTE'), 'a fresh role can execute ' || f)
-  FROM unnest(ARRAY['eventstore.read_stream(text, bigint, integer)',
-                    'eventstore.read_stream_backwards(text, bigint, integer)',
-                    'eventstore.read_all(bigint, integer)',
-                    'eventstore.read_category(text, bigint, integer)',
-                    'eventstore.stream_version(text)',
+  FROM unnest(ARRAY['eventstore.read_stream(text, bigint, integer, regclass)',
+                    'eventstore.read_stream_backwards(text, bigint, integer, regclass)',
+                    'eventstore.read_all(bigint, integer, regclass)',
+                    'eventstore.read_category(text, bigint, integer, regclass)',
+                    'eventstore.stream_version(text, regclass)',
                     'eventstore.event(text, jsonb, jsonb, uuid, text[])',
                     'eventstore.category(text)']) AS f;
 SELECT ok(NOT has_table_privilege('es_tap_nobody', 'eventstore.events', p),
@@ -45,7 +47,7 @@ SELECT ok(NOT has_sequence_privilege('es_tap_nobody', 'eventstore.events_global_
 SELECT ok(NOT has_schema_privilege('public', 'eventstore', 'USAGE'),
           'PUBLIC has no USAGE on schema eventstore');
 -- the grants made above
-SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb'],
+SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb', 'regclass'],
                           'es_tap_writer', ARRAY['EXECUTE'], 'append: EXECUTE granted to the writer');
 
 ------------------------------------------------------------------------
@@ -62,10 +64,10 @@ SELECT throws_ok($$SELECT * FROM eventstore.read_stream('tap_priv-1')$$,
                  '42501', 'permission denied for table events',
                  'without SELECT on events, read_stream is refused');
 SELECT throws_ok($$SELECT * FROM eventstore.read_all()$$,
-                 '42501', 'permission denied for table events',
+                 '42501', 'permission denied for store eventstore.events',
                  'without SELECT on events, read_all is refused');
 SELECT throws_ok($$SELECT * FROM eventstore.read_category('tap_priv')$$,
-                 '42501', 'permission denied for table events',
+                 '42501', 'permission denied for store eventstore.events',
                  'without SELECT on events, read_category is refused');
 SELECT throws_ok($$SELECT eventstore.stream_version('tap_priv-1')$$,
                  '42501', 'permission denied for table events',
@@ -74,7 +76,7 @@ SELECT is(eventstore.category('tap_priv-1'), 'tap_priv', 'category() needs no ta
 RESET ROLE;
 
 ------------------------------------------------------------------------
--- A writer: EXECUTE on the append functions, nothing on the table
+-- A writer: EXECUTE on the append functions, INSERT on the table
 ------------------------------------------------------------------------
 SET ROLE es_tap_writer;
 SELECT lives_ok($$SELECT eventstore.append_event('tap_priv-1', 0, 'ByWriter', '{"n": 1}')$$,
@@ -92,7 +94,7 @@ SELECT is((eventstore.append_event('tap_priv-1', 0, 'ByWriter', '{}', NULL,
           4::bigint, 'the writer retries idempotently');
 SELECT throws_ok($$INSERT INTO eventstore.events (global_position, stream_id, stream_version, event_id, event_type, data)
                    VALUES (1000000, 'tap_priv-1', 99, gen_random_uuid(), 'Forged', '{}')$$,
-                 '42501', 'permission denied for table events',
+                 '42501', 'INSERT into events is not allowed: append with eventstore.append()',
                  'the writer cannot insert around the version check');
 SELECT throws_ok($$SELECT nextval('eventstore.events_global_position_seq')$$,
                  '42501', NULL, 'the writer cannot take positions from the sequence');

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(519);
+SELECT plan(546);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -144,10 +144,14 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._event_size(jsonb,text,jsonb)',
     'eventstore._horizon_status()',
     'eventstore._log_horizon()',
+    'eventstore._read_stream(regclass,text,bigint,integer,boolean)',
     'eventstore._registry_changed()',
     'eventstore._relay_state_merge()',
     'eventstore._relay_wakeup()',
     'eventstore._stats()',
+    'eventstore._store_arg(regclass)',
+    'eventstore._store_dropped()',
+    'eventstore._store_has(regclass,text)',
     'eventstore._stream_arg(text)',
     'eventstore._subscription_ack(text,text,bigint,oid)',
     'eventstore._subscription_alter(text,text[],text[],integer,interval,interval,oid)',
@@ -173,31 +177,33 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.add_route(text,text[],text[],boolean)',
     'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text)',
     'eventstore.alter_subscription(text,text[],text[],integer,interval,interval)',
-    'eventstore.append(text,bigint,eventstore.new_event[],jsonb)',
-    'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb)',
+    'eventstore.append(text,bigint,eventstore.new_event[],jsonb,regclass)',
+    'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb,regclass)',
     'eventstore.category(text)',
     'eventstore.consumer_ack(text,text,bigint)',
     'eventstore.consumer_poll(text,text,integer)',
     'eventstore.consumer_status()',
+    'eventstore.create_store(text)',
     'eventstore.create_subscription(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval)',
     'eventstore.disable_projection(text)',
     'eventstore.drop_consumer(text,text)',
+    'eventstore.drop_store(regclass)',
     'eventstore.drop_subscription(text)',
     'eventstore.enable_projection(text)',
     'eventstore.enqueue(text,jsonb,jsonb)',
     'eventstore.event(text,jsonb,jsonb,uuid,text[])',
-    'eventstore.grant_access(regrole,text)',
+    'eventstore.grant_access(regrole,text,regclass)',
     'eventstore.import_events(regclass)',
     'eventstore.load_snapshot(text,text,bigint)',
     'eventstore.nack(text,text,bigint,interval,text)',
     'eventstore.parked(text)',
     'eventstore.poll(text,text,integer)',
-    'eventstore.read_all(bigint,integer)',
+    'eventstore.read_all(bigint,integer,regclass)',
     'eventstore.read_all_until(timestamp with time zone,bigint,integer)',
-    'eventstore.read_category(text,bigint,integer)',
+    'eventstore.read_category(text,bigint,integer,regclass)',
     'eventstore.read_query(jsonb,bigint,integer)',
-    'eventstore.read_stream(text,bigint,integer)',
-    'eventstore.read_stream_backwards(text,bigint,integer)',
+    'eventstore.read_stream(text,bigint,integer,regclass)',
+    'eventstore.read_stream_backwards(text,bigint,integer,regclass)',
     'eventstore.read_stream_until(text,timestamp with time zone,bigint,integer)',
     'eventstore.rebuild_projection(text)',
     'eventstore.refuse_change()',
@@ -212,12 +218,12 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.save_snapshot(text,bigint,jsonb,text)',
     'eventstore.set_snapshot_policy(text,regprocedure,bigint,jsonb,text[])',
     'eventstore.stats_reset()',
-    'eventstore.stream_version(text)',
+    'eventstore.stream_version(text, regclass)',
     'eventstore.stream_version_at(text,timestamp with time zone)',
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 85 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 91 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -800,7 +806,7 @@ SELECT pg_temp.x('grant_access', 'a role named like SQL gets exactly reader righ
     $$SELECT eventstore.grant_access('"es_tap_bi""; DROP ROLE postgres; --"', 'reader')$$,
     $$SELECT has_table_privilege('es_tap_bi"; DROP ROLE postgres; --', 'eventstore.events', 'SELECT')
              || '|' || has_function_privilege('es_tap_bi"; DROP ROLE postgres; --',
-                                              'eventstore.append(text, bigint, eventstore.new_event[], jsonb)', 'EXECUTE')
+                                              'eventstore.append(text, bigint, eventstore.new_event[], jsonb, regclass)', 'EXECUTE')
              || '|' || has_table_privilege('es_tap_bi_role', 'eventstore.events', 'SELECT')$$);
 
 ------------------------------------------------------------------------
@@ -1094,6 +1100,42 @@ SELECT pg_temp.x('stats_reset', 'clears this database', 'ok 0',
     $$SELECT count(*) FROM eventstore.stats WHERE database = current_database()$$);
 
 ------------------------------------------------------------------------
+-- Stores: create_store, drop_store, _store_arg, _store_has, _read_stream,
+-- and the store argument of append and the reads
+------------------------------------------------------------------------
+CREATE TABLE public.bi_not_store (a int);
+SELECT pg_temp.x('create_store', 'NULL name', 'error 22004', $$SELECT eventstore.create_store(NULL)$$);
+SELECT pg_temp.x('create_store', 'empty name', 'error 22023', $$SELECT eventstore.create_store('')$$);
+SELECT pg_temp.x('create_store', 'three-part name', 'error 42602', $$SELECT eventstore.create_store('a.b.c')$$);
+SELECT pg_temp.x('create_store', 'an unknown schema', 'error 3F000', $$SELECT eventstore.create_store('bi_no_schema.events')$$);
+SELECT pg_temp.x('create_store', 'an existing table of another type', 'error 42P07', $$SELECT eventstore.create_store('public.bi_not_store')$$);
+SELECT pg_temp.x('drop_store', 'NULL', 'error 22004', $$SELECT eventstore.drop_store(NULL)$$);
+SELECT pg_temp.x('drop_store', 'the default store', 'error 0A000', $$SELECT eventstore.drop_store('eventstore.events')$$);
+SELECT pg_temp.x('drop_store', 'a table that is not a store', 'error 42809', $$SELECT eventstore.drop_store('public.bi_not_store')$$);
+SELECT pg_temp.x('drop_store', 'an unknown table', 'error 42P01', $$SELECT eventstore.drop_store('public.bi_nowhere')$$);
+SELECT pg_temp.x('_store_arg', 'NULL', 'error 22004', $$SELECT eventstore._store_arg(NULL)$$);
+SELECT pg_temp.x('_store_arg', 'the default store', 'ok eventstore.events', $$SELECT eventstore._store_arg('eventstore.events')::text$$);
+SELECT pg_temp.x('_store_arg', 'an OID that is no relation', 'error 42P01', $$SELECT eventstore._store_arg(4294967295::oid::regclass)$$);
+SELECT pg_temp.x('_store_arg', 'a sequence', 'error 42809', $$SELECT eventstore._store_arg('eventstore.events_global_position_seq')$$);
+SELECT pg_temp.x('_store_has', 'NULL store', 'ok false', $$SELECT eventstore._store_has(NULL, 'version_key')$$);
+SELECT pg_temp.x('_store_has', 'an unknown check', 'ok <null>', $$SELECT eventstore._store_has('eventstore.events', 'nothing')$$);
+SELECT pg_temp.x('_store_has', 'the default store has its key', 'ok true', $$SELECT eventstore._store_has('eventstore.events', 'version_key')$$);
+SELECT pg_temp.x('_read_stream', 'NULL store', 'error 22004', $$SELECT * FROM eventstore._read_stream(NULL, 'bi-1', 1, NULL, false)$$);
+SELECT pg_temp.x('_read_stream', 'NULL stream', 'error 22004', $$SELECT * FROM eventstore._read_stream('eventstore.events', NULL, 1, NULL, false)$$);
+SELECT pg_temp.x('_read_stream', 'negative max_count', 'error 22023', $$SELECT * FROM eventstore._read_stream('eventstore.events', 'bi-1', 1, -1, false)$$);
+SELECT pg_temp.x('_read_stream', 'the default store backwards', 'ok 2', $$SELECT stream_version FROM eventstore._read_stream('eventstore.events', 'bi-1', NULL, 1, true)$$);
+SELECT pg_temp.x('_store_dropped', 'called directly', 'error 0A000', $$SELECT eventstore._store_dropped()$$);
+SELECT pg_temp.x('append', 'NULL store', 'error 22004',
+    $$SELECT eventstore.append('bi-9', 0, ARRAY[eventstore.event('T', '{}')], store => NULL)$$);
+SELECT pg_temp.x('append_event', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.append_event('bi-9', 0, 'T', '{}', store => 'public.bi_not_store')$$);
+SELECT pg_temp.x('read_all', 'NULL store', 'error 22004', $$SELECT * FROM eventstore.read_all(0, 1, NULL)$$);
+SELECT pg_temp.x('read_category', 'a table that is not a store', 'error 42809', $$SELECT * FROM eventstore.read_category('bi', 0, 1, 'public.bi_not_store')$$);
+SELECT pg_temp.x('read_stream', 'a table that is not a store', 'error 42809', $$SELECT * FROM eventstore.read_stream('bi-1', store => 'public.bi_not_store')$$);
+SELECT pg_temp.x('stream_version', 'a table that is not a store', 'error 42809', $$SELECT eventstore.stream_version('bi-1', 'public.bi_not_store')$$);
+DROP TABLE public.bi_not_store;
+
+------------------------------------------------------------------------
 -- Trigger functions called directly
 ------------------------------------------------------------------------
 SELECT pg_temp.x('refuse_change', 'called directly', 'error 39P01', $$SELECT eventstore.refuse_change()$$);
@@ -1107,7 +1149,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'ev
                 EXCEPT SELECT fn::text FROM bi_tried ORDER BY 1),
           '{}'::text[], 'every function of schema eventstore was given inputs');
 SELECT is(ARRAY(SELECT fn::text FROM bi_tried GROUP BY fn
-                HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', '_relay_state_merge', 'relay_status',
+                HAVING count(*) < CASE WHEN fn IN ('refuse_change', '_registry_changed', '_relay_state_merge', 'relay_status', '_store_dropped',
                                                    '_relay_wakeup', '_upcasting', '_stats',
                                                    '_horizon_status', 'stats_reset', '_log_horizon',
                                                    'subscription_status') THEN 1 ELSE 3 END

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(298);
+SELECT plan(303);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -160,18 +160,22 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                  WHERE p.pronamespace = 'eventstore'::regnamespace
                    AND has_function_privilege('es_tap_pv_usage', p.oid, 'EXECUTE') ORDER BY 1),
-          ARRAY['_channel_arg', '_count_arg', '_event_size', '_stream_arg', '_time_arg', '_upcast', '_upcasting', 'aggregate',
+          ARRAY['_channel_arg', '_count_arg', '_event_size', '_read_stream', '_store_arg', '_store_has', '_stream_arg',
+                '_time_arg', '_upcast', '_upcasting', 'aggregate',
                 'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_query',
-                'read_stream', 'read_stream_backwards', 'read_stream_until', 'relay_status', 'stream_version', 'stream_version_at'],
+                'read_stream', 'read_stream_backwards', 'read_stream_until', 'refuse_change', 'relay_status',
+                'stream_version', 'stream_version_at'],
           'PUBLIC may execute exactly the functions that write nothing');
 SELECT is(ARRAY(SELECT c.relname || ': ' || a.privilege_type || ' to ' || a.grantee::regrole::text
                   FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
                  WHERE c.relnamespace = 'eventstore'::regnamespace
                    AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT'
                  ORDER BY 1),
-          ARRAY['consumers: UPDATE to es_tap_pv_admin', 'subscriptions: UPDATE to es_tap_pv_admin'],
+          ARRAY['consumers: UPDATE to es_tap_pv_admin', 'events: INSERT to es_tap_pv_admin', 'events: INSERT to es_tap_pv_writer',
+                'subscriptions: UPDATE to es_tap_pv_admin'],
           'after grant_access to every kind, nobody but the owner has any privilege but SELECT on a table, view or sequence, '
-          'except UPDATE on consumers and subscriptions for the admin (what lets it manage every checkpoint and subscription)');
+          'except UPDATE on consumers and subscriptions for the admin (what lets it manage every checkpoint and subscription) '
+          'and INSERT on the store for writers and admins (the right to append, through append() only)');
 SELECT is(ARRAY(SELECT c.relname || ' to ' || CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
                   FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
                  WHERE c.relnamespace = 'eventstore'::regnamespace AND a.grantee <> c.relowner

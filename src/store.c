@@ -1,0 +1,103 @@
+/*
+ * store.c
+ *		SQL-callable pieces of stores (catalog.c checks and caches them):
+ *		the store argument check, and forgetting a dropped store.
+ *
+ * A store's registry rows (projections, routes, upcasters, snapshots and
+ * policies, outbox rows, subscriptions) live in tables of schema eventstore
+ * with a column "store" of type regclass.  When a store's table is dropped
+ * -- by eventstore.drop_store() or by a plain DROP TABLE, DROP SCHEMA ...
+ * CASCADE or DROP OWNED -- the sql_drop event trigger eventstore_store_dropped
+ * deletes those rows, as the extension's owner (the role dropping the table
+ * cannot write the registries).  The rows are found by the column, so a
+ * registry added later is covered without changing this file.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_store_arg);
+PG_FUNCTION_INFO_V1(eventstore_store_dropped);
+
+/* eventstore._store_arg(store regclass) RETURNS regclass: store, checked. */
+Datum
+eventstore_store_arg(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(es_store_arg(fcinfo, 0, 0)->relid);
+}
+
+/*
+ * eventstore._store_dropped(): the sql_drop event trigger.  Tables dropped
+ * by the command that no longer exist are forgotten in every table of
+ * schema eventstore that has a store column.
+ */
+Datum
+eventstore_store_dropped(PG_FUNCTION_ARGS)
+{
+	Datum	   *gone;
+	int			ngone = 0;
+	List	   *tables = NIL;
+	ListCell   *lc;
+	ArrayType  *arr;
+	Oid			argtypes[1] = {OIDARRAYOID};
+	Datum		values[1];
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("eventstore._store_dropped() must be called as an event trigger")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (SPI_execute("SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o"
+					" WHERE o.object_type OPERATOR(pg_catalog.=) 'table' AND NOT o.is_temporary",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading the dropped objects failed");
+	gone = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+			gone[ngone++] = ObjectIdGetDatum(relid);
+	}
+	if (ngone > 0 &&
+		SPI_execute("SELECT pg_catalog.format('%s', c.oid::pg_catalog.regclass)"
+					" FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a"
+					" ON a.attrelid OPERATOR(pg_catalog.=) c.oid"
+					" JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+					" WHERE n.nspname OPERATOR(pg_catalog.=) 'eventstore'"
+					" AND c.relkind OPERATOR(pg_catalog.=) 'r'"
+					" AND a.attname OPERATOR(pg_catalog.=) 'store' AND NOT a.attisdropped"
+					" AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.regclass'::pg_catalog.regtype"
+					" ORDER BY c.relname", true, 0) == SPI_OK_SELECT)
+	{
+		for (uint64 i = 0; i < SPI_processed; i++)
+			tables = lappend(tables, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	}
+	SPI_finish();
+
+	if (ngone == 0)
+		PG_RETURN_VOID();
+	arr = construct_array(gone, ngone, OIDOID, sizeof(Oid), true, TYPALIGN_INT);
+	values[0] = PointerGetDatum(arr);
+	foreach(lc, tables)
+	{
+		char	   *sql = psprintf("DELETE FROM %s WHERE store::pg_catalog.oid"
+								   " OPERATOR(pg_catalog.=) ANY ($1)", (char *) lfirst(lc));
+
+		(void) es_registry_write(sql, 1, argtypes, values, NULL);
+	}
+	PG_RETURN_VOID();
+}
