@@ -13,10 +13,10 @@
  *	static eventstore_event_appended_hook_type prev_hook = NULL;
  *
  *	static void
- *	my_hook(HeapTuple event, TupleDesc desc)
+ *	my_hook(Oid store, HeapTuple event, TupleDesc desc)
  *	{
  *		if (prev_hook)
- *			prev_hook(event, desc);
+ *			prev_hook(store, event, desc);
  *		...
  *	}
  *
@@ -32,8 +32,15 @@
  *
  * The rendezvous variable is shared by every library in the backend whatever
  * the load order, so the library that sets the hook does not need to link
- * against eventstore.  event is a row of eventstore.events described by desc;
- * both are valid only during the call.
+ * against eventstore.  store is the OID of the store (a table of type
+ * eventstore.event_store; eventstore.events is the default store) the event
+ * was appended to; event is its row, described by desc (the columns of
+ * eventstore.events); both are valid only during the call.
+ *
+ * Version 2 (eventstore 0.6.0) added the store argument and renamed the
+ * rendezvous variable, so a library built against version 1 sets a variable
+ * eventstore no longer reads (its hook is not called) instead of being
+ * called with the wrong arguments: rebuild it against this header.
  */
 #ifndef EVENTSTORE_HOOKS_H
 #define EVENTSTORE_HOOKS_H
@@ -41,8 +48,11 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 
-#define EVENTSTORE_HOOK_RENDEZVOUS "eventstore_event_appended_hook"
+#include "postgres_ext.h"
 
-typedef void (*eventstore_event_appended_hook_type) (HeapTuple event, TupleDesc desc);
+#define EVENTSTORE_HOOKS_VERSION 2
+#define EVENTSTORE_HOOK_RENDEZVOUS "eventstore_event_appended_hook_v2"
+
+typedef void (*eventstore_event_appended_hook_type) (Oid store, HeapTuple event, TupleDesc desc);
 
 #endif							/* EVENTSTORE_HOOKS_H */

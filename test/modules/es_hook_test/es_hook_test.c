@@ -5,7 +5,7 @@
  * _PG_init chains onto eventstore_event_appended_hook through the rendezvous
  * variable, as eventstore_hooks.h describes.  The hook counts the events it
  * sees in a backend-local counter (es_hook_test_count()), remembers the last
- * one (es_hook_test_last()), and raises an error for an event of type
+ * one and the store it went to (es_hook_test_last()), and raises an error for an event of type
  * 'HookVeto', which must abort the append.
  */
 #include "postgres.h"
@@ -14,6 +14,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "eventstore_hooks.h"
@@ -46,7 +47,7 @@ attnum_of(TupleDesc desc, const char *name)
 }
 
 static void
-es_hook_test_hook(HeapTuple event, TupleDesc desc)
+es_hook_test_hook(Oid store, HeapTuple event, TupleDesc desc)
 {
 	bool		isnull;
 	char	   *stream_id;
@@ -54,15 +55,15 @@ es_hook_test_hook(HeapTuple event, TupleDesc desc)
 	char	   *event_type;
 
 	if (prev_hook)
-		prev_hook(event, desc);
+		prev_hook(store, event, desc);
 
 	stream_id = TextDatumGetCString(heap_getattr(event, attnum_of(desc, "stream_id"), desc, &isnull));
 	version = DatumGetInt64(heap_getattr(event, attnum_of(desc, "stream_version"), desc, &isnull));
 	event_type = TextDatumGetCString(heap_getattr(event, attnum_of(desc, "event_type"), desc, &isnull));
 
 	seen_count++;
-	snprintf(last_event, sizeof(last_event), "%s v" INT64_FORMAT " %s",
-			 stream_id, version, event_type);
+	snprintf(last_event, sizeof(last_event), "%s v" INT64_FORMAT " %s in %s",
+			 stream_id, version, event_type, get_rel_name(store));
 
 	if (strcmp(event_type, "HookVeto") == 0)
 		ereport(ERROR,

@@ -104,3 +104,15 @@ BEGIN
     END LOOP;
     DROP EXTENSION eventstore;
 END $$;
+
+------------------------------------------------------------------------
+-- The hook is told the store each event went to (hook version 2, 0.6.0)
+------------------------------------------------------------------------
+CREATE SCHEMA hook_tenant;
+SELECT eventstore.create_store('hook_tenant.events') AS store;
+SELECT stream_version FROM eventstore.append_event('hook-1', 0, 'InTenant', '{}', store => 'hook_tenant.events');
+SELECT es_hook_test_last() AS last;
+SELECT stream_version FROM eventstore.append_event('hook-9', 0, 'InDefault', '{}');
+SELECT es_hook_test_last() AS last;
+SELECT eventstore.drop_store('hook_tenant.events');
+DROP SCHEMA hook_tenant;
