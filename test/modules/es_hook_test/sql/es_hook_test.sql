@@ -89,6 +89,17 @@ SELECT eventstore.unregister_projection('hook_fanout_veto');
 DROP FUNCTION hook_order_project(eventstore.events), hook_fanout(eventstore.events),
               hook_fanout_veto(eventstore.events);
 DROP TABLE hook_order;
+------------------------------------------------------------------------
+-- The hook is told the store each event went to (hook version 2, 0.6.0)
+------------------------------------------------------------------------
+CREATE SCHEMA hook_tenant;
+SELECT eventstore.create_store('hook_tenant.events') AS store;
+SELECT stream_version FROM eventstore.append_event('hook-1', 0, 'InTenant', '{}', store => 'hook_tenant.events');
+SELECT es_hook_test_last() AS last;
+SELECT stream_version FROM eventstore.append_event('hook-9', 0, 'InDefault', '{}');
+SELECT es_hook_test_last() AS last;
+SELECT eventstore.drop_store('hook_tenant.events');
+DROP SCHEMA hook_tenant;
 DROP EXTENSION es_hook_test;
 -- A pass of the relay worker (0.3.0) that runs just then can deadlock with
 -- DROP EXTENSION (40P01, reported); retry rather than fail the run.
@@ -105,14 +116,3 @@ BEGIN
     DROP EXTENSION eventstore;
 END $$;
 
-------------------------------------------------------------------------
--- The hook is told the store each event went to (hook version 2, 0.6.0)
-------------------------------------------------------------------------
-CREATE SCHEMA hook_tenant;
-SELECT eventstore.create_store('hook_tenant.events') AS store;
-SELECT stream_version FROM eventstore.append_event('hook-1', 0, 'InTenant', '{}', store => 'hook_tenant.events');
-SELECT es_hook_test_last() AS last;
-SELECT stream_version FROM eventstore.append_event('hook-9', 0, 'InDefault', '{}');
-SELECT es_hook_test_last() AS last;
-SELECT eventstore.drop_store('hook_tenant.events');
-DROP SCHEMA hook_tenant;
