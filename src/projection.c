@@ -259,7 +259,7 @@ es_project_row(EsProjectionCache *cache, HeapTuple tup, TupleDesc desc, Oid rowt
  * are rows of eventstore.events as returned by INSERT ... RETURNING *.
  */
 void
-es_projections_dispatch(EsStore *st pg_attribute_unused(), HeapTuple *rows, uint64 nrows, TupleDesc desc)
+es_projections_dispatch(EsStore *st, HeapTuple *rows, uint64 nrows, TupleDesc desc)
 {
 	Oid			rowtype = get_rel_type_id(es_events_relid());
 	TupleDesc	reldesc = lookup_rowtype_tupdesc(rowtype, -1);
@@ -285,7 +285,7 @@ es_projections_dispatch(EsStore *st pg_attribute_unused(), HeapTuple *rows, uint
 		for (uint64 r = 0; r < nrows; r++)
 		{
 			if (es_hook_slot != NULL && *es_hook_slot != NULL)
-				(*es_hook_slot) (rows[r], desc);
+				(*es_hook_slot) (st->relid, rows[r], desc);
 			es_project_row(es_projections(), rows[r], desc, rowtype, type_att);
 		}
 	}

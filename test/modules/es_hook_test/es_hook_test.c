@@ -63,7 +63,8 @@ es_hook_test_hook(Oid store, HeapTuple event, TupleDesc desc)
 
 	seen_count++;
 	snprintf(last_event, sizeof(last_event), "%s v" INT64_FORMAT " %s in %s",
-			 stream_id, version, event_type, get_rel_name(store));
+			 stream_id, version, event_type,
+			 psprintf("%s.%s", get_namespace_name(get_rel_namespace(store)), get_rel_name(store)));
 
 	if (strcmp(event_type, "HookVeto") == 0)
 		ereport(ERROR,
