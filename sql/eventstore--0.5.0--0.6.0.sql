@@ -534,7 +534,7 @@ CREATE FUNCTION eventstore.stream_version_at(stream_id text, at timestamptz,
                AND e.created_at OPERATOR(pg_catalog.<=) eventstore._time_arg($2)
             UNION ALL
             SELECT eventstore._stream_version_at($3, $1, $2)
-             WHERE $3 IS DISTINCT FROM 'eventstore.events'::pg_catalog.regclass) x
+             WHERE $3 IS NULL OR $3 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass) x
     $$;
 
 -- == Outbox, consumers, subscriptions, DCB, import and statistics per store ==

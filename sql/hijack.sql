@@ -293,7 +293,7 @@ SELECT channel, event_types, categories FROM eventstore.routes ORDER BY channel 
 SELECT consumer, channel, last_id FROM eventstore.consumers;
 SELECT has_table_privilege('regress_hijack_reader', 'eventstore.events', 'SELECT') AS reader_selects,
        has_table_privilege('regress_hijack_reader', 'eventstore.events', 'INSERT') AS reader_inserts,
-       has_function_privilege('regress_hijack_reader', 'eventstore.append(text, bigint, eventstore.new_event[], jsonb)', 'EXECUTE') AS reader_appends;
+       has_function_privilege('regress_hijack_reader', 'eventstore.append(text, bigint, eventstore.new_event[], jsonb, regclass)', 'EXECUTE') AS reader_appends;
 -- the hostile objects were there all along
 SET search_path = regress_hijack, pg_catalog, public;
 SELECT 'a'::pg_catalog.text = 'b'::pg_catalog.text AS hostile_equals_still_active;

@@ -146,6 +146,19 @@ es_check_reducer(Oid fn)
 }
 
 /*
+ * Whether the snapshot tables have their store column (0.6.0 on).  Before
+ * ALTER EXTENSION ... UPDATE they do not, and there is only the default
+ * store: folds, policies and load_snapshot then leave the store out.
+ */
+static bool
+es_snapshots_per_store(void)
+{
+	Oid			rel = get_relname_relid("snapshots", es_schema_oid());
+
+	return OidIsValid(rel) && get_attnum(rel, "store") != InvalidAttrNumber;
+}
+
+/*
  * The newest usable snapshot of stream/type in store st at or below
  * max_version, if any (its version, state and time).  Of a type that a
  * snapshot policy of st owns, only the policy's snapshots are usable:
@@ -163,19 +176,21 @@ es_load_snapshot(EsStore *st, Datum stream_id, Datum type, int64 max_version,
 	Oid			save_userid;
 	int			save_sec;
 	int			rc;
+	bool		per_store = es_snapshots_per_store();
+	char	   *sql;
 
+	sql = psprintf("SELECT s.stream_version, s.state, s.created_at FROM eventstore.snapshots s"
+				   " WHERE %s s.stream_id OPERATOR(pg_catalog.=) $1"
+				   " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
+				   " AND s.stream_version OPERATOR(pg_catalog.<=) $3"
+				   " AND (s.by_policy OR NOT EXISTS (SELECT FROM eventstore.snapshot_policies p"
+				   " WHERE %s p.snapshot_type OPERATOR(pg_catalog.=) $2))"
+				   " ORDER BY s.stream_version DESC LIMIT 1",
+				   per_store ? "s.store OPERATOR(pg_catalog.=) $4 AND" : "",
+				   per_store ? "p.store OPERATOR(pg_catalog.=) $4 AND" : "");
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	rc = SPI_execute_with_args("SELECT s.stream_version, s.state, s.created_at FROM eventstore.snapshots s"
-							   " WHERE s.store OPERATOR(pg_catalog.=) $4"
-							   " AND s.stream_id OPERATOR(pg_catalog.=) $1"
-							   " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
-							   " AND s.stream_version OPERATOR(pg_catalog.<=) $3"
-							   " AND (s.by_policy OR NOT EXISTS (SELECT FROM eventstore.snapshot_policies p"
-							   " WHERE p.store OPERATOR(pg_catalog.=) $4"
-							   " AND p.snapshot_type OPERATOR(pg_catalog.=) $2))"
-							   " ORDER BY s.stream_version DESC LIMIT 1",
-							   4, argtypes, values, NULL, true, 1);
+	rc = SPI_execute_with_args(sql, per_store ? 4 : 3, argtypes, values, NULL, true, 1);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading snapshots failed");
@@ -475,13 +490,16 @@ es_write_snapshot(EsStore *st, Datum stream_id, int64 version, Datum state, Datu
 	Datum		values[6] = {stream_id, type, Int64GetDatum(version), state, BoolGetDatum(by_policy),
 	ObjectIdGetDatum(st->relid)};
 
-	(void) es_registry_write("INSERT INTO eventstore.snapshots"
-							 " (stream_id, snapshot_type, stream_version, state, by_policy, store)"
-							 " VALUES ($1, $2, $3, $4, $5, $6)"
-							 " ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE"
-							 " SET state = EXCLUDED.state, by_policy = EXCLUDED.by_policy,"
-							 " created_at = pg_catalog.now()",
-							 6, argtypes, values, NULL);
+	bool		per_store = es_snapshots_per_store();
+
+	(void) es_registry_write(psprintf("INSERT INTO eventstore.snapshots"
+									  " (stream_id, snapshot_type, stream_version, state, by_policy%s)"
+									  " VALUES ($1, $2, $3, $4, $5%s)"
+									  " ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE"
+									  " SET state = EXCLUDED.state, by_policy = EXCLUDED.by_policy,"
+									  " created_at = pg_catalog.now()",
+									  per_store ? ", store" : "", per_store ? ", $6" : ""),
+							 per_store ? 6 : 5, argtypes, values, NULL);
 }
 
 /*
@@ -514,10 +532,12 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 		Oid			argtypes[2] = {TEXTOID, REGCLASSOID};
 		Datum		values[2] = {PointerGetDatum(type), ObjectIdGetDatum(st->relid)};
 
-		if (es_registry_write("SELECT FROM eventstore.snapshot_policies p"
-							  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1"
-							  " AND p.store OPERATOR(pg_catalog.=) $2",
-							  2, argtypes, values, NULL) > 0)
+		bool		per_store = es_snapshots_per_store();
+
+		if (es_registry_write(psprintf("SELECT FROM eventstore.snapshot_policies p"
+									   " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1%s",
+									   per_store ? " AND p.store OPERATOR(pg_catalog.=) $2" : ""),
+							  per_store ? 2 : 1, argtypes, values, NULL) > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("snapshot type \"%s\" belongs to a snapshot policy",
