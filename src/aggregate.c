@@ -49,7 +49,7 @@ PG_FUNCTION_INFO_V1(eventstore_save_snapshot);
 PG_FUNCTION_INFO_V1(eventstore_set_snapshot_policy);
 PG_FUNCTION_INFO_V1(eventstore_remove_snapshot_policy);
 PG_FUNCTION_INFO_V1(eventstore_load_snapshot);
-PG_FUNCTION_INFO_V1(eventstore_stream_version_at_in);
+PG_FUNCTION_INFO_V1(eventstore_stream_version_at);
 
 typedef struct EsPolicy
 {
@@ -401,24 +401,24 @@ es_version_at(EsStore *st, Datum stream_id, Datum at)
 }
 
 /*
- * eventstore._stream_version_at(store regclass, stream_id text, at
- * timestamptz) RETURNS bigint: stream_version_at of a store other than the
- * default one (which that SQL function reads inline).
+ * eventstore.stream_version_at(stream_id text, at timestamptz, store regclass
+ * DEFAULT 'eventstore.events') RETURNS bigint: the last version appended at
+ * or before at (0 if none), for a caller who may read the store.
  */
 Datum
-eventstore_stream_version_at_in(PG_FUNCTION_ARGS)
+eventstore_stream_version_at(PG_FUNCTION_ARGS)
 {
-	EsStore    *st = es_store_arg(fcinfo, 0, ACL_SELECT);
-	text	   *stream_id = es_stream_id_arg(fcinfo, 1);
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	EsStore    *st = es_store_arg(fcinfo, 2, ACL_SELECT);
 	int64		v;
 
-	if (PG_ARGISNULL(2))
+	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("the time must not be null")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	v = es_version_at(st, PointerGetDatum(stream_id), PG_GETARG_DATUM(2));
+	v = es_version_at(st, PointerGetDatum(stream_id), PG_GETARG_DATUM(1));
 	SPI_finish();
 	PG_RETURN_INT64(v);
 }
