@@ -9,7 +9,9 @@
 -- Streams start with "sr", so what a section counts is its own.  The file
 -- creates the extension if needed and drops it at the end.
 --
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS eventstore;
+RESET client_min_messages;
 \set VERBOSITY terse
 
 -- try(sql): run sql; 'ok', or the SQLSTATE and message of the error it raised.
@@ -328,7 +330,7 @@ SELECT count(*) AS traces_of_c FROM pg_temp.traces(:c_oid) WHERE n > 0;
 DROP TABLE sr.a;
 SELECT count(*) AS traces_of_a FROM pg_temp.traces(:a_oid) WHERE n > 0;
 -- the default store's rows stay
-SELECT tbl, n FROM pg_temp.traces('eventstore.events'::regclass) WHERE n > 0 AND tbl <> 'eventstore.outbox' ORDER BY tbl;
+SELECT name, store FROM eventstore.projections WHERE name LIKE 'sr\_%';
 
 ------------------------------------------------------------------------
 -- Cleanup
