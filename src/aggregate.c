@@ -489,7 +489,6 @@ es_write_snapshot(EsStore *st, Datum stream_id, int64 version, Datum state, Datu
 	Oid			argtypes[6] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, BOOLOID, REGCLASSOID};
 	Datum		values[6] = {stream_id, type, Int64GetDatum(version), state, BoolGetDatum(by_policy),
 	ObjectIdGetDatum(st->relid)};
-
 	bool		per_store = es_snapshots_per_store();
 
 	(void) es_registry_write(psprintf("INSERT INTO eventstore.snapshots"
@@ -531,7 +530,6 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 	{
 		Oid			argtypes[2] = {TEXTOID, REGCLASSOID};
 		Datum		values[2] = {PointerGetDatum(type), ObjectIdGetDatum(st->relid)};
-
 		bool		per_store = es_snapshots_per_store();
 
 		if (es_registry_write(psprintf("SELECT FROM eventstore.snapshot_policies p"
