@@ -354,8 +354,145 @@ REVOKE ALL ON FUNCTION eventstore.create_store(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.drop_store(regclass) FROM PUBLIC;
 
 -- == Registries and temporal reads per store ===============================
--- (projections, upcasters, snapshots and policies, aggregate, read_stream_until,
--- read_all_until, stream_version_at)
+-- Projections, upcasters, snapshots and snapshot policies belong to a store
+-- (the column store; existing rows are the default store's).  A projection
+-- or policy fires only for appends to its store, upcasters apply only to
+-- reads of it, a fold reads and snapshots only its store.  drop_store (and
+-- the sql_drop trigger) delete the rows through eventstore._forget_store.
+-- On a store other than the default one, managing these entries takes
+-- owning the store (besides EXECUTE on the function); reading a store's
+-- snapshots or folding it takes SELECT on the store, saving a snapshot
+-- INSERT.  Projection names stay unique in the database: unregister,
+-- enable, disable and rebuild_projection take the name alone.
+ALTER TABLE eventstore.projections
+    ADD COLUMN store regclass NOT NULL DEFAULT 'eventstore.events';
+COMMENT ON COLUMN eventstore.projections.store IS
+    'The store whose appends the projection sees.';
+
+ALTER TABLE eventstore.upcasters
+    ADD COLUMN store regclass NOT NULL DEFAULT 'eventstore.events';
+ALTER TABLE eventstore.upcasters DROP CONSTRAINT upcasters_pkey;
+ALTER TABLE eventstore.upcasters ADD CONSTRAINT upcasters_pkey PRIMARY KEY (store, event_type);
+COMMENT ON COLUMN eventstore.upcasters.store IS
+    'The store whose reads the upcaster applies to.';
+
+ALTER TABLE eventstore.snapshots
+    ADD COLUMN store regclass NOT NULL DEFAULT 'eventstore.events';
+ALTER TABLE eventstore.snapshots DROP CONSTRAINT snapshots_pkey;
+ALTER TABLE eventstore.snapshots
+    ADD CONSTRAINT snapshots_pkey PRIMARY KEY (store, stream_id, snapshot_type, stream_version);
+COMMENT ON COLUMN eventstore.snapshots.store IS
+    'The store of the stream.';
+
+ALTER TABLE eventstore.snapshot_policies
+    ADD COLUMN store regclass NOT NULL DEFAULT 'eventstore.events';
+ALTER TABLE eventstore.snapshot_policies DROP CONSTRAINT snapshot_policies_pkey;
+ALTER TABLE eventstore.snapshot_policies
+    ADD CONSTRAINT snapshot_policies_pkey PRIMARY KEY (store, snapshot_type);
+COMMENT ON COLUMN eventstore.snapshot_policies.store IS
+    'The store whose appends the policy takes snapshots of.';
+
+DROP FUNCTION eventstore.register_projection(text, regprocedure, text[], regprocedure);
+CREATE FUNCTION eventstore.register_projection(name text, handler regprocedure,
+                                               event_types text[] DEFAULT NULL,
+                                               reset_handler regprocedure DEFAULT NULL,
+                                               store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_register_projection';
+
+DROP FUNCTION eventstore.register_upcaster(text, regprocedure);
+CREATE FUNCTION eventstore.register_upcaster(event_type text, handler regprocedure,
+                                             store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_register_upcaster';
+DROP FUNCTION eventstore.unregister_upcaster(text);
+CREATE FUNCTION eventstore.unregister_upcaster(event_type text,
+                                               store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_unregister_upcaster';
+
+-- A row of another store, as eventstore.events (same columns, same order),
+-- through that store's upcasters; the reads of a store other than the
+-- default one use it (upcast.c).  The caller must be able to read the store.
+CREATE FUNCTION eventstore._upcast(e eventstore.events, store regclass) RETURNS eventstore.events
+    LANGUAGE c STABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_upcast_in';
+
+DROP FUNCTION eventstore.save_snapshot(text, bigint, jsonb, text);
+CREATE FUNCTION eventstore.save_snapshot(stream_id text, stream_version bigint, state jsonb,
+                                         snapshot_type text DEFAULT 'default',
+                                         store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_save_snapshot';
+
+-- C now: the snapshots are read as the extension's owner once the caller is
+-- found to have SELECT on the store.
+DROP FUNCTION eventstore.load_snapshot(text, text, bigint);
+CREATE FUNCTION eventstore.load_snapshot(stream_id text, snapshot_type text DEFAULT 'default',
+                                         max_version bigint DEFAULT NULL,
+                                         store regclass DEFAULT 'eventstore.events')
+    RETURNS TABLE (stream_version bigint, state jsonb, created_at timestamptz)
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 1
+    AS 'MODULE_PATHNAME', 'eventstore_load_snapshot';
+
+DROP FUNCTION eventstore.aggregate(text, regprocedure, jsonb, bigint, timestamptz, text);
+CREATE FUNCTION eventstore.aggregate(stream_id text, reducer regprocedure, initial jsonb DEFAULT '{}',
+                                     until_version bigint DEFAULT NULL, until_time timestamptz DEFAULT NULL,
+                                     snapshot_type text DEFAULT NULL,
+                                     store regclass DEFAULT 'eventstore.events')
+    RETURNS jsonb
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_aggregate';
+
+DROP FUNCTION eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[]);
+CREATE FUNCTION eventstore.set_snapshot_policy(snapshot_type text, reducer regprocedure, every bigint,
+                                               initial jsonb DEFAULT '{}', categories text[] DEFAULT NULL,
+                                               store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_set_snapshot_policy';
+DROP FUNCTION eventstore.remove_snapshot_policy(text);
+CREATE FUNCTION eventstore.remove_snapshot_policy(snapshot_type text,
+                                                  store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_remove_snapshot_policy';
+
+-- Temporal reads.  read_stream_until reads through read_stream, so with the
+-- store a constant it inlines to the default store's bare query, as before.
+CREATE FUNCTION eventstore.read_stream_until(stream_id text, until_time timestamptz,
+                                             from_version bigint DEFAULT 1, max_count integer DEFAULT NULL,
+                                             store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    AS $$
+        SELECT r.* FROM eventstore.read_stream($1, $3, NULL, $5) r
+         WHERE r.created_at OPERATOR(pg_catalog.<=) eventstore._time_arg($2)
+         ORDER BY r.stream_version
+         LIMIT eventstore._count_arg($4)
+    $$;
+
+DROP FUNCTION eventstore.read_all_until(timestamptz, bigint, integer);
+CREATE FUNCTION eventstore.read_all_until(until_time timestamptz, after_position bigint DEFAULT 0,
+                                          max_count integer DEFAULT 1000,
+                                          store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE c VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_all_until';
+
+-- C now (aggregate.c), for every store: an SQL body reading the default
+-- store inline would need SELECT on eventstore.events to read any store (every
+-- table a query names is checked, also in a branch the planner removes).
+DROP FUNCTION eventstore.stream_version_at(text, timestamptz);
+CREATE FUNCTION eventstore.stream_version_at(stream_id text, at timestamptz,
+                                             store regclass DEFAULT 'eventstore.events')
+    RETURNS bigint
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_stream_version_at';
 
 -- == Outbox, consumers, subscriptions, DCB, import and statistics per store ==
 

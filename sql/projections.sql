@@ -131,7 +131,7 @@ SELECT count(*) AS projections FROM eventstore.projections;
 -- register a handler it owns.
 CREATE ROLE regress_proj_admin;
 GRANT USAGE ON SCHEMA eventstore TO regress_proj_admin;
-GRANT EXECUTE ON FUNCTION eventstore.register_projection(text, regprocedure, text[], regprocedure),
+GRANT EXECUTE ON FUNCTION eventstore.register_projection(text, regprocedure, text[], regprocedure, regclass),
                           eventstore.unregister_projection(text) TO regress_proj_admin;
 CREATE FUNCTION proj_admin_handler(e eventstore.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 CREATE FUNCTION proj_admin_reset() RETURNS void LANGUAGE sql AS $$ SELECT $$;
@@ -577,8 +577,9 @@ END $$;
 SELECT eventstore.register_projection('secret', 'proj_secret(eventstore.events)', ARRAY['ProjSecret']);
 CREATE ROLE regress_proj_writer;
 GRANT USAGE ON SCHEMA eventstore TO regress_proj_writer;
-GRANT EXECUTE ON FUNCTION eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb)
+GRANT EXECUTE ON FUNCTION eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb, regclass)
     TO regress_proj_writer;
+GRANT INSERT ON eventstore.events TO regress_proj_writer;
 SET ROLE regress_proj_writer;
 -- the writer may append (ProjOther is not projected) ...
 SELECT stream_version FROM eventstore.append_event('proj_secret-1', 0, 'ProjOther', '{}');

@@ -5,8 +5,8 @@
  *		a time), and snapshot policies that take snapshots as streams grow.
  *
  * A reducer is a function (state jsonb, e eventstore.events) RETURNS jsonb.
- * Folding reads the stream through eventstore.read_stream, so reducers see
- * upcast events.  A snapshot at version v is the fold of events 1..v; the
+ * Folding reads the stream from its store through the store's upcasters, so
+ * reducers see upcast events.  A snapshot at version v is the fold of events 1..v; the
  * fold from it is the same as the fold from the start as long as the reducer
  * (and the upcasters) are the same -- change them and take new snapshots.
  *
@@ -17,6 +17,13 @@
  * reducer runs as its owner (the role that owned it when the policy was
  * set), inside the appending transaction, after the projections;
  * aggregate()'s reducer, named by the caller, runs as the caller.
+ *
+ * Snapshots and policies belong to a store: a policy takes snapshots of the
+ * streams of its store only, and a fold of a store builds only on that
+ * store's snapshots.  Reading a store's snapshots (load_snapshot, aggregate)
+ * takes SELECT on the store, saving one INSERT; the snapshot table itself is
+ * read and written as the extension's owner.  A policy's fold reads the
+ * stream as the store's owner: an appender needs no SELECT on the store.
  */
 #include "postgres.h"
 
@@ -41,9 +48,12 @@ PG_FUNCTION_INFO_V1(eventstore_aggregate);
 PG_FUNCTION_INFO_V1(eventstore_save_snapshot);
 PG_FUNCTION_INFO_V1(eventstore_set_snapshot_policy);
 PG_FUNCTION_INFO_V1(eventstore_remove_snapshot_policy);
+PG_FUNCTION_INFO_V1(eventstore_load_snapshot);
+PG_FUNCTION_INFO_V1(eventstore_stream_version_at);
 
 typedef struct EsPolicy
 {
+	Oid			store;
 	char	   *snapshot_type;
 	EsHandler	reducer;
 	int64		every;
@@ -63,14 +73,22 @@ static void es_policies_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext
 static EsRegistry es_policies_registry = {
 	.relname = "snapshot_policies",
 	.query = "SELECT p.snapshot_type, p.reducer, pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid,"
-	" p.every, p.initial, p.categories, p.reducer_owner::pg_catalog.oid"
+	" p.every, p.initial, p.categories, p.reducer_owner::pg_catalog.oid, p.store::pg_catalog.oid"
 	" FROM eventstore.snapshot_policies p"
 	" ORDER BY p.snapshot_type COLLATE pg_catalog.\"C\"",
-	/* 0.4.0: no reducer_owner; the function's current owner */
-	.since_column = "reducer_owner",
+
+	/*
+	 * Before 0.6.0: no store column, every policy is the default store's;
+	 * before 0.5.0 not even reducer_owner (read through to_jsonb, which
+	 * names no column), then the function's current owner.
+	 */
+	.since_column = "store",
 	.query_before = "SELECT p.snapshot_type, p.reducer, pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid,"
-	" p.every, p.initial, p.categories, (SELECT f.proowner FROM pg_catalog.pg_proc f"
-	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid)"
+	" p.every, p.initial, p.categories,"
+	" COALESCE((pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'reducer_owner')::pg_catalog.regrole::pg_catalog.oid,"
+	" (SELECT f.proowner FROM pg_catalog.pg_proc f"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(p.reducer)::pg_catalog.oid)),"
+	" 'eventstore.events'::pg_catalog.regclass::pg_catalog.oid"
 	" FROM eventstore.snapshot_policies p"
 	" ORDER BY p.snapshot_type COLLATE pg_catalog.\"C\"",
 	.fill = es_policies_fill,
@@ -112,6 +130,7 @@ es_policies_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		MemoryContextSwitchTo(old);
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		p->ncategories = es_copy_text_array(d, isnull, cxt, &p->categories);
+		p->store = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
 	}
 	cache->n = (int) n;
 	reg->cache = cache;
@@ -127,41 +146,97 @@ es_check_reducer(Oid fn)
 }
 
 /*
- * The newest usable snapshot of stream/type at or below max_version, if any.
- * Of a type that a snapshot policy owns, only the policy's snapshots are
- * usable: nothing else can be told from a forgery.
+ * Whether the snapshot tables have their store column (0.6.0 on).  Before
+ * ALTER EXTENSION ... UPDATE they do not, and there is only the default
+ * store: folds, policies and load_snapshot then leave the store out.
  */
 static bool
-es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
-				 int64 *version, Datum *state)
+es_snapshots_per_store(void)
 {
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
-	Datum		values[3] = {stream_id, type, Int64GetDatum(max_version)};
-	bool		isnull;
+	Oid			rel = get_relname_relid("snapshots", es_schema_oid());
 
-	if (SPI_execute_with_args("SELECT s.stream_version, s.state FROM eventstore.snapshots s"
-							  " WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
-							  " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
-							  " AND s.stream_version OPERATOR(pg_catalog.<=) $3"
-							  " AND (s.by_policy OR NOT EXISTS (SELECT FROM eventstore.snapshot_policies p"
-							  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $2))"
-							  " ORDER BY s.stream_version DESC LIMIT 1",
-							  3, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+	return OidIsValid(rel) && get_attnum(rel, "store") != InvalidAttrNumber;
+}
+
+/*
+ * The newest usable snapshot of stream/type in store st at or below
+ * max_version, if any (its version, state and time).  Of a type that a
+ * snapshot policy of st owns, only the policy's snapshots are usable:
+ * nothing else can be told from a forgery.  Read as the extension's owner
+ * (the caller has been checked for SELECT on st); must be called inside an
+ * SPI connection.
+ */
+static bool
+es_load_snapshot(EsStore *st, Datum stream_id, Datum type, int64 max_version,
+				 int64 *version, Datum *state, Datum *created_at)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, REGCLASSOID};
+	Datum		values[4] = {stream_id, type, Int64GetDatum(max_version), ObjectIdGetDatum(st->relid)};
+	bool		isnull;
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+	bool		per_store = es_snapshots_per_store();
+	char	   *sql;
+
+	sql = psprintf("SELECT s.stream_version, s.state, s.created_at FROM eventstore.snapshots s"
+				   " WHERE %s s.stream_id OPERATOR(pg_catalog.=) $1"
+				   " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
+				   " AND s.stream_version OPERATOR(pg_catalog.<=) $3"
+				   " AND (s.by_policy OR NOT EXISTS (SELECT FROM eventstore.snapshot_policies p"
+				   " WHERE %s p.snapshot_type OPERATOR(pg_catalog.=) $2))"
+				   " ORDER BY s.stream_version DESC LIMIT 1",
+				   per_store ? "s.store OPERATOR(pg_catalog.=) $4 AND" : "",
+				   per_store ? "p.store OPERATOR(pg_catalog.=) $4 AND" : "");
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute_with_args(sql, per_store ? 4 : 3, argtypes, values, NULL, true, 1);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading snapshots failed");
 	if (SPI_processed == 0)
 		return false;
 	*version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*state = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	*state = isnull ? (Datum) 0 : PointerGetDatum(SPI_datumTransfer(*state, false, -1));
+	if (created_at)
+		*created_at = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 	return true;
 }
 
 /*
- * Fold stream_id's events (max_version at most) through reducer, starting at
- * the newest usable snapshot of snapshot_type (when not 0) or at initial.
- * With own_writes, read with a new command id so this transaction's latest
- * appends are seen (a policy right after an append); else with the active
- * snapshot.  The reducer runs as run_as.  Must be called inside an SPI
+ * The prepared statement on st that returns the events of stream $1 from
+ * version $2 to $3, upcast when st has upcasters, in version order.
+ */
+static SPIPlanPtr
+es_fold_plan(EsStore *st, bool upcast)
+{
+	EsPlanSlot	slot = ES_PLAN_FOLD + upcast;
+	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
+
+	if (st->plans[slot] == NULL)
+	{
+		char	   *sql = psprintf("SELECT %s FROM %s e%s"
+								   " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+								   " AND e.stream_version OPERATOR(pg_catalog.>=) $2"
+								   " AND e.stream_version OPERATOR(pg_catalog.<=) $3"
+								   " ORDER BY e.stream_version",
+								   upcast ? "u.*" : "e.*", st->name,
+								   upcast ? es_upcast_sql(st) : "");
+
+		(void) es_store_plan(st, slot, sql, 3, argtypes, 0);
+		pfree(sql);
+	}
+	return st->plans[slot];
+}
+
+/*
+ * Fold stream_id's events in store st (max_version at most) through
+ * reducer, starting at the newest usable snapshot of snapshot_type (when not
+ * 0) or at initial.  With own_writes, read with a new command id so this
+ * transaction's latest appends are seen (a policy right after an append);
+ * else with the active snapshot.  The events are read as read_as (InvalidOid:
+ * the current user), the reducer runs as run_as.  Must be called inside an SPI
  * connection.  Returns the state, in the current memory context; NULL as
  * (Datum) 0.
  *
@@ -172,14 +247,16 @@ es_load_snapshot(Datum stream_id, Datum type, int64 max_version,
  * kept.
  */
 static Datum
-es_fold(Datum stream_id, Oid reducer, Oid run_as, Datum initial, int64 max_version,
-		Datum snapshot_type, bool own_writes)
+es_fold(EsStore *st, Datum stream_id, Oid reducer, Oid run_as, Oid read_as, Datum initial,
+		int64 max_version, Datum snapshot_type, bool own_writes)
 {
 	Datum		state = initial;
 	int64		from = 1;
 	bool		pushed = false;
-	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
 	Datum		values[3];
+	SPIPlanPtr	plan;
+	Oid			save_userid;
+	int			save_sec;
 	Portal		portal;
 	FmgrInfo	flinfo;
 	Oid			rowtype = get_rel_type_id(es_events_relid());
@@ -205,7 +282,7 @@ es_fold(Datum stream_id, Oid reducer, Oid run_as, Datum initial, int64 max_versi
 		int64		v;
 		Datum		s;
 
-		if (es_load_snapshot(stream_id, snapshot_type, max_version, &v, &s))
+		if (es_load_snapshot(st, stream_id, snapshot_type, max_version, &v, &s, NULL))
 		{
 			state = s;
 			from = v + 1;
@@ -222,10 +299,12 @@ es_fold(Datum stream_id, Oid reducer, Oid run_as, Datum initial, int64 max_versi
 	values[0] = stream_id;
 	values[1] = Int64GetDatum(from);
 	values[2] = Int64GetDatum(max_version);
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT r.* FROM eventstore.read_stream($1, $2) r"
-									   " WHERE r.stream_version OPERATOR(pg_catalog.<=) $3",
-									   3, argtypes, values, NULL, true, 0);
+	plan = es_fold_plan(st, es_upcasting(st));
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	if (OidIsValid(read_as))
+		SetUserIdAndSecContext(read_as, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	portal = SPI_cursor_open(NULL, plan, values, NULL, true);
+	SetUserIdAndSecContext(save_userid, save_sec);
 	if (pushed)
 		PopActiveSnapshot();
 
@@ -293,26 +372,62 @@ es_fold(Datum stream_id, Oid reducer, Oid run_as, Datum initial, int64 max_versi
 	return state;
 }
 
-/* The last version of stream_id appended at or before at (0 if none). */
+/*
+ * The last version of stream_id in store st appended at or before at (0 if
+ * none).  Must be called inside an SPI connection.
+ */
 static int64
-es_version_at(Datum stream_id, Datum at)
+es_version_at(EsStore *st, Datum stream_id, Datum at)
 {
 	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		values[2] = {stream_id, at};
 	bool		isnull;
 	Datum		v;
+	SPIPlanPtr	plan = st->plans[ES_PLAN_VERSION_AT];
 
-	if (SPI_execute_with_args("SELECT eventstore.stream_version_at($1, $2)",
-							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "eventstore: stream_version_at failed");
+	if (plan == NULL)
+	{
+		char	   *sql = psprintf("SELECT COALESCE(pg_catalog.max(e.stream_version), 0) FROM %s e"
+								   " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+								   " AND e.created_at OPERATOR(pg_catalog.<=) $2", st->name);
+
+		plan = es_store_plan(st, ES_PLAN_VERSION_AT, sql, 2, argtypes, 0);
+		pfree(sql);
+	}
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading the version at a time failed");
 	v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetInt64(v);
 }
 
 /*
+ * eventstore.stream_version_at(stream_id text, at timestamptz, store regclass
+ * DEFAULT 'eventstore.events') RETURNS bigint: the last version appended at
+ * or before at (0 if none), for a caller who may read the store.
+ */
+Datum
+eventstore_stream_version_at(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	EsStore    *st = es_store_arg(fcinfo, 2, ACL_SELECT);
+	int64		v;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the time must not be null")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	v = es_version_at(st, PointerGetDatum(stream_id), PG_GETARG_DATUM(1));
+	SPI_finish();
+	PG_RETURN_INT64(v);
+}
+
+/*
  * eventstore.aggregate(stream_id text, reducer regprocedure, initial jsonb
  *		DEFAULT '{}', until_version bigint DEFAULT NULL, until_time
- *		timestamptz DEFAULT NULL, snapshot_type text DEFAULT NULL) RETURNS jsonb
+ *		timestamptz DEFAULT NULL, snapshot_type text DEFAULT NULL, store
+ *		regclass DEFAULT 'eventstore.events') RETURNS jsonb
  */
 Datum
 eventstore_aggregate(PG_FUNCTION_ARGS)
@@ -324,6 +439,7 @@ eventstore_aggregate(PG_FUNCTION_ARGS)
 	Datum		snapshot_type = (Datum) 0;
 	Oid			argtypes[2] = {JSONBOID, get_rel_type_id(es_events_relid())};
 	MemoryContext caller_cxt = CurrentMemoryContext;
+	EsStore    *st = es_store_arg(fcinfo, 6, ACL_SELECT);
 
 	stream_id = es_stream_id_arg(fcinfo, 0);
 	if (PG_ARGISNULL(1))
@@ -346,8 +462,8 @@ eventstore_aggregate(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	if (!PG_ARGISNULL(4))
-		max_version = Min(max_version, es_version_at(PointerGetDatum(stream_id), PG_GETARG_DATUM(4)));
-	state = es_fold(PointerGetDatum(stream_id), reducer, GetUserId(),
+		max_version = Min(max_version, es_version_at(st, PointerGetDatum(stream_id), PG_GETARG_DATUM(4)));
+	state = es_fold(st, PointerGetDatum(stream_id), reducer, GetUserId(), InvalidOid,
 					PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
 					max_version, snapshot_type, false);
 	if (state != (Datum) 0)
@@ -364,27 +480,31 @@ eventstore_aggregate(PG_FUNCTION_ARGS)
 }
 
 /*
- * Write a snapshot (upsert), as the extension's owner; by_policy: written by
- * the policy of its type.
+ * Write a snapshot of a stream of store st (upsert), as the extension's
+ * owner; by_policy: written by the policy of its type.
  */
 static void
-es_write_snapshot(Datum stream_id, int64 version, Datum state, Datum type, bool by_policy)
+es_write_snapshot(EsStore *st, Datum stream_id, int64 version, Datum state, Datum type, bool by_policy)
 {
-	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, BOOLOID};
-	Datum		values[5] = {stream_id, type, Int64GetDatum(version), state, BoolGetDatum(by_policy)};
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, BOOLOID, REGCLASSOID};
+	Datum		values[6] = {stream_id, type, Int64GetDatum(version), state, BoolGetDatum(by_policy),
+	ObjectIdGetDatum(st->relid)};
+	bool		per_store = es_snapshots_per_store();
 
-	(void) es_registry_write("INSERT INTO eventstore.snapshots"
-							 " (stream_id, snapshot_type, stream_version, state, by_policy)"
-							 " VALUES ($1, $2, $3, $4, $5)"
-							 " ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE"
-							 " SET state = EXCLUDED.state, by_policy = EXCLUDED.by_policy,"
-							 " created_at = pg_catalog.now()",
-							 5, argtypes, values, NULL);
+	(void) es_registry_write(psprintf("INSERT INTO eventstore.snapshots"
+									  " (stream_id, snapshot_type, stream_version, state, by_policy%s)"
+									  " VALUES ($1, $2, $3, $4, $5%s)"
+									  " ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE"
+									  " SET state = EXCLUDED.state, by_policy = EXCLUDED.by_policy,"
+									  " created_at = pg_catalog.now()",
+									  per_store ? ", store" : "", per_store ? ", $6" : ""),
+							 per_store ? 6 : 5, argtypes, values, NULL);
 }
 
 /*
  * eventstore.save_snapshot(stream_id text, stream_version bigint, state jsonb,
- *		snapshot_type text DEFAULT 'default')
+ *		snapshot_type text DEFAULT 'default', store regclass DEFAULT
+ *		'eventstore.events'): INSERT on the store is the privilege to save.
  */
 Datum
 eventstore_save_snapshot(PG_FUNCTION_ARGS)
@@ -392,6 +512,7 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 	text	   *stream_id;
 	int64		version;
 	text	   *type = es_name_arg(fcinfo, 3, "snapshot_type");
+	EsStore    *st = es_store_arg(fcinfo, 4, ACL_INSERT);
 
 	stream_id = es_stream_id_arg(fcinfo, 0);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
@@ -407,12 +528,14 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 	 * ignore rows not written by it.)
 	 */
 	{
-		Oid			argtypes[1] = {TEXTOID};
-		Datum		values[1] = {PointerGetDatum(type)};
+		Oid			argtypes[2] = {TEXTOID, REGCLASSOID};
+		Datum		values[2] = {PointerGetDatum(type), ObjectIdGetDatum(st->relid)};
+		bool		per_store = es_snapshots_per_store();
 
-		if (es_registry_write("SELECT FROM eventstore.snapshot_policies p"
-							  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, values, NULL) > 0)
+		if (es_registry_write(psprintf("SELECT FROM eventstore.snapshot_policies p"
+									   " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1%s",
+									   per_store ? " AND p.store OPERATOR(pg_catalog.=) $2" : ""),
+							  per_store ? 2 : 1, argtypes, values, NULL) > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("snapshot type \"%s\" belongs to a snapshot policy",
@@ -421,26 +544,50 @@ eventstore_save_snapshot(PG_FUNCTION_ARGS)
 					 errhint("Save under another snapshot type.")));
 	}
 
-	/* The version must exist in the stream (as this transaction sees it). */
+	/*
+	 * The version must exist in the stream (as this transaction sees it);
+	 * looked up as the store's owner: the writer may have INSERT alone.
+	 */
 	{
 		Oid			argtypes[2] = {TEXTOID, INT8OID};
 		Datum		values[2] = {PointerGetDatum(stream_id), Int64GetDatum(version)};
+		SPIPlanPtr	plan;
+		Oid			save_userid;
+		int			save_sec;
+		uint64		found;
 
-		if (es_registry_write("SELECT FROM eventstore.events e WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
-							  " AND e.stream_version OPERATOR(pg_catalog.=) $2",
-							  2, argtypes, values, NULL) == 0)
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "eventstore: SPI_connect failed");
+		plan = st->plans[ES_PLAN_HAS_VERSION];
+		if (plan == NULL)
+		{
+			char	   *sql = psprintf("SELECT FROM %s e WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+									   " AND e.stream_version OPERATOR(pg_catalog.=) $2", st->name);
+
+			plan = es_store_plan(st, ES_PLAN_HAS_VERSION, sql, 2, argtypes, 0);
+			pfree(sql);
+		}
+		if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "eventstore: reading the stream failed");
+		found = SPI_processed;
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec);
+		if (found == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("stream \"%s\" has no version " INT64_FORMAT,
 							text_to_cstring(stream_id), version)));
 	}
-	es_write_snapshot(PointerGetDatum(stream_id), version, PG_GETARG_DATUM(2), PointerGetDatum(type), false);
+	es_write_snapshot(st, PointerGetDatum(stream_id), version, PG_GETARG_DATUM(2), PointerGetDatum(type), false);
 	PG_RETURN_VOID();
 }
 
 /*
  * eventstore.set_snapshot_policy(snapshot_type text, reducer regprocedure,
- *		every bigint, initial jsonb DEFAULT '{}', categories text[] DEFAULT NULL)
+ *		every bigint, initial jsonb DEFAULT '{}', categories text[] DEFAULT NULL,
+ *		store regclass DEFAULT 'eventstore.events')
  */
 Datum
 eventstore_set_snapshot_policy(PG_FUNCTION_ARGS)
@@ -448,9 +595,10 @@ eventstore_set_snapshot_policy(PG_FUNCTION_ARGS)
 	text	   *type = es_name_arg(fcinfo, 0, "snapshot_type");
 	char	   *reducer;
 	Datum		categories = es_text_list_arg(fcinfo, 4, "categories");
-	Oid			argtypes[6] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, TEXTARRAYOID, REGROLEOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	EsStore    *st = es_registry_store_arg(fcinfo, 5, "snapshot policies");
+	Oid			argtypes[7] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, TEXTARRAYOID, REGROLEOID, REGCLASSOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -471,28 +619,31 @@ eventstore_set_snapshot_policy(PG_FUNCTION_ARGS)
 	if (categories == (Datum) 0)
 		nulls[4] = 'n';
 	values[5] = ObjectIdGetDatum(es_function_owner(PG_GETARG_OID(1)));
+	values[6] = ObjectIdGetDatum(st->relid);
 	(void) es_registry_write("INSERT INTO eventstore.snapshot_policies"
-							 " (snapshot_type, reducer, every, initial, categories, reducer_owner)"
-							 " VALUES ($1, $2, $3, $4, $5, $6)"
+							 " (snapshot_type, reducer, every, initial, categories, reducer_owner, store)"
+							 " VALUES ($1, $2, $3, $4, $5, $6, $7)"
 							 " ON CONFLICT ON CONSTRAINT snapshot_policies_pkey DO UPDATE"
 							 " SET reducer = EXCLUDED.reducer, every = EXCLUDED.every,"
 							 " initial = EXCLUDED.initial, categories = EXCLUDED.categories,"
 							 " reducer_owner = EXCLUDED.reducer_owner",
-							 6, argtypes, values, nulls);
+							 7, argtypes, values, nulls);
 	PG_RETURN_VOID();
 }
 
-/* eventstore.remove_snapshot_policy(snapshot_type text) */
+/* eventstore.remove_snapshot_policy(snapshot_type text, store regclass DEFAULT 'eventstore.events') */
 Datum
 eventstore_remove_snapshot_policy(PG_FUNCTION_ARGS)
 {
 	text	   *type = es_name_arg(fcinfo, 0, "snapshot_type");
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {PointerGetDatum(type)};
+	EsStore    *st = es_registry_store_arg(fcinfo, 1, "snapshot policies");
+	Oid			argtypes[2] = {TEXTOID, REGCLASSOID};
+	Datum		values[2] = {PointerGetDatum(type), ObjectIdGetDatum(st->relid)};
 
 	if (es_registry_write("DELETE FROM eventstore.snapshot_policies p"
-						  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1",
-						  1, argtypes, values, NULL) == 0)
+						  " WHERE p.snapshot_type OPERATOR(pg_catalog.=) $1"
+						  " AND p.store OPERATOR(pg_catalog.=) $2",
+						  2, argtypes, values, NULL) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("snapshot policy \"%s\" does not exist", text_to_cstring(type))));
@@ -500,13 +651,15 @@ eventstore_remove_snapshot_policy(PG_FUNCTION_ARGS)
 }
 
 /*
- * After an append moved stream_id from old_version to new_version: for each
- * policy whose period was crossed, fold the stream (from its newest snapshot)
- * and save a snapshot at new_version.  Each reducer runs as its owner.  The
- * policies' cache is pinned while reducers run (they may read or append).
+ * After an append moved stream_id of store st from old_version to
+ * new_version: for each policy of st whose period was crossed, fold the
+ * stream (from its newest snapshot) and save a snapshot at new_version.  Each
+ * reducer runs as its owner.  The policies' cache is pinned while reducers
+ * run (they may read or append).
  */
 static void
-es_snapshot_policies_run(EsPolicies *policies, Datum stream_id, int64 old_version, int64 new_version)
+es_snapshot_policies_run(EsPolicies *policies, EsStore *st, Datum stream_id, int64 old_version,
+						 int64 new_version)
 {
 	text	   *sid = DatumGetTextPP(stream_id);
 	const char *sdata = VARDATA_ANY(sid);
@@ -522,7 +675,7 @@ es_snapshot_policies_run(EsPolicies *policies, Datum stream_id, int64 old_versio
 		Datum		type;
 		instr_time	start;
 
-		if (old_version / p->every == new_version / p->every)
+		if (p->store != st->relid || old_version / p->every == new_version / p->every)
 			continue;
 		for (int c = 0; !in_category && c < p->ncategories; c++)
 			in_category = p->categories[c] != NULL && (int) strlen(p->categories[c]) == catlen &&
@@ -536,32 +689,75 @@ es_snapshot_policies_run(EsPolicies *policies, Datum stream_id, int64 old_versio
 		start = es_stats_start();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "eventstore: SPI_connect failed");
-		state = es_fold(stream_id, p->reducer.fn, p->reducer.owner, p->initial, new_version, type, true);
+		state = es_fold(st, stream_id, p->reducer.fn, p->reducer.owner, st->owner, p->initial,
+						new_version, type, true);
 		if (state != (Datum) 0)
 			state = SPI_datumTransfer(state, false, -1);	/* out of SPI memory */
 		SPI_finish();
 		if (state != (Datum) 0)
-			es_write_snapshot(stream_id, new_version, state, type, true);
+			es_write_snapshot(st, stream_id, new_version, state, type, true);
 		es_stats_timed(ES_TIMER_POLICY, start);
 	}
 }
 
 void
-es_snapshot_after_append(EsStore *st pg_attribute_unused(), Datum stream_id, int64 old_version, int64 new_version)
+es_snapshot_after_append(EsStore *st, Datum stream_id, int64 old_version, int64 new_version)
 {
 	EsPolicies *policies;
+	bool		any = false;
 
 	es_registry_load(&es_policies_registry);
-	if (((EsPolicies *) es_policies_registry.cache)->n == 0)
+	policies = es_policies_registry.cache;
+	for (int i = 0; i < policies->n && !any; i++)
+		any = policies->items[i].store == st->relid;
+	if (!any)
 		return;
 	policies = es_registry_pin(&es_policies_registry);
 	PG_TRY();
 	{
-		es_snapshot_policies_run(policies, stream_id, old_version, new_version);
+		es_snapshot_policies_run(policies, st, stream_id, old_version, new_version);
 	}
 	PG_FINALLY();
 	{
 		es_registry_unpin(&es_policies_registry);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * eventstore.load_snapshot(stream_id text, snapshot_type text DEFAULT
+ *		'default', max_version bigint DEFAULT NULL, store regclass DEFAULT
+ *		'eventstore.events') RETURNS TABLE (stream_version bigint, state jsonb,
+ *		created_at timestamptz): the newest usable snapshot, for a caller who
+ *		may read the store.  No row for a NULL snapshot_type.
+ */
+Datum
+eventstore_load_snapshot(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	EsStore    *st = es_store_arg(fcinfo, 3, ACL_SELECT);
+	int64		max_version = PG_ARGISNULL(2) ? PG_INT64_MAX : PG_GETARG_INT64(2);
+	int64		version;
+	Datum		state;
+	Datum		created_at;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(1))
+		return (Datum) 0;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (es_load_snapshot(st, PointerGetDatum(stream_id), PG_GETARG_DATUM(1), max_version,
+						 &version, &state, &created_at))
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, state == (Datum) 0, false};
+
+		values[0] = Int64GetDatum(version);
+		values[1] = state;
+		values[2] = created_at;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
 }

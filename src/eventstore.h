@@ -63,6 +63,10 @@ typedef enum EsPlanSlot
 	ES_PLAN_INSERT_LAST = ES_PLAN_INSERT + 7,
 	ES_PLAN_READ,				/* read.c: [kind][upcast] */
 	ES_PLAN_READ_LAST = ES_PLAN_READ + 7,
+	ES_PLAN_FOLD,				/* aggregate.c: a stream's events to fold, [upcast] */
+	ES_PLAN_FOLD_LAST = ES_PLAN_FOLD + 1,
+	ES_PLAN_VERSION_AT,			/* aggregate.c: a stream's version at a time */
+	ES_PLAN_HAS_VERSION,		/* aggregate.c: does a stream have a version */
 	ES_NPLANS = 48
 } EsPlanSlot;
 
@@ -214,12 +218,14 @@ extern void es_handler_resolve(EsHandler *h, const char *name, Datum fn, bool fn
 							   int nargs, const Oid *argtypes, Oid rettype, MemoryContext cxt);
 extern void es_handler_require(EsHandler *h, const char *what, const char *of, const char *hint);
 extern Datum es_call_as(Oid owner, FunctionCallInfo fcinfo);
+extern void es_registry_store_check(Oid relid, const char *what);
+extern EsStore *es_registry_store_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 
 /* upcast.c: upcasters applied to events as they are read */
 extern void es_upcast_init(void);
 extern bool es_upcasting(EsStore *st);
 extern const char *es_upcast_sql(EsStore *st);
-extern Datum es_upcast_row(Datum row);
+extern Datum es_upcast_row(EsStore *st, Datum row);
 
 /* aggregate.c: snapshots, folding, snapshot policies */
 extern void es_aggregate_init(void);

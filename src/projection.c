@@ -6,7 +6,9 @@
  *
  * The registry is the table eventstore.projections, cached per backend like
  * every registry (registry.c): the enabled projections with a ready FmgrInfo
- * per handler, so dispatching an event plans no SQL.
+ * per handler, so dispatching an event plans no SQL.  A projection belongs to
+ * one store and sees the events appended to it, and only those; names are
+ * unique in the database, so a projection is managed by its name alone.
  *
  * During a dispatch the projections of an event are those cached when the
  * event's turn came: a handler that changes the registry affects the next
@@ -58,6 +60,7 @@ PG_FUNCTION_INFO_V1(eventstore_rebuild_projection);
 
 typedef struct EsProjection
 {
+	Oid			store;
 	char	   *name;
 	EsHandler	handler;
 	int			ntypes;			/* -1: every event type */
@@ -80,13 +83,22 @@ static void es_projections_fill(EsRegistry *reg, SPITupleTable *rows, MemoryCont
 static EsRegistry es_projections_registry = {
 	.relname = "projections",
 	.query = "SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
-	" p.event_types, p.handler_owner::pg_catalog.oid FROM eventstore.projections p WHERE p.enabled"
+	" p.event_types, p.handler_owner::pg_catalog.oid, p.store::pg_catalog.oid"
+	" FROM eventstore.projections p WHERE p.enabled"
 	" ORDER BY p.name COLLATE pg_catalog.\"C\"",
-	/* 0.4.0: no handler_owner; the function's current owner */
-	.since_column = "handler_owner",
+
+	/*
+	 * Before 0.6.0: no store column, every projection is the default
+	 * store's; before 0.5.0 not even handler_owner (read through to_jsonb,
+	 * which names no column), then the function's current owner.
+	 */
+	.since_column = "store",
 	.query_before = "SELECT p.name, p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
-	" p.event_types, (SELECT f.proowner FROM pg_catalog.pg_proc f"
-	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid)"
+	" p.event_types,"
+	" COALESCE((pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'handler_owner')::pg_catalog.regrole::pg_catalog.oid,"
+	" (SELECT f.proowner FROM pg_catalog.pg_proc f"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid)),"
+	" 'eventstore.events'::pg_catalog.regclass::pg_catalog.oid"
 	" FROM eventstore.projections p WHERE p.enabled"
 	" ORDER BY p.name COLLATE pg_catalog.\"C\"",
 	.fill = es_projections_fill,
@@ -124,6 +136,7 @@ es_projections_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 						   1, &rowtype, InvalidOid, cxt);
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		p->ntypes = es_copy_text_array(d, isnull, cxt, &p->types);
+		p->store = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 	}
 	cache->n = (int) n;
 	reg->cache = cache;
@@ -150,20 +163,28 @@ es_type_matches(EsProjection *p, const char *type)
 
 /*
  * True when anything wants the stored rows of an append of these event types
- * (text datums): the C hook, or an enabled projection matching one of them.
+ * (text datums) to store st: the C hook, or an enabled projection of st
+ * matching one of them.
  */
 bool
-es_projections_wanted(EsStore *st pg_attribute_unused(), Datum *event_types, int n)
+es_projections_wanted(EsStore *st, Datum *event_types, int n)
 {
 	EsProjectionCache *cache;
+	bool		any = false;
 
 	if (es_hook_slot != NULL && *es_hook_slot != NULL)
 		return true;
 	cache = es_projections();
-	if (cache->n > 0 && es_upcasting(es_default_store()))
+	for (int i = 0; i < cache->n && !any; i++)
+		any = cache->items[i].store == st->relid;
+	if (!any)
+		return false;
+	if (es_upcasting(st))
 		return true;			/* upcasting may turn any type into a projected one */
 	for (int i = 0; i < cache->n; i++)
 	{
+		if (cache->items[i].store != st->relid)
+			continue;
 		if (cache->items[i].ntypes < 0)
 			return true;
 		for (int e = 0; e < n; e++)
@@ -207,37 +228,44 @@ es_row_datum(HeapTuple tup, TupleDesc desc, Oid rowtype)
 }
 
 /*
- * The event type of a row of eventstore.events and the row as a Datum, as
- * handlers see it: upcast when upcasters exist (then built at once), else
- * built only when first needed (*row stays 0).
+ * The event type of a row of store st and the row as a Datum of type
+ * eventstore.events, as handlers see it: upcast when st has upcasters (then
+ * built at once), else built only when first needed (*row stays 0).
  */
 static char *
-es_row_for_handlers(HeapTuple tup, TupleDesc desc, Oid rowtype, int type_att, Datum *row)
+es_row_for_handlers(EsStore *st, HeapTuple tup, TupleDesc desc, Oid rowtype, int type_att, Datum *row)
 {
 	bool		isnull;
 
 	*row = (Datum) 0;
-	if (es_upcasting(es_default_store()))
+	if (es_upcasting(st))
 	{
-		*row = es_upcast_row(es_row_datum(tup, desc, rowtype));
+		*row = es_upcast_row(st, es_row_datum(tup, desc, rowtype));
 		return TextDatumGetCString(GetAttributeByName(DatumGetHeapTupleHeader(*row),
 													  "event_type", &isnull));
 	}
 	return TextDatumGetCString(heap_getattr(tup, type_att, desc, &isnull));
 }
 
-/* Call the projections of cache that match one stored row. */
+/* Call the projections of cache on store st that match one row stored in it. */
 static void
-es_project_row(EsProjectionCache *cache, HeapTuple tup, TupleDesc desc, Oid rowtype, int type_att)
+es_project_row(EsProjectionCache *cache, EsStore *st, HeapTuple tup, TupleDesc desc, Oid rowtype,
+			   int type_att)
 {
 	Datum		row;
-	char	   *type = es_row_for_handlers(tup, desc, rowtype, type_att, &row);
+	char	   *type;
+	bool		any = false;
 
+	for (int i = 0; i < cache->n && !any; i++)
+		any = cache->items[i].store == st->relid;
+	if (!any)
+		return;
+	type = es_row_for_handlers(st, tup, desc, rowtype, type_att, &row);
 	for (int i = 0; i < cache->n; i++)
 	{
 		EsProjection *p = &cache->items[i];
 
-		if (!es_type_matches(p, type))
+		if (p->store != st->relid || !es_type_matches(p, type))
 			continue;
 		if (!OidIsValid(p->handler.fn))
 			es_handler_require(&p->handler, "handler", psprintf("projection \"%s\"", p->name),
@@ -255,8 +283,9 @@ es_project_row(EsProjectionCache *cache, HeapTuple tup, TupleDesc desc, Oid rowt
 }
 
 /*
- * Call the hook and every matching projection for each row, in order.  rows
- * are rows of eventstore.events as returned by INSERT ... RETURNING *.
+ * Call the hook and every matching projection of st for each row, in order.
+ * rows are rows of st as returned by INSERT ... RETURNING *: of the same
+ * columns as eventstore.events, as every store.
  */
 void
 es_projections_dispatch(EsStore *st, HeapTuple *rows, uint64 nrows, TupleDesc desc)
@@ -286,7 +315,7 @@ es_projections_dispatch(EsStore *st, HeapTuple *rows, uint64 nrows, TupleDesc de
 		{
 			if (es_hook_slot != NULL && *es_hook_slot != NULL)
 				(*es_hook_slot) (st->relid, rows[r], desc);
-			es_project_row(es_projections(), rows[r], desc, rowtype, type_att);
+			es_project_row(es_projections(), st, rows[r], desc, rowtype, type_att);
 		}
 	}
 	PG_FINALLY();
@@ -299,19 +328,21 @@ es_projections_dispatch(EsStore *st, HeapTuple *rows, uint64 nrows, TupleDesc de
 
 /*
  * eventstore.register_projection(name text, handler regprocedure,
- *		event_types text[] DEFAULT NULL, reset_handler regprocedure DEFAULT NULL)
+ *		event_types text[] DEFAULT NULL, reset_handler regprocedure DEFAULT NULL,
+ *		store regclass DEFAULT 'eventstore.events')
  */
 Datum
 eventstore_register_projection(PG_FUNCTION_ARGS)
 {
 	text	   *name = es_name_arg(fcinfo, 0, "projection name");
 	Datum		types = es_text_list_arg(fcinfo, 2, "event_types");
+	EsStore    *st = es_registry_store_arg(fcinfo, 4, "projections");
 	char	   *handler;
 	char	   *reset = NULL;
 	Oid			owner;
-	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, REGROLEOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, REGROLEOID, REGCLASSOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -348,10 +379,38 @@ eventstore_register_projection(PG_FUNCTION_ARGS)
 	if (reset == NULL)
 		nulls[3] = 'n';
 	values[4] = ObjectIdGetDatum(owner);
+	values[5] = ObjectIdGetDatum(st->relid);
 	(void) es_registry_write("INSERT INTO eventstore.projections"
-							 " (name, handler, event_types, reset_handler, handler_owner)"
-							 " VALUES ($1, $2, $3, $4, $5)", 5, argtypes, values, nulls);
+							 " (name, handler, event_types, reset_handler, handler_owner, store)"
+							 " VALUES ($1, $2, $3, $4, $5, $6)", 6, argtypes, values, nulls);
 	PG_RETURN_VOID();
+}
+
+/*
+ * The store of projection name, for es_registry_store_check; InvalidOid when
+ * there is no such projection.
+ */
+static Oid
+es_projection_store(text *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(name)};
+	Oid			store = InvalidOid;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT p.store::pg_catalog.oid FROM eventstore.projections p"
+							  " WHERE p.name OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading eventstore.projections failed");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		store = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	return store;
 }
 
 /* Enable, disable or (drop) unregister a projection by name. */
@@ -361,7 +420,11 @@ es_set_projection(FunctionCallInfo fcinfo, bool enabled, bool drop)
 	text	   *name = es_name_arg(fcinfo, 0, "projection name");
 	Oid			argtypes[2] = {TEXTOID, BOOLOID};
 	Datum		values[2] = {PointerGetDatum(name), BoolGetDatum(enabled)};
+	Oid			store = es_projection_store(name);
 	uint64		n;
+
+	if (OidIsValid(store))
+		es_registry_store_check(store, "projections");
 
 	if (drop)
 		n = es_registry_write("DELETE FROM eventstore.projections p WHERE p.name OPERATOR(pg_catalog.=) $1",
@@ -402,10 +465,11 @@ eventstore_disable_projection(PG_FUNCTION_ARGS)
 
 /*
  * eventstore.rebuild_projection(name) RETURNS bigint: reset, then replay the
- * whole log through the handler.  Appends wait for the rebuild: it locks the
- * events table in SHARE mode, which waits for open appending transactions and
- * holds new ones back until the rebuilding transaction ends, then reads every
- * committed event with a fresh snapshot.
+ * whole log of the projection's store through the handler.  Appends wait for
+ * the rebuild: it locks the store's table in SHARE mode, which waits for open
+ * appending transactions and holds new ones back until the rebuilding
+ * transaction ends, then reads every committed event with a fresh snapshot.
+ * The caller must be able to read the store.
  */
 Datum
 eventstore_rebuild_projection(PG_FUNCTION_ARGS)
@@ -425,6 +489,8 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	int			type_att;
 	Oid			rowtype = get_rel_type_id(es_events_relid());
 	MemoryContext row_cxt;
+	EsStore    *st;
+	char	   *sql;
 
 	name = es_name_arg(fcinfo, 0, "projection name");
 	if (IsolationUsesXactSnapshot())
@@ -438,7 +504,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(name);
 	if (SPI_execute_with_args("SELECT p.handler, pg_catalog.to_regprocedure(p.handler)::pg_catalog.oid,"
 							  " p.reset_handler, pg_catalog.to_regprocedure(p.reset_handler)::pg_catalog.oid,"
-							  " p.event_types, p.handler_owner::pg_catalog.oid"
+							  " p.event_types, p.handler_owner::pg_catalog.oid, p.store::pg_catalog.oid"
 							  " FROM eventstore.projections p WHERE p.name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading eventstore.projections failed");
@@ -456,6 +522,11 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 		Datum		fn;
 		bool		fn_null;
 		Datum		t;
+		Oid			store = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+
+		es_registry_store_check(store, "projections");
+		st = es_store(store);
+		es_store_check(st, ACL_SELECT);
 
 		/* checked like the cache's handlers: the same function, the same owner */
 		fn = SPI_getbinval(tup, desc, 2, &fn_null);
@@ -475,7 +546,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 	}
 
 	/* Hold appends back and wait for the open ones. */
-	LockRelationOid(es_events_relid(), ShareLock);
+	LockRelationOid(st->relid, ShareLock);
 
 	if (!reset_null)
 		es_call_handler(&reset, 0, (Datum) 0);
@@ -485,9 +556,8 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	PushActiveSnapshot(snapshot);
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT e.* FROM eventstore.events e ORDER BY e.global_position",
-									   0, NULL, NULL, NULL, true, 0);
+	sql = psprintf("SELECT e.* FROM %s e ORDER BY e.global_position", st->name);
+	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
 	PopActiveSnapshot();
 
 	/*
@@ -512,7 +582,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 		{
 			MemoryContext old = MemoryContextSwitchTo(row_cxt);
 			Datum		row;
-			char	   *type = es_row_for_handlers(batch->vals[r], batch->tupdesc, rowtype,
+			char	   *type = es_row_for_handlers(st, batch->vals[r], batch->tupdesc, rowtype,
 												   type_att, &row);
 
 			if (es_type_matches(&proj, type))

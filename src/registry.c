@@ -21,13 +21,16 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -580,4 +583,47 @@ es_call_as(Oid owner, FunctionCallInfo fcinfo)
 	if (nestlevel >= 0)
 		AtEOXact_GUC(true, nestlevel);
 	return result;
+}
+
+/*
+ * Registries per store: who may manage an entry of a store.  On the default
+ * store, EXECUTE on the management function is the privilege (granted by
+ * grant_access); on any other store the caller must also own the store (be
+ * a member of its owner): a store's owner decides what runs on its events.
+ * relid is the entry's store as stored; a table that is gone or no longer a
+ * store is judged by its owner alone, so its entries can still be removed.
+ */
+void
+es_registry_store_check(Oid relid, const char *what)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (relid == es_events_relid())
+		return;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return;					/* gone: eventstore._forget_store removes its entries */
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of store %s to manage its %s",
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid)), what),
+				 errhint("The registries of a store other than eventstore.events are managed by the store's owner.")));
+}
+
+/*
+ * The store argument argno of a registry function: a store the caller may
+ * use, and manage the registry entries of (es_registry_store_check).
+ */
+EsStore *
+es_registry_store_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	EsStore    *st = es_store_arg(fcinfo, argno, 0);
+
+	es_registry_store_check(st->relid, what);
+	return st;
 }

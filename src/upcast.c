@@ -12,6 +12,12 @@
  * (registry.c); with no upcaster registered the read functions skip the
  * upcasting branch of their query altogether (eventstore._upcasting() is a
  * one-time filter), so it costs nothing.
+ *
+ * Upcasters belong to a store: those registered on a store apply to the
+ * events read from it, and only to those.  Rows of any store reach the
+ * upcasters (and the handlers after them) as rows of type eventstore.events:
+ * every store is a table of type eventstore.event_store, so the columns are
+ * the same, in the same order.
  */
 #include "postgres.h"
 
@@ -23,6 +29,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/typcache.h"
@@ -31,6 +38,7 @@
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_upcast);
+PG_FUNCTION_INFO_V1(eventstore_upcast_in);
 PG_FUNCTION_INFO_V1(eventstore_upcasting);
 PG_FUNCTION_INFO_V1(eventstore_register_upcaster);
 PG_FUNCTION_INFO_V1(eventstore_unregister_upcaster);
@@ -40,6 +48,7 @@ PG_FUNCTION_INFO_V1(eventstore_unregister_upcaster);
 
 typedef struct EsUpcaster
 {
+	Oid			store;
 	char	   *event_type;
 	EsHandler	handler;
 } EsUpcaster;
@@ -55,12 +64,19 @@ static void es_upcasters_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContex
 static EsRegistry es_upcasters_registry = {
 	.relname = "upcasters",
 	.query = "SELECT u.event_type, u.handler, pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid,"
-	" u.handler_owner::pg_catalog.oid FROM eventstore.upcasters u",
-	/* 0.4.0: no handler_owner; the function's current owner */
-	.since_column = "handler_owner",
+	" u.handler_owner::pg_catalog.oid, u.store::pg_catalog.oid FROM eventstore.upcasters u",
+
+	/*
+	 * Before 0.6.0: no store column, every upcaster is the default store's;
+	 * before 0.5.0 not even handler_owner (read through to_jsonb, which
+	 * names no column), then the function's current owner.
+	 */
+	.since_column = "store",
 	.query_before = "SELECT u.event_type, u.handler, pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid,"
+	" COALESCE((pg_catalog.to_jsonb(u) OPERATOR(pg_catalog.->>) 'handler_owner')::pg_catalog.regrole::pg_catalog.oid,"
 	" (SELECT f.proowner FROM pg_catalog.pg_proc f"
-	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid)"
+	" WHERE f.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(u.handler)::pg_catalog.oid)),"
+	" 'eventstore.events'::pg_catalog.regclass::pg_catalog.oid"
 	" FROM eventstore.upcasters u",
 	.fill = es_upcasters_fill,
 };
@@ -92,6 +108,7 @@ es_upcasters_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		u->event_type = MemoryContextStrdup(cxt, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
 		fn = SPI_getbinval(tup, desc, 3, &fn_null);
 		owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		u->store = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
 		es_handler_resolve(&u->handler, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)),
 						   fn, fn_null, owner, 1, &rowtype, rowtype, cxt);
 	}
@@ -106,27 +123,37 @@ es_upcasters(void)
 	return es_upcasters_registry.cache;
 }
 
-/* True when at least one upcaster is registered. */
+/* True when at least one upcaster is registered on store st. */
 bool
 es_upcasting(EsStore *st)
 {
-	if (!st->is_default)
-		return false;			/* TODO(stores): upcasters per store */
-	return es_upcasters()->n > 0;
+	EsUpcasters *cache = es_upcasters();
+
+	for (int i = 0; i < cache->n; i++)
+		if (cache->items[i].store == st->relid)
+			return true;
+	return false;
 }
 
-/* The FROM-clause addition that upcasts row e of st into u. */
+/*
+ * The FROM-clause addition that upcasts row e of st into u (of type
+ * eventstore.events).  The default store's rows are of that type already;
+ * another store's are made into it, and name their store to _upcast.
+ */
 const char *
-es_upcast_sql(EsStore *st pg_attribute_unused())
+es_upcast_sql(EsStore *st)
 {
-	return " CROSS JOIN LATERAL eventstore._upcast(e) u";
+	if (st->is_default)
+		return " CROSS JOIN LATERAL eventstore._upcast(e) u";
+	return psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(e.*)::eventstore.events,"
+					" %u::pg_catalog.oid::pg_catalog.regclass) u", st->relid);
 }
 
 static EsUpcaster *
-es_find_upcaster(EsUpcasters *cache, const char *type)
+es_find_upcaster(EsUpcasters *cache, Oid store, const char *type)
 {
 	for (int i = 0; i < cache->n; i++)
-		if (strcmp(cache->items[i].event_type, type) == 0)
+		if (cache->items[i].store == store && strcmp(cache->items[i].event_type, type) == 0)
 			return &cache->items[i];
 	return NULL;
 }
@@ -174,7 +201,7 @@ es_same_identity(HeapTupleHeader a, HeapTupleHeader b)
  * by the caller, since the upcasters run user code.
  */
 static Datum
-es_upcast_pinned(EsUpcasters *cache, Datum row)
+es_upcast_pinned(EsUpcasters *cache, Oid store, Datum row)
 {
 	char	   *seen[ES_MAX_UPCAST_CHAIN];
 	int			nseen = 0;
@@ -199,7 +226,7 @@ es_upcast_pinned(EsUpcasters *cache, Datum row)
 							last_handler ? last_handler : "?",
 							type_null ? "event_type" : "data")));
 		type = TextDatumGetCString(type_datum);
-		u = es_find_upcaster(cache, type);
+		u = es_find_upcaster(cache, store, type);
 
 		if (u == NULL)
 			return row;
@@ -243,24 +270,24 @@ es_upcast_pinned(EsUpcasters *cache, Datum row)
 }
 
 /*
- * The event row (a Datum of type eventstore.events) as its upcasters make
- * it; the row itself when no upcaster applies.  The upcasters' cache stays
+ * The event row (a Datum of type eventstore.events) read from store st as
+ * st's upcasters make it; the row itself when no upcaster applies.  The upcasters' cache stays
  * pinned while they run: an upcaster that reads, appends or otherwise lets
  * an invalidation in makes the next event use a new cache, and this one
  * stays valid until it is done.
  */
 Datum
-es_upcast_row(Datum row)
+es_upcast_row(EsStore *st, Datum row)
 {
-	EsUpcasters *cache = es_upcasters();
+	EsUpcasters *cache;
 	volatile Datum result = row;
 
-	if (cache->n == 0)
+	if (!es_upcasting(st))
 		return row;
 	cache = es_registry_pin(&es_upcasters_registry);
 	PG_TRY();
 	{
-		result = es_upcast_pinned(cache, result);
+		result = es_upcast_pinned(cache, st->relid, result);
 	}
 	PG_FINALLY();
 	{
@@ -270,11 +297,25 @@ es_upcast_row(Datum row)
 	return result;
 }
 
-/* eventstore._upcast(e eventstore.events) RETURNS eventstore.events */
+/* eventstore._upcast(e eventstore.events) RETURNS eventstore.events: the default store's upcasters */
 Datum
 eventstore_upcast(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_DATUM(es_upcast_row(PG_GETARG_DATUM(0)));
+	PG_RETURN_DATUM(es_upcast_row(es_default_store(), PG_GETARG_DATUM(0)));
+}
+
+/*
+ * eventstore._upcast(e eventstore.events, store regclass) RETURNS
+ * eventstore.events: store's upcasters, for a caller who may read store.
+ */
+Datum
+eventstore_upcast_in(PG_FUNCTION_ARGS)
+{
+	EsStore    *st = es_store_arg(fcinfo, 1, ACL_SELECT);
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(es_upcast_row(st, PG_GETARG_DATUM(0)));
 }
 
 /* eventstore._upcasting() RETURNS boolean: is any upcaster registered? */
@@ -285,14 +326,19 @@ eventstore_upcasting(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(es_upcasting(es_default_store()));
 }
 
-/* eventstore.register_upcaster(event_type text, handler regprocedure) */
+/*
+ * eventstore.register_upcaster(event_type text, handler regprocedure, store
+ * regclass DEFAULT 'eventstore.events').  Plans that read the store are
+ * invalidated, so none keeps a folded "no upcaster" (eventstore._upcasting()).
+ */
 Datum
 eventstore_register_upcaster(PG_FUNCTION_ARGS)
 {
 	text	   *type = es_name_arg(fcinfo, 0, "event_type");
+	EsStore    *st = es_registry_store_arg(fcinfo, 2, "upcasters");
 	Oid			rowtype = get_rel_type_id(es_events_relid());
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, REGROLEOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, REGROLEOID, REGCLASSOID};
+	Datum		values[4];
 	char	   *handler;
 
 	if (PG_ARGISNULL(1))
@@ -303,28 +349,36 @@ eventstore_register_upcaster(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(type);
 	values[1] = CStringGetTextDatum(handler);
 	values[2] = ObjectIdGetDatum(es_function_owner(PG_GETARG_OID(1)));
-	if (es_registry_write("SELECT FROM eventstore.upcasters u WHERE u.event_type OPERATOR(pg_catalog.=) $1",
-						  1, argtypes, values, NULL) > 0)
+	values[3] = ObjectIdGetDatum(st->relid);
+	if (es_registry_write("SELECT FROM eventstore.upcasters u WHERE u.event_type OPERATOR(pg_catalog.=) $1"
+						  " AND u.store OPERATOR(pg_catalog.=) $4",
+						  4, argtypes, values, NULL) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("an upcaster for event type \"%s\" already exists", text_to_cstring(type))));
-	(void) es_registry_write("INSERT INTO eventstore.upcasters (event_type, handler, handler_owner)"
-							 " VALUES ($1, $2, $3)", 3, argtypes, values, NULL);
+				 errmsg("an upcaster for event type \"%s\" already exists in store %s",
+						text_to_cstring(type), st->name)));
+	(void) es_registry_write("INSERT INTO eventstore.upcasters (event_type, handler, handler_owner, store)"
+							 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, NULL);
+	CacheInvalidateRelcacheByRelid(st->relid);
 	PG_RETURN_VOID();
 }
 
-/* eventstore.unregister_upcaster(event_type text) */
+/* eventstore.unregister_upcaster(event_type text, store regclass DEFAULT 'eventstore.events') */
 Datum
 eventstore_unregister_upcaster(PG_FUNCTION_ARGS)
 {
 	text	   *type = es_name_arg(fcinfo, 0, "event_type");
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {PointerGetDatum(type)};
+	EsStore    *st = es_registry_store_arg(fcinfo, 1, "upcasters");
+	Oid			argtypes[2] = {TEXTOID, REGCLASSOID};
+	Datum		values[2] = {PointerGetDatum(type), ObjectIdGetDatum(st->relid)};
 
-	if (es_registry_write("DELETE FROM eventstore.upcasters u WHERE u.event_type OPERATOR(pg_catalog.=) $1",
-						  1, argtypes, values, NULL) == 0)
+	if (es_registry_write("DELETE FROM eventstore.upcasters u WHERE u.event_type OPERATOR(pg_catalog.=) $1"
+						  " AND u.store OPERATOR(pg_catalog.=) $2",
+						  2, argtypes, values, NULL) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("no upcaster for event type \"%s\" exists", text_to_cstring(type))));
+				 errmsg("no upcaster for event type \"%s\" exists in store %s",
+						text_to_cstring(type), st->name)));
+	CacheInvalidateRelcacheByRelid(st->relid);
 	PG_RETURN_VOID();
 }

@@ -10,44 +10,44 @@ SELECT plan(164);
 -- Functions and their return types
 ------------------------------------------------------------------------
 SELECT has_function('eventstore', 'aggregate',
-                    ARRAY['text', 'regprocedure', 'jsonb', 'bigint', 'timestamp with time zone', 'text']);
+                    ARRAY['text', 'regprocedure', 'jsonb', 'bigint', 'timestamp with time zone', 'text', 'regclass']);
 SELECT function_returns('eventstore', 'aggregate',
-                        ARRAY['text', 'regprocedure', 'jsonb', 'bigint', 'timestamp with time zone', 'text'], 'jsonb');
-SELECT has_function('eventstore', 'save_snapshot', ARRAY['text', 'bigint', 'jsonb', 'text']);
-SELECT function_returns('eventstore', 'save_snapshot', ARRAY['text', 'bigint', 'jsonb', 'text'], 'void');
-SELECT has_function('eventstore', 'load_snapshot', ARRAY['text', 'text', 'bigint']);
-SELECT function_returns('eventstore', 'load_snapshot', ARRAY['text', 'text', 'bigint'], 'setof record');
-SELECT is((SELECT pg_get_function_result('eventstore.load_snapshot(text, text, bigint)'::regprocedure)),
+                        ARRAY['text', 'regprocedure', 'jsonb', 'bigint', 'timestamp with time zone', 'text', 'regclass'], 'jsonb');
+SELECT has_function('eventstore', 'save_snapshot', ARRAY['text', 'bigint', 'jsonb', 'text', 'regclass']);
+SELECT function_returns('eventstore', 'save_snapshot', ARRAY['text', 'bigint', 'jsonb', 'text', 'regclass'], 'void');
+SELECT has_function('eventstore', 'load_snapshot', ARRAY['text', 'text', 'bigint', 'regclass']);
+SELECT function_returns('eventstore', 'load_snapshot', ARRAY['text', 'text', 'bigint', 'regclass'], 'setof record');
+SELECT is((SELECT pg_get_function_result('eventstore.load_snapshot(text, text, bigint, regclass)'::regprocedure)),
           'TABLE(stream_version bigint, state jsonb, created_at timestamp with time zone)',
           'load_snapshot returns (stream_version, state, created_at)');
-SELECT has_function('eventstore', 'set_snapshot_policy', ARRAY['text', 'regprocedure', 'bigint', 'jsonb', 'text[]']);
-SELECT function_returns('eventstore', 'set_snapshot_policy', ARRAY['text', 'regprocedure', 'bigint', 'jsonb', 'text[]'], 'void');
-SELECT has_function('eventstore', 'remove_snapshot_policy', ARRAY['text']);
-SELECT function_returns('eventstore', 'remove_snapshot_policy', ARRAY['text'], 'void');
-SELECT has_function('eventstore', 'stream_version_at', ARRAY['text', 'timestamp with time zone']);
-SELECT function_returns('eventstore', 'stream_version_at', ARRAY['text', 'timestamp with time zone'], 'bigint');
-SELECT has_function('eventstore', 'read_stream_until', ARRAY['text', 'timestamp with time zone', 'bigint', 'integer']);
-SELECT function_returns('eventstore', 'read_stream_until', ARRAY['text', 'timestamp with time zone', 'bigint', 'integer'],
+SELECT has_function('eventstore', 'set_snapshot_policy', ARRAY['text', 'regprocedure', 'bigint', 'jsonb', 'text[]', 'regclass']);
+SELECT function_returns('eventstore', 'set_snapshot_policy', ARRAY['text', 'regprocedure', 'bigint', 'jsonb', 'text[]', 'regclass'], 'void');
+SELECT has_function('eventstore', 'remove_snapshot_policy', ARRAY['text', 'regclass']);
+SELECT function_returns('eventstore', 'remove_snapshot_policy', ARRAY['text', 'regclass'], 'void');
+SELECT has_function('eventstore', 'stream_version_at', ARRAY['text', 'timestamp with time zone', 'regclass']);
+SELECT function_returns('eventstore', 'stream_version_at', ARRAY['text', 'timestamp with time zone', 'regclass'], 'bigint');
+SELECT has_function('eventstore', 'read_stream_until', ARRAY['text', 'timestamp with time zone', 'bigint', 'integer', 'regclass']);
+SELECT function_returns('eventstore', 'read_stream_until', ARRAY['text', 'timestamp with time zone', 'bigint', 'integer', 'regclass'],
                         'setof eventstore.events');
-SELECT has_function('eventstore', 'read_all_until', ARRAY['timestamp with time zone', 'bigint', 'integer']);
-SELECT function_returns('eventstore', 'read_all_until', ARRAY['timestamp with time zone', 'bigint', 'integer'],
+SELECT has_function('eventstore', 'read_all_until', ARRAY['timestamp with time zone', 'bigint', 'integer', 'regclass']);
+SELECT function_returns('eventstore', 'read_all_until', ARRAY['timestamp with time zone', 'bigint', 'integer', 'regclass'],
                         'setof eventstore.events');
-SELECT has_function('eventstore', 'register_upcaster', ARRAY['text', 'regprocedure']);
-SELECT function_returns('eventstore', 'register_upcaster', ARRAY['text', 'regprocedure'], 'void');
-SELECT has_function('eventstore', 'unregister_upcaster', ARRAY['text']);
-SELECT function_returns('eventstore', 'unregister_upcaster', ARRAY['text'], 'void');
+SELECT has_function('eventstore', 'register_upcaster', ARRAY['text', 'regprocedure', 'regclass']);
+SELECT function_returns('eventstore', 'register_upcaster', ARRAY['text', 'regprocedure', 'regclass'], 'void');
+SELECT has_function('eventstore', 'unregister_upcaster', ARRAY['text', 'regclass']);
+SELECT function_returns('eventstore', 'unregister_upcaster', ARRAY['text', 'regclass'], 'void');
 -- the defaults the README documents
-SELECT is(pg_get_function_arguments('eventstore.aggregate(text, regprocedure, jsonb, bigint, timestamptz, text)'::regprocedure),
-          'stream_id text, reducer regprocedure, initial jsonb DEFAULT ''{}''::jsonb, until_version bigint DEFAULT NULL::bigint, until_time timestamp with time zone DEFAULT NULL::timestamp with time zone, snapshot_type text DEFAULT NULL::text',
+SELECT is(pg_get_function_arguments('eventstore.aggregate(text, regprocedure, jsonb, bigint, timestamptz, text, regclass)'::regprocedure),
+          'stream_id text, reducer regprocedure, initial jsonb DEFAULT ''{}''::jsonb, until_version bigint DEFAULT NULL::bigint, until_time timestamp with time zone DEFAULT NULL::timestamp with time zone, snapshot_type text DEFAULT NULL::text, store regclass DEFAULT ''eventstore.events''::regclass',
           'aggregate: argument names and defaults');
-SELECT is(pg_get_function_arguments('eventstore.save_snapshot(text, bigint, jsonb, text)'::regprocedure),
-          'stream_id text, stream_version bigint, state jsonb, snapshot_type text DEFAULT ''default''::text',
+SELECT is(pg_get_function_arguments('eventstore.save_snapshot(text, bigint, jsonb, text, regclass)'::regprocedure),
+          'stream_id text, stream_version bigint, state jsonb, snapshot_type text DEFAULT ''default''::text, store regclass DEFAULT ''eventstore.events''::regclass',
           'save_snapshot: argument names and defaults');
-SELECT is(pg_get_function_arguments('eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[])'::regprocedure),
-          'snapshot_type text, reducer regprocedure, every bigint, initial jsonb DEFAULT ''{}''::jsonb, categories text[] DEFAULT NULL::text[]',
+SELECT is(pg_get_function_arguments('eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[], regclass)'::regprocedure),
+          'snapshot_type text, reducer regprocedure, every bigint, initial jsonb DEFAULT ''{}''::jsonb, categories text[] DEFAULT NULL::text[], store regclass DEFAULT ''eventstore.events''::regclass',
           'set_snapshot_policy: argument names and defaults');
-SELECT is(pg_get_function_arguments('eventstore.read_all_until(timestamptz, bigint, integer)'::regprocedure),
-          'until_time timestamp with time zone, after_position bigint DEFAULT 0, max_count integer DEFAULT 1000',
+SELECT is(pg_get_function_arguments('eventstore.read_all_until(timestamptz, bigint, integer, regclass)'::regprocedure),
+          'until_time timestamp with time zone, after_position bigint DEFAULT 0, max_count integer DEFAULT 1000, store regclass DEFAULT ''eventstore.events''::regclass',
           'read_all_until: argument names and defaults');
 
 ------------------------------------------------------------------------
@@ -55,38 +55,38 @@ SELECT is(pg_get_function_arguments('eventstore.read_all_until(timestamptz, bigi
 ------------------------------------------------------------------------
 SELECT has_table('eventstore', 'snapshots', 'the snapshots table exists');
 SELECT columns_are('eventstore', 'snapshots',
-                   ARRAY['stream_id', 'snapshot_type', 'stream_version', 'state', 'created_at', 'by_policy']);
+                   ARRAY['stream_id', 'snapshot_type', 'stream_version', 'state', 'created_at', 'by_policy', 'store']);
 SELECT col_type_is('eventstore', 'snapshots', 'by_policy', 'boolean', 'snapshots.by_policy is boolean');
 SELECT col_not_null('eventstore', 'snapshots', 'by_policy', 'snapshots.by_policy is NOT NULL');
 SELECT col_default_is('eventstore', 'snapshots', 'by_policy', 'false', 'snapshots.by_policy defaults to false');
-SELECT col_is_pk('eventstore', 'snapshots', ARRAY['stream_id', 'snapshot_type', 'stream_version'],
-                 'snapshots: primary key (stream_id, snapshot_type, stream_version)');
+SELECT col_is_pk('eventstore', 'snapshots', ARRAY['store', 'stream_id', 'snapshot_type', 'stream_version'],
+                 'snapshots: primary key (store, stream_id, snapshot_type, stream_version)');
 SELECT has_table('eventstore', 'snapshot_policies', 'the snapshot_policies table exists');
 SELECT columns_are('eventstore', 'snapshot_policies',
-                   ARRAY['snapshot_type', 'reducer', 'every', 'initial', 'categories', 'registered_at', 'reducer_owner']);
-SELECT col_is_pk('eventstore', 'snapshot_policies', 'snapshot_type', 'snapshot_policies: primary key snapshot_type');
+                   ARRAY['snapshot_type', 'reducer', 'every', 'initial', 'categories', 'registered_at', 'reducer_owner', 'store']);
+SELECT col_is_pk('eventstore', 'snapshot_policies', ARRAY['store', 'snapshot_type'], 'snapshot_policies: primary key (store, snapshot_type)');
 SELECT has_table('eventstore', 'upcasters', 'the upcasters table exists');
-SELECT columns_are('eventstore', 'upcasters', ARRAY['event_type', 'handler', 'registered_at', 'handler_owner']);
-SELECT col_is_pk('eventstore', 'upcasters', 'event_type', 'upcasters: primary key event_type');
+SELECT columns_are('eventstore', 'upcasters', ARRAY['event_type', 'handler', 'registered_at', 'handler_owner', 'store']);
+SELECT col_is_pk('eventstore', 'upcasters', ARRAY['store', 'event_type'], 'upcasters: primary key (store, event_type)');
 
 ------------------------------------------------------------------------
 -- Privileges of PUBLIC
 ------------------------------------------------------------------------
-SELECT function_privs_are('eventstore', 'register_upcaster', ARRAY['text', 'regprocedure'], 'public', ARRAY[]::name[]);
-SELECT function_privs_are('eventstore', 'unregister_upcaster', ARRAY['text'], 'public', ARRAY[]::name[]);
-SELECT function_privs_are('eventstore', 'set_snapshot_policy', ARRAY['text', 'regprocedure', 'bigint', 'jsonb', 'text[]'],
+SELECT function_privs_are('eventstore', 'register_upcaster', ARRAY['text', 'regprocedure', 'regclass'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('eventstore', 'unregister_upcaster', ARRAY['text', 'regclass'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('eventstore', 'set_snapshot_policy', ARRAY['text', 'regprocedure', 'bigint', 'jsonb', 'text[]', 'regclass'],
                           'public', ARRAY[]::name[]);
-SELECT function_privs_are('eventstore', 'remove_snapshot_policy', ARRAY['text'], 'public', ARRAY[]::name[]);
-SELECT function_privs_are('eventstore', 'save_snapshot', ARRAY['text', 'bigint', 'jsonb', 'text'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('eventstore', 'remove_snapshot_policy', ARRAY['text', 'regclass'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('eventstore', 'save_snapshot', ARRAY['text', 'bigint', 'jsonb', 'text', 'regclass'], 'public', ARRAY[]::name[]);
 -- reading is for everyone who may read the tables
 SELECT function_privs_are('eventstore', 'aggregate',
-                          ARRAY['text', 'regprocedure', 'jsonb', 'bigint', 'timestamp with time zone', 'text'],
+                          ARRAY['text', 'regprocedure', 'jsonb', 'bigint', 'timestamp with time zone', 'text', 'regclass'],
                           'public', ARRAY['EXECUTE']);
-SELECT function_privs_are('eventstore', 'load_snapshot', ARRAY['text', 'text', 'bigint'], 'public', ARRAY['EXECUTE']);
-SELECT function_privs_are('eventstore', 'stream_version_at', ARRAY['text', 'timestamp with time zone'], 'public', ARRAY['EXECUTE']);
-SELECT function_privs_are('eventstore', 'read_stream_until', ARRAY['text', 'timestamp with time zone', 'bigint', 'integer'],
+SELECT function_privs_are('eventstore', 'load_snapshot', ARRAY['text', 'text', 'bigint', 'regclass'], 'public', ARRAY['EXECUTE']);
+SELECT function_privs_are('eventstore', 'stream_version_at', ARRAY['text', 'timestamp with time zone', 'regclass'], 'public', ARRAY['EXECUTE']);
+SELECT function_privs_are('eventstore', 'read_stream_until', ARRAY['text', 'timestamp with time zone', 'bigint', 'integer', 'regclass'],
                           'public', ARRAY['EXECUTE']);
-SELECT function_privs_are('eventstore', 'read_all_until', ARRAY['timestamp with time zone', 'bigint', 'integer'],
+SELECT function_privs_are('eventstore', 'read_all_until', ARRAY['timestamp with time zone', 'bigint', 'integer', 'regclass'],
                           'public', ARRAY['EXECUTE']);
 SELECT table_privs_are('eventstore', 'snapshots', 'public', ARRAY[]::text[], 'snapshots: nothing for PUBLIC');
 SELECT table_privs_are('eventstore', 'snapshot_policies', 'public', ARRAY['SELECT']);
@@ -104,25 +104,25 @@ SELECT lives_ok($$SELECT eventstore.grant_access('tap_agg_writer', 'writer')$$, 
 SELECT lives_ok($$SELECT eventstore.grant_access('tap_agg_consumer', 'consumer')$$, 'grant_access consumer');
 SELECT lives_ok($$SELECT eventstore.grant_access('tap_agg_admin', 'admin')$$, 'grant_access admin');
 
-SELECT ok(has_function_privilege('tap_agg_writer', 'eventstore.save_snapshot(text, bigint, jsonb, text)', 'EXECUTE'),
+SELECT ok(has_function_privilege('tap_agg_writer', 'eventstore.save_snapshot(text, bigint, jsonb, text, regclass)', 'EXECUTE'),
           'writer: save_snapshot');
-SELECT ok(has_function_privilege('tap_agg_admin', 'eventstore.save_snapshot(text, bigint, jsonb, text)', 'EXECUTE'),
+SELECT ok(has_function_privilege('tap_agg_admin', 'eventstore.save_snapshot(text, bigint, jsonb, text, regclass)', 'EXECUTE'),
           'admin: save_snapshot');
-SELECT ok(NOT has_function_privilege('tap_agg_reader', 'eventstore.save_snapshot(text, bigint, jsonb, text)', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('tap_agg_reader', 'eventstore.save_snapshot(text, bigint, jsonb, text, regclass)', 'EXECUTE'),
           'reader: no save_snapshot');
-SELECT ok(NOT has_function_privilege('tap_agg_consumer', 'eventstore.save_snapshot(text, bigint, jsonb, text)', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('tap_agg_consumer', 'eventstore.save_snapshot(text, bigint, jsonb, text, regclass)', 'EXECUTE'),
           'consumer: no save_snapshot');
 SELECT ok(has_function_privilege('tap_agg_admin', f, 'EXECUTE'), 'admin: ' || f)
-  FROM unnest(ARRAY['eventstore.register_upcaster(text, regprocedure)',
-                    'eventstore.unregister_upcaster(text)',
-                    'eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[])',
-                    'eventstore.remove_snapshot_policy(text)']) f;
+  FROM unnest(ARRAY['eventstore.register_upcaster(text, regprocedure, regclass)',
+                    'eventstore.unregister_upcaster(text, regclass)',
+                    'eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[], regclass)',
+                    'eventstore.remove_snapshot_policy(text, regclass)']) f;
 SELECT ok(NOT has_function_privilege(r, f, 'EXECUTE'), r || ': no ' || f)
   FROM unnest(ARRAY['tap_agg_reader', 'tap_agg_writer', 'tap_agg_consumer']) r,
-       unnest(ARRAY['eventstore.register_upcaster(text, regprocedure)',
-                    'eventstore.unregister_upcaster(text)',
-                    'eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[])',
-                    'eventstore.remove_snapshot_policy(text)']) f
+       unnest(ARRAY['eventstore.register_upcaster(text, regprocedure, regclass)',
+                    'eventstore.unregister_upcaster(text, regclass)',
+                    'eventstore.set_snapshot_policy(text, regprocedure, bigint, jsonb, text[], regclass)',
+                    'eventstore.remove_snapshot_policy(text, regclass)']) f
  ORDER BY r, f;
 SELECT ok(has_table_privilege(r, 'eventstore.snapshots', 'SELECT'), r || ': SELECT on snapshots')
   FROM unnest(ARRAY['tap_agg_reader', 'tap_agg_writer', 'tap_agg_admin']) r;

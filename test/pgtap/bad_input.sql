@@ -172,10 +172,11 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_state(oid)',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
+    'eventstore._upcast(eventstore.events,regclass)',
     'eventstore._upcasting()',
     'eventstore.ack(text,text,bigint)',
     'eventstore.add_route(text,text[],text[],boolean)',
-    'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text)',
+    'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text,regclass)',
     'eventstore.alter_subscription(text,text[],text[],integer,interval,interval)',
     'eventstore.append(text,bigint,eventstore.new_event[],jsonb,regclass)',
     'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb,regclass)',
@@ -194,36 +195,36 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.event(text,jsonb,jsonb,uuid,text[])',
     'eventstore.grant_access(regrole,text,regclass)',
     'eventstore.import_events(regclass)',
-    'eventstore.load_snapshot(text,text,bigint)',
+    'eventstore.load_snapshot(text,text,bigint,regclass)',
     'eventstore.nack(text,text,bigint,interval,text)',
     'eventstore.parked(text)',
     'eventstore.poll(text,text,integer)',
     'eventstore.read_all(bigint,integer,regclass)',
-    'eventstore.read_all_until(timestamp with time zone,bigint,integer)',
+    'eventstore.read_all_until(timestamp with time zone,bigint,integer,regclass)',
     'eventstore.read_category(text,bigint,integer,regclass)',
     'eventstore.read_query(jsonb,bigint,integer)',
     'eventstore.read_stream(text,bigint,integer,regclass)',
     'eventstore.read_stream_backwards(text,bigint,integer,regclass)',
-    'eventstore.read_stream_until(text,timestamp with time zone,bigint,integer)',
+    'eventstore.read_stream_until(text,timestamp with time zone,bigint,integer,regclass)',
     'eventstore.rebuild_projection(text)',
     'eventstore.refuse_change()',
-    'eventstore.register_projection(text,regprocedure,text[],regprocedure)',
-    'eventstore.register_upcaster(text,regprocedure)',
+    'eventstore.register_projection(text,regprocedure,text[],regprocedure,regclass)',
+    'eventstore.register_upcaster(text,regprocedure,regclass)',
     'eventstore.relay_once(integer)',
     'eventstore.relay_status()',
     'eventstore.remove_route(text)',
-    'eventstore.remove_snapshot_policy(text)',
+    'eventstore.remove_snapshot_policy(text,regclass)',
     'eventstore.replay_parked(text,bigint)',
     'eventstore.reset_subscription(text,bigint,timestamp with time zone)',
-    'eventstore.save_snapshot(text,bigint,jsonb,text)',
-    'eventstore.set_snapshot_policy(text,regprocedure,bigint,jsonb,text[])',
+    'eventstore.save_snapshot(text,bigint,jsonb,text,regclass)',
+    'eventstore.set_snapshot_policy(text,regprocedure,bigint,jsonb,text[],regclass)',
     'eventstore.stats_reset()',
-    'eventstore.stream_version(text, regclass)',
-    'eventstore.stream_version_at(text,timestamp with time zone)',
+    'eventstore.stream_version(text,regclass)',
+    'eventstore.stream_version_at(text,timestamp with time zone,regclass)',
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
-    'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 91 swept here (add a new one below)');
+    'eventstore.unregister_upcaster(text,regclass)'],
+          'the functions of schema eventstore are exactly the 92 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -426,6 +427,8 @@ SELECT pg_temp.x('read_stream_until', 'until -infinity: nothing', 'ok 0',
     $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', '-infinity')$$);
 SELECT pg_temp.x('read_stream_until', 'malformed time', 'error 22007',
     $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', 'yesterday-ish')$$);
+SELECT pg_temp.x('read_stream_until', 'a table that is not a store', 'error 42809',
+    $$SELECT count(*) FROM eventstore.read_stream_until('bi-1', now(), store => 'pg_catalog.pg_class')$$);
 
 ------------------------------------------------------------------------
 -- read_query(query, after_position, max_count); tags and conditions of append
@@ -502,6 +505,10 @@ SELECT pg_temp.x('read_all_until', 'until -infinity: nothing', 'ok 0',
     $$SELECT count(*) FROM eventstore.read_all_until('-infinity', 0, NULL)$$);
 SELECT pg_temp.x('read_all_until', 'until infinity, after 9223372036854775807: nothing', 'ok 0',
     $$SELECT count(*) FROM eventstore.read_all_until('infinity', 9223372036854775807)$$);
+SELECT pg_temp.x('read_all_until', 'NULL store', 'error 22004',
+    $$SELECT count(*) FROM eventstore.read_all_until('infinity', 0, 10, NULL)$$);
+SELECT pg_temp.x('read_all_until', 'a table that is not a store', 'error 42809',
+    $$SELECT count(*) FROM eventstore.read_all_until('infinity', 0, 10, 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('read_category', 'NULL category', 'error 22004', $$SELECT count(*) FROM eventstore.read_category(NULL)$$);
 SELECT pg_temp.x('read_category', 'empty category', 'error 22023', $$SELECT count(*) FROM eventstore.read_category('')$$);
 SELECT pg_temp.x('read_category', 'max_count -1', 'error 22023', $$SELECT count(*) FROM eventstore.read_category('bi', 0, -1)$$);
@@ -535,6 +542,9 @@ SELECT pg_temp.x('stream_version_at', 'stream_id of 1 MB', 'error 22001',
     $$SELECT eventstore.stream_version_at(repeat('s', 1048576), now())$$);
 SELECT pg_temp.x('stream_version_at', '-infinity: 0', 'ok 0', $$SELECT eventstore.stream_version_at('bi-1', '-infinity')$$);
 SELECT pg_temp.x('stream_version_at', 'infinity: 2', 'ok 2', $$SELECT eventstore.stream_version_at('bi-1', 'infinity')$$);
+SELECT pg_temp.x('stream_version_at', 'NULL store', 'error 22004', $$SELECT eventstore.stream_version_at('bi-1', now(), NULL)$$);
+SELECT pg_temp.x('stream_version_at', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.stream_version_at('bi-1', now(), 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('category', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore.category(NULL)$$);
 SELECT pg_temp.x('category', 'empty: empty', 'ok ', $$SELECT eventstore.category('')$$);
 SELECT pg_temp.x('category', 'leading dash: empty', 'ok ', $$SELECT eventstore.category('-x-y')$$);
@@ -620,6 +630,10 @@ SELECT pg_temp.x('register_projection', 'empty event_types', 'error 22023',
     $$SELECT eventstore.register_projection('bi_p2', 'bi_noop(eventstore.events)', '{}')$$);
 SELECT pg_temp.x('register_projection', 'event_types with a NULL', 'error 22004',
     $$SELECT eventstore.register_projection('bi_p2', 'bi_noop(eventstore.events)', ARRAY['A', NULL])$$);
+SELECT pg_temp.x('register_projection', 'NULL store', 'error 22004',
+    $$SELECT eventstore.register_projection('bi_p2', 'bi_noop(eventstore.events)', store => NULL)$$);
+SELECT pg_temp.x('register_projection', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.register_projection('bi_p2', 'bi_noop(eventstore.events)', store => 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('register_projection', 'a name of 1 MB of random text exceeds the index row limit', 'error 54000',
     $$SELECT eventstore.register_projection(string_agg(md5(g::text), ''), 'bi_noop(eventstore.events)')
         FROM generate_series(1, 32768) g$$);
@@ -824,6 +838,14 @@ SELECT pg_temp.x('_upcast', 'a row with NULL data', 'error 22004',
     $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', NULL, NULL, 'infinity', '{}')::eventstore.events)$$);
 SELECT pg_temp.x('_upcast', 'a row with a NULL position (no identity to keep)', 'error 22000',
     $$SELECT eventstore._upcast(ROW(NULL, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity', '{}')::eventstore.events)$$);
+SELECT pg_temp.x('_upcast', 'with the default store: its upcasters', 'ok BiV2',
+    $$SELECT (eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity', '{}')::eventstore.events,
+                                 'eventstore.events')).event_type$$);
+SELECT pg_temp.x('_upcast', 'NULL store', 'error 22004',
+    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity', '{}')::eventstore.events, NULL)$$);
+SELECT pg_temp.x('_upcast', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore._upcast(ROW(1, 's', 1, 'b3000000-0000-4000-8000-000000000001', 'BiV1', '{}', NULL, 'infinity', '{}')::eventstore.events,
+                                'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('register_upcaster', 'NULL event_type', 'error 22004', $$SELECT eventstore.register_upcaster(NULL, 'bi_up(eventstore.events)')$$);
 SELECT pg_temp.x('register_upcaster', 'empty event_type', 'error 22023', $$SELECT eventstore.register_upcaster('', 'bi_up(eventstore.events)')$$);
 SELECT pg_temp.x('register_upcaster', 'NULL handler', 'error 22004', $$SELECT eventstore.register_upcaster('BiX', NULL)$$);
@@ -833,12 +855,19 @@ SELECT pg_temp.x('register_upcaster', 'a handler that does not exist', 'error 42
     $$SELECT eventstore.register_upcaster('BiX', 'no_such_upcaster(eventstore.events)')$$);
 SELECT pg_temp.x('register_upcaster', 'a type that has one', 'error 42710',
     $$SELECT eventstore.register_upcaster('BiV1', 'bi_up(eventstore.events)')$$);
+SELECT pg_temp.x('register_upcaster', 'NULL store', 'error 22004',
+    $$SELECT eventstore.register_upcaster('BiX', 'bi_up(eventstore.events)', NULL)$$);
+SELECT pg_temp.x('register_upcaster', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.register_upcaster('BiX', 'bi_up(eventstore.events)', 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('register_upcaster', 'SQL-looking event type: registered exactly', $$ok x' OR '1'='1$$,
     $$SELECT eventstore.register_upcaster($s$x' OR '1'='1$s$, 'bi_up(eventstore.events)')$$,
     $$SELECT event_type FROM eventstore.upcasters WHERE event_type LIKE 'x%'$$);
 SELECT pg_temp.x('unregister_upcaster', 'NULL', 'error 22004', $$SELECT eventstore.unregister_upcaster(NULL)$$);
 SELECT pg_temp.x('unregister_upcaster', 'empty', 'error 22023', $$SELECT eventstore.unregister_upcaster('')$$);
 SELECT pg_temp.x('unregister_upcaster', 'an unknown type', 'error 42704', $$SELECT eventstore.unregister_upcaster('NoSuchType')$$);
+SELECT pg_temp.x('unregister_upcaster', 'NULL store', 'error 22004', $$SELECT eventstore.unregister_upcaster('BiV1', NULL)$$);
+SELECT pg_temp.x('unregister_upcaster', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.unregister_upcaster('BiV1', 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('unregister_upcaster', 'a SQL-looking unknown type', 'error 42704',
     $$SELECT eventstore.unregister_upcaster($s$BiV1' OR '1'='1$s$)$$);
 SELECT pg_temp.x('unregister_upcaster', 'BiV1: reads see the stored type again', 'ok false|BiV1',
@@ -855,6 +884,9 @@ SELECT pg_temp.x('save_snapshot', 'NULL stream_version', 'error 22004', $$SELECT
 SELECT pg_temp.x('save_snapshot', 'NULL state', 'error 22004', $$SELECT eventstore.save_snapshot('bi-1', 1, NULL)$$);
 SELECT pg_temp.x('save_snapshot', 'NULL snapshot_type', 'error 22004', $$SELECT eventstore.save_snapshot('bi-1', 1, '{}', NULL)$$);
 SELECT pg_temp.x('save_snapshot', 'empty snapshot_type', 'error 22023', $$SELECT eventstore.save_snapshot('bi-1', 1, '{}', '')$$);
+SELECT pg_temp.x('save_snapshot', 'NULL store', 'error 22004', $$SELECT eventstore.save_snapshot('bi-1', 1, '{}', 'x', NULL)$$);
+SELECT pg_temp.x('save_snapshot', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.save_snapshot('bi-1', 1, '{}', 'x', 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('save_snapshot', 'version 0', 'error 22023', $$SELECT eventstore.save_snapshot('bi-1', 0, '{}')$$);
 SELECT pg_temp.x('save_snapshot', 'version -1', 'error 22023', $$SELECT eventstore.save_snapshot('bi-1', -1, '{}')$$);
 SELECT pg_temp.x('save_snapshot', 'version 9223372036854775807', 'error 22023', $$SELECT eventstore.save_snapshot('bi-1', 9223372036854775807, '{}')$$);
@@ -866,6 +898,10 @@ SELECT pg_temp.x('save_snapshot', 'a state that is a JSON array is kept', 'ok [1
 SELECT pg_temp.x('load_snapshot', 'NULL stream_id', 'error 22004', $$SELECT count(*) FROM eventstore.load_snapshot(NULL)$$);
 SELECT pg_temp.x('load_snapshot', 'empty stream_id', 'error 22023', $$SELECT count(*) FROM eventstore.load_snapshot('')$$);
 SELECT pg_temp.x('load_snapshot', 'NULL snapshot_type: nothing', 'ok 0', $$SELECT count(*) FROM eventstore.load_snapshot('bi-1', NULL)$$);
+SELECT pg_temp.x('load_snapshot', 'NULL store', 'error 22004',
+    $$SELECT count(*) FROM eventstore.load_snapshot('bi-1', 'bi_snap', NULL, NULL)$$);
+SELECT pg_temp.x('load_snapshot', 'a table that is not a store', 'error 42809',
+    $$SELECT count(*) FROM eventstore.load_snapshot('bi-1', 'bi_snap', NULL, 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('load_snapshot', 'an unknown snapshot_type: nothing', 'ok 0',
     $$SELECT count(*) FROM eventstore.load_snapshot('bi-1', $s$bi_snap' OR '1'='1$s$)$$);
 SELECT pg_temp.x('load_snapshot', 'max_version -9223372036854775808: nothing', 'ok 0',
@@ -876,6 +912,10 @@ SELECT pg_temp.x('aggregate', 'empty stream_id', 'error 22023', $$SELECT eventst
 SELECT pg_temp.x('aggregate', 'NULL reducer', 'error 22004', $$SELECT eventstore.aggregate('bi-1', NULL)$$);
 SELECT pg_temp.x('aggregate', 'a reducer of another signature', 'error 42P13', $$SELECT eventstore.aggregate('bi-1', 'bi_noop(eventstore.events)')$$);
 SELECT pg_temp.x('aggregate', 'reducer OID 0', 'error 42883', $$SELECT eventstore.aggregate('bi-1', 0::regprocedure)$$);
+SELECT pg_temp.x('aggregate', 'NULL store', 'error 22004',
+    $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', store => NULL)$$);
+SELECT pg_temp.x('aggregate', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', store => 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('aggregate', 'until_version -1', 'error 22023',
     $$SELECT eventstore.aggregate('bi-1', 'bi_reducer(jsonb, eventstore.events)', '{}', -1)$$);
 SELECT pg_temp.x('aggregate', 'empty snapshot_type', 'error 22023',
@@ -895,6 +935,10 @@ SELECT pg_temp.x('set_snapshot_policy', 'NULL snapshot_type', 'error 22004',
 SELECT pg_temp.x('set_snapshot_policy', 'empty snapshot_type', 'error 22023',
     $$SELECT eventstore.set_snapshot_policy('', 'bi_reducer(jsonb, eventstore.events)', 10)$$);
 SELECT pg_temp.x('set_snapshot_policy', 'NULL reducer', 'error 22004', $$SELECT eventstore.set_snapshot_policy('bi_p2', NULL, 10)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'NULL store', 'error 22004',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', 10, store => NULL)$$);
+SELECT pg_temp.x('set_snapshot_policy', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', 10, store => 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('set_snapshot_policy', 'NULL every', 'error 22004',
     $$SELECT eventstore.set_snapshot_policy('bi_p2', 'bi_reducer(jsonb, eventstore.events)', NULL)$$);
 SELECT pg_temp.x('set_snapshot_policy', 'every 0', 'error 22023',
@@ -913,6 +957,9 @@ SELECT pg_temp.x('set_snapshot_policy', 'every 9223372036854775807, scalar initi
 SELECT pg_temp.x('remove_snapshot_policy', 'NULL', 'error 22004', $$SELECT eventstore.remove_snapshot_policy(NULL)$$);
 SELECT pg_temp.x('remove_snapshot_policy', 'empty', 'error 22023', $$SELECT eventstore.remove_snapshot_policy('')$$);
 SELECT pg_temp.x('remove_snapshot_policy', 'an unknown type', 'error 42704', $$SELECT eventstore.remove_snapshot_policy('no_such_policy')$$);
+SELECT pg_temp.x('remove_snapshot_policy', 'NULL store', 'error 22004', $$SELECT eventstore.remove_snapshot_policy('bi_policy', NULL)$$);
+SELECT pg_temp.x('remove_snapshot_policy', 'a table that is not a store', 'error 42809',
+    $$SELECT eventstore.remove_snapshot_policy('bi_policy', 'pg_catalog.pg_class')$$);
 SELECT pg_temp.x('remove_snapshot_policy', 'a SQL-looking unknown type', 'error 42704',
     $$SELECT eventstore.remove_snapshot_policy($s$bi_policy' OR '1'='1$s$)$$);
 SELECT pg_temp.x('remove_snapshot_policy', 'bi_policy: gone', 'ok 0',

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(303);
+SELECT plan(309);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -161,7 +161,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                  WHERE p.pronamespace = 'eventstore'::regnamespace
                    AND has_function_privilege('es_tap_pv_usage', p.oid, 'EXECUTE') ORDER BY 1),
           ARRAY['_channel_arg', '_count_arg', '_event_size', '_read_stream', '_store_arg', '_store_has', '_stream_arg',
-                '_time_arg', '_upcast', '_upcasting', 'aggregate',
+                '_time_arg', '_upcast', '_upcast', '_upcasting', 'aggregate',
                 'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_query',
                 'read_stream', 'read_stream_backwards', 'read_stream_until', 'refuse_change', 'relay_status',
                 'stream_version', 'stream_version_at'],
@@ -240,6 +240,31 @@ SELECT pg_temp.pv('es_tap_pv_admin', 'write the routes registry directly', 'erro
 SELECT is((SELECT string_agg(name, ',' ORDER BY name) FROM eventstore.projections)
           || ' / ' || (SELECT string_agg(channel, ',' ORDER BY channel) FROM eventstore.routes),
           'pv_proj / pv_chan', 'the registries hold exactly what the admin registered');
+
+-- The registries of a store other than the default one are its owner's: an
+-- admin's EXECUTE is not enough on a store it does not own.  Reading a
+-- store's snapshots or folding it takes SELECT on it, saving one INSERT.
+SELECT lives_ok($$SELECT eventstore.create_store('es_tap_pv.pv_store')$$, 'superuser: makes a store of its own');
+SELECT pg_temp.pv('es_tap_pv_admin', 'register a projection on a store it does not own', 'error 42501',
+    $$SELECT eventstore.register_projection('pv_z', 'es_tap_pv.admin_handler(eventstore.events)', store => 'es_tap_pv.pv_store')$$);
+SELECT pg_temp.pv('es_tap_pv_admin', 'register an upcaster on a store it does not own', 'error 42501',
+    $$SELECT eventstore.register_upcaster('PvZ', 'es_tap_pv.admin_upcaster(eventstore.events)', 'es_tap_pv.pv_store')$$);
+SELECT pg_temp.pv('es_tap_pv_admin', 'set a policy on a store it does not own', 'error 42501',
+    $$SELECT eventstore.set_snapshot_policy('pv_z', 'es_tap_pv.admin_reducer(jsonb, eventstore.events)', 10,
+                                            store => 'es_tap_pv.pv_store')$$);
+SELECT pg_temp.pv('es_tap_pv_admin', 'stream_version_at of a store it may not read', 'error 42501',
+    $$SELECT eventstore.stream_version_at('pv-1', 'infinity', 'es_tap_pv.pv_store')$$);
+SELECT pg_temp.pv('es_tap_pv_reader', 'load_snapshot of a store it may not read', 'error 42501',
+    $$SELECT count(*) FROM eventstore.load_snapshot('pv-1', store => 'es_tap_pv.pv_store')$$);
+SELECT pg_temp.pv('es_tap_pv_reader', 'aggregate a store it may not read', 'error 42501',
+    $$SELECT eventstore.aggregate('pv-1', 'es_tap_pv.admin_reducer(jsonb, eventstore.events)', store => 'es_tap_pv.pv_store')$$);
+SELECT pg_temp.pv('es_tap_pv_writer', 'save_snapshot in a store it may not append to', 'error 42501',
+    $$SELECT eventstore.save_snapshot('pv-1', 1, '{}', 'pv_z', 'es_tap_pv.pv_store')$$);
+GRANT SELECT ON es_tap_pv.pv_store TO es_tap_pv_reader;
+SELECT pg_temp.pv('es_tap_pv_reader', 'load_snapshot of a store it may read', 'ok 0',
+    $$SELECT count(*) FROM eventstore.load_snapshot('pv-1', store => 'es_tap_pv.pv_store')$$);
+SELECT pg_temp.pv('es_tap_pv_reader', 'aggregate a store it may read', 'ok {}',
+    $$SELECT eventstore.aggregate('pv-1', 'es_tap_pv.admin_reducer(jsonb, eventstore.events)', store => 'es_tap_pv.pv_store')::text$$);
 
 ------------------------------------------------------------------------
 -- reader: reads; appends, enqueues and manages nothing

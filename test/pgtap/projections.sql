@@ -9,11 +9,11 @@ SELECT plan(50);
 ------------------------------------------------------------------------
 SELECT has_table('eventstore', 'projections', 'the registry table exists');
 SELECT columns_are('eventstore', 'projections',
-                   ARRAY['name', 'handler', 'event_types', 'reset_handler', 'enabled', 'registered_at', 'handler_owner']);
+                   ARRAY['name', 'handler', 'event_types', 'reset_handler', 'enabled', 'registered_at', 'handler_owner', 'store']);
 SELECT col_is_pk('eventstore', 'projections', 'name', 'name is the primary key');
 
-SELECT has_function('eventstore', 'register_projection', ARRAY['text', 'regprocedure', 'text[]', 'regprocedure']);
-SELECT function_returns('eventstore', 'register_projection', ARRAY['text', 'regprocedure', 'text[]', 'regprocedure'], 'void');
+SELECT has_function('eventstore', 'register_projection', ARRAY['text', 'regprocedure', 'text[]', 'regprocedure', 'regclass']);
+SELECT function_returns('eventstore', 'register_projection', ARRAY['text', 'regprocedure', 'text[]', 'regprocedure', 'regclass'], 'void');
 SELECT has_function('eventstore', 'unregister_projection', ARRAY['text']);
 SELECT function_returns('eventstore', 'unregister_projection', ARRAY['text'], 'void');
 SELECT has_function('eventstore', 'disable_projection', ARRAY['text']);
@@ -26,7 +26,7 @@ SELECT function_returns('eventstore', 'rebuild_projection', ARRAY['text'], 'bigi
 ------------------------------------------------------------------------
 -- Privileges: management is not for PUBLIC; the registry is readable
 ------------------------------------------------------------------------
-SELECT function_privs_are('eventstore', 'register_projection', ARRAY['text', 'regprocedure', 'text[]', 'regprocedure'],
+SELECT function_privs_are('eventstore', 'register_projection', ARRAY['text', 'regprocedure', 'text[]', 'regprocedure', 'regclass'],
                           'public', ARRAY[]::name[]);
 SELECT function_privs_are('eventstore', 'unregister_projection', ARRAY['text'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('eventstore', 'disable_projection', ARRAY['text'], 'public', ARRAY[]::name[]);
@@ -109,7 +109,7 @@ SELECT throws_ok($$SELECT eventstore.rebuild_projection('tap_nope')$$, '42704', 
 -- a role allowed to register, registering a function it does not own
 CREATE ROLE tap_proj_admin;
 GRANT USAGE ON SCHEMA eventstore, tap_proj TO tap_proj_admin;
-GRANT EXECUTE ON FUNCTION eventstore.register_projection(text, regprocedure, text[], regprocedure) TO tap_proj_admin;
+GRANT EXECUTE ON FUNCTION eventstore.register_projection(text, regprocedure, text[], regprocedure, regclass) TO tap_proj_admin;
 SELECT throws_ok($$SELECT tap_proj.as_role('tap_proj_admin',
                      $q$SELECT eventstore.register_projection('tap_x', 'tap_proj.veto(eventstore.events)')$q$)$$,
                  '42501', 'must be owner of function tap_proj.veto(eventstore.events) to register it',
