@@ -404,6 +404,40 @@ ALTER TABLE eventstore.outbox ADD CONSTRAINT outbox_store_of_event
     CHECK ((store IS NULL) OPERATOR(pg_catalog.=) (global_position IS NULL));
 COMMENT ON COLUMN eventstore.outbox.store IS 'The store of the event (NULL for a message of enqueue()).';
 
+-- outbox_messages (consumer_poll) reads the event of another store than the
+-- default one from its table (outbox.c), and names the store, as the relay does.
+CREATE FUNCTION eventstore._outbox_event(store regclass, "position" bigint)
+    RETURNS SETOF eventstore.events
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_outbox_event';
+CREATE OR REPLACE VIEW eventstore.outbox_messages AS
+SELECT o.id, o.channel, o.global_position, o.created_at, o.published_at,
+       CASE WHEN o.global_position IS NULL THEN
+           pg_catalog.jsonb_build_object('id', o.id, 'channel', o.channel,
+                                         'payload', o.payload, 'headers', o.headers)
+       ELSE
+           pg_catalog.jsonb_build_object('id', o.id, 'channel', o.channel,
+                                         'position', e.global_position, 'stream_id', e.stream_id,
+                                         'stream_version', e.stream_version, 'event_type', e.event_type,
+                                         'event_id', e.event_id, 'data', e.data)
+           OPERATOR(pg_catalog.||)
+           CASE WHEN o.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+                THEN '{}'::pg_catalog.jsonb
+                ELSE pg_catalog.jsonb_build_object('store',
+                         (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                            FROM pg_catalog.pg_class c
+                            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                           WHERE c.oid OPERATOR(pg_catalog.=) o.store)) END
+       END AS message
+  FROM eventstore.outbox o
+  LEFT JOIN LATERAL (
+        SELECT x.* FROM eventstore.events x
+         WHERE x.global_position OPERATOR(pg_catalog.=) o.global_position
+           AND o.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+        UNION ALL
+        SELECT y.* FROM eventstore._outbox_event(o.store, o.global_position) y
+         WHERE o.store OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass) e ON true;
+
 -- add_route gains the store (its owner registers routes on it).
 DROP FUNCTION eventstore.add_route(text, text[], text[], boolean);
 CREATE FUNCTION eventstore.add_route(channel text, event_types text[] DEFAULT NULL,

@@ -63,6 +63,7 @@ typedef enum EsPlanSlot
 	ES_PLAN_INSERT_LAST = ES_PLAN_INSERT + 7,
 	ES_PLAN_READ,				/* read.c: [kind][upcast] */
 	ES_PLAN_READ_LAST = ES_PLAN_READ + 7,
+	ES_PLAN_OUTBOX_EVENT,		/* outbox.c: _outbox_event() */
 	ES_NPLANS = 48
 } EsPlanSlot;
 

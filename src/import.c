@@ -352,7 +352,7 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", source)));
-	st = es_store_arg(fcinfo, 1, ACL_INSERT);
+	st = es_store_arg(fcinfo, 1, 0);
 	if (!st->is_default && !has_privs_of_role(GetUserId(), st->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -32,12 +32,20 @@
 #include "utils/snapmgr.h"
 
 #include "eventstore.h"
+#include "access/htup_details.h"
+#include "funcapi.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
+#include "utils/syscache.h"
+
+/* eventstore.events has 9 columns; room for a few more added to every store */
+#define ES_EVENT_COLUMNS_MAX 32
 
 PG_FUNCTION_INFO_V1(eventstore_enqueue);
 PG_FUNCTION_INFO_V1(eventstore_add_route);
 PG_FUNCTION_INFO_V1(eventstore_remove_route);
 PG_FUNCTION_INFO_V1(eventstore_channel_arg);
+PG_FUNCTION_INFO_V1(eventstore_outbox_event);
 
 typedef struct EsRoute
 {
@@ -332,8 +340,13 @@ eventstore_add_route(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("route for channel \"%s\" already exists", text_to_cstring(channel))));
-	(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories, with_data, store)"
-							 " VALUES ($1, $2, $3, $4, $5)", 5, argtypes, values, nulls);
+	/* the 0.5.0 function (four arguments) is called before the schema has routes.store */
+	if (PG_NARGS() > 4)
+		(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories, with_data, store)"
+								 " VALUES ($1, $2, $3, $4, $5)", 5, argtypes, values, nulls);
+	else
+		(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories, with_data)"
+								 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, nulls);
 	PG_RETURN_VOID();
 }
 
@@ -432,4 +445,65 @@ eventstore_enqueue(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(save_userid, save_sec);
 	es_relay_wakeup_at_commit();
 	PG_RETURN_INT64(id);
+}
+
+/*
+ * eventstore._outbox_event(store regclass, position bigint) RETURNS SETOF
+ * eventstore.events: the event of an outbox row of a store other than the
+ * default one, for eventstore.outbox_messages (which joins the default
+ * store's events itself).  Whoever may read outbox_messages reads the events
+ * the stores' owners routed to it, as the relay publishes them: the event is
+ * read as the store's owner.  Others need SELECT on the store.  Nothing when
+ * the table is gone.
+ */
+Datum
+eventstore_outbox_event(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	EsStore    *st;
+	Oid			view;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	Oid			save_userid;
+	int			save_sec;
+	SPIPlanPtr	plan;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		return (Datum) 0;
+	relid = PG_GETARG_OID(0);
+	LockRelationOid(relid, AccessShareLock);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		return (Datum) 0;
+	st = es_store(relid);
+	view = get_relname_relid("outbox_messages", es_schema_oid());
+	if (!OidIsValid(view) || pg_class_aclcheck(view, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		es_store_check(st, ACL_SELECT);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	plan = es_store_plan(st, ES_PLAN_OUTBOX_EVENT,
+						 psprintf("SELECT e.* FROM %s e WHERE e.global_position OPERATOR(pg_catalog.=) $1",
+								  st->name),
+						 1, argtypes, 0);
+	values[0] = PG_GETARG_DATUM(1);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading an event of store %s failed", st->name);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		cols[ES_EVENT_COLUMNS_MAX];
+		bool		nulls[ES_EVENT_COLUMNS_MAX];
+
+		if (SPI_tuptable->tupdesc->natts != rsinfo->setDesc->natts ||
+			rsinfo->setDesc->natts > ES_EVENT_COLUMNS_MAX)
+			elog(ERROR, "eventstore: store %s does not have the columns of eventstore.events", st->name);
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, cols, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, cols, nulls);
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return (Datum) 0;
 }

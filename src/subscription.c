@@ -65,11 +65,17 @@ eventstore_create_subscription(PG_FUNCTION_ARGS)
 	static const Oid argtypes[12] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, INT8OID,
 	TIMESTAMPTZOID, TEXTOID, INT4OID, INT4OID, INTERVALOID, INTERVALOID, REGCLASSOID};
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_before = NULL;
 
 	(void) es_store_arg(fcinfo, 11, ACL_SELECT);
-	es_consumer_call(fcinfo, &plan,
-					 "SELECT eventstore._subscription_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-					 argtypes, false, false);
+	if (PG_NARGS() > 11)
+		es_consumer_call(fcinfo, &plan,
+						 "SELECT eventstore._subscription_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+						 argtypes, false, false);
+	else						/* the 0.5.0 function, before the schema has stores */
+		es_consumer_call(fcinfo, &plan_before,
+						 "SELECT eventstore._subscription_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+						 argtypes, false, false);
 	PG_RETURN_VOID();
 }
 
