@@ -865,6 +865,10 @@ CREATE FUNCTION eventstore._subscription_backlog(s eventstore.subscriptions, par
     DECLARE
         retry_at timestamptz;
     BEGIN
+        n := 0;
+        IF s.store IS NULL THEN
+            RETURN;
+        END IF;
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.count(*), pg_catalog.min(q.created_at) FROM ('
             ' SELECT e.created_at FROM %s e'
