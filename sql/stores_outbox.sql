@@ -221,6 +221,30 @@ RESET ROLE;
 SELECT count(*) AS imp2 FROM eventstore.events WHERE stream_id = 'imp-2';
 
 ------------------------------------------------------------------------
+-- A store owned by a role of its own: its appends run as that role, which
+-- cannot write the outbox nor read the position sequence; routes and
+-- conditions work all the same
+------------------------------------------------------------------------
+CREATE ROLE regress_so_tenant;
+GRANT USAGE ON SCHEMA eventstore TO regress_so_tenant;
+GRANT EXECUTE ON FUNCTION eventstore.append_event(text, bigint, text, jsonb, jsonb, uuid, text[], jsonb, regclass)
+    TO regress_so_tenant;
+SELECT eventstore.create_store('public.so_t') AS t;
+ALTER TABLE public.so_t OWNER TO regress_so_tenant;
+SELECT eventstore.add_route('so_ch_t', store => 'public.so_t');
+SET ROLE regress_so_tenant;
+SELECT stream_version FROM eventstore.append_event('t-1', 0, 'T', '{"n": "t"}', store => 'public.so_t');
+SELECT pg_temp.try(format($$SELECT eventstore.append_event('t-1', 1, 'T', '{}', store => 'public.so_t',
+    condition => jsonb_build_object('fail_if_events_match', '{"items": [{"types": ["Nothing"]}]}'::jsonb,
+                                    'after', %s))$$, :pos_a)) AS conditional;
+SELECT pg_temp.try($$SELECT count(*) FROM eventstore.outbox$$) AS outbox_itself;
+RESET ROLE;
+SELECT o.channel, o.store, e.stream_id, e.stream_version
+  FROM eventstore.outbox o JOIN public.so_t e USING (global_position) ORDER BY o.id;
+DROP TABLE public.so_t;
+SELECT count(*) AS routes_of_t FROM eventstore.routes WHERE channel = 'so_ch_t';
+
+------------------------------------------------------------------------
 -- Statistics per store
 ------------------------------------------------------------------------
 SELECT eventstore.stats_reset();
@@ -258,7 +282,7 @@ SELECT channel, store FROM eventstore.outbox ORDER BY id;
 ------------------------------------------------------------------------
 DROP TABLE public.so_b, public.so_plain, public.so_staging;
 DROP EXTENSION eventstore;
-DROP OWNED BY regress_so_admin, regress_so_reader;
-DROP ROLE regress_so_admin, regress_so_reader;
+DROP OWNED BY regress_so_admin, regress_so_reader, regress_so_tenant;
+DROP ROLE regress_so_admin, regress_so_reader, regress_so_tenant;
 ALTER SYSTEM RESET eventstore.relay_databases;
 SELECT pg_reload_conf();
