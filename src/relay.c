@@ -203,22 +203,24 @@ es_notify_payload(HeapTuple tup, TupleDesc desc, const char *store)
 	return buf.data;
 }
 
+/* A store other than the default one met in a pass, with its statement. */
+typedef struct EsRelayStore
+{
+	Oid			relid;
+	char	   *name;			/* schema-qualified, quoted */
+	Oid			owner;
+	SPIPlanPtr	plan;			/* prepared for this pass only */
+} EsRelayStore;
+
 /*
  * The pending row tup of an event of store relid (not the default store),
  * with the event's columns read from that store; *name is set to the
  * store's name.  Read as the table's owner (the relay runs as the
- * extension's), with a statement prepared for this pass (plans[i] for the
- * i-th store of the pass).  NULL when the table is gone: its rows went with
- * it, which the pass notices when it marks them.
+ * extension's), with a fresh snapshot: the row's transaction committed
+ * before the pass's snapshot was taken.  *stores lists the stores met so
+ * far in the pass.  NULL when the table is gone: its rows went with it,
+ * which the pass notices when it marks them.
  */
-typedef struct EsRelayStore
-{
-	Oid			relid;
-	char	   *name;
-	Oid			owner;
-	SPIPlanPtr	plan;
-} EsRelayStore;
-
 static HeapTuple
 es_relay_store_row(HeapTuple tup, TupleDesc desc, Oid relid, List **stores, char **name)
 {
