@@ -13,11 +13,11 @@ HEADERS = include/eventstore_hooks.h
 DATA = $(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/$(EXTENSION)--*.sql))
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions category_plan dcb stores_registries
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions category_plan dcb stores_registries stores_outbox
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)
-ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order upcaster_cache snapshot_policy_rr horizon_seq_lock retry_lock consumer_claim horizon_status import_race subscription_group dcb_race
+ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order upcaster_cache snapshot_policy_rr horizon_seq_lock retry_lock consumer_claim horizon_status import_race subscription_group dcb_race stores_race
 ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config

@@ -495,6 +495,545 @@ CREATE FUNCTION eventstore.stream_version_at(stream_id text, at timestamptz,
     AS 'MODULE_PATHNAME', 'eventstore_stream_version_at';
 
 -- == Outbox, consumers, subscriptions, DCB, import and statistics per store ==
+-- Routes, outbox rows and subscriptions belong to a store (column store:
+-- eventstore._forget_store() deletes them with it); channel and
+-- subscription names stay unique per database.  Consumers follow their
+-- channel.  DCB conditions, read_query and import_events work on one store;
+-- the statistics views name it.
+
+-- A route matches the events of its store only.
+ALTER TABLE eventstore.routes ADD COLUMN store regclass NOT NULL DEFAULT 'eventstore.events';
+COMMENT ON COLUMN eventstore.routes.store IS 'The store whose events the route matches.';
+
+-- An event's outbox row names its store; a message of enqueue() has none.
+ALTER TABLE eventstore.outbox ADD COLUMN store regclass DEFAULT 'eventstore.events';
+UPDATE eventstore.outbox o SET store = NULL WHERE o.global_position IS NULL;
+ALTER TABLE eventstore.outbox ADD CONSTRAINT outbox_store_of_event
+    CHECK ((store IS NULL) OPERATOR(pg_catalog.=) (global_position IS NULL));
+COMMENT ON COLUMN eventstore.outbox.store IS 'The store of the event (NULL for a message of enqueue()).';
+
+-- outbox_messages (consumer_poll) reads the event of another store than the
+-- default one from its table (outbox.c), and names the store, as the relay does.
+CREATE FUNCTION eventstore._outbox_event(store regclass, "position" bigint)
+    RETURNS SETOF eventstore.events
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_outbox_event';
+CREATE OR REPLACE VIEW eventstore.outbox_messages AS
+SELECT o.id, o.channel, o.global_position, o.created_at, o.published_at,
+       CASE WHEN o.global_position IS NULL THEN
+           pg_catalog.jsonb_build_object('id', o.id, 'channel', o.channel,
+                                         'payload', o.payload, 'headers', o.headers)
+       ELSE
+           pg_catalog.jsonb_build_object('id', o.id, 'channel', o.channel,
+                                         'position', e.global_position, 'stream_id', e.stream_id,
+                                         'stream_version', e.stream_version, 'event_type', e.event_type,
+                                         'event_id', e.event_id, 'data', e.data)
+           OPERATOR(pg_catalog.||)
+           CASE WHEN o.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+                THEN '{}'::pg_catalog.jsonb
+                ELSE pg_catalog.jsonb_build_object('store',
+                         (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                            FROM pg_catalog.pg_class c
+                            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                           WHERE c.oid OPERATOR(pg_catalog.=) o.store)) END
+       END AS message
+  FROM eventstore.outbox o
+  LEFT JOIN LATERAL (
+        SELECT x.* FROM eventstore.events x
+         WHERE x.global_position OPERATOR(pg_catalog.=) o.global_position
+           AND o.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+        UNION ALL
+        SELECT y.* FROM eventstore._outbox_event(o.store, o.global_position) y
+         WHERE o.store OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass) e ON true;
+
+-- add_route gains the store (its owner registers routes on it).
+DROP FUNCTION eventstore.add_route(text, text[], text[], boolean);
+CREATE FUNCTION eventstore.add_route(channel text, event_types text[] DEFAULT NULL,
+                                     categories text[] DEFAULT NULL, with_data boolean DEFAULT true,
+                                     store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_add_route';
+
+-- read_query reads one store.
+DROP FUNCTION eventstore.read_query(jsonb, bigint, integer);
+CREATE FUNCTION eventstore.read_query(query jsonb, after_position bigint DEFAULT 0,
+                                      max_count integer DEFAULT 1000,
+                                      store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE c VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_query';
+
+-- import_events imports into one store (import.c).
+DROP FUNCTION eventstore.import_events(regclass);
+CREATE FUNCTION eventstore.import_events(source regclass, store regclass DEFAULT 'eventstore.events')
+    RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_import_events';
+
+-- A subscription reads one store: the bodies that read events read the
+-- subscription's store with dynamic SQL (the name from regclass, quoted).
+ALTER TABLE eventstore.subscriptions ADD COLUMN store regclass NOT NULL DEFAULT 'eventstore.events';
+COMMENT ON COLUMN eventstore.subscriptions.store IS 'The store whose events the subscription delivers.';
+
+DROP FUNCTION eventstore._subscription_start(text, bigint, timestamptz);
+DROP FUNCTION eventstore._subscription_create(text, text[], text[], text, bigint, timestamptz, text, integer,
+                                              integer, interval, interval, oid);
+
+CREATE FUNCTION eventstore._subscription_start(start text, start_position bigint, start_time timestamptz,
+                                               store regclass)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        given integer := (start IS NOT NULL)::integer OPERATOR(pg_catalog.+) (start_position IS NOT NULL)::integer
+                         OPERATOR(pg_catalog.+) (start_time IS NOT NULL)::integer;
+        first_after bigint;
+        horizon bigint;
+        top bigint;
+    BEGIN
+        IF given OPERATOR(pg_catalog.>) 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'give at most one of start, start_position and start_time';
+        END IF;
+        IF given OPERATOR(pg_catalog.=) 0 THEN
+            start := 'beginning';
+        END IF;
+        IF start_position IS NOT NULL THEN
+            IF start_position OPERATOR(pg_catalog.<) 0 THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'start_position must not be negative';
+            END IF;
+            RETURN start_position;
+        ELSIF start_time IS NOT NULL THEN
+            IF NOT pg_catalog.isfinite(start_time) THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'start_time must be finite';
+            END IF;
+            horizon := eventstore._log_horizon();
+            EXECUTE pg_catalog.format('SELECT pg_catalog.min(e.global_position) FROM %s e'
+                                      ' WHERE e.created_at OPERATOR(pg_catalog.>=) $1'
+                                      ' AND e.global_position OPERATOR(pg_catalog.<=) $2', store)
+               INTO first_after USING start_time, horizon;
+            IF first_after IS NOT NULL THEN
+                RETURN first_after OPERATOR(pg_catalog.-) 1;
+            END IF;
+            start := 'end';
+        END IF;
+        IF start OPERATOR(pg_catalog.=) 'beginning' THEN
+            RETURN 0;
+        ELSIF start OPERATOR(pg_catalog.=) 'end' THEN
+            horizon := eventstore._log_horizon();
+            EXECUTE pg_catalog.format('SELECT pg_catalog.max(e.global_position) FROM %s e', store) INTO top;
+            RETURN LEAST(horizon, COALESCE(top, 0));
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown start "%s"', start),
+            HINT = 'Use beginning or end, or give start_position or start_time.';
+    END
+    $$;
+
+CREATE FUNCTION eventstore._subscription_create(name text, categories text[], event_types text[], start text,
+                                                start_position bigint, start_time timestamptz,
+                                                partition_by text, partitions integer, max_attempts integer,
+                                                backoff interval, lease interval, store regclass, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        cp bigint;
+    BEGIN
+        PERFORM eventstore._subscription_arg(name, 'subscription');
+        IF partition_by IS NULL OR partition_by NOT IN ('stream', 'correlation', 'none') THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown partition_by "%s"', partition_by),
+                HINT = 'Use stream, correlation or none.';
+        END IF;
+        IF partitions IS NULL OR partitions OPERATOR(pg_catalog.<) 1 OR partitions OPERATOR(pg_catalog.>) 1024 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'partitions must be between 1 and 1024';
+        END IF;
+        IF max_attempts IS NULL OR backoff IS NULL OR lease IS NULL OR store IS NULL OR caller IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'max_attempts, backoff, lease and store must not be null';
+        END IF;
+        PERFORM eventstore._subscription_check(categories, event_types, max_attempts, backoff, lease);
+        cp := eventstore._subscription_start(start, start_position, start_time, store);
+        INSERT INTO eventstore.subscriptions AS s (name, categories, event_types, partition_by, partitions,
+                                                   max_attempts, backoff, lease, start_position, owner, store)
+        VALUES ($1, NULLIF(categories, '{}'), NULLIF(event_types, '{}'), partition_by, partitions,
+                max_attempts, backoff, lease, cp, caller::pg_catalog.regrole, store)
+        ON CONFLICT ON CONSTRAINT subscriptions_pkey DO NOTHING;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+                MESSAGE = pg_catalog.format('subscription "%s" already exists', $1);
+        END IF;
+        INSERT INTO eventstore.subscription_partitions (subscription, partition, checkpoint)
+        SELECT $1, p, cp FROM pg_catalog.generate_series(0, partitions OPERATOR(pg_catalog.-) 1) p;
+    END
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_reset(name text, to_position bigint, to_time timestamptz, caller oid)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller, true);
+        cp bigint;
+    BEGIN
+        IF ($2 IS NULL) OPERATOR(pg_catalog.=) ($3 IS NULL) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'give exactly one of to_position and to_time';
+        END IF;
+        cp := eventstore._subscription_start(NULL, $2, $3, s.store);
+        PERFORM FROM eventstore.subscription_partitions p
+          WHERE p.subscription OPERATOR(pg_catalog.=) s.name ORDER BY p.partition FOR UPDATE;
+        UPDATE eventstore.subscription_partitions p
+           SET checkpoint = cp, delivered_to = NULL, delivered_at = NULL
+         WHERE p.subscription OPERATOR(pg_catalog.=) s.name;
+        DELETE FROM eventstore.subscription_retries r WHERE r.subscription OPERATOR(pg_catalog.=) s.name;
+    END
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, consumer text, max_count integer, caller oid)
+    RETURNS TABLE (partition integer, global_position bigint, stream_id text, stream_version bigint,
+                   event_type text, data jsonb, metadata jsonb, created_at timestamptz, attempt integer)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller);
+        me text := eventstore._subscription_arg($2, 'consumer');
+        clock timestamptz := pg_catalog.clock_timestamp();
+        live integer;
+        rank integer;
+        target integer;
+        held integer;
+        horizon bigint;
+        p record;
+        cps bigint[];
+        replays integer[] := '{}';
+        lo bigint;
+        retrying boolean;
+        waiting integer[];
+        replaying integer[];
+        renew integer[] := '{}';
+    BEGIN
+        IF max_count IS NULL OR max_count OPERATOR(pg_catalog.<) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'max_count must be zero or more';
+        END IF;
+        INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen)
+        VALUES (s.name, me, clock)
+        ON CONFLICT ON CONSTRAINT subscription_consumers_pkey DO UPDATE SET last_seen = EXCLUDED.last_seen;
+        DELETE FROM eventstore.subscription_consumers c
+         WHERE c.subscription OPERATOR(pg_catalog.=) s.name
+           AND c.last_seen OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) (s.lease OPERATOR(pg_catalog.*) 10));
+        SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE c.consumer OPERATOR(pg_catalog.<) me)
+          INTO live, rank
+          FROM eventstore.subscription_consumers c
+         WHERE c.subscription OPERATOR(pg_catalog.=) s.name
+           AND c.last_seen OPERATOR(pg_catalog.>=) (clock OPERATOR(pg_catalog.-) s.lease);
+        target := (s.partitions OPERATOR(pg_catalog./) live)
+                  OPERATOR(pg_catalog.+) (rank OPERATOR(pg_catalog.<) (s.partitions OPERATOR(pg_catalog.%) live))::integer;
+        SELECT pg_catalog.count(*) INTO held FROM eventstore.subscription_partitions x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.holder OPERATOR(pg_catalog.=) me
+           AND x.lease_until OPERATOR(pg_catalog.>=) clock;
+        cps := pg_catalog.array_fill(NULL::bigint, ARRAY[s.partitions]);
+        -- partitions whose retry is not due yet, and those with replayed parked events
+        SELECT COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.next_attempt_at OPERATOR(pg_catalog.>) clock), '{}'),
+               COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.global_position OPERATOR(pg_catalog.<=) x.checkpoint), '{}'),
+               pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
+          INTO waiting, replaying, retrying
+          FROM eventstore.subscription_retries r
+          JOIN eventstore.subscription_partitions x
+            ON x.subscription OPERATOR(pg_catalog.=) r.subscription AND x.partition OPERATOR(pg_catalog.=) r.partition
+         WHERE r.subscription OPERATOR(pg_catalog.=) s.name;
+
+        FOR p IN SELECT x.* FROM eventstore.subscription_partitions x
+                  WHERE x.subscription OPERATOR(pg_catalog.=) s.name
+                    AND (x.holder OPERATOR(pg_catalog.=) me OR x.holder IS NULL
+                         OR x.lease_until OPERATOR(pg_catalog.<) clock)
+                  ORDER BY (x.holder IS NOT DISTINCT FROM me
+                            AND x.lease_until OPERATOR(pg_catalog.>=) clock) DESC,
+                           x.partition
+                  FOR UPDATE SKIP LOCKED LOOP
+            IF p.holder IS NOT DISTINCT FROM me AND p.lease_until OPERATOR(pg_catalog.>=) clock THEN
+                -- held: release the excess (nothing in flight), else renew
+                IF held OPERATOR(pg_catalog.>) target AND p.delivered_to IS NULL THEN
+                    UPDATE eventstore.subscription_partitions x
+                       SET holder = NULL, lease_until = NULL, acquired_at = NULL
+                     WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                    UPDATE eventstore.subscription_leases l SET ended_at = clock
+                     WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                       AND l.consumer OPERATOR(pg_catalog.=) me AND l.acquired_at OPERATOR(pg_catalog.=) p.acquired_at;
+                    held := held OPERATOR(pg_catalog.-) 1;
+                    CONTINUE;
+                END IF;
+                renew := renew OPERATOR(pg_catalog.||) p.partition;
+            ELSE
+                -- free or expired: take it while under the share
+                IF held OPERATOR(pg_catalog.>=) target THEN
+                    CONTINUE;
+                END IF;
+                IF p.holder IS NOT NULL THEN
+                    UPDATE eventstore.subscription_leases l SET ended_at = p.lease_until
+                     WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                       AND l.consumer OPERATOR(pg_catalog.=) p.holder AND l.acquired_at OPERATOR(pg_catalog.=) p.acquired_at;
+                END IF;
+                UPDATE eventstore.subscription_partitions x
+                   SET holder = me, lease_until = clock OPERATOR(pg_catalog.+) s.lease, acquired_at = clock,
+                       delivered_to = NULL, delivered_at = NULL
+                 WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                INSERT INTO eventstore.subscription_leases (subscription, partition, consumer, acquired_at)
+                VALUES (s.name, p.partition, me, clock);
+                held := held OPERATOR(pg_catalog.+) 1;
+                p.delivered_to := NULL;
+            END IF;
+            -- deliverable: no run in flight (or one not acked within the
+            -- lease), no retry waiting
+            IF (p.delivered_to IS NULL OR p.delivered_at OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) s.lease))
+               AND NOT p.partition OPERATOR(pg_catalog.=) ANY (waiting) THEN
+                cps[p.partition OPERATOR(pg_catalog.+) 1] := p.checkpoint;
+                IF p.partition OPERATOR(pg_catalog.=) ANY (replaying) THEN
+                    replays := replays OPERATOR(pg_catalog.||) p.partition;
+                END IF;
+            END IF;
+        END LOOP;
+        IF pg_catalog.cardinality(renew) OPERATOR(pg_catalog.>) 0 THEN
+            UPDATE eventstore.subscription_partitions x
+               SET lease_until = clock OPERATOR(pg_catalog.+) s.lease
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew);
+        END IF;
+
+        IF max_count OPERATOR(pg_catalog.=) 0 THEN
+            RETURN;
+        END IF;
+        -- A partition with replayed parked events delivers only those this time.
+        FOREACH rank IN ARRAY replays LOOP
+            cps[rank OPERATOR(pg_catalog.+) 1] := NULL;
+        END LOOP;
+        SELECT pg_catalog.min(c) INTO lo FROM pg_catalog.unnest(cps) c;
+        IF lo IS NULL AND pg_catalog.cardinality(replays) OPERATOR(pg_catalog.=) 0 THEN
+            RETURN;
+        END IF;
+        horizon := CASE WHEN lo IS NULL THEN 0 ELSE eventstore._log_horizon() END;
+        RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH batch AS (
+            SELECT b.* FROM (
+                SELECT r.partition AS part, e.global_position, e.stream_id, e.stream_version, e.event_type,
+                       e.data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,
+                       true AS replay
+                  FROM eventstore.subscription_retries r
+                  JOIN %1$s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position
+                 WHERE r.subscription OPERATOR(pg_catalog.=) $1
+                   AND r.partition OPERATOR(pg_catalog.=) ANY ($2)
+                   AND r.global_position OPERATOR(pg_catalog.<=) (SELECT x.checkpoint
+                         FROM eventstore.subscription_partitions x
+                        WHERE x.subscription OPERATOR(pg_catalog.=) $1
+                          AND x.partition OPERATOR(pg_catalog.=) r.partition)
+                UNION ALL
+                (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, e.data,
+                        e.metadata, e.created_at,
+                        CASE WHEN $3 THEN
+                            COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r
+                                       WHERE r.subscription OPERATOR(pg_catalog.=) $1
+                                         AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)
+                            OPERATOR(pg_catalog.+) 1
+                        ELSE 1 END,
+                        false
+                   FROM %1$s e
+                  CROSS JOIN LATERAL (SELECT eventstore._subscription_partition(
+                          eventstore._subscription_key($4, e.stream_id, e.metadata, e.global_position),
+                          $5) AS part) k
+                  WHERE e.global_position OPERATOR(pg_catalog.>) $6
+                    AND e.global_position OPERATOR(pg_catalog.<=) $7
+                    AND ($8 IS NULL
+                         OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($8))
+                    AND ($9 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($9))
+                    AND e.global_position OPERATOR(pg_catalog.>) ($10)[k.part OPERATOR(pg_catalog.+) 1]
+                  ORDER BY e.global_position
+                  LIMIT $11)) b
+             ORDER BY b.replay DESC, b.global_position
+             LIMIT $11),
+        marked AS (
+            UPDATE eventstore.subscription_partitions x
+               SET delivered_to = m.last, delivered_at = $12
+              FROM (SELECT bb.part, pg_catalog.max(bb.global_position) AS last FROM batch bb GROUP BY bb.part) m
+             WHERE x.subscription OPERATOR(pg_catalog.=) $1 AND x.partition OPERATOR(pg_catalog.=) m.part
+            RETURNING x.partition)
+        SELECT b.part, b.global_position, b.stream_id, b.stream_version, b.event_type, b.data, b.metadata,
+               b.created_at, b.attempt
+          FROM batch b
+         WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.>=) 0
+         ORDER BY b.replay DESC, b.global_position
+        $q$, s.store)
+        USING s.name, replays, retrying, s.partition_by, s.partitions, lo, horizon,
+              s.categories, s.event_types, cps, max_count, clock;
+    END
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_delivered(s eventstore.subscriptions, consumer text, "position" bigint,
+                                                   OUT part eventstore.subscription_partitions,
+                                                   OUT replay boolean, OUT attempts integer,
+                                                   OUT first_failed_at timestamptz, OUT acked boolean)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        e eventstore.events;
+        n integer;
+        r eventstore.subscription_retries;
+    BEGIN
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'subscription must not be null';
+        END IF;
+        PERFORM eventstore._subscription_arg(consumer, 'consumer');
+        IF "position" IS NULL OR "position" OPERATOR(pg_catalog.<=) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'global_position must be a positive position';
+        END IF;
+        EXECUTE pg_catalog.format('SELECT * FROM %s x WHERE x.global_position OPERATOR(pg_catalog.=) $1', s.store)
+           INTO e USING "position";
+        IF e.global_position IS NULL
+           OR NOT (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
+           OR NOT (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s was not delivered by subscription "%s"', "position", s.name),
+                DETAIL = 'There is no event of the subscription at this position.';
+        END IF;
+        n := eventstore._subscription_partition(
+                 eventstore._subscription_key(s.partition_by, e.stream_id, e.metadata, e.global_position), s.partitions);
+        SELECT * INTO part FROM eventstore.subscription_partitions x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) n FOR UPDATE;
+        IF part.holder IS DISTINCT FROM consumer OR part.lease_until OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('consumer "%s" does not hold partition %s of subscription "%s"',
+                                            consumer, n, s.name),
+                DETAIL = CASE WHEN part.holder IS DISTINCT FROM consumer
+                              THEN 'Another consumer holds it, or nobody does.'
+                              ELSE 'Its lease has expired.' END,
+                HINT = 'Poll again: a partition is acked only by its holder, within its lease.';
+        END IF;
+        SELECT * INTO r FROM eventstore.subscription_retries x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.global_position OPERATOR(pg_catalog.=) "position";
+        replay := r.global_position IS NOT NULL AND "position" OPERATOR(pg_catalog.<=) part.checkpoint;
+        attempts := COALESCE(r.attempts, 0);
+        first_failed_at := r.first_failed_at;
+        acked := false;
+        IF "position" OPERATOR(pg_catalog.<=) part.checkpoint AND NOT replay THEN
+            acked := true;          -- acked or parked before: nothing to do
+        ELSIF part.delivered_to IS NULL OR "position" OPERATOR(pg_catalog.>) part.delivered_to THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s was not delivered by subscription "%s"', "position", s.name),
+                DETAIL = pg_catalog.format('Partition %s has %s in flight.', n,
+                                           COALESCE('the run up to ' OPERATOR(pg_catalog.||) part.delivered_to, 'nothing'));
+        END IF;
+    END
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_list_parked(subscription text, caller oid)
+    RETURNS TABLE (global_position bigint, partition integer, stream_id text, stream_version bigint,
+                   event_type text, attempts integer, reason text,
+                   first_failed_at timestamptz, last_failed_at timestamptz)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions;
+    BEGIN
+        PERFORM eventstore._subscription_arg($1, 'subscription');
+        SELECT * INTO s FROM eventstore.subscriptions x WHERE x.name OPERATOR(pg_catalog.=) $1;
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('subscription "%s" does not exist', $1);
+        END IF;
+        IF NOT (pg_catalog.pg_has_role(caller, s.owner::pg_catalog.oid, 'USAGE')
+                OR pg_catalog.has_table_privilege(caller, 'eventstore.subscriptions'::pg_catalog.regclass, 'UPDATE')) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('subscription "%s" belongs to another role', $1);
+        END IF;
+        RETURN QUERY EXECUTE pg_catalog.format(
+            'SELECT k.global_position, k.partition, e.stream_id, e.stream_version, e.event_type, k.attempts,'
+            ' k.reason, k.first_failed_at, k.last_failed_at'
+            ' FROM eventstore.subscription_parked k'
+            ' LEFT JOIN %s e ON e.global_position OPERATOR(pg_catalog.=) k.global_position'
+            ' WHERE k.subscription OPERATOR(pg_catalog.=) $1'
+            ' ORDER BY k.global_position', s.store)
+        USING s.name;
+    END
+    $$;
+
+-- A partition's backlog: matching events after its checkpoint up to the
+-- horizon (counted up to 10000), and the time of the oldest of them or of
+-- its oldest pending retry.
+CREATE FUNCTION eventstore._subscription_backlog(s eventstore.subscriptions, part integer, checkpoint bigint,
+                                                 horizon bigint, OUT n bigint, OUT oldest timestamptz)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        retry_at timestamptz;
+    BEGIN
+        n := 0;
+        IF s.store IS NULL THEN
+            RETURN;
+        END IF;
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.count(*), pg_catalog.min(q.created_at) FROM ('
+            ' SELECT e.created_at FROM %s e'
+            ' WHERE e.global_position OPERATOR(pg_catalog.>) $1'
+            ' AND e.global_position OPERATOR(pg_catalog.<=) $2'
+            ' AND ($3 IS NULL OR pg_catalog.split_part(e.stream_id, ''-'', 1) OPERATOR(pg_catalog.=) ANY ($3))'
+            ' AND ($4 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($4))'
+            ' AND eventstore._subscription_partition('
+            '   eventstore._subscription_key($5, e.stream_id, e.metadata, e.global_position), $6)'
+            '   OPERATOR(pg_catalog.=) $7'
+            ' ORDER BY e.global_position LIMIT 10000) q', s.store)
+           INTO n, oldest
+           USING checkpoint, horizon, s.categories, s.event_types, s.partition_by, s.partitions, part;
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.min(e.created_at) FROM eventstore.subscription_retries r'
+            ' JOIN %s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position'
+            ' WHERE r.subscription OPERATOR(pg_catalog.=) $1 AND r.partition OPERATOR(pg_catalog.=) $2', s.store)
+           INTO retry_at USING s.name, part;
+        oldest := LEAST(oldest, retry_at);
+    END
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_state(caller oid)
+    RETURNS TABLE (subscription text, partition integer, holder text, lease_until timestamptz,
+                   checkpoint bigint, delivered_to bigint, events_behind bigint, seconds_behind double precision,
+                   retries bigint, parked bigint)
+    LANGUAGE sql STABLE
+    AS $$
+        SELECT p.subscription, p.partition,
+               CASE WHEN p.lease_until OPERATOR(pg_catalog.>=) pg_catalog.clock_timestamp() THEN p.holder END,
+               p.lease_until, p.checkpoint, p.delivered_to, b.n,
+               pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) b.oldest),
+               (SELECT pg_catalog.count(*) FROM eventstore.subscription_retries r
+                 WHERE r.subscription OPERATOR(pg_catalog.=) p.subscription AND r.partition OPERATOR(pg_catalog.=) p.partition),
+               (SELECT pg_catalog.count(*) FROM eventstore.subscription_parked k
+                 WHERE k.subscription OPERATOR(pg_catalog.=) p.subscription AND k.partition OPERATOR(pg_catalog.=) p.partition)
+          FROM (SELECT eventstore._log_horizon() AS h OFFSET 0) hz
+          CROSS JOIN eventstore.subscriptions s
+          JOIN eventstore.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name
+          CROSS JOIN LATERAL eventstore._subscription_backlog(s, p.partition, p.checkpoint, hz.h) b
+         WHERE pg_catalog.pg_has_role($1, s.owner::pg_catalog.oid, 'USAGE')
+            OR pg_catalog.has_table_privilege($1, 'eventstore.subscriptions'::pg_catalog.regclass, 'UPDATE')
+         ORDER BY p.subscription, p.partition
+    $$;
+
+REVOKE ALL ON FUNCTION eventstore._subscription_backlog(eventstore.subscriptions, integer, bigint, bigint) FROM PUBLIC;
+
+DROP FUNCTION eventstore.create_subscription(text, text[], text[], text, bigint, timestamptz, text, integer,
+                                             integer, interval, interval);
+CREATE FUNCTION eventstore.create_subscription(name text, categories text[] DEFAULT NULL,
+        event_types text[] DEFAULT NULL, start text DEFAULT NULL, start_position bigint DEFAULT NULL,
+        start_time timestamptz DEFAULT NULL, partition_by text DEFAULT 'stream', partitions integer DEFAULT 16,
+        max_attempts integer DEFAULT 5, backoff interval DEFAULT '1 second', lease interval DEFAULT '30 seconds',
+        store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_create_subscription';
 
 -- == grant_access per store ================================================
 -- grant_access takes the store.  Levels map to privileges a DBA can see

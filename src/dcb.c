@@ -68,8 +68,13 @@
  * can, and PostgreSQL's deadlock detector resolves that with 40P01.
  *
  * Imports (import.c) take no such locks: they hold SHARE ROW EXCLUSIVE on
- * eventstore.events, which every append waits for (and holds off) before
- * any of this, and imported events carry no tags.
+ * the store's table, which every append to it waits for (and holds off)
+ * before any of this, and imported events carry no tags.
+ *
+ * Stores.  A condition concerns the store its append goes to, and
+ * read_query reads one store.  Every key is hashed with the store's OID as
+ * the seed, so the keys of two stores differ (but for hash collisions) and
+ * appends and conditions on one store never wait for another's.
  */
 #include "postgres.h"
 
@@ -541,7 +546,7 @@ es_dcb_plan(EsDcbSql *sql, bool generic, bool *temporary)
 /* ---------------------------------------------------------------- locks */
 
 static uint64
-es_dcb_key(char kind, const char *a, const char *b)
+es_dcb_key(EsStore *st, char kind, const char *a, const char *b)
 {
 	StringInfoData buf;
 	uint64		h;
@@ -552,7 +557,7 @@ es_dcb_key(char kind, const char *a, const char *b)
 		appendBinaryStringInfo(&buf, a, strlen(a) + 1);
 	if (b)
 		appendBinaryStringInfo(&buf, b, strlen(b) + 1);
-	h = hash_bytes_extended((const unsigned char *) buf.data, buf.len, 0);
+	h = hash_bytes_extended((const unsigned char *) buf.data, buf.len, st->relid);
 	pfree(buf.data);
 	return h;
 }
@@ -605,7 +610,7 @@ es_dcb_dedupe(EsDcbLocks *l)
 
 /* Keys of the events written (mode ROW EXCLUSIVE). */
 static void
-es_dcb_writer_keys(EsDcbLocks *out, Datum *types, Datum *tags, int n)
+es_dcb_writer_keys(EsStore *st, EsDcbLocks *out, Datum *types, Datum *tags, int n)
 {
 	EsDcbLocks	fine = {0};
 
@@ -615,20 +620,20 @@ es_dcb_writer_keys(EsDcbLocks *out, Datum *types, Datum *tags, int n)
 		Datum	   *elems;
 		int			ntags;
 
-		es_dcb_add(&fine, es_dcb_key(ES_DCB_KEY_TYPE, type, NULL), RowExclusiveLock);
+		es_dcb_add(&fine, es_dcb_key(st, ES_DCB_KEY_TYPE, type, NULL), RowExclusiveLock);
 		deconstruct_array(DatumGetArrayTypeP(tags[i]), TEXTOID, -1, false, TYPALIGN_INT,
 						  &elems, NULL, &ntags);
 		for (int t = 0; t < ntags; t++)
 		{
 			char	   *tag = TextDatumGetCString(elems[t]);
 
-			es_dcb_add(&fine, es_dcb_key(ES_DCB_KEY_TAG, tag, NULL), RowExclusiveLock);
-			es_dcb_add(&fine, es_dcb_key(ES_DCB_KEY_TYPETAG, type, tag), RowExclusiveLock);
+			es_dcb_add(&fine, es_dcb_key(st, ES_DCB_KEY_TAG, tag, NULL), RowExclusiveLock);
+			es_dcb_add(&fine, es_dcb_key(st, ES_DCB_KEY_TYPETAG, type, tag), RowExclusiveLock);
 		}
 	}
-	es_dcb_add(out, es_dcb_key(ES_DCB_KEY_ALL, NULL, NULL), RowExclusiveLock);
+	es_dcb_add(out, es_dcb_key(st, ES_DCB_KEY_ALL, NULL, NULL), RowExclusiveLock);
 	if (es_dcb_dedupe(&fine) > ES_DCB_MAX_KEYS)
-		es_dcb_add(out, es_dcb_key(ES_DCB_KEY_BIG, NULL, NULL), RowExclusiveLock);
+		es_dcb_add(out, es_dcb_key(st, ES_DCB_KEY_BIG, NULL, NULL), RowExclusiveLock);
 	else
 		for (int i = 0; i < fine.n; i++)
 			es_dcb_add(out, fine.locks[i].key, RowExclusiveLock);
@@ -636,7 +641,7 @@ es_dcb_writer_keys(EsDcbLocks *out, Datum *types, Datum *tags, int n)
 
 /* Keys of a condition's query (mode SHARE). */
 static void
-es_dcb_reader_keys(EsDcbLocks *out, EsDcbQuery *q)
+es_dcb_reader_keys(EsStore *st, EsDcbLocks *out, EsDcbQuery *q)
 {
 	EsDcbLocks	fine = {0};
 	bool		all = q->nitems == 0;
@@ -649,20 +654,20 @@ es_dcb_reader_keys(EsDcbLocks *out, EsDcbQuery *q)
 			all = true;
 		else if (item->ntags == 0)
 			for (int t = 0; t < item->ntypes; t++)
-				es_dcb_add(&fine, es_dcb_key(ES_DCB_KEY_TYPE, item->types[t], NULL), ShareLock);
+				es_dcb_add(&fine, es_dcb_key(st, ES_DCB_KEY_TYPE, item->types[t], NULL), ShareLock);
 		else if (item->ntypes == 0)
-			es_dcb_add(&fine, es_dcb_key(ES_DCB_KEY_TAG, item->tags[0], NULL), ShareLock);
+			es_dcb_add(&fine, es_dcb_key(st, ES_DCB_KEY_TAG, item->tags[0], NULL), ShareLock);
 		else
 			for (int t = 0; t < item->ntypes; t++)
-				es_dcb_add(&fine, es_dcb_key(ES_DCB_KEY_TYPETAG, item->types[t], item->tags[0]),
+				es_dcb_add(&fine, es_dcb_key(st, ES_DCB_KEY_TYPETAG, item->types[t], item->tags[0]),
 						   ShareLock);
 	}
 	if (all || es_dcb_dedupe(&fine) > ES_DCB_MAX_KEYS)
 	{
-		es_dcb_add(out, es_dcb_key(ES_DCB_KEY_ALL, NULL, NULL), ShareLock);
+		es_dcb_add(out, es_dcb_key(st, ES_DCB_KEY_ALL, NULL, NULL), ShareLock);
 		return;
 	}
-	es_dcb_add(out, es_dcb_key(ES_DCB_KEY_BIG, NULL, NULL), ShareLock);
+	es_dcb_add(out, es_dcb_key(st, ES_DCB_KEY_BIG, NULL, NULL), ShareLock);
 	for (int i = 0; i < fine.n; i++)
 		es_dcb_add(out, fine.locks[i].key, ShareLock);
 }
@@ -672,13 +677,13 @@ es_dcb_reader_keys(EsDcbLocks *out, EsDcbQuery *q)
  * keys, in one sorted pass.  Returns the number of locks taken.
  */
 int
-es_dcb_lock(EsStore *st pg_attribute_unused(), Datum *types, Datum *tags, int n, EsDcbCondition *cond)
+es_dcb_lock(EsStore *st, Datum *types, Datum *tags, int n, EsDcbCondition *cond)
 {
 	EsDcbLocks	l = {0};
 
-	es_dcb_writer_keys(&l, types, tags, n);
+	es_dcb_writer_keys(st, &l, types, tags, n);
 	if (cond != NULL)
-		es_dcb_reader_keys(&l, cond->query);
+		es_dcb_reader_keys(st, &l, cond->query);
 	es_dcb_dedupe(&l);
 	for (int i = 0; i < l.n; i++)
 	{
@@ -708,17 +713,12 @@ es_dcb_check_after(EsDcbCondition *cond)
 		return;
 	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
 	UnregisterSnapshot(snapshot);
-	/* With nothing in flight the horizon is unbounded: the newest position bounds it. */
-	{
-		LOCAL_FCINFO(fcinfo, 1);
-		Datum		last;
-
-		InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-		fcinfo->args[0].value = ObjectIdGetDatum(es_position_seqid());
-		fcinfo->args[0].isnull = false;
-		last = pg_sequence_last_value(fcinfo);	/* as the events' owner (append.c) */
-		horizon = Min(horizon, fcinfo->isnull ? 0 : DatumGetInt64(last));
-	}
+	/*
+	 * With nothing in flight the horizon is unbounded: the newest position
+	 * bounds it.  Read as the extension's owner: the append runs as its
+	 * store's owner, who need not be able to read the sequence.
+	 */
+	horizon = Min(horizon, es_sequence_last_value(es_position_seqid()));
 	if (cond->after > horizon)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -736,7 +736,7 @@ es_dcb_check_after(EsDcbCondition *cond)
  * index-only scan cannot run with a non-MVCC snapshot.
  */
 void
-es_dcb_check(EsStore *st pg_attribute_unused(), EsDcbCondition *cond, Datum stream_id)
+es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
 {
 	EsDcbSql	sql;
 	SPIPlanPtr	plan;
@@ -746,8 +746,8 @@ es_dcb_check(EsStore *st pg_attribute_unused(), EsDcbCondition *cond, Datum stre
 	bool		isnull;
 
 	es_dcb_sql_init(&sql, cond->query, 1);
-	appendStringInfoString(&sql.text, "SELECT e.global_position, e.tags FROM eventstore.events e"
-						   " WHERE e.global_position OPERATOR(pg_catalog.>) ");
+	appendStringInfo(&sql.text, "SELECT e.global_position, e.tags FROM %s e"
+					 " WHERE e.global_position OPERATOR(pg_catalog.>) ", st->name);
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(cond->after));
 	appendStringInfoString(&sql.text, " AND ");
 	es_dcb_where(&sql, cond->query);
@@ -783,8 +783,10 @@ es_dcb_check(EsStore *st pg_attribute_unused(), EsDcbCondition *cond, Datum stre
 
 /*
  * eventstore.read_query(query jsonb, after_position bigint DEFAULT 0,
- *						 max_count integer DEFAULT 1000) RETURNS SETOF events:
- * events matching query in (after_position, horizon], in position order.
+ *						 max_count integer DEFAULT 1000, store regclass DEFAULT
+ *						 'eventstore.events') RETURNS SETOF events:
+ * events of the store matching query in (after_position, horizon], in
+ * position order.  The caller reads with its own rights (SELECT on the store).
  */
 Datum
 eventstore_read_query(PG_FUNCTION_ARGS)
@@ -801,6 +803,7 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 	bool		temporary;
 	DestReceiver *dest;
 	bool		upcast;
+	EsStore    *st;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -817,6 +820,8 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 					 errmsg("max_count must not be negative")));
 	}
 
+	st = es_store_arg(fcinfo, 3, ACL_SELECT);
+
 	InitMaterializedSRF(fcinfo, 0);
 	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
 	if (after >= horizon)
@@ -827,11 +832,11 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	upcast = es_upcasting(es_default_store());
+	upcast = es_upcasting(st);
 	es_dcb_sql_init(&sql, q, 3);
-	appendStringInfo(&sql.text, "SELECT %s FROM eventstore.events e%s WHERE e.global_position OPERATOR(pg_catalog.>) ",
-					 upcast ? "u.*" : "e.*",
-					 upcast ? " CROSS JOIN LATERAL eventstore._upcast(e) u" : "");
+	appendStringInfo(&sql.text, "SELECT %s FROM %s e%s WHERE e.global_position OPERATOR(pg_catalog.>) ",
+					 upcast ? "u.*" : "e.*", st->name,
+					 upcast ? es_upcast_sql(st) : "");
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(after));
 	appendStringInfoString(&sql.text, " AND e.global_position OPERATOR(pg_catalog.<=) ");
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(horizon));

@@ -15,11 +15,14 @@
  * version + 1, then consecutive) and created_at must never decrease; a
  * duplicate event id in a stream is refused by the (stream_id, event_id) key.
  *
+ * Stores.  import_events(source, store) imports into one store (the
+ * default store by default); below, "the store" is its table.
+ *
  * Locking rules.  An append takes a per-stream advisory lock that stays to
  * the end of its transaction; one transaction that appends to 15,000 streams
  * so fills the shared lock table.  The import takes no per-stream lock at
  * all.  Instead it takes ONE heavyweight lock, SHARE ROW EXCLUSIVE on
- * eventstore.events, held to the end of its transaction:
+ * the store, held to the end of its transaction:
  *
  *	- it conflicts with ROW EXCLUSIVE, which every append takes on the table
  *	  before its stream lock (append.c): an import waits for the appends in
@@ -27,11 +30,19 @@
  *	  end, before they read their stream's version.  So the versions the
  *	  import checks against are final, and an append that follows an import
  *	  sees the imported events (wrong expected version, ES409, not a
- *	  duplicate key).  It also means no other transaction takes a position
- *	  while the import runs (appends take ROW EXCLUSIVE before their first
- *	  position), which is what makes the block of positions safe; the
- *	  import still checks that the sequence did not move before its setval.
- *	- it conflicts with itself: one import at a time.
+ *	  duplicate key).
+ *	- it conflicts with itself: one import into a store at a time.
+ *
+ * Every store takes its positions from the one position sequence, so the
+ * store's lock does not keep appends to other stores from taking one in the
+ * middle of the block.  The import also takes SHARE ROW EXCLUSIVE on the
+ * sequence: every position is taken under ROW EXCLUSIVE on it (nextval, and
+ * horizon.c's es_allocate), held to the end of the taker's transaction.  So
+ * the import waits for every transaction that took a position to end, and
+ * no other transaction takes one until the import's ends: appends to any
+ * store wait at their first position (one import at a time in the
+ * database).  That is what makes the block of positions safe; the import
+ * still checks that the sequence did not move before its setval.
  *	- it does not conflict with ACCESS SHARE: reads go on (they stop at the
  *	  read horizon, which the import holds back like an append).
  *
@@ -42,10 +53,12 @@
  *
  * The checks and the insert read with a snapshot taken after the lock, so
  * they see every committed append also in REPEATABLE READ.  Rows are
- * inserted as the owner of eventstore.events (EXECUTE on import_events is the
- * privilege to import; the caller needs SELECT on the source, which must be
+ * inserted as the store's owner (EXECUTE on import_events is the privilege
+ * to import into the default store; into another store the caller must
+ * also have its owner's privileges; the caller needs SELECT on the source, which must be
  * a plain table without row-level security, read with ONLY: nothing of the
- * caller's runs with the owner's rights).  Projections,
+ * caller's runs with the owner's rights).  The sequence is moved past the
+ * block as the extension's owner, whose it is.  Projections,
  * routes and snapshot policies do not run for imported events.
  */
 #include "postgres.h"
@@ -110,7 +123,7 @@ static const char es_import_check_sql[] =
 "   ELSE 0 END AS kind"
 /* head: the stream's last stored event, looked up once per stream (rn = 1) */
 "  FROM (SELECT w.*, CASE WHEN w.rn OPERATOR(pg_catalog.=) 1 THEN"
-"     (SELECT e FROM eventstore.events e WHERE e.stream_id OPERATOR(pg_catalog.=) w.stream_id"
+"     (SELECT e FROM %s e WHERE e.stream_id OPERATOR(pg_catalog.=) w.stream_id"
 "       ORDER BY e.stream_version DESC LIMIT 1) END AS head"
 "   FROM (SELECT s.ord, s.stream_id, s.stream_version, s.created_at,"
 "     pg_catalog.row_number() OVER win AS rn,"
@@ -142,7 +155,7 @@ static const char es_import_check_sql[] =
  * past the block afterwards.
  */
 static const char es_import_insert_sql[] =
-"INSERT INTO eventstore.events (global_position, stream_id, stream_version,"
+"INSERT INTO %s (global_position, stream_id, stream_version,"
 " event_id, event_type, data, metadata, created_at)"
 " SELECT $1 OPERATOR(pg_catalog.+) (t.rn OPERATOR(pg_catalog.-) 1),"
 "  t.stream_id, t.stream_version, COALESCE(t.event_id, pg_catalog.gen_random_uuid()),"
@@ -313,8 +326,8 @@ es_import_execute(const char *sql, int nargs, Oid *argtypes, Datum *values, long
 }
 
 /*
- * eventstore.import_events(source regclass) returns bigint: the number of
- * events imported.
+ * eventstore.import_events(source regclass, store regclass DEFAULT
+ * 'eventstore.events') returns bigint: the number of events imported.
  */
 Datum
 eventstore_import_events(PG_FUNCTION_ARGS)
@@ -327,6 +340,7 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 	int			rc;
 	int			save_nestlevel;
 	uint64		imported;
+	EsStore    *st;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -338,10 +352,17 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", source)));
-	if (source == es_events_relid())
+	st = es_store_arg(fcinfo, 1, 0);
+	if (!st->is_default && !has_privs_of_role(GetUserId(), st->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to import into store %s", st->name),
+				 errdetail("Events are imported into a store by its owner, %s.",
+						   GetUserNameFromId(st->owner, false))));
+	if (source == st->relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cannot import eventstore.events into itself")));
+				 errmsg("cannot import %s into itself", st->name)));
 
 	/*
 	 * The source is read as the owner of eventstore.events (a superuser in a
@@ -370,10 +391,11 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 											 source_name);
 
 	LockRelationOid(source, ShareLock);
-	LockRelationOid(es_events_relid(), ShareRowExclusiveLock);
+	LockRelationOid(st->relid, ShareRowExclusiveLock);
+	LockRelationOid(es_position_seqid(), ShareRowExclusiveLock);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 
@@ -397,7 +419,7 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 		Oid			argtypes[1] = {INT4OID};
 		Datum		values[1] = {Int32GetDatum(es_max_event_size)};
 
-		rc = es_import_execute(psprintf(es_import_check_sql, source_name), 1, argtypes, values, 1);
+		rc = es_import_execute(psprintf(es_import_check_sql, st->name, source_name), 1, argtypes, values, 1);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "eventstore: the import check failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed > 0)
@@ -413,7 +435,7 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 		/* The first position registers the transaction as in flight. */
 		first = es_allocate(ES_COUNTER_POSITION, seq);
 		values[0] = Int64GetDatum(first);
-		rc = es_import_execute(psprintf(es_import_insert_sql, source_name), 1, argtypes, values, 0);
+		rc = es_import_execute(psprintf(es_import_insert_sql, st->name, source_name), 1, argtypes, values, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "eventstore: the import failed: %s", SPI_result_code_string(rc));
 		imported = SPI_processed;
@@ -421,8 +443,10 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 		{
 			if (es_sequence_last_value(seq) != first)
 				elog(ERROR, "eventstore: the position sequence moved during an import");
+			SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 			(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seq),
 									   Int64GetDatum(first + (int64) imported - 1));
+			SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 		}
 	}
 

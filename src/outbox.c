@@ -10,7 +10,11 @@
  * relay worker of its database when it commits (relay_worker.c).
  *
  * The routes (eventstore.routes) are a registry (registry.c), cached per
- * backend.  With no route the append path costs one cached test.
+ * backend.  With no route the append path costs one cached test.  A route
+ * belongs to a store (routes.store) and matches that store's events only;
+ * the outbox rows of a store's events name it (outbox.store), and a
+ * message of enqueue() belongs to none.  Channel names are unique per
+ * database, whatever the store.
  */
 #include "postgres.h"
 
@@ -28,11 +32,20 @@
 #include "utils/snapmgr.h"
 
 #include "eventstore.h"
+#include "access/htup_details.h"
+#include "funcapi.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/syscache.h"
+
+/* eventstore.events has 9 columns; room for a few more added to every store */
+#define ES_EVENT_COLUMNS_MAX 32
 
 PG_FUNCTION_INFO_V1(eventstore_enqueue);
 PG_FUNCTION_INFO_V1(eventstore_add_route);
 PG_FUNCTION_INFO_V1(eventstore_remove_route);
 PG_FUNCTION_INFO_V1(eventstore_channel_arg);
+PG_FUNCTION_INFO_V1(eventstore_outbox_event);
 
 typedef struct EsRoute
 {
@@ -42,6 +55,7 @@ typedef struct EsRoute
 	int			ncategories;	/* -1: every category */
 	char	  **categories;
 	bool		with_data;		/* false: NOTIFY payloads carry ids only */
+	Oid			store;			/* InvalidOid: the default store (schema before 0.6.0) */
 } EsRoute;
 
 typedef struct EsRoutes
@@ -52,23 +66,32 @@ typedef struct EsRoutes
 
 static void es_routes_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
 
-/* The routes query, before and since 0.5.0 (routes.with_data). */
-#define ES_ROUTES_QUERY(with_data) \
-	"SELECT r.channel, r.event_types, r.categories, " with_data " FROM eventstore.routes r" \
-	" ORDER BY r.channel COLLATE pg_catalog.\"C\""
+/*
+ * The routes query, since 0.6.0 (routes.store) and before: then every route
+ * is the default store's, and routes.with_data (0.5.0 on) is read by name
+ * from the row as jsonb, so that a 0.4.0 schema (no such column: every
+ * route sends data) is read too.
+ */
+#define ES_ROUTES_QUERY(with_data, store) \
+	"SELECT r.channel, r.event_types, r.categories, " with_data ", " store \
+	" FROM eventstore.routes r ORDER BY r.channel COLLATE pg_catalog.\"C\""
 
 static EsRegistry es_routes_registry = {
 	.relname = "routes",
-	.query = ES_ROUTES_QUERY("r.with_data"),
-	/* before 0.5.0: no routes.with_data, every route sends data */
-	.since_column = "with_data",
-	.query_before = ES_ROUTES_QUERY("true"),
+	.query = ES_ROUTES_QUERY("r.with_data", "r.store::pg_catalog.oid"),
+	.since_column = "store",
+	.query_before = ES_ROUTES_QUERY("COALESCE((pg_catalog.to_jsonb(r) OPERATOR(pg_catalog.->>) 'with_data')::pg_catalog.bool, true)",
+									"NULL::pg_catalog.oid"),
 	.fill = es_routes_fill,
 };
 
-/* Outbox inserts; [1]: with the with_data column, only needed for false. */
-static SPIPlanPtr es_plan_route_insert[2] = {NULL, NULL};
-static SPIPlanPtr es_plan_enqueue[2] = {NULL, NULL};
+/*
+ * Outbox inserts; [1]: with the with_data column, only needed for false;
+ * [2]: with with_data and store, for the events of a store other than the
+ * default one (column default) and messages (NULL) in a 0.6.0 schema.
+ */
+static SPIPlanPtr es_plan_route_insert[3] = {NULL, NULL, NULL};
+static SPIPlanPtr es_plan_enqueue[3] = {NULL, NULL, NULL};
 
 void
 es_outbox_init(void)
@@ -123,6 +146,8 @@ es_routes_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		r->ncategories = es_copy_text_array(d, isnull, cxt, &r->categories);
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		r->with_data = isnull || DatumGetBool(d);
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		r->store = isnull ? InvalidOid : DatumGetObjectId(d);
 	}
 	routes->n = (int) n;
 	reg->cache = routes;
@@ -139,12 +164,21 @@ es_in_list(char **list, int n, const char *s, int len)
 	return false;
 }
 
+/* Whether route r matches the events of store st. */
+static inline bool
+es_route_of_store(EsRoute *r, EsStore *st)
+{
+	return OidIsValid(r->store) ? r->store == st->relid : st->is_default;
+}
+
 /*
- * Write the outbox rows of one append: for each event (in order), one row
- * per matching route.  Runs inside the append's SPI connection, as the owner.
+ * Write the outbox rows of one append to store st: for each event (in
+ * order), one row per matching route of st.  Runs inside the append's SPI
+ * connection; the rows are written as the extension's owner (the store's
+ * owner, which the append runs as, need not be able to write the outbox).
  */
 void
-es_outbox_route(EsStore *st pg_attribute_unused(), Datum stream_id, Datum *event_types, int64 *positions, int n)
+es_outbox_route(EsStore *st, Datum stream_id, Datum *event_types, int64 *positions, int n)
 {
 	text	   *sid = DatumGetTextPP(stream_id);
 	const char *sdata = VARDATA_ANY(sid);
@@ -159,9 +193,14 @@ es_outbox_route(EsStore *st pg_attribute_unused(), Datum stream_id, Datum *event
 	bool		all_with_data = true;
 	int			nrows = 0;
 	EsRoutes   *routes;
+	bool		any = false;
+	Oid			save_userid;
+	int			save_sec;
 
 	routes = es_routes_load();
-	if (routes->n == 0)
+	for (int r = 0; r < routes->n && !any; r++)
+		any = es_route_of_store(&routes->items[r], st);
+	if (!any)
 		return;
 
 	ids = palloc(sizeof(Datum) * n * routes->n);
@@ -178,11 +217,13 @@ es_outbox_route(EsStore *st pg_attribute_unused(), Datum stream_id, Datum *event
 		{
 			EsRoute    *route = &routes->items[r];
 
+			if (!es_route_of_store(route, st))
+				continue;
 			if (!es_in_list(route->types, route->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 				continue;
 			if (!es_in_list(route->categories, route->ncategories, sdata, catlen))
 				continue;
-			ids[nrows] = Int64GetDatum(es_allocate(ES_COUNTER_OUTBOX, seq));
+			ids[nrows] = (Datum) 0;	/* allocated below, as the extension's owner */
 			channels[nrows] = CStringGetTextDatum(route->channel);
 			poss[nrows] = Int64GetDatum(positions[i]);
 			with_data[nrows] = BoolGetDatum(route->with_data);
@@ -193,11 +234,18 @@ es_outbox_route(EsStore *st pg_attribute_unused(), Datum stream_id, Datum *event
 	if (nrows == 0)
 		return;
 
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	for (int i = 0; i < nrows; i++)
+		ids[i] = Int64GetDatum(es_allocate(ES_COUNTER_OUTBOX, seq));
 	{
-		/* with_data is named only when a row needs false (a 0.5.0 schema) */
-		int			w = all_with_data ? 0 : 1;
-		Oid			argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
-		Datum		values[4];
+		/*
+		 * with_data is named only when a row needs false (a 0.5.0 schema),
+		 * store only for a store other than the default one (a 0.6.0 schema).
+		 */
+		int			w = !st->is_default ? 2 : all_with_data ? 0 : 1;
+		Oid			argtypes[5] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, BOOLARRAYOID, REGCLASSOID};
+		Datum		values[5];
 
 		if (es_plan_route_insert[w] == NULL)
 		{
@@ -206,11 +254,17 @@ es_outbox_route(EsStore *st pg_attribute_unused(), Datum stream_id, Datum *event
 							" SELECT u.i, u.c, u.p FROM ROWS FROM (pg_catalog.unnest($1),"
 							" pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(i, c, p)",
 							3, argtypes) :
+				w == 1 ?
 				SPI_prepare("INSERT INTO eventstore.outbox (id, channel, global_position, with_data)"
 							" SELECT u.i, u.c, u.p, u.w FROM ROWS FROM (pg_catalog.unnest($1),"
 							" pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
 							" AS u(i, c, p, w)",
-							4, argtypes);
+							4, argtypes) :
+				SPI_prepare("INSERT INTO eventstore.outbox (id, channel, global_position, with_data, store)"
+							" SELECT u.i, u.c, u.p, u.w, $5 FROM ROWS FROM (pg_catalog.unnest($1),"
+							" pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+							" AS u(i, c, p, w)",
+							5, argtypes);
 			if (es_plan_route_insert[w] == NULL)
 				elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			SPI_keepplan(es_plan_route_insert[w]);
@@ -219,9 +273,11 @@ es_outbox_route(EsStore *st pg_attribute_unused(), Datum stream_id, Datum *event
 		values[1] = PointerGetDatum(construct_array(channels, nrows, TEXTOID, -1, false, TYPALIGN_INT));
 		values[2] = PointerGetDatum(construct_array(poss, nrows, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		values[3] = PointerGetDatum(construct_array(with_data, nrows, BOOLOID, 1, true, TYPALIGN_CHAR));
+		values[4] = ObjectIdGetDatum(st->relid);
 		if (SPI_execute_plan(es_plan_route_insert[w], values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "eventstore: writing outbox rows failed");
 	}
+	SetUserIdAndSecContext(save_userid, save_sec);
 	es_relay_wakeup_at_commit();
 }
 
@@ -250,7 +306,9 @@ eventstore_channel_arg(PG_FUNCTION_ARGS)
 
 /*
  * eventstore.add_route(channel text, event_types text[] DEFAULT NULL,
- *						categories text[] DEFAULT NULL, with_data boolean DEFAULT true)
+ *						categories text[] DEFAULT NULL, with_data boolean DEFAULT true,
+ *						store regclass DEFAULT 'eventstore.events')
+ * A route on a store other than the default one is its owner's to add.
  */
 Datum
 eventstore_add_route(PG_FUNCTION_ARGS)
@@ -258,23 +316,37 @@ eventstore_add_route(PG_FUNCTION_ARGS)
 	text	   *channel = es_channel_arg(fcinfo, 0);
 	Datum		types = es_text_list_arg(fcinfo, 1, "event_types");
 	Datum		categories = es_text_list_arg(fcinfo, 2, "categories");
-	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID};
-	Datum		values[4] = {PointerGetDatum(channel), types, categories, (Datum) 0};
-	char		nulls[4] = {' ', types ? ' ' : 'n', categories ? ' ' : 'n', ' '};
+	EsStore    *st;
+	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID, REGCLASSOID};
+	Datum		values[5] = {PointerGetDatum(channel), types, categories, (Datum) 0, (Datum) 0};
+	char		nulls[5] = {' ', types ? ' ' : 'n', categories ? ' ' : 'n', ' ', ' '};
 
 	if (PG_NARGS() < 4 || PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("with_data must not be null")));
 	values[3] = PG_GETARG_DATUM(3);
+	st = es_store_arg(fcinfo, 4, 0);
+	if (!st->is_default && !has_privs_of_role(GetUserId(), st->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to add a route on store %s", st->name),
+				 errdetail("Routes on a store are registered by its owner, %s.",
+						   GetUserNameFromId(st->owner, false))));
+	values[4] = ObjectIdGetDatum(st->relid);
 
 	if (es_registry_write("SELECT FROM eventstore.routes r WHERE r.channel OPERATOR(pg_catalog.=) $1",
 						  1, argtypes, values, NULL) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("route for channel \"%s\" already exists", text_to_cstring(channel))));
-	(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories, with_data)"
-							 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, nulls);
+	/* the 0.5.0 function (four arguments) is called before the schema has routes.store */
+	if (PG_NARGS() > 4)
+		(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories, with_data, store)"
+								 " VALUES ($1, $2, $3, $4, $5)", 5, argtypes, values, nulls);
+	else
+		(void) es_registry_write("INSERT INTO eventstore.routes (channel, event_types, categories, with_data)"
+								 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, nulls);
 	PG_RETURN_VOID();
 }
 
@@ -337,15 +409,24 @@ eventstore_enqueue(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	/* a message on a channel whose route publishes ids only goes without data too */
-	w = es_channel_with_data(channel) ? 0 : 1;
+	/*
+	 * A message on a channel whose route publishes ids only goes without data
+	 * too.  Since 0.6.0 a message belongs to no store (outbox.store NULL).
+	 */
+	if (get_attnum(get_relname_relid("outbox", es_schema_oid()), "store") != InvalidAttrNumber)
+		w = 2;
+	else
+		w = es_channel_with_data(channel) ? 0 : 1;
 	if (es_plan_enqueue[w] == NULL)
 	{
 		es_plan_enqueue[w] = w == 0 ?
 			SPI_prepare("INSERT INTO eventstore.outbox (id, channel, payload, headers)"
 						" VALUES ($1, $2, $3, $4)", 4, argtypes) :
+			w == 1 ?
 			SPI_prepare("INSERT INTO eventstore.outbox (id, channel, payload, headers, with_data)"
-						" VALUES ($1, $2, $3, $4, $5)", 5, argtypes);
+						" VALUES ($1, $2, $3, $4, $5)", 5, argtypes) :
+			SPI_prepare("INSERT INTO eventstore.outbox (id, channel, payload, headers, with_data, store)"
+						" VALUES ($1, $2, $3, $4, $5, NULL)", 5, argtypes);
 		if (es_plan_enqueue[w] == NULL)
 			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(es_plan_enqueue[w]);
@@ -357,11 +438,72 @@ eventstore_enqueue(PG_FUNCTION_ARGS)
 	values[3] = headers ? JsonbPGetDatum(headers) : (Datum) 0;
 	if (headers == NULL)
 		nulls[3] = 'n';
-	values[4] = BoolGetDatum(false);
+	values[4] = BoolGetDatum(w == 2 ? es_channel_with_data(channel) : false);
 	if (SPI_execute_plan(es_plan_enqueue[w], values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "eventstore: writing the outbox row failed");
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	es_relay_wakeup_at_commit();
 	PG_RETURN_INT64(id);
+}
+
+/*
+ * eventstore._outbox_event(store regclass, position bigint) RETURNS SETOF
+ * eventstore.events: the event of an outbox row of a store other than the
+ * default one, for eventstore.outbox_messages (which joins the default
+ * store's events itself).  Whoever may read outbox_messages reads the events
+ * the stores' owners routed to it, as the relay publishes them: the event is
+ * read as the store's owner.  Others need SELECT on the store.  Nothing when
+ * the table is gone.
+ */
+Datum
+eventstore_outbox_event(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	EsStore    *st;
+	Oid			view;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	Oid			save_userid;
+	int			save_sec;
+	SPIPlanPtr	plan;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		return (Datum) 0;
+	relid = PG_GETARG_OID(0);
+	LockRelationOid(relid, AccessShareLock);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		return (Datum) 0;
+	st = es_store(relid);
+	view = get_relname_relid("outbox_messages", es_schema_oid());
+	if (!OidIsValid(view) || pg_class_aclcheck(view, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		es_store_check(st, ACL_SELECT);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	plan = es_store_plan(st, ES_PLAN_OUTBOX_EVENT,
+						 psprintf("SELECT e.* FROM %s e WHERE e.global_position OPERATOR(pg_catalog.=) $1",
+								  st->name),
+						 1, argtypes, 0);
+	values[0] = PG_GETARG_DATUM(1);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading an event of store %s failed", st->name);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		cols[ES_EVENT_COLUMNS_MAX];
+		bool		nulls[ES_EVENT_COLUMNS_MAX];
+
+		if (SPI_tuptable->tupdesc->natts != rsinfo->setDesc->natts ||
+			rsinfo->setDesc->natts > ES_EVENT_COLUMNS_MAX)
+			elog(ERROR, "eventstore: store %s does not have the columns of eventstore.events", st->name);
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, cols, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, cols, nulls);
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return (Datum) 0;
 }

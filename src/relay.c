@@ -34,6 +34,12 @@
  *	  the full message with consumer_poll() or the event with read_all().
  *	  A row of an ids-only route (outbox.with_data false) always goes with
  *	  ids only: anyone can LISTEN, so only ids leave through NOTIFY.
+ *	- Every store's outbox rows are published in the one outbox order.  The
+ *	  event of a row of the default store is joined in the pending query;
+ *	  that of another store (outbox.store) is read from its table, as the
+ *	  table's owner, and its payload names the store ("store": the table's
+ *	  schema-qualified name).  A store dropped meanwhile took its rows
+ *	  with it, and the pass fails at marking them (the next one goes on).
  */
 #include "postgres.h"
 
@@ -54,7 +60,10 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
 
 #include "eventstore.h"
 
@@ -63,7 +72,7 @@ PG_FUNCTION_INFO_V1(eventstore_relay_once);
 /* NOTIFY refuses payloads of this many bytes or more (async.c). */
 #define ES_NOTIFY_PAYLOAD_MAX (BLCKSZ - NAMEDATALEN - 128)
 
-static SPIPlanPtr es_plan_pending[2] = {NULL, NULL};	/* [1]: outbox.with_data */
+static SPIPlanPtr es_plan_pending[3] = {NULL, NULL, NULL};	/* [1]: outbox.with_data, [2]: and store */
 static SPIPlanPtr es_plan_mark = NULL;
 static SPIPlanPtr es_plan_prune = NULL;
 static SPIPlanPtr es_plan_prune_due = NULL;
@@ -85,11 +94,13 @@ es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 
 /*
  * The pending rows, up to the horizon ($1), at most $2; with_data is
- * o.with_data, or true on a schema older than 0.5.0 (no such column).
+ * o.with_data, or true on a schema older than 0.5.0 (no such column); store
+ * is o.store, NULL before 0.6.0.  o.global_position is the event's position
+ * whichever store holds it.
  */
-#define ES_PENDING_QUERY(with_data) \
-	"SELECT o.id, o.channel, e.global_position, e.stream_id, e.stream_version," \
-	" e.event_type, e.event_id, e.data, o.payload, o.headers, " with_data \
+#define ES_PENDING_QUERY(with_data, store) \
+	"SELECT o.id, o.channel, o.global_position, e.stream_id, e.stream_version," \
+	" e.event_type, e.event_id, e.data, o.payload, o.headers, " with_data ", " store \
 	" FROM eventstore.outbox o LEFT JOIN eventstore.events e" \
 	"   ON e.global_position OPERATOR(pg_catalog.=) o.global_position" \
 	" WHERE o.id OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s)" \
@@ -100,7 +111,7 @@ es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 enum
 {
 	PEND_ID = 1, PEND_CHANNEL, PEND_POSITION, PEND_STREAM_ID, PEND_VERSION,
-	PEND_TYPE, PEND_EVENT_ID, PEND_DATA, PEND_PAYLOAD, PEND_HEADERS, PEND_WITH_DATA
+	PEND_TYPE, PEND_EVENT_ID, PEND_DATA, PEND_PAYLOAD, PEND_HEADERS, PEND_WITH_DATA, PEND_STORE
 };
 
 static void
@@ -135,10 +146,11 @@ es_json_column(StringInfo buf, const char *key, HeapTuple tup, TupleDesc desc, i
  * The NOTIFY payload of one pending row, as JSON text.  When the full payload
  * would not fit NOTIFY, data, payload and headers are left out and
  * "data_omitted": true says so; if even that does not fit, or the row's route
- * publishes ids only, only the id, the channel and the event's position go.
+ * publishes ids only, only the id, the channel and the event's position go
+ * (and store, the name of the event's store when it is not the default one).
  */
 static char *
-es_notify_payload(HeapTuple tup, TupleDesc desc)
+es_notify_payload(HeapTuple tup, TupleDesc desc, const char *store)
 {
 	bool		is_event;
 	bool		isnull;
@@ -157,6 +169,11 @@ es_notify_payload(HeapTuple tup, TupleDesc desc)
 		es_json_column(&buf, "channel", tup, desc, PEND_CHANNEL);
 		if (is_event)
 			es_json_column(&buf, "position", tup, desc, PEND_POSITION);
+		if (store != NULL)
+		{
+			es_json_key(&buf, "store");
+			escape_json(&buf, store);
+		}
 		if (attempt < 2 && is_event)
 		{
 			es_json_column(&buf, "stream_id", tup, desc, PEND_STREAM_ID);
@@ -184,6 +201,89 @@ es_notify_payload(HeapTuple tup, TupleDesc desc)
 			break;
 	}
 	return buf.data;
+}
+
+/* A store other than the default one met in a pass, with its statement. */
+typedef struct EsRelayStore
+{
+	Oid			relid;
+	char	   *name;			/* schema-qualified, quoted */
+	Oid			owner;
+	SPIPlanPtr	plan;			/* prepared for this pass only */
+} EsRelayStore;
+
+/*
+ * The pending row tup of an event of store relid (not the default store),
+ * with the event's columns read from that store; *name is set to the
+ * store's name.  Read as the table's owner (the relay runs as the
+ * extension's), with a fresh snapshot: the row's transaction committed
+ * before the pass's snapshot was taken.  *stores lists the stores met so
+ * far in the pass.  NULL when the table is gone: its rows went with it,
+ * which the pass notices when it marks them.
+ */
+static HeapTuple
+es_relay_store_row(HeapTuple tup, TupleDesc desc, Oid relid, List **stores, char **name)
+{
+	EsRelayStore *rs = NULL;
+	ListCell   *lc;
+	Datum	   *values;
+	bool	   *nulls;
+	Datum		pos;
+	bool		isnull;
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+	static const int cols[] = {PEND_STREAM_ID, PEND_VERSION, PEND_TYPE, PEND_EVENT_ID, PEND_DATA};
+
+	foreach(lc, *stores)
+		if (((EsRelayStore *) lfirst(lc))->relid == relid)
+			rs = lfirst(lc);
+	if (rs == NULL)
+	{
+		HeapTuple	cls;
+		Oid			argtypes[1] = {INT8OID};
+
+		LockRelationOid(relid, AccessShareLock);
+		cls = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		if (!HeapTupleIsValid(cls))
+		{
+			*name = NULL;
+			return NULL;
+		}
+		rs = palloc0(sizeof(EsRelayStore));
+		rs->relid = relid;
+		rs->owner = ((Form_pg_class) GETSTRUCT(cls))->relowner;
+		rs->name = quote_qualified_identifier(get_namespace_name(((Form_pg_class) GETSTRUCT(cls))->relnamespace),
+											  NameStr(((Form_pg_class) GETSTRUCT(cls))->relname));
+		ReleaseSysCache(cls);
+		rs->plan = SPI_prepare(psprintf("SELECT e.stream_id, e.stream_version, e.event_type, e.event_id, e.data"
+										" FROM %s e WHERE e.global_position OPERATOR(pg_catalog.=) $1",
+										rs->name), 1, argtypes);
+		if (rs->plan == NULL)
+			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		*stores = lappend(*stores, rs);
+	}
+	*name = rs->name;
+
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(tup, desc, values, nulls);
+	pos = SPI_getbinval(tup, desc, PEND_POSITION, &isnull);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(rs->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute_plan(rs->plan, &pos, NULL, false, 1);	/* a fresh snapshot */
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading an event of store %s failed", rs->name);
+	for (int i = 0; i < (int) lengthof(cols); i++)
+	{
+		if (SPI_processed > 0)
+			values[cols[i] - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1,
+												&nulls[cols[i] - 1]);
+		else
+			nulls[cols[i] - 1] = true;
+	}
+	return heap_form_tuple(desc, values, nulls);
 }
 
 /*
@@ -287,6 +387,9 @@ es_relay_pass(int max_count, bool prune)
 	Oid			seq;
 	Oid			extoid;
 	int			w;
+	Oid			outbox;
+	Oid			events;
+	List	   *stores = NIL;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -327,9 +430,18 @@ es_relay_pass(int max_count, bool prune)
 		elog(ERROR, "eventstore: SPI_connect failed");
 
 	horizon = es_read_horizon(ES_COUNTER_OUTBOX, seq, &snapshot);
-	/* outbox.with_data exists from 0.5.0 on; before, every row has data */
-	w = get_attnum(get_relname_relid("outbox", es_schema_oid()), "with_data") != InvalidAttrNumber;
-	es_relay_plan(&es_plan_pending[w], w ? ES_PENDING_QUERY("o.with_data") : ES_PENDING_QUERY("true"),
+	/*
+	 * outbox.with_data exists from 0.5.0 on (before, every row has data),
+	 * outbox.store from 0.6.0 on (before, every event is the default store's)
+	 */
+	outbox = get_relname_relid("outbox", es_schema_oid());
+	events = es_events_relid();
+	w = get_attnum(outbox, "store") != InvalidAttrNumber ? 2 :
+		get_attnum(outbox, "with_data") != InvalidAttrNumber ? 1 : 0;
+	es_relay_plan(&es_plan_pending[w],
+				  w == 2 ? ES_PENDING_QUERY("o.with_data", "o.store::pg_catalog.oid") :
+				  w == 1 ? ES_PENDING_QUERY("o.with_data", "NULL::pg_catalog.oid") :
+				  ES_PENDING_QUERY("true", "NULL::pg_catalog.oid"),
 				  2, argtypes);
 	values[0] = Int64GetDatum(horizon);
 	values[1] = Int32GetDatum(max_count);
@@ -356,10 +468,21 @@ es_relay_pass(int max_count, bool prune)
 			HeapTuple	tup = pending->vals[i];
 			bool		isnull;
 			char	   *channel;
+			Datum		store;
+			char	   *store_name = NULL;
 
 			ids[i] = SPI_getbinval(tup, pending->tupdesc, PEND_ID, &isnull);
 			channel = TextDatumGetCString(SPI_getbinval(tup, pending->tupdesc, PEND_CHANNEL, &isnull));
-			Async_Notify(channel, es_notify_payload(tup, pending->tupdesc));
+			store = SPI_getbinval(tup, pending->tupdesc, PEND_STORE, &isnull);
+			if (!isnull && DatumGetObjectId(store) != events)
+			{
+				HeapTuple	row = es_relay_store_row(tup, pending->tupdesc, DatumGetObjectId(store),
+													 &stores, &store_name);
+
+				if (row != NULL)
+					tup = row;
+			}
+			Async_Notify(channel, es_notify_payload(tup, pending->tupdesc, store_name));
 		}
 		/*
 		 * The rows just read are every visible row of ids (cursor, last]:

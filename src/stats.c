@@ -11,17 +11,20 @@
  * ends in an abort, and an append whose transaction later rolls back is
  * still counted, as PostgreSQL's own n_tup_ins counts inserted rows.
  *
- * Shared memory holds one hash of entries, keyed by (database, kind, name):
- *	- kind 's': the store's totals (name "eventstore.events", the one store a
- *	  database has today);
- *	- kind 'c': one category (the part of a stream id before its first '-');
- *	- kind 'p': one projection handler, by projection name.
- * The hash is bounded: at most eventstore.stats_max_categories category and
- * projection entries in the whole cluster.  Past that, a new category or
- * projection is counted under the name "(other)" of its kind.  The store and
- * "(other)" entries come from a reserve of ES_STATS_RESERVE entries; if even
- * that runs out (more than ES_STATS_RESERVE / 3 databases using the store),
- * the counts of the newcomer are dropped and stats_dropped is incremented.
+ * Shared memory holds one hash of entries, keyed by (database, kind, store,
+ * name), the store by its schema-qualified name (as st->name has it):
+ *	- kind 's': a store's totals (name: the store's name too);
+ *	- kind 'c': one category (the part of a stream id before its first '-')
+ *	  of a store;
+ *	- kind 'p': one projection handler, by projection name, with the store
+ *	  of the append that ran it.
+ * The hash is bounded: at most eventstore.stats_max_categories category,
+ * projection and store entries (but the default store's) in the whole
+ * cluster.  Past that, a new category or projection is counted under the
+ * name "(other)" of its kind and store, a new store's totals under the store
+ * "(other)".  The default store's totals and the "(other)" entries come from
+ * a reserve of ES_STATS_RESERVE entries; if even that runs out, the counts
+ * of the newcomer are dropped and stats_dropped is incremented.
  *
  * Locking rules: es_stats->lock guards the hash's shape.  A flush looks up
  * its entries holding it in shared mode and adds under each entry's spinlock;
@@ -75,6 +78,7 @@ typedef struct EsStatKey
 {
 	Oid			dbid;
 	char		kind;			/* 's' store, 'c' category, 'p' projection */
+	char		store[ES_STATS_NAMELEN];
 	char		name[ES_STATS_NAMELEN];
 } EsStatKey;
 
@@ -140,7 +144,9 @@ static EsPending **es_dirty = NULL;
 static int	es_ndirty = 0;
 static int	es_maxdirty = 0;
 static EsPending *es_last_category = NULL;
+static EsPending *es_last_store = NULL;
 static int	es_dispatch_depth = 0;
+static EsStore *es_dispatch_store = NULL;	/* of the projections running */
 
 #ifdef ES_HAVE_SHMEM_REQUEST_HOOK
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -244,16 +250,40 @@ es_stats_active(void)
 	return es_stats_on && es_stats_hash != NULL;
 }
 
-/* A key for (this database, kind, name of len bytes), zero-padded for hashing. */
+/* name of len bytes into a key field, cut on a character boundary. */
 static void
-es_stats_key(EsStatKey *key, char kind, const char *name, int len)
+es_stats_name(char *field, const char *name, int len)
+{
+	if (len >= ES_STATS_NAMELEN)
+		len = pg_mbcliplen(name, len, ES_STATS_NAMELEN - 1);
+	memcpy(field, name, len);
+}
+
+/* A key for (this database, kind, store, name of len bytes), zero-padded for hashing. */
+static void
+es_stats_key(EsStatKey *key, char kind, const char *store, const char *name, int len)
 {
 	memset(key, 0, sizeof(*key));
 	key->dbid = MyDatabaseId;
 	key->kind = kind;
-	if (len >= ES_STATS_NAMELEN)
-		len = pg_mbcliplen(name, len, ES_STATS_NAMELEN - 1);
-	memcpy(key->name, name, len);
+	es_stats_name(key->store, store, strlen(store));
+	es_stats_name(key->name, name, len);
+}
+
+/* The name statistics give store st (NULL: the default store). */
+static inline const char *
+es_stats_store(EsStore *st)
+{
+	return st == NULL || st->is_default ? ES_STATS_STORE : st->name;
+}
+
+/* Whether an entry counts against eventstore.stats_max_categories. */
+static inline bool
+es_stats_named(const EsStatKey *key)
+{
+	if (strcmp(key->name, ES_STATS_OTHER) == 0)
+		return false;
+	return key->kind != 's' || strcmp(key->store, ES_STATS_STORE) != 0;
 }
 
 /* Note that p was counted: flushed at transaction end. */
@@ -275,9 +305,9 @@ es_touch(EsPending *p)
 	return &p->c;
 }
 
-/* This backend's pending entry for (kind, name), created on first use. */
+/* This backend's pending entry for (kind, store, name), created on first use. */
 static EsPending *
-es_pending_entry(char kind, const char *name, int len)
+es_pending_entry(char kind, const char *store, const char *name, int len)
 {
 	EsStatKey	key;
 	EsPending  *p;
@@ -294,7 +324,7 @@ es_pending_entry(char kind, const char *name, int len)
 		es_pending = hash_create("eventstore pending stats", 64, &info,
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	es_stats_key(&key, kind, name, len);
+	es_stats_key(&key, kind, store, name, len);
 	p = hash_search(es_pending, &key, HASH_ENTER, &found);
 	if (!found)
 	{
@@ -306,48 +336,62 @@ es_pending_entry(char kind, const char *name, int len)
 	return p;
 }
 
+/* The pending totals of store st (NULL: the default store). */
 static EsStatCounts *
-es_pending_store(void)
+es_pending_store(EsStore *st)
 {
-	if (es_store_pending.key.kind == '\0')
-		es_stats_key(&es_store_pending.key, 's', ES_STATS_STORE, strlen(ES_STATS_STORE));
-	return es_touch(&es_store_pending);
+	const char *store;
+	EsPending  *p;
+
+	if (st == NULL || st->is_default)
+	{
+		if (es_store_pending.key.kind == '\0')
+			es_stats_key(&es_store_pending.key, 's', ES_STATS_STORE, ES_STATS_STORE, strlen(ES_STATS_STORE));
+		return es_touch(&es_store_pending);
+	}
+	store = es_stats_store(st);
+	p = es_last_store;
+	if (p == NULL || strncmp(p->key.store, store, ES_STATS_NAMELEN - 1) != 0)
+		es_last_store = p = es_pending_entry('s', store, store, strlen(store));
+	return es_touch(p);
 }
 
 static EsStatCounts *
-es_pending_counts(char kind, const char *name, int len)
+es_pending_counts(char kind, EsStore *st, const char *name, int len)
 {
-	return es_touch(es_pending_entry(kind, name, len));
+	return es_touch(es_pending_entry(kind, es_stats_store(st), name, len));
 }
 
-/* The pending counts of the category of stream_id. */
+/* The pending counts of the category of stream_id in store st. */
 static EsStatCounts *
-es_pending_category(Datum stream_id)
+es_pending_category(EsStore *st, Datum stream_id)
 {
 	text	   *sid = DatumGetTextPP(stream_id);
 	const char *data = VARDATA_ANY(sid);
 	int			len = VARSIZE_ANY_EXHDR(sid);
 	const char *dash = memchr(data, '-', len);
+	const char *store = es_stats_store(st);
 	EsPending  *p = es_last_category;
 
 	if (dash)
 		len = (int) (dash - data);
 	if (p == NULL || len >= ES_STATS_NAMELEN || p->key.name[len] != '\0' ||
-		memcmp(p->key.name, data, len) != 0)
-		es_last_category = p = es_pending_entry('c', data, len);
+		memcmp(p->key.name, data, len) != 0 ||
+		strncmp(p->key.store, store, ES_STATS_NAMELEN - 1) != 0)
+		es_last_category = p = es_pending_entry('c', store, data, len);
 	return es_touch(p);
 }
 
 /* An append of n events (bytes in all) to stream_id wrote its rows. */
 void
-es_stats_append(EsStore *st pg_attribute_unused(), Datum stream_id, int n, int64 bytes)
+es_stats_append(EsStore *st, Datum stream_id, int n, int64 bytes)
 {
 	EsStatCounts *c[2];
 
 	if (!es_stats_active())
 		return;
-	c[0] = es_pending_store();
-	c[1] = es_pending_category(stream_id);
+	c[0] = es_pending_store(st);
+	c[1] = es_pending_category(st, stream_id);
 	for (int i = 0; i < 2; i++)
 	{
 		c[i]->appends++;
@@ -359,22 +403,22 @@ es_stats_append(EsStore *st pg_attribute_unused(), Datum stream_id, int n, int64
 
 /* An append to stream_id is about to fail with ES409. */
 void
-es_stats_conflict(EsStore *st pg_attribute_unused(), Datum stream_id)
+es_stats_conflict(EsStore *st, Datum stream_id)
 {
 	if (!es_stats_active())
 		return;
-	es_pending_store()->conflicts++;
-	es_pending_category(stream_id)->conflicts++;
+	es_pending_store(st)->conflicts++;
+	es_pending_category(st, stream_id)->conflicts++;
 }
 
 /* An append to stream_id was an idempotent retry and wrote nothing. */
 void
-es_stats_retry(EsStore *st pg_attribute_unused(), Datum stream_id)
+es_stats_retry(EsStore *st, Datum stream_id)
 {
 	if (!es_stats_active())
 		return;
-	es_pending_store()->retries++;
-	es_pending_category(stream_id)->retries++;
+	es_pending_store(st)->retries++;
+	es_pending_category(st, stream_id)->retries++;
 }
 
 /*
@@ -385,26 +429,31 @@ es_stats_retry(EsStore *st pg_attribute_unused(), Datum stream_id)
 void
 es_stats_dispatch(EsStore *st, Datum stream_id, HeapTuple *rows, uint64 nrows, TupleDesc desc)
 {
+	EsStore    *outer = es_dispatch_store;
+
 	if (!es_stats_active())
 	{
 		es_projections_dispatch(st, rows, nrows, desc);
 		return;
 	}
 	es_dispatch_depth++;
+	es_dispatch_store = st;
 	PG_TRY();
 	{
 		es_projections_dispatch(st, rows, nrows, desc);
 	}
 	PG_CATCH();
 	{
+		es_dispatch_store = outer;
 		if (--es_dispatch_depth == 0)
 		{
-			es_pending_store()->vetoes++;
-			es_pending_category(stream_id)->vetoes++;
+			es_pending_store(st)->vetoes++;
+			es_pending_category(st, stream_id)->vetoes++;
 		}
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	es_dispatch_store = outer;
 	es_dispatch_depth--;
 }
 
@@ -438,7 +487,7 @@ es_stats_timed(EsStatTimer timer, instr_time start)
 
 	if (INSTR_TIME_IS_ZERO(start) || es_stats_hash == NULL)
 		return;
-	c = es_pending_store();
+	c = es_pending_store(es_dispatch_store);
 	c->calls[timer]++;
 	c->time_ms[timer] += es_stats_elapsed_ms(start);
 }
@@ -453,10 +502,10 @@ es_stats_projection(const char *name, instr_time start)
 	if (INSTR_TIME_IS_ZERO(start) || es_stats_hash == NULL)
 		return;
 	ms = es_stats_elapsed_ms(start);
-	c = es_pending_store();
+	c = es_pending_store(es_dispatch_store);
 	c->calls[ES_TIMER_PROJECTION]++;
 	c->time_ms[ES_TIMER_PROJECTION] += ms;
-	c = es_pending_counts('p', name, strlen(name));
+	c = es_pending_counts('p', es_dispatch_store, name, strlen(name));
 	c->calls[ES_TIMER_PROJECTION]++;
 	c->time_ms[ES_TIMER_PROJECTION] += ms;
 }
@@ -488,7 +537,7 @@ es_stats_create(EsStatKey *key)
 {
 	EsStatEntry *e;
 	bool		found;
-	bool		named = key->kind != 's' && strcmp(key->name, ES_STATS_OTHER) != 0;
+	bool		named = es_stats_named(key);
 
 	e = hash_search(es_stats_hash, key, HASH_FIND, NULL);
 	if (e != NULL)
@@ -500,6 +549,8 @@ es_stats_create(EsStatKey *key)
 		memset(&other, 0, sizeof(other));
 		other.dbid = key->dbid;
 		other.kind = key->kind;
+		/* a category or projection keeps its store; a store's totals do not */
+		strlcpy(other.store, key->kind == 's' ? ES_STATS_OTHER : key->store, sizeof(other.store));
 		strlcpy(other.name, ES_STATS_OTHER, sizeof(other.name));
 		return es_stats_create(&other);
 	}
@@ -595,6 +646,7 @@ es_stats_flush(void)
 		hash_destroy(es_pending);
 		es_pending = NULL;
 		es_last_category = NULL;
+		es_last_store = NULL;
 	}
 }
 
@@ -610,6 +662,7 @@ es_stats_xact(XactEvent event)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			es_dispatch_depth = 0;
+			es_dispatch_store = NULL;
 			es_stats_flush();
 			break;
 		default:
@@ -651,7 +704,7 @@ eventstore_stats(PG_FUNCTION_ARGS)
 		memset(nulls, 0, sizeof(nulls));
 		values[i++] = ObjectIdGetDatum(e->key.dbid);
 		values[i++] = CStringGetTextDatum(kind);
-		values[i++] = CStringGetTextDatum(ES_STATS_STORE);
+		values[i++] = CStringGetTextDatum(e->key.store);
 		values[i++] = CStringGetTextDatum(e->key.name);
 		values[i++] = Int64GetDatum(c.appends);
 		values[i++] = Int64GetDatum(c.events);
@@ -692,7 +745,7 @@ eventstore_stats_reset(PG_FUNCTION_ARGS)
 	hash_seq_init(&seq, es_stats_hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		bool		named = e->key.kind != 's' && strcmp(e->key.name, ES_STATS_OTHER) != 0;
+		bool		named = es_stats_named(&e->key);
 
 		if (e->key.dbid != MyDatabaseId)
 			continue;

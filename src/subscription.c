@@ -8,7 +8,9 @@
  * durable consumers (consumer.c, es_consumer_call).  A subscription belongs
  * to the role that created it; a body checks the caller against it.
  *
- * Events are read from eventstore.events itself, at or below the read
+ * Events are read from the subscription's store (subscriptions.store, the
+ * default store eventstore.events unless create_subscription named
+ * another), at or below the read
  * horizon (eventstore._log_horizon()), so a partition's checkpoint never
  * passes an event that commits late.  poll() reads with statement
  * snapshots taken after the horizon, which see every event at or below it
@@ -52,18 +54,28 @@ eventstore_log_horizon(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(horizon);
 }
 
-/* create_subscription(name, categories, event_types, start, start_position, start_time,
- *					   partition_by, partitions, max_attempts, backoff, lease) */
+/*
+ * create_subscription(name, categories, event_types, start, start_position, start_time,
+ *					   partition_by, partitions, max_attempts, backoff, lease, store):
+ * the caller must be able to read the store (SELECT on it).
+ */
 Datum
 eventstore_create_subscription(PG_FUNCTION_ARGS)
 {
-	static const Oid argtypes[11] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, INT8OID,
-	TIMESTAMPTZOID, TEXTOID, INT4OID, INT4OID, INTERVALOID, INTERVALOID};
+	static const Oid argtypes[12] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, INT8OID,
+	TIMESTAMPTZOID, TEXTOID, INT4OID, INT4OID, INTERVALOID, INTERVALOID, REGCLASSOID};
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_before = NULL;
 
-	es_consumer_call(fcinfo, &plan,
-					 "SELECT eventstore._subscription_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-					 argtypes, false, false);
+	(void) es_store_arg(fcinfo, 11, ACL_SELECT);
+	if (PG_NARGS() > 11)
+		es_consumer_call(fcinfo, &plan,
+						 "SELECT eventstore._subscription_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+						 argtypes, false, false);
+	else						/* the 0.5.0 function, before the schema has stores */
+		es_consumer_call(fcinfo, &plan_before,
+						 "SELECT eventstore._subscription_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+						 argtypes, false, false);
 	PG_RETURN_VOID();
 }
 

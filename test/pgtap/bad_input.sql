@@ -156,8 +156,9 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_ack(text,text,bigint,oid)',
     'eventstore._subscription_alter(text,text[],text[],integer,interval,interval,oid)',
     'eventstore._subscription_arg(text,text)',
+    'eventstore._subscription_backlog(eventstore.subscriptions,integer,bigint,bigint)',
     'eventstore._subscription_check(text[],text[],integer,interval,interval)',
-    'eventstore._subscription_create(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval,oid)',
+    'eventstore._subscription_create(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval,regclass,oid)',
     'eventstore._subscription_delivered(eventstore.subscriptions,text,bigint)',
     'eventstore._subscription_drop(text,oid)',
     'eventstore._subscription_get(text,oid,boolean)',
@@ -168,7 +169,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_poll(text,text,integer,oid)',
     'eventstore._subscription_replay(text,bigint,oid)',
     'eventstore._subscription_reset(text,bigint,timestamp with time zone,oid)',
-    'eventstore._subscription_start(text,bigint,timestamp with time zone)',
+    'eventstore._subscription_start(text,bigint,timestamp with time zone,regclass)',
     'eventstore._subscription_state(oid)',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
@@ -452,6 +453,9 @@ SELECT pg_temp.x('read_query', '101 types in an item', 'error 54000',
 SELECT pg_temp.x('read_query', 'a 257-byte tag', 'error 22001',
     $$SELECT count(*) FROM eventstore.read_query(jsonb_build_object('items', jsonb_build_array(jsonb_build_object('tags', jsonb_build_array(repeat('x', 257))))))$$);
 SELECT pg_temp.x('read_query', 'max_count -1', 'error 22023', $$SELECT count(*) FROM eventstore.read_query('{}', 0, -1)$$);
+SELECT pg_temp.x('read_query', 'NULL store', 'error 22004', $$SELECT count(*) FROM eventstore.read_query('{}', 0, 1, NULL)$$);
+SELECT pg_temp.x('read_query', 'a store that is a plain table', 'error 42809',
+    $$SELECT count(*) FROM eventstore.read_query('{}', 0, 1, 'bi_nasty')$$);
 SELECT pg_temp.x('read_query', 'a quote and a backslash in a tag: no match, no error', 'ok 0',
     $$SELECT count(*) FROM eventstore.read_query('{"items": [{"tags": ["a''b\\c"], "types": ["x''); DROP TABLE t; --"]}]}')$$);
 SELECT pg_temp.x('read_query', 'after_position 9223372036854775807: nothing', 'ok 0',
@@ -584,6 +588,9 @@ SELECT pg_temp.x('import_events', 'NULL source', 'error 22004', $$SELECT eventst
 SELECT pg_temp.x('import_events', 'OID 0', 'error 42P01', $$SELECT eventstore.import_events(0)$$);
 SELECT pg_temp.x('import_events', 'eventstore.events itself', 'error 22023', $$SELECT eventstore.import_events('eventstore.events')$$);
 SELECT pg_temp.x('import_events', 'a table without the columns', 'error 42703', $$SELECT eventstore.import_events('bi_nasty')$$);
+SELECT pg_temp.x('import_events', 'NULL store', 'error 22004', $$SELECT eventstore.import_events('bi_nasty', NULL)$$);
+SELECT pg_temp.x('import_events', 'a store that is a plain table', 'error 42809', $$SELECT eventstore.import_events('bi_nasty', 'bi_nasty')$$);
+SELECT pg_temp.x('import_events', 'store OID 0', 'error 42P01', $$SELECT eventstore.import_events('bi_nasty', 0)$$);
 -- the sources, made here: try() runs only statements that return a row
 CREATE TEMP TABLE bi_st_long (LIKE eventstore.import_row);
 INSERT INTO bi_st_long VALUES (1, repeat('s', 1048576), 1, 'T', '{}', NULL, now(), NULL);
@@ -678,6 +685,9 @@ SELECT pg_temp.x('add_route', 'event_types with a NULL', 'error 22004', $$SELECT
 SELECT pg_temp.x('add_route', 'empty categories', 'error 22023', $$SELECT eventstore.add_route('bi_c2', NULL, '{}')$$);
 SELECT pg_temp.x('add_route', 'categories with a NULL', 'error 22004', $$SELECT eventstore.add_route('bi_c2', NULL, ARRAY['a', NULL])$$);
 SELECT pg_temp.x('add_route', 'NULL with_data', 'error 22004', $$SELECT eventstore.add_route('bi_c2', with_data => NULL)$$);
+SELECT pg_temp.x('add_route', 'NULL store', 'error 22004', $$SELECT eventstore.add_route('bi_c2', store => NULL)$$);
+SELECT pg_temp.x('add_route', 'a store that is a plain table', 'error 42809',
+    $$SELECT eventstore.add_route('bi_c2', store => 'bi_nasty')$$);
 SELECT pg_temp.x('add_route', 'channel of 63 bytes', 'ok 63',
     $$SELECT eventstore.add_route(repeat('c', 63))$$,
     $$SELECT octet_length(channel) FROM eventstore.routes WHERE channel LIKE 'ccc%'$$);
@@ -972,6 +982,10 @@ SELECT pg_temp.x('remove_snapshot_policy', 'bi_policy: gone', 'ok 0',
 ------------------------------------------------------------------------
 SELECT pg_temp.x('create_subscription', 'NULL name', 'error 22004', $$SELECT eventstore.create_subscription(NULL)$$);
 SELECT pg_temp.x('create_subscription', 'empty name', 'error 22023', $$SELECT eventstore.create_subscription('')$$);
+SELECT pg_temp.x('create_subscription', 'NULL store', 'error 22004',
+    $$SELECT eventstore.create_subscription('bi_sub', store => NULL)$$);
+SELECT pg_temp.x('create_subscription', 'a store that is a plain table', 'error 42809',
+    $$SELECT eventstore.create_subscription('bi_sub', store => 'bi_nasty')$$);
 SELECT pg_temp.x('create_subscription', 'name of 1 MB', 'error 22023',
     $$SELECT eventstore.create_subscription(repeat('s', 1048576))$$);
 SELECT pg_temp.x('create_subscription', 'partitions NULL', 'error 22023',
@@ -1066,9 +1080,11 @@ SELECT pg_temp.x('_subscription_check', 'max_attempts 1001', 'error 22023',
     $$SELECT eventstore._subscription_check(NULL, NULL, 1001, '1 s', '1 s')$$);
 SELECT pg_temp.x('_subscription_check', 'all NULL: nothing to check', 'ok ',
     $$SELECT eventstore._subscription_check(NULL, NULL, NULL, NULL, NULL)$$);
-SELECT pg_temp.x('_subscription_start', 'two starts', 'error 22023', $$SELECT eventstore._subscription_start('end', 1, NULL)$$);
-SELECT pg_temp.x('_subscription_start', 'unknown start', 'error 22023', $$SELECT eventstore._subscription_start('now', NULL, NULL)$$);
-SELECT pg_temp.x('_subscription_start', 'nothing: the beginning', 'ok 0', $$SELECT eventstore._subscription_start(NULL, NULL, NULL)$$);
+SELECT pg_temp.x('_subscription_start', 'two starts', 'error 22023', $$SELECT eventstore._subscription_start('end', 1, NULL, 'eventstore.events')$$);
+SELECT pg_temp.x('_subscription_start', 'unknown start', 'error 22023', $$SELECT eventstore._subscription_start('now', NULL, NULL, 'eventstore.events')$$);
+SELECT pg_temp.x('_subscription_start', 'nothing: the beginning', 'ok 0', $$SELECT eventstore._subscription_start(NULL, NULL, NULL, 'eventstore.events')$$);
+SELECT pg_temp.x('_subscription_start', 'end of a store that is a plain table', 'error 42703',
+    $$SELECT eventstore._subscription_start('end', NULL, NULL, 'bi_nasty')$$);
 SELECT pg_temp.x('_subscription_get', 'unknown', 'error 42704', $$SELECT eventstore._subscription_get('bi_none', 10)$$);
 SELECT pg_temp.x('_subscription_get', 'NULL caller', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_get('bi_sub', NULL)$$);
@@ -1076,11 +1092,27 @@ SELECT pg_temp.x('_subscription_get', 'a role without rights', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$,
     $$SELECT eventstore._subscription_get('bi_sub', 'es_tap_bi_role'::regrole::oid)$$);
 SELECT pg_temp.x('_subscription_create', 'NULL caller', 'error 22004',
-    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, 'stream', 4, 5, '1 s', '1 s', NULL)$$);
+    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, 'stream', 4, 5, '1 s', '1 s', 'eventstore.events', NULL)$$);
+SELECT pg_temp.x('_subscription_create', 'NULL store', 'error 22004',
+    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, 'stream', 4, 5, '1 s', '1 s', NULL, 10)$$);
 SELECT pg_temp.x('_subscription_create', 'NULL partition_by', 'error 22023',
-    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, NULL, 4, 5, '1 s', '1 s', 10)$$);
+    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, NULL, 4, 5, '1 s', '1 s', 'eventstore.events', 10)$$);
 SELECT pg_temp.x('_subscription_create', 'NULL max_attempts', 'error 22004',
-    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, 'none', 4, NULL, '1 s', '1 s', 10)$$);
+    $$SELECT eventstore._subscription_create('bi_sub', NULL, NULL, NULL, NULL, NULL, 'none', 4, NULL, '1 s', '1 s', 'eventstore.events', 10)$$);
+SELECT pg_temp.x('_subscription_backlog', 'NULL subscription: nothing behind', 'ok 0',
+    $$SELECT n FROM eventstore._subscription_backlog((SELECT s FROM eventstore.subscriptions s WHERE false), 0, 0, 10)$$);
+SELECT pg_temp.x('_subscription_backlog', 'a subscription of the default store', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub', start => 'end')$$,
+    $$SELECT b.n FROM eventstore.subscriptions s, eventstore._subscription_backlog(s, 0, 9223372036854775807, 10) b
+       WHERE s.name = 'bi_sub'$$);
+SELECT pg_temp.x('_subscription_backlog', 'NULL checkpoint: nothing', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub')$$,
+    $$SELECT b.n FROM eventstore.subscriptions s, eventstore._subscription_backlog(s, 0, NULL, 10) b
+       WHERE s.name = 'bi_sub'$$);
+SELECT pg_temp.x('_outbox_event', 'NULL store: nothing', 'ok 0', $$SELECT count(*) FROM eventstore._outbox_event(NULL, 1)$$);
+SELECT pg_temp.x('_outbox_event', 'NULL position: nothing', 'ok 0', $$SELECT count(*) FROM eventstore._outbox_event('eventstore.events', NULL)$$);
+SELECT pg_temp.x('_outbox_event', 'OID 0: nothing', 'ok 0', $$SELECT count(*) FROM eventstore._outbox_event(0, 1)$$);
+SELECT pg_temp.x('_outbox_event', 'a plain table', 'error 42809', $$SELECT count(*) FROM eventstore._outbox_event('bi_nasty', 1)$$);
 SELECT pg_temp.x('_subscription_alter', 'unknown', 'error 42704', $$SELECT eventstore._subscription_alter('bi_none', NULL, NULL, NULL, NULL, NULL, 10)$$);
 SELECT pg_temp.x('_subscription_alter', 'NULL caller', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_alter('bi_sub', NULL, NULL, NULL, NULL, NULL, NULL)$$);

@@ -3,6 +3,7 @@
 # library preloaded, eventstore.stats_max_categories = 3):
 #   - past 3 categories (and projections), new ones are counted under
 #     "(other)", and nothing is lost: the rows add up to the store's totals;
+#     stores other than the default one count against the bound too;
 #   - counts flushed by many backends at once add up exactly;
 #   - stats_reset() clears only the current database;
 #   - a restart resets every counter (shared memory only).
@@ -108,6 +109,19 @@ q sb1 -c "SELECT eventstore.stats_reset()" >/dev/null
 q sb2 -c "SELECT eventstore.append_event('h-1', 0, 'X', '{}')" >/dev/null
 check "after sb1's reset its named slots are free again" "h:1" \
     "$(q sb2 -c "SELECT string_agg(category || ':' || appends, ' ') FROM eventstore.category_stats WHERE database = 'sb2'")"
+
+# stores other than the default one count against the bound too: with the
+# three named slots taken (sb2's h, sb1's p and q), a new store's totals go
+# under the store "(other)", its categories under its own "(other)"
+q sb1 -c "SELECT eventstore.create_store('public.sb_store')" \
+      -c "SELECT eventstore.append_event('p-1', 0, 'X', '{}')" \
+      -c "SELECT eventstore.append_event('q-1', 0, 'X', '{}')" \
+      -c "SELECT eventstore.append_event('r-1', 0, 'X', '{}', store => 'public.sb_store')" >/dev/null
+check "a store past the bound is counted under the store (other)" "(other):1 eventstore.events:2" \
+    "$(q sb1 -c "SELECT string_agg(store || ':' || appends, ' ' ORDER BY store) FROM eventstore.stats WHERE database = 'sb1'")"
+check "its categories under its own (other)" "public.sb_store/(other):1" \
+    "$(q sb1 -c "SELECT string_agg(store || '/' || category || ':' || appends, ' ') FROM eventstore.category_stats
+                  WHERE database = 'sb1' AND store <> 'eventstore.events'")"
 
 # a restart resets everything
 es_as_pg "$(es_bindir)/pg_ctl" -D "$ES_PGDATA" -m fast -w restart -l "$ES_PGDATA/server.log" >/dev/null

@@ -88,7 +88,7 @@ leaked=$(q "$CHAIN" -c "SELECT count(*) FROM pg_init_privs i, aclexplode(i.initp
                          WHERE a.grantee IN ('$ADMIN'::regrole, '$CONSUMER'::regrole)")
 [ "$leaked" = 0 ] || fail "$leaked initial privileges of the extension name roles granted by the DBA (pg_dump would drop them)"
 dump=$("$(dirname "$(command -v "$PSQL")")"/pg_dump -s -d "$CHAIN" 2>/dev/null || pg_dump -s -d "$CHAIN")
-for g in "ON FUNCTION eventstore.add_route(channel text, event_types text\[\], categories text\[\], with_data boolean) TO $ADMIN" \
+for g in "ON FUNCTION eventstore.add_route(channel text, event_types text\[\], categories text\[\], with_data boolean, store regclass) TO $ADMIN" \
          "ON FUNCTION eventstore.consumer_ack(consumer text, channel text, id bigint) TO $CONSUMER" \
          "ON TABLE eventstore.relay_status TO $ADMIN"; do
     grep -q -- "$g" <<<"$dump" || fail "pg_dump of the upgraded database lacks GRANT ... $g"
