@@ -252,66 +252,27 @@ CREATE FUNCTION eventstore.append_event(stream_id text, expected_version bigint,
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'eventstore_append_event';
 
--- read_stream of another store than the default one (read.c).
-CREATE FUNCTION eventstore._read_stream(store regclass, stream_id text, from_version bigint,
-                                        max_count integer, backwards boolean)
-    RETURNS SETOF eventstore.events
-    LANGUAGE c STABLE PARALLEL RESTRICTED
-    AS 'MODULE_PATHNAME', 'eventstore_read_stream_in';
-
--- The stream reads stay inlinable SQL: with the store a constant (the
--- default, or a literal) the planner keeps only the branch for it, so a read
--- of the default store plans exactly like the bare SELECT, as before.
+-- The stream reads and stream_version become C functions (read.c), one
+-- statement prepared per store: an SQL body for every store would name the
+-- default store's table, and PostgreSQL checks the caller's privileges on
+-- every table a query names, even in a branch the planner removes, so a
+-- tenant of one store would need SELECT on eventstore.events.
 DROP FUNCTION eventstore.read_stream_until(text, timestamptz, bigint, integer);
 DROP FUNCTION eventstore.read_stream(text, bigint, integer);
 CREATE FUNCTION eventstore.read_stream(stream_id text, from_version bigint DEFAULT 1,
                                        max_count integer DEFAULT NULL,
                                        store regclass DEFAULT 'eventstore.events')
     RETURNS SETOF eventstore.events
-    LANGUAGE sql STABLE PARALLEL UNSAFE
-    AS $$
-        SELECT e.* FROM eventstore.events e
-         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
-           AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
-           AND NOT eventstore._upcasting()
-        UNION ALL
-        SELECT u.* FROM eventstore.events e CROSS JOIN LATERAL eventstore._upcast(e) u
-         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
-           AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
-           AND eventstore._upcasting()
-        UNION ALL
-        SELECT r.* FROM eventstore._read_stream($4, $1, COALESCE($2, 1), $3, false) r
-         WHERE $4 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass
-        ORDER BY stream_version
-        LIMIT eventstore._count_arg($3)
-    $$;
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_stream';
 
 DROP FUNCTION eventstore.read_stream_backwards(text, bigint, integer);
 CREATE FUNCTION eventstore.read_stream_backwards(stream_id text, from_version bigint DEFAULT NULL,
                                                  max_count integer DEFAULT NULL,
                                                  store regclass DEFAULT 'eventstore.events')
     RETURNS SETOF eventstore.events
-    LANGUAGE sql STABLE PARALLEL UNSAFE
-    AS $$
-        SELECT e.* FROM eventstore.events e
-         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
-           AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
-           AND NOT eventstore._upcasting()
-        UNION ALL
-        SELECT u.* FROM eventstore.events e CROSS JOIN LATERAL eventstore._upcast(e) u
-         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
-           AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
-           AND eventstore._upcasting()
-        UNION ALL
-        SELECT r.* FROM eventstore._read_stream($4, $1, $2, $3, true) r
-         WHERE $4 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass
-        ORDER BY stream_version DESC
-        LIMIT eventstore._count_arg($3)
-    $$;
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_stream_backwards';
 
 -- (read_stream_until moves with the temporal reads: section "Registries
 -- and temporal reads per store".)
@@ -319,16 +280,8 @@ CREATE FUNCTION eventstore.read_stream_backwards(stream_id text, from_version bi
 DROP FUNCTION eventstore.stream_version(text);
 CREATE FUNCTION eventstore.stream_version(stream_id text, store regclass DEFAULT 'eventstore.events')
     RETURNS bigint
-    LANGUAGE sql STABLE STRICT PARALLEL RESTRICTED
-    AS $$
-        SELECT COALESCE(pg_catalog.max(x.v), 0) FROM (
-            SELECT e.stream_version AS v FROM eventstore.events e
-             WHERE $2 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-               AND e.stream_id OPERATOR(pg_catalog.=) $1
-            UNION ALL
-            SELECT r.stream_version FROM eventstore._read_stream($2, $1, NULL, 1, true) r
-             WHERE $2 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass) x
-    $$;
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_stream_version';
 
 DROP FUNCTION eventstore.read_all(bigint, integer);
 CREATE FUNCTION eventstore.read_all(after_position bigint DEFAULT 0,
@@ -1037,7 +990,8 @@ CREATE FUNCTION eventstore.create_subscription(name text, categories text[] DEFA
 
 -- == grant_access per store ================================================
 -- grant_access takes the store.  Levels map to privileges a DBA can see
--- with \dp: reader = SELECT on the store, writer = SELECT and INSERT on it
+-- with \dp: reader and consumer = SELECT on the store (a consumer's
+-- subscriptions read it), writer = SELECT and INSERT on it
 -- (INSERT is the right to append, through append() only) and EXECUTE on the
 -- writing functions.  Functions are granted by name, so every signature of
 -- a function gets the grant.  admin is for the default store: a named
@@ -1082,8 +1036,10 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
                 HINT = pg_catalog.format('Make the role a member of the role that owns %s, or give it writer access.', t);
         END IF;
         EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA eventstore TO %s', role);
+        -- a consumer reads the store's events through its subscriptions, so
+        -- it may read them (SELECT on the store) like a reader
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', t, role);
         IF access IN ('reader', 'writer', 'admin') THEN
-            EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', t, role);
             EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.projections,'
                                       ' eventstore.routes, eventstore.snapshots TO %s', role);
         END IF;

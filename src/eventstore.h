@@ -68,6 +68,7 @@ typedef enum EsPlanSlot
 	ES_PLAN_VERSION_AT,			/* aggregate.c: a stream's version at a time */
 	ES_PLAN_HAS_VERSION,		/* aggregate.c: does a stream have a version */
 	ES_PLAN_OUTBOX_EVENT,		/* outbox.c: _outbox_event() */
+	ES_PLAN_STREAM_VERSION,		/* read.c: stream_version() */
 	ES_NPLANS = 48
 } EsPlanSlot;
 

@@ -3,10 +3,10 @@
  *		Reading the store: one stream forwards or backwards, the global log,
  *		one category of it.
  *
- * Reads never write, so they run on a hot standby too.  read_stream and
- * read_stream_backwards are SQL functions the planner inlines into the
- * calling query (no copy of the rows at all); this file only provides the
- * argument checks they call.  read_all and read_category stop at the read
+ * Reads never write, so they run on a hot standby too.  Every read is one
+ * statement prepared per store (catalog.c keeps it with the store).
+ * read_stream, read_stream_backwards and stream_version read with the
+ * caller's snapshot.  read_all and read_category stop at the read
  * horizon (horizon.c) and read with the snapshot taken together with it, so a
  * reader that resumes after the last position it saw never skips an event
  * that commits late.  Their rows go from the executor straight into the
@@ -32,7 +32,9 @@ PG_FUNCTION_INFO_V1(eventstore_count_arg);
 PG_FUNCTION_INFO_V1(eventstore_read_all);
 PG_FUNCTION_INFO_V1(eventstore_read_all_until);
 PG_FUNCTION_INFO_V1(eventstore_read_category);
-PG_FUNCTION_INFO_V1(eventstore_read_stream_in);
+PG_FUNCTION_INFO_V1(eventstore_read_stream);
+PG_FUNCTION_INFO_V1(eventstore_read_stream_backwards);
+PG_FUNCTION_INFO_V1(eventstore_stream_version);
 
 typedef enum EsReadKind
 {
@@ -309,26 +311,27 @@ eventstore_read_category(PG_FUNCTION_ARGS)
 }
 
 /*
- * eventstore._read_stream(store regclass, stream_id text, from_version
- * bigint, max_count integer, backwards boolean): read_stream and
- * read_stream_backwards of a store other than the default one, which those
- * SQL functions read inline.  from_version NULL: from the first (forwards)
- * or the last (backwards) version.
+ * read_stream and read_stream_backwards(stream_id, from_version, max_count,
+ * store): a stream of a store, in version order, with the caller's snapshot
+ * (like any query).  from_version NULL: from the first (forwards) or the
+ * last (backwards) version.  They are C functions rather than SQL the
+ * planner would inline because a query names every table it may read, and
+ * PostgreSQL checks the privileges on all of them: one SQL body for every
+ * store would make a tenant of a store need SELECT on the default one.
  */
-Datum
-eventstore_read_stream_in(PG_FUNCTION_ARGS)
+static void
+es_read_stream(FunctionCallInfo fcinfo, bool backwards)
 {
-	EsStore    *st = es_store_arg(fcinfo, 0, ACL_SELECT);
-	text	   *stream_id = es_stream_id_arg(fcinfo, 1);
-	bool		backwards = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	EsStore    *st = es_store_arg(fcinfo, 3, ACL_SELECT);
 	int64		limit = 0;
-	bool		limited = es_limit_arg(fcinfo, 3, &limit);
+	bool		limited = es_limit_arg(fcinfo, 2, &limit);
 	int64		lo = 0;
 	int64		hi = PG_INT64_MAX;
 
-	if (!PG_ARGISNULL(2))
+	if (!PG_ARGISNULL(1))
 	{
-		int64		from = PG_GETARG_INT64(2);
+		int64		from = PG_GETARG_INT64(1);
 
 		if (backwards)
 			hi = from;
@@ -337,5 +340,53 @@ eventstore_read_stream_in(PG_FUNCTION_ARGS)
 	}
 	es_read(fcinfo, st, backwards ? ES_READ_STREAM_BACKWARDS : ES_READ_STREAM,
 			PointerGetDatum(stream_id), lo, hi, limited, limit, DT_NOEND, NULL);
+}
+
+Datum
+eventstore_read_stream(PG_FUNCTION_ARGS)
+{
+	es_read_stream(fcinfo, false);
 	return (Datum) 0;
+}
+
+Datum
+eventstore_read_stream_backwards(PG_FUNCTION_ARGS)
+{
+	es_read_stream(fcinfo, true);
+	return (Datum) 0;
+}
+
+/*
+ * eventstore.stream_version(stream_id, store): the stream's version in the
+ * caller's snapshot, 0 when it has no events; NULL for a NULL stream_id.
+ */
+Datum
+eventstore_stream_version(PG_FUNCTION_ARGS)
+{
+	EsStore    *st;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int64		version;
+
+	st = es_store_arg(fcinfo, 1, ACL_SELECT);
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	values[0] = PG_GETARG_DATUM(0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	plan = st->plans[ES_PLAN_STREAM_VERSION];
+	if (plan == NULL)
+	{
+		char	   *sql = psprintf("SELECT COALESCE(pg_catalog.max(e.stream_version), 0) FROM %s e"
+								   " WHERE e.stream_id OPERATOR(pg_catalog.=) $1", st->name);
+
+		plan = es_store_plan(st, ES_PLAN_STREAM_VERSION, sql, 1, argtypes, 0);
+	}
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "eventstore: reading the stream version failed");
+	version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT64(version);
 }

@@ -1,7 +1,7 @@
 -- API contract, part 1: the objects of the core store and their shapes.
 -- Run with pg_prove against a database with pgtap and eventstore created.
 BEGIN;
-SELECT plan(78);
+SELECT plan(79);
 
 -- The schema and the extension
 SELECT has_schema('eventstore');
@@ -135,7 +135,9 @@ SELECT volatility_is('eventstore', 'read_all', ARRAY['bigint', 'integer', 'regcl
 SELECT volatility_is('eventstore', 'read_stream', ARRAY['text', 'bigint', 'integer', 'regclass'], 'stable',
                      'read_stream is STABLE');
 SELECT volatility_is('eventstore', 'category', ARRAY['text'], 'immutable', 'category is IMMUTABLE');
-SELECT is_strict('eventstore', 'stream_version', ARRAY['text', 'regclass'], 'stream_version is STRICT');
+SELECT isnt_strict('eventstore', 'stream_version', ARRAY['text', 'regclass'],
+                   'stream_version is not STRICT (a NULL store is an error, 22004)');
+SELECT is(eventstore.stream_version(NULL), NULL::bigint, 'stream_version of a NULL stream id is NULL');
 SELECT isnt_strict('eventstore', 'append', ARRAY['text', 'bigint', 'eventstore.new_event[]', 'jsonb', 'regclass'],
                    'append is not STRICT (it reports NULL arguments)');
 SELECT is((SELECT count(*)::int FROM pg_proc

@@ -61,7 +61,7 @@ SELECT throws_ok($$SELECT eventstore.append('tap_priv-1', 0, ARRAY[eventstore.ev
                  '42501', 'permission denied for function append',
                  'without EXECUTE, append is refused');
 SELECT throws_ok($$SELECT * FROM eventstore.read_stream('tap_priv-1')$$,
-                 '42501', 'permission denied for table events',
+                 '42501', 'permission denied for store eventstore.events',
                  'without SELECT on events, read_stream is refused');
 SELECT throws_ok($$SELECT * FROM eventstore.read_all()$$,
                  '42501', 'permission denied for store eventstore.events',
@@ -70,7 +70,7 @@ SELECT throws_ok($$SELECT * FROM eventstore.read_category('tap_priv')$$,
                  '42501', 'permission denied for store eventstore.events',
                  'without SELECT on events, read_category is refused');
 SELECT throws_ok($$SELECT eventstore.stream_version('tap_priv-1')$$,
-                 '42501', 'permission denied for table events',
+                 '42501', 'permission denied for store eventstore.events',
                  'without SELECT on events, stream_version is refused');
 SELECT is(eventstore.category('tap_priv-1'), 'tap_priv', 'category() needs no table privilege');
 RESET ROLE;
@@ -99,7 +99,7 @@ SELECT throws_ok($$INSERT INTO eventstore.events (global_position, stream_id, st
 SELECT throws_ok($$SELECT nextval('eventstore.events_global_position_seq')$$,
                  '42501', NULL, 'the writer cannot take positions from the sequence');
 SELECT throws_ok($$SELECT * FROM eventstore.read_stream('tap_priv-1')$$,
-                 '42501', 'permission denied for table events',
+                 '42501', 'permission denied for store eventstore.events',
                  'writing does not imply reading');
 SELECT throws_ok($$SET eventstore.max_event_size = '10MB'$$,
                  '42501', NULL, 'only a superuser may raise eventstore.max_event_size');
