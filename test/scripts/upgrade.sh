@@ -179,7 +179,7 @@ want=$(seq -s, 1 $((n + 1)))
 # same stream id starts its own stream, at the next position of the one
 # sequence, and the default store is untouched by it.
 r=$(q "$CHAIN" -c "CREATE SCHEMA up_store" -c "SELECT eventstore.create_store('up_store.events')" \
-          -c "SELECT stream_version || ' ' || global_position FROM eventstore.append_event('upgrade-1', 0, 'Other', '{}', store => 'up_store.events')" | tail -1)
+      -c "SELECT stream_version || ' ' || global_position FROM eventstore.append_event('upgrade-1', 0, 'Other', '{}', store => 'up_store.events')" | tail -1)
 [ "$r" = "1 $((n + 2))" ] || fail "append to a store made after the upgrades returned '$r', expected '1 $((n + 2))'"
 r=$(q "$CHAIN" -c "SELECT eventstore.stream_version('upgrade-1') || ' ' || (SELECT count(*) FROM eventstore.read_all(0, 100, 'up_store.events'))")
 [ "$r" = "$((n + 1)) 1" ] || fail "after appending to the new store: default store's upgrade-1 version and new store's event count '$r', expected '$((n + 1)) 1'"
