@@ -71,6 +71,11 @@ for c in $CLIENT_SET; do
     add_case "append|1|$c||ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
     add_case "append, statistics on vs off|1|$c||ours_append.sql|stats_off:ours_append.sql:eventstore.stats=off"
     add_case "append sync_commit=off|1|$c|-c synchronous_commit=off|ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
+    # stores: the same append to a named store (target >= 0.98x the default
+    # store), and to one of 100 stores picked at random per call (each backend
+    # caches every store it touched; the name is cast to regclass per call)
+    add_case "append to a named store|1|$c||ours_append_store.sql|default_store:ours_append.sql"
+    add_case "append, 100 stores (a random one per call)|1|$c||ours_append_100_stores.sql|default_store:ours_append.sql"
     add_case "batch of 100|100|$c||ours_batch.sql|raw:raw_batch.sql plpgsql:plpgsql_batch.sql"
     add_case "append + projection|1|$c||ours_projection.sql|hand:hand_projection.sql"
     add_case "read_stream 1000|1000|$c||ours_read_stream.sql|raw:raw_read_stream.sql"
