@@ -23,8 +23,8 @@ fi
 TMP=$(mktemp -d /tmp/eventstore-chart.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 
-# Targets, as stated in issue 15 (append, sync_commit=off, batch, import) and
-# in the README's targets table (the rest).  Key: case|clients|baseline; a
+# Targets, as stated in issue 15 (append, sync_commit=off, batch, import),
+# issue 11 (append to a named store) and in the README's targets table (the rest).  Key: case|clients|baseline; a
 # clients field of * matches any.  Value: the lowest ratio that meets it.
 targets() {
     cat <<'EOF'
@@ -41,6 +41,8 @@ read_all batches of 1000|*|raw	0.90
 hot stream (successes)|*|plpgsql	2.00
 relay throughput|*|hand	1.00
 import|*|raw COPY	0.80
+append to a named store|*|default_store	0.98
+append to a named store, sync_commit=off|*|default_store	0.98
 EOF
 }
 

@@ -71,6 +71,19 @@ for c in $CLIENT_SET; do
     add_case "append|1|$c||ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
     add_case "append, statistics on vs off|1|$c||ours_append.sql|stats_off:ours_append.sql:eventstore.stats=off"
     add_case "append sync_commit=off|1|$c|-c synchronous_commit=off|ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
+    # Stores (bench/setup.sql makes bench_store.events and bench_stores.s1..s100):
+    # the same append to a named store vs the default store (target >= 0.98x);
+    # and with 100 stores in the database, to a random one of them per call
+    # (each backend checks and prepares every store it touches once, then
+    # uses its cache) vs the default store and vs always the same one of the
+    # 100 (named the same way, by a text cast to regclass per call).  Also with
+    # synchronous_commit=off, where the commit's flush does not hide the CPU
+    # cost of resolving the store.
+    for so in "" "-c synchronous_commit=off"; do
+        sn=${so:+, sync_commit=off}
+        add_case "append to a named store$sn|1|$c|$so|ours_append_store.sql|default_store:ours_append.sql"
+        add_case "append, 100 stores, a random one per call$sn|1|$c|$so|ours_append_100_stores.sql|default_store:ours_append.sql one_of_100:ours_append_store_cast.sql"
+    done
     add_case "batch of 100|100|$c||ours_batch.sql|raw:raw_batch.sql plpgsql:plpgsql_batch.sql"
     add_case "append + projection|1|$c||ours_projection.sql|hand:hand_projection.sql"
     add_case "read_stream 1000|1000|$c||ours_read_stream.sql|raw:raw_read_stream.sql"

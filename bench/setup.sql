@@ -105,3 +105,10 @@ SELECT eventstore.append('tagged-1', 0,
        (SELECT array_agg(eventstore.event('Tagged', jsonb_build_object('n', i), tags => ARRAY['shard:' || (i % 10)]))
           FROM generate_series(1, 10000) i));
 ANALYZE eventstore.events;
+
+-- Stores: a named store, and 100 more (bench_stores.s1 .. s100), all made
+-- with create_store, for "append to a named store" and "append, 100 stores".
+CREATE SCHEMA bench_store;
+SELECT eventstore.create_store('bench_store.events');
+CREATE SCHEMA bench_stores;
+SELECT count(eventstore.create_store('bench_stores.s' || i)) FROM generate_series(1, 100) i;

@@ -4,13 +4,17 @@
 # its own (port 54395, library preloaded), stopped and deleted on exit.
 # Expects the extension to be installed already (scripts/test.sh does that).
 #
+# Two stores: the default store eventstore.events and crash2.events (made
+# with eventstore.create_store), with the same stream ids in both.
+#
 # Load: 8 clients, one psql per append call, each call with explicit event
 # ids and 1 to 3 events (types alternate Routed / Plain; a route sends
-# Routed events to the outbox):
-#   - 4 clients append to 2 shared streams (2 per stream) with the exact
-#     expected version (the stream's version read in the same statement);
-#     an ES409 is retried as a new call;
-#   - 4 clients append to a stream of their own with a NULL expected version.
+# Routed events to the outbox), half of them on each store:
+#   - 4 clients append to the stream shared-1 of each store (2 per store)
+#     with the exact expected version (the stream's version read in the same
+#     statement); an ES409 is retried as a new call;
+#   - 4 clients append to a stream of their own with a NULL expected
+#     version: own-1 and own-2 in each store.
 # Before each call its full id list is logged; after the call RETURNED
 # successfully the acknowledged (version, position) is logged; an ES409 is
 # logged as a conflict.  Any other failure (server gone, in recovery) is an
@@ -23,18 +27,20 @@
 # pg_ctl (crash recovery).  Clients reconnect by themselves.
 #
 # Afterwards, with the relay given CRASH_DRAIN seconds to publish everything:
-#   - each acknowledged append is stored with all its event ids, in order, at
-#     consecutive versions ending at the acknowledged version, its last event
-#     at the acknowledged position;
+#   - each acknowledged append is stored in its store with all its event ids,
+#     in order, at consecutive versions ending at the acknowledged version,
+#     its last event at the acknowledged position;
 #   - every call, acknowledged or not, is all-or-nothing: either every id it
 #     sent is stored or none is; a call refused with ES409 left nothing;
-#   - no stored event that no call sent;
-#   - every stream has versions 1..N exactly once; global positions unique;
+#   - no stored event (in either store) that no call sent to that store;
+#   - every stream of each store has versions 1..N exactly once; global
+#     positions unique across the stores;
 #   - every stored Routed event has exactly one outbox row, other events none,
 #     no outbox row without its event; every outbox row is published;
-#   - read_all from 0, page by page, returns every stored event (no in-flight
-#     slot survived the crash to hold readers back);
-#   - the B-tree indexes of events and outbox pass amcheck (if available);
+#   - read_all of each store from 0, page by page, returns every event stored
+#     in it (no in-flight slot survived the crash to hold readers back);
+#   - the B-tree indexes of both stores and the outbox pass amcheck (if
+#     available);
 #   - clients made progress after every restart.
 # Prints the figures (kills survived, appends acknowledged, appends checked,
 # events checked, unacknowledged-but-committed appends); exits non-zero on
@@ -63,8 +69,9 @@ SECONDS_PER_PHASE=${CRASH_SECONDS:-4}
 DRAIN=${CRASH_DRAIN:-30}
 DB=crash
 CHANNEL=crash_out
-SHARED_CLIENTS=4            # exact expected version, 2 per shared stream
-OWN_CLIENTS=4               # NULL expected version, own stream each
+STORE2=crash2.events        # the second store (the first is eventstore.events)
+SHARED_CLIENTS=4            # exact expected version, 2 per store on its shared-1
+OWN_CLIENTS=4               # NULL expected version, own stream each (own-1, own-2 per store)
 
 PSQL="$(es_bindir)/psql"
 PG_CTL="$(es_bindir)/pg_ctl"
@@ -155,14 +162,16 @@ restart_server() {
 }
 
 # One client: a psql session (a coprocess) that is started again whenever it
-# is gone.  kind: exact (exact expected version) or any (NULL).
+# is gone.  kind: exact (exact expected version) or any (NULL); store: the
+# store's name (eventstore.events: the calls leave the store argument out).
 client() {
-    local id=$1 kind=$2 stream=$3
-    local seq=0 n k ev evs ids types expected line state result typ to= from= pid= started
+    local id=$1 kind=$2 stream=$3 store=$4
+    local seq=0 n k ev evs ids types expected line state result typ to= from= pid= started sarg=
     local calls=$WORK/calls.$id acks=$WORK/acks.$id confl=$WORK/confl.$id err=$WORK/err.$id
     : >"$calls"; : >"$acks"; : >"$confl"; : >"$err"
     trap '' PIPE            # a write to a dead session fails instead of killing us
-    if [ "$kind" = exact ]; then expected="eventstore.stream_version('$stream')"; else expected=NULL; fi
+    [ "$store" = eventstore.events ] || sarg=", store => '$store'"
+    if [ "$kind" = exact ]; then expected="eventstore.stream_version('$stream'${sarg:+, '$store'})"; else expected=NULL; fi
     while [ ! -e "$WORK/stop" ]; do
         if [ -z "$pid" ]; then
             coproc PQ { PGCONNECT_TIMEOUT=5 "$PSQL" -X -q -At -v ON_ERROR_STOP=0 -v VERBOSITY=sqlstate \
@@ -190,8 +199,8 @@ client() {
             ids+="${ids:+,}$ev"
             types+="${types:+,}$typ"
         done
-        printf '%s\t%s\t%s\t{%s}\t{%s}\n' "$id" "$seq" "$stream" "$ids" "$types" >>"$calls"
-        printf '%s\n' "SELECT stream_version || ' ' || global_position FROM eventstore.append('$stream', $expected, ARRAY[$evs]);" \
+        printf '%s\t%s\t%s\t%s\t{%s}\t{%s}\n' "$id" "$seq" "$store" "$stream" "$ids" "$types" >>"$calls"
+        printf '%s\n' "SELECT stream_version || ' ' || global_position FROM eventstore.append('$stream', $expected, ARRAY[$evs]$sarg);" \
             '\echo @@ :SQLSTATE' >&"$to" 2>/dev/null
         result=; state=
         while IFS= read -r -t 30 -u "$from" line; do
@@ -224,16 +233,24 @@ acked_count() { cat "$WORK"/acks.[0-9]* 2>/dev/null | wc -l; }
 # ---------------------------------------------------------------- set-up
 es_start_cluster >/dev/null 2>&1 || { echo "crash: could not start the cluster" >&2; exit 1; }
 q -d postgres -c "CREATE DATABASE $DB" >/dev/null || exit 1
-q -c "CREATE EXTENSION eventstore" -c "SELECT eventstore.add_route('$CHANNEL', event_types => ARRAY['Routed'])" >/dev/null || exit 1
+q -c "CREATE EXTENSION eventstore" -c "CREATE SCHEMA ${STORE2%%.*}" -c "SELECT eventstore.create_store('$STORE2')" \
+  -c "SELECT eventstore.add_route('$CHANNEL', event_types => ARRAY['Routed'])" >/dev/null || exit 1
+# Routes per store: register the route on the second store too, when add_route
+# takes a store (without it the one route serves every store).  Either way
+# each Routed event of either store gets one outbox row.
+if [ "$(q -c "SELECT count(*) FROM pg_proc WHERE oid = 'eventstore.add_route'::regproc AND 'store' = ANY (proargnames)" 2>/dev/null)" = 1 ]; then
+    q -c "SELECT eventstore.add_route('$CHANNEL', event_types => ARRAY['Routed'], store => '$STORE2')" >/dev/null || exit 1
+fi
 have_amcheck=0
 q -c "CREATE EXTENSION amcheck" >/dev/null 2>&1 && have_amcheck=1
 
 log "$((SHARED_CLIENTS + OWN_CLIENTS)) clients, $KILLS kills, ${SECONDS_PER_PHASE}s per phase"
+stores=(eventstore.events "$STORE2")
 for ((c = 1; c <= SHARED_CLIENTS; c++)); do
-    client "$c" exact "shared-$(( (c - 1) % 2 + 1 ))" & client_pids+=($!)
+    client "$c" exact shared-1 "${stores[(c - 1) % 2]}" & client_pids+=($!)
 done
 for ((c = SHARED_CLIENTS + 1; c <= SHARED_CLIENTS + OWN_CLIENTS; c++)); do
-    client "$c" any "own-$c" & client_pids+=($!)
+    client "$c" any "own-$(( (c - SHARED_CLIENTS - 1) / 2 + 1 ))" "${stores[(c - 1) % 2]}" & client_pids+=($!)
 done
 
 kills=0
@@ -290,19 +307,24 @@ cat "$WORK"/calls.* >"$WORK/all_calls.tsv"
 cat "$WORK"/acks.* >"$WORK/all_acks.tsv"
 cat "$WORK"/confl.* >"$WORK/all_confl.tsv"
 q >"$WORK/check.out" 2>&1 <<SQL
-CREATE TEMP TABLE calls (client int, seq int, stream text, ids uuid[], types text[]);
+CREATE TEMP TABLE calls (client int, seq int, store text, stream text, ids uuid[], types text[]);
 CREATE TEMP TABLE acks (client int, seq int, version bigint, pos bigint);
 CREATE TEMP TABLE confl (client int, seq int);
 \copy calls FROM '$WORK/all_calls.tsv'
 \copy acks FROM '$WORK/all_acks.tsv'
 \copy confl FROM '$WORK/all_confl.tsv'
-ANALYZE calls; ANALYZE acks; ANALYZE confl; ANALYZE eventstore.events; ANALYZE eventstore.outbox;
--- one row per event a call sent, with what is stored under its id
+ANALYZE calls; ANALYZE acks; ANALYZE confl; ANALYZE eventstore.events; ANALYZE $STORE2; ANALYZE eventstore.outbox;
+-- every event of both stores, with its store
+CREATE TEMP TABLE stored AS
+SELECT 'eventstore.events'::text AS store, e.* FROM eventstore.events e
+UNION ALL SELECT '$STORE2', e.* FROM $STORE2 e;
+ANALYZE stored;
+-- one row per event a call sent, with what is stored under its id in its store
 CREATE TEMP TABLE sent AS
-SELECT c.client, c.seq, c.stream, u.k, u.id, c.types[u.k] AS type, cardinality(c.ids) AS n,
+SELECT c.client, c.seq, c.store, c.stream, u.k, u.id, c.types[u.k] AS type, cardinality(c.ids) AS n,
        e.stream_version AS v, e.global_position AS p, e.event_type AS stored_type
   FROM calls c CROSS JOIN LATERAL unnest(c.ids) WITH ORDINALITY AS u(id, k)
-  LEFT JOIN eventstore.events e ON e.stream_id = c.stream AND e.event_id = u.id;
+  LEFT JOIN stored e ON e.store = c.store AND e.stream_id = c.stream AND e.event_id = u.id;
 ANALYZE sent;
 CREATE TEMP TABLE sent_w AS
 SELECT s.*, min(v) OVER (PARTITION BY client, seq) AS min_v,
@@ -318,7 +340,9 @@ ANALYZE per_call;
 SELECT 'fig calls ' || count(*) FROM calls;
 SELECT 'fig acked ' || count(*) FROM acks;
 SELECT 'fig conflicts ' || count(*) FROM confl;
-SELECT 'fig events ' || count(*) FROM eventstore.events;
+SELECT 'fig events ' || count(*) FROM stored;
+SELECT 'fig events_default ' || count(*) FROM eventstore.events;
+SELECT 'fig events_store2 ' || count(*) FROM $STORE2;
 SELECT 'fig outbox ' || count(*) FROM eventstore.outbox;
 SELECT 'fig unacked_committed ' || count(*) FROM per_call pc
  WHERE pc.present > 0 AND NOT EXISTS (SELECT FROM acks a WHERE a.client = pc.client AND a.seq = pc.seq);
@@ -338,52 +362,57 @@ SELECT 'check no call is partly stored (all of its ids or none): ' ||
        NOT EXISTS (SELECT FROM per_call WHERE present NOT IN (0, n) OR NOT in_order OR NOT p_increasing);
 SELECT 'check no call refused with ES409 left anything: ' ||
        ((SELECT count(*) FROM confl f JOIN per_call pc USING (client, seq) WHERE pc.present > 0) = 0);
-SELECT 'check no stored event that no call sent: ' ||
-       ((SELECT count(*) FROM eventstore.events e LEFT JOIN sent s ON s.id = e.event_id AND s.stream = e.stream_id
+SELECT 'check no stored event (in either store) that no call sent to its store: ' ||
+       ((SELECT count(*) FROM stored e LEFT JOIN sent s ON s.id = e.event_id AND s.stream = e.stream_id AND s.store = e.store
           WHERE s.id IS NULL) = 0);
-SELECT 'check every stream has versions 1..N exactly once: ' ||
-       NOT EXISTS (SELECT FROM eventstore.events GROUP BY stream_id
+SELECT 'check both stores hold acknowledged appends, to the same stream ids: ' ||
+       ((SELECT count(DISTINCT c.store) FROM acks a JOIN calls c USING (client, seq)) = 2
+        AND (SELECT count(*) FROM (SELECT stream_id FROM stored GROUP BY stream_id HAVING count(DISTINCT store) = 2) x) = 3);
+SELECT 'check every stream of each store has versions 1..N exactly once: ' ||
+       NOT EXISTS (SELECT FROM stored GROUP BY store, stream_id
                    HAVING min(stream_version) <> 1 OR max(stream_version) <> count(*)
                        OR count(DISTINCT stream_version) <> count(*));
-SELECT 'check global positions are unique: ' ||
-       ((SELECT count(*) FROM eventstore.events) = (SELECT count(DISTINCT global_position) FROM eventstore.events));
+SELECT 'check global positions are unique across the stores: ' ||
+       ((SELECT count(*) FROM stored) = (SELECT count(DISTINCT global_position) FROM stored));
 -- count(*) = 0 rather than NOT EXISTS: a plan for the whole set, not a nested loop hoping to stop early
 SELECT 'check every Routed event has exactly one outbox row, other events none: ' ||
-       ((SELECT count(*) FROM eventstore.events e
+       ((SELECT count(*) FROM stored e
            LEFT JOIN (SELECT global_position, count(*) AS rows FROM eventstore.outbox
                        GROUP BY global_position) o USING (global_position)
           WHERE coalesce(o.rows, 0) <> CASE WHEN e.event_type = 'Routed' THEN 1 ELSE 0 END) = 0
         AND NOT EXISTS (SELECT FROM eventstore.outbox WHERE channel <> '$CHANNEL'));
 SELECT 'check no outbox row without its event: ' ||
-       ((SELECT count(*) FROM eventstore.outbox o LEFT JOIN eventstore.events e USING (global_position)
+       ((SELECT count(*) FROM eventstore.outbox o LEFT JOIN stored e USING (global_position)
           WHERE e.global_position IS NULL) = 0);
 SELECT 'check every outbox row is published, the relay cursor at the last id: ' ||
        (NOT EXISTS (SELECT FROM eventstore.outbox WHERE published_at IS NULL)
         AND (SELECT last_published_id FROM eventstore.relay_state) = (SELECT coalesce(max(id), 0) FROM eventstore.outbox));
-DO \$\$
+CREATE FUNCTION pg_temp.paged(store regclass) RETURNS bigint LANGUAGE plpgsql AS \$\$
 DECLARE cp bigint := 0; n bigint; total bigint := 0; last bigint;
 BEGIN
     LOOP
         n := 0;
-        FOR last IN SELECT global_position FROM eventstore.read_all(cp, 500) LOOP
+        FOR last IN SELECT global_position FROM eventstore.read_all(cp, 500, store) LOOP
             IF last <= cp THEN RAISE EXCEPTION 'read_all went back: % after %', last, cp; END IF;
             cp := last; n := n + 1;
         END LOOP;
         total := total + n;
         EXIT WHEN n = 0;
     END LOOP;
-    PERFORM set_config('crash.paged', total::text, false);
+    RETURN total;
 END \$\$;
-SELECT 'check read_all from 0 returns every stored event: ' ||
-       (current_setting('crash.paged')::bigint = (SELECT count(*) FROM eventstore.events));
+SELECT 'check read_all of eventstore.events from 0 returns every event stored in it: ' ||
+       (pg_temp.paged('eventstore.events') = (SELECT count(*) FROM eventstore.events));
+SELECT 'check read_all of $STORE2 from 0 returns every event stored in it: ' ||
+       (pg_temp.paged('$STORE2') = (SELECT count(*) FROM $STORE2));
 SQL
 [ $? = 0 ] || fail "the checks did not run: $(grep -m3 ERROR "$WORK/check.out")"
 if [ $have_amcheck = 1 ]; then
     if out=$(q -c "SELECT count(bt_index_parent_check(c.oid::regclass, true))
                      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
-                    WHERE i.indrelid IN ('eventstore.events'::regclass, 'eventstore.outbox'::regclass)
+                    WHERE i.indrelid IN ('eventstore.events'::regclass, '$STORE2'::regclass, 'eventstore.outbox'::regclass)
                       AND a.amname = 'btree'" 2>&1); then
-        ok "amcheck: $out B-tree indexes of events and outbox are consistent with the heap"
+        ok "amcheck: $out B-tree indexes of both stores and the outbox are consistent with the heap"
     else
         fail "amcheck: $out"
     fi
@@ -401,7 +430,7 @@ done <"$WORK/check.out"
 
 echo "crash: kills survived: $kills; appends acknowledged: ${fig[acked]:-?}; appends checked: ${fig[calls]:-?}" \
      "(${fig[conflicts]:-?} refused with ES409, ${fig[unacked_absent]:-?} unacknowledged and absent);" \
-     "events checked: ${fig[events]:-?} (outbox rows: ${fig[outbox]:-?});" \
+     "events checked: ${fig[events]:-?} (eventstore.events ${fig[events_default]:-?}, $STORE2 ${fig[events_store2]:-?}; outbox rows: ${fig[outbox]:-?});" \
      "unacknowledged but committed: ${fig[unacked_committed]:-?}; $(( ($(date +%s%N) - T_START) / 1000000000 ))s"
 if [ $failures -gt 0 ]; then
     log "$failures check(s) failed"

@@ -17,7 +17,8 @@
 # types; the tables pg_dump keeps (pg_extension.extconfig) and their filters
 # -- and fails on any difference.  Finally the events appended before the
 # upgrades are still there, in order, and appends continue at the right
-# version and position.
+# version and position, and a store made with create_store after the upgrades
+# works (same stream id, its own stream, the next position).
 set -uo pipefail
 
 ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -173,6 +174,15 @@ r=$(q "$CHAIN" -c "SELECT stream_version FROM eventstore.append_event('upgrade-1
 pos=$(q "$CHAIN" -c "SELECT string_agg(global_position::text, ',' ORDER BY global_position) FROM eventstore.read_all(0)")
 want=$(seq -s, 1 $((n + 1)))
 [ "$pos" = "$want" ] || fail "read_all positions '$pos', expected '$want'"
+
+# The upgraded install makes stores like a fresh one: a second store with the
+# same stream id starts its own stream, at the next position of the one
+# sequence, and the default store is untouched by it.
+r=$(q "$CHAIN" -c "CREATE SCHEMA up_store" -c "SELECT eventstore.create_store('up_store.events')" \
+      -c "SELECT stream_version || ' ' || global_position FROM eventstore.append_event('upgrade-1', 0, 'Other', '{}', store => 'up_store.events')" | tail -1)
+[ "$r" = "1 $((n + 2))" ] || fail "append to a store made after the upgrades returned '$r', expected '1 $((n + 2))'"
+r=$(q "$CHAIN" -c "SELECT eventstore.stream_version('upgrade-1') || ' ' || (SELECT count(*) FROM eventstore.read_all(0, 100, 'up_store.events'))")
+[ "$r" = "$((n + 1)) 1" ] || fail "after appending to the new store: default store's upgrade-1 version and new store's event count '$r', expected '$((n + 1)) 1'"
 
 echo "upgrade: ${#versions[@]} versions, $objects extension objects compared, $((n + 1)) events checked"
 if [ $failed = 0 ]; then echo "upgrade: all checks passed"; else echo "upgrade: FAILED"; fi
