@@ -156,9 +156,21 @@ CREATE FUNCTION eventstore.create_store(name text) RETURNS regclass
             EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', q, rel OPERATOR(pg_catalog.||) '_immutable_row');
         END IF;
         PERFORM eventstore._store_arg(t);
+        -- an adopted table with events: the position sequence moves past them
+        -- (EXECUTE on _store_adopt, given to admins, is needed only then)
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s)', t) INTO typed;
+        IF typed THEN
+            PERFORM eventstore._store_adopt(t);
+        END IF;
         RETURN t;
     END
     $$;
+
+-- Move the position sequence past an adopted store's events (store.c).
+CREATE FUNCTION eventstore._store_adopt(store regclass) RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_store_adopt';
+REVOKE ALL ON FUNCTION eventstore._store_adopt(regclass) FROM PUBLIC;
 
 -- What create_store looks for on a table, by what it does rather than by name.
 CREATE FUNCTION eventstore._store_has(store regclass, what text) RETURNS boolean
@@ -1011,7 +1023,7 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
                               'disable_projection', 'rebuild_projection', 'add_route', 'remove_route',
                               'relay_once', 'register_upcaster', 'unregister_upcaster',
                               'set_snapshot_policy', 'remove_snapshot_policy', 'import_events',
-                              'create_store', 'drop_store'];
+                              'create_store', '_store_adopt', 'drop_store'];
         names text[];
         t regclass;
         f regprocedure;

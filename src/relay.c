@@ -76,7 +76,6 @@ static SPIPlanPtr es_plan_pending[3] = {NULL, NULL, NULL};	/* [1]: outbox.with_d
 static SPIPlanPtr es_plan_mark = NULL;
 static SPIPlanPtr es_plan_prune = NULL;
 static SPIPlanPtr es_plan_prune_due = NULL;
-static SPIPlanPtr es_plan_log_top = NULL;
 static SPIPlanPtr es_plan_log_publish = NULL;
 
 static SPIPlanPtr
@@ -342,23 +341,26 @@ static void
 es_publish_log_horizon(void)
 {
 	Snapshot	snapshot;
-	int64		horizon;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
-	bool		isnull;
-	Datum		top;
+	int64		last;
+	int64		horizon;
 
 	if (!OidIsValid(get_relname_relid("log_horizon", es_schema_oid())))
 		return;					/* schema older than 0.4.0 */
+
+	/*
+	 * One horizon for every store: positions come from one sequence, so it
+	 * is bounded by the sequence's last value, not by one table's highest
+	 * position.  The last value is read first: a position taken after that
+	 * is above it, and one taken before is either settled or registered in
+	 * flight when es_read_horizon looks (registration is atomic with the
+	 * nextval), so every position up to the minimum is settled.
+	 */
+	last = es_sequence_last_value(es_position_seqid());
 	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
-	if (SPI_execute_snapshot(es_relay_plan(&es_plan_log_top,
-										   "SELECT pg_catalog.max(e.global_position) FROM eventstore.events e",
-										   0, NULL),
-							 NULL, NULL, snapshot, InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "eventstore: reading the log's last position failed");
 	UnregisterSnapshot(snapshot);
-	top = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	values[0] = Int64GetDatum(Min(horizon, isnull ? 0 : DatumGetInt64(top)));
+	values[0] = Int64GetDatum(Min(last, horizon));
 	if (SPI_execute_plan(es_relay_plan(&es_plan_log_publish,
 									   "UPDATE eventstore.log_horizon h SET position = $1"
 									   " WHERE h.position OPERATOR(pg_catalog.<) $1",

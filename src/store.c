@@ -16,6 +16,10 @@
 
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
+#include "commands/sequence.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/fmgrprotos.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/array.h"
@@ -23,10 +27,12 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_store_arg);
 PG_FUNCTION_INFO_V1(eventstore_store_dropped);
+PG_FUNCTION_INFO_V1(eventstore_store_adopt);
 
 /* eventstore._store_arg(store regclass) RETURNS regclass: store, checked. */
 Datum
@@ -100,4 +106,57 @@ eventstore_store_dropped(PG_FUNCTION_ARGS)
 		(void) es_registry_write(sql, 1, argtypes, values, NULL);
 	}
 	PG_RETURN_VOID();
+}
+
+/*
+ * eventstore._store_adopt(store regclass): after create_store adopted a
+ * table that already holds events (one restored with pg_dump -t), move the
+ * position sequence past its highest position, so the store's next events
+ * come after the ones it holds.  The sequence only moves forward, under
+ * SHARE ROW EXCLUSIVE on it (as import_events does): no transaction that
+ * took a position is in flight, and none takes one until ours ends.  The
+ * caller must own the store; the setval runs as the extension's owner.
+ * Returns the sequence's value afterwards.
+ */
+Datum
+eventstore_store_adopt(PG_FUNCTION_ARGS)
+{
+	EsStore    *st = es_store_arg(fcinfo, 0, ACL_SELECT);
+	Oid			seq = es_position_seqid();
+	int64		top = 0;
+	int64		last;
+	bool		isnull;
+
+	if (!es_class_ownercheck(st->relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", st->name)));
+
+	LockRelationOid(seq, ShareRowExclusiveLock);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (SPI_execute(psprintf("SELECT pg_catalog.max(e.global_position) FROM %s e", st->name),
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading the store's highest position failed");
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			top = DatumGetInt64(d);
+	}
+	SPI_finish();
+
+	last = es_sequence_last_value(seq);
+	if (top > last)
+	{
+		Oid			save_userid;
+		int			save_sec;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seq), Int64GetDatum(top));
+		SetUserIdAndSecContext(save_userid, save_sec);
+		last = top;
+	}
+	PG_RETURN_INT64(last);
 }

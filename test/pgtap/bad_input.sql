@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(584);
+SELECT plan(587);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -149,6 +149,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._relay_state_merge()',
     'eventstore._relay_wakeup()',
     'eventstore._stats()',
+    'eventstore._store_adopt(regclass)',
     'eventstore._store_arg(regclass)',
     'eventstore._store_dropped()',
     'eventstore._store_has(regclass,text)',
@@ -225,7 +226,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 93 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 94 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1208,6 +1209,10 @@ SELECT pg_temp.x('read_all', 'NULL store', 'error 22004', $$SELECT * FROM events
 SELECT pg_temp.x('read_category', 'a table that is not a store', 'error 42809', $$SELECT * FROM eventstore.read_category('bi', 0, 1, 'public.bi_not_store')$$);
 SELECT pg_temp.x('read_stream', 'a table that is not a store', 'error 42809', $$SELECT * FROM eventstore.read_stream('bi-1', store => 'public.bi_not_store')$$);
 SELECT pg_temp.x('stream_version', 'a table that is not a store', 'error 42809', $$SELECT eventstore.stream_version('bi-1', 'public.bi_not_store')$$);
+SELECT pg_temp.x('_store_adopt', 'NULL', 'error 22004', $$SELECT eventstore._store_adopt(NULL)$$);
+SELECT pg_temp.x('_store_adopt', 'a table that is not a store', 'error 42809', $$SELECT eventstore._store_adopt('public.bi_not_store')$$);
+SELECT pg_temp.x('_store_adopt', 'the default store: the sequence is already past its events', 'ok true',
+    $$SELECT eventstore._store_adopt('eventstore.events') >= (SELECT max(global_position) FROM eventstore.events)$$);
 DROP TABLE public.bi_not_store;
 
 ------------------------------------------------------------------------

@@ -93,5 +93,14 @@ wait_for "subscription_status on the standby" "2" \
 check "parked on the standby" "0" "$($S -c "SELECT count(*) FROM eventstore.parked('sbs')")"
 check "poll on the standby is refused (read-only)" "25006" "$($S -c "DO \$\$ BEGIN PERFORM eventstore.poll('sbs', 'c2', 1); EXCEPTION WHEN OTHERS THEN RAISE NOTICE '%', SQLSTATE; END \$\$" 2>&1 | sed -n 's/.*NOTICE: *\([0-9A-Z]\{5\}\).*/\1/p' | head -1)"
 
+# Stores share the horizon: when only another store grows, the horizon the
+# relay publishes moves on, and the standby reads that store's new events.
+primary "CREATE SCHEMA sb2; SELECT eventstore.create_store('sb2.events')" >/dev/null
+primary "SELECT eventstore.append_event('sb2only-' || i, 0, 'InB', '{}', store => 'sb2.events') FROM generate_series(1, 3) i" >/dev/null
+wait_for "read_all of another store on the standby reaches its events (one horizon for every store)" "3" \
+    $S -c "SELECT count(*) FROM eventstore.read_all(0, 100, 'sb2.events')"
+check "read_stream of another store on the standby" "1" \
+    "$($S -c "SELECT count(*) FROM eventstore.read_stream('sb2only-1', store => 'sb2.events')")"
+
 if [ $failures -gt 0 ]; then echo "standby: $failures check(s) failed"; exit 1; fi
 echo "standby: all checks passed"
