@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(546);
+SELECT plan(549);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -186,6 +186,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.create_store(text)',
     'eventstore.create_subscription(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval)',
     'eventstore.disable_projection(text)',
+    'eventstore.distribute(regclass)',
     'eventstore.drop_consumer(text,text)',
     'eventstore.drop_store(regclass)',
     'eventstore.drop_subscription(text)',
@@ -223,7 +224,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 91 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 92 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1134,6 +1135,9 @@ SELECT pg_temp.x('read_category', 'a table that is not a store', 'error 42809', 
 SELECT pg_temp.x('read_stream', 'a table that is not a store', 'error 42809', $$SELECT * FROM eventstore.read_stream('bi-1', store => 'public.bi_not_store')$$);
 SELECT pg_temp.x('stream_version', 'a table that is not a store', 'error 42809', $$SELECT eventstore.stream_version('bi-1', 'public.bi_not_store')$$);
 DROP TABLE public.bi_not_store;
+SELECT pg_temp.x('distribute', 'NULL', 'error 22004', $$SELECT eventstore.distribute(NULL)$$);
+SELECT pg_temp.x('distribute', 'a table that is not a store', 'error 42809', $$SELECT eventstore.distribute('pg_catalog.pg_class')$$);
+SELECT pg_temp.x('distribute', 'without the citus extension', 'error 55000', $$SELECT eventstore.distribute()$$);
 
 ------------------------------------------------------------------------
 -- Trigger functions called directly

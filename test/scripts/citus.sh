@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Scale-out on Citus: a coordinator and two workers, each a throwaway cluster
+# of its own on loopback ports CITUS_PORT, +1, +2 (default 54420-54422),
+# stopped and deleted on exit.  Expects eventstore to be installed already
+# (scripts/test.sh does that); builds and installs Citus 13.2.2 with
+# shared/citus/build.sh (CITUS_BUILD names it; found beside the repository or
+# in /work/shared otherwise) and SKIPS, with one line saying why, only when
+# that script is missing or cannot build Citus.
+#
+# Checks:
+#   - eventstore.distribute() distributes the default store and a second
+#     store by stream_id, co-located, and delegates the append functions;
+#   - an append reads the stream's head on the local shard (the bug of issue
+#     18: a second append with expected version 1 failed, "actual 0");
+#   - an append goes to the worker in one round trip (citus.log_remote_commands);
+#   - an append that Citus does not delegate (explicit transaction block) is
+#     refused with 0A000 instead of writing from the wrong node;
+#   - positions of each node come from its own range (group << 48);
+#   - load: CITUS_CLIENTS clients append through the coordinator to 200
+#     streams (half their calls to 8 hot streams, so expected versions race),
+#     each reading the stream's version and appending with it (one or two
+#     events, ids chosen by the client); one worker is SIGKILLed once in the
+#     middle and started again; a sampler records each worker's read horizon
+#     and how many of its events lie at or below it;
+#   - afterwards: per stream versions 1..N exactly once; no event id twice;
+#     positions unique; every acknowledged append stored at its version and
+#     position; every event's position in its node's range; per node, the
+#     events at or below every sampled horizon are exactly those counted
+#     then (the log read through the horizon skips nothing).
+# Not covered: the relay publishing each worker's outbox (see README,
+# Scale-out: what remains).
+#
+#   CITUS_PORT     first port (default 54420)
+#   CITUS_CLIENTS  clients (default 6)
+#   CITUS_CALLS    calls per client (default 250)
+#   CITUS_KEEP     set: keep the data directories and the logs
+
+ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$ES_ROOT/scripts/cluster.sh"
+set +e
+set -u
+
+PORT0=${CITUS_PORT:-54420}
+CLIENTS=${CITUS_CLIENTS:-6}
+CALLS=${CITUS_CALLS:-250}
+BIN=$(es_bindir)
+PSQL="$BIN/psql"
+WORK=$(mktemp -d /tmp/eventstore-citus.XXXXXX)
+chmod 755 "$WORK"
+failures=0
+pids=()
+T_START=$(date +%s)
+
+ok()   { printf 'ok     %s\n' "$*"; }
+fail() { printf 'FAILED %s\n' "$*"; failures=$((failures + 1)); }
+check() {  # check NAME EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
+}
+node_dir() { echo "$WORK/n$1"; }
+node_port() { echo $((PORT0 + $1)); }
+q() {  # q NODE SQL...: one psql call on node NODE (0 = coordinator), database es
+    local n=$1; shift
+    PGCONNECT_TIMEOUT=5 "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(node_port "$n")" \
+        -U postgres -d es "$@"
+}
+
+cleanup() {
+    local p n
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    for n in 0 1 2; do
+        [ -f "$(node_dir $n)/postmaster.pid" ] &&
+            es_as_pg "$BIN/pg_ctl" -D "$(node_dir $n)" -m immediate -w stop >/dev/null 2>&1
+    done
+    if [ -n "${CITUS_KEEP:-}" ]; then echo "citus: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# -- Citus ----------------------------------------------------------------------
+build=${CITUS_BUILD:-}
+if [ -z "$build" ]; then
+    for c in "$ES_ROOT/../shared/citus/build.sh" "$ES_ROOT/../../shared/citus/build.sh" /work/shared/citus/build.sh; do
+        [ -f "$c" ] && { build=$c; break; }
+    done
+fi
+if [ -z "$build" ] || [ ! -f "$build" ]; then
+    echo "SKIPPED citus.sh: shared/citus/build.sh not found (set CITUS_BUILD), Citus cannot be built"
+    exit 0
+fi
+if ! out=$(PG_CONFIG="$(es_pg_config)" bash "$build" 2>&1); then
+    echo "SKIPPED citus.sh: Citus could not be built: $(echo "$out" | tail -3 | tr '\n' ' ')"
+    exit 0
+fi
+echo "citus: $(echo "$out" | tail -1)"
+
+# -- three nodes --------------------------------------------------------------
+start_node() {
+    local d; d=$(node_dir "$1")
+    es_as_pg "$BIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 start >/dev/null
+}
+for n in 0 1 2; do
+    d=$(node_dir $n)
+    mkdir -p "$d"; chown postgres: "$d"; chmod 700 "$d"
+    es_as_pg "$BIN/initdb" -D "$d" -A trust -U postgres --no-sync >/dev/null || { fail "initdb node $n"; exit 1; }
+    es_as_pg mkdir -p "$d/sock"
+    {
+        echo "port = $(node_port $n)"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = '$d/sock'"
+        echo "shared_preload_libraries = 'citus,eventstore'"
+        echo "max_prepared_transactions = 20"
+        echo "max_worker_processes = 32"
+        echo "max_connections = 100"
+        echo "fsync = off"
+    } | es_as_pg tee -a "$d/postgresql.auto.conf" >/dev/null
+    start_node $n || { fail "start node $n"; cat "$d/server.log"; exit 1; }
+    q $n -d postgres -c 'CREATE DATABASE es' && q $n -c 'CREATE EXTENSION citus' ||
+        { fail "citus on node $n"; exit 1; }
+done
+q 0 -c "SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', $(node_port 0))" \
+    -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 1))" \
+    -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 2))" \
+    -c 'CREATE EXTENSION eventstore' >/dev/null || { fail "cluster set-up"; exit 1; }
+check "eventstore installed on both workers by the coordinator" "0.6.0 0.6.0" \
+    "$(q 1 -c "SELECT extversion FROM pg_extension WHERE extname = 'eventstore'") $(q 2 -c "SELECT extversion FROM pg_extension WHERE extname = 'eventstore'")"
+
+# -- distribute -------------------------------------------------------------------
+q 0 -c "SELECT eventstore.create_store('second')" \
+    -c "SELECT eventstore.distribute('second')" >/dev/null 2>"$WORK/distribute.err"
+check "distribute(second) distributes both stores, co-located" "eventstore.events|true second|true" \
+    "$(q 0 -c "SELECT string_agg(logicalrelid::regclass::text || '|' || (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass))::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition" 2>&1)$(sed 's/^/ /' "$WORK/distribute.err")"
+check "the append functions are delegated by stream, co-located with the store" "append|0 append_event|0" \
+    "$(q 0 -c "SELECT string_agg(p.proname || '|' || d.distribution_argument_index, ' ' ORDER BY p.proname) FROM pg_dist_object d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid WHERE p.pronamespace = 'eventstore'::regnamespace AND d.colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass)" 2>&1)"
+check "distribute() again is harmless" "" "$(q 0 -c "SELECT eventstore.distribute()" 2>&1)"
+
+# -- the bug of issue 18: the head is read on the local shard ------------------------
+check "second append with expected version 1" "2" \
+    "$(q 0 -c "SELECT stream_version FROM eventstore.append_event('bug-1', 0, 'A', '{}', NULL, NULL)" \
+          -c "SELECT stream_version FROM eventstore.append_event('bug-1', 1, 'A', '{}', NULL, NULL)" 2>&1 | tail -1)"
+check "a stale expected version is refused on the worker" "ES409" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('bug-1', 1, 'A', '{}', NULL, NULL)" 2>&1 | grep -o 'ES409')"
+check "a batch to the second store, then a retry of it" "2 2" \
+    "$(q 0 -c "SELECT stream_version FROM eventstore.append('bug-2', 0, ARRAY[eventstore.event('A', '{}', NULL, '00000000-0000-4000-8000-000000000001'), eventstore.event('B', '{}', NULL, '00000000-0000-4000-8000-000000000002')], NULL, 'second')" \
+          -c "SELECT stream_version FROM eventstore.append('bug-2', 0, ARRAY[eventstore.event('A', '{}', NULL, '00000000-0000-4000-8000-000000000001'), eventstore.event('B', '{}', NULL, '00000000-0000-4000-8000-000000000002')], NULL, 'second')" 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+check "reads through the coordinator see the events" "2 2" \
+    "$(q 0 -F ' ' -c "SELECT (SELECT count(*) FROM eventstore.events), (SELECT count(*) FROM second)")"
+check "an append reaches the worker in one round trip" "1" \
+    "$(q 0 -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" \
+          -c "SELECT stream_version FROM eventstore.append_event('hop-1', NULL, 'A', '{}', NULL, NULL)" 2>&1 | grep -c 'issuing')"
+check "an append Citus does not delegate is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "BEGIN" -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, NULL)" 2>&1 | grep -o '0A000')"
+check "positions of each worker come from its group's range (group << 48)" "t" \
+    "$(q 0 -c "CREATE TEMP TABLE e AS SELECT stream_id, global_position FROM eventstore.events" -c "SELECT bool_and(global_position >> 48 = (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', e.stream_id))) FROM e")"
+
+# -- load, with one worker killed --------------------------------------------------------
+# A client: one psql session running a generated script; it reads a stream's
+# version and appends with it, so concurrent clients on a hot stream race.
+for c in $(seq 1 "$CLIENTS"); do
+    f=$WORK/client.$c.sql
+    {
+        echo '\set ON_ERROR_STOP 0'
+        echo '\set v 0'
+        for k in $(seq 1 "$CALLS"); do
+            if (( RANDOM % 2 )); then s=$(( RANDOM % 8 + 1 )); else s=$(( RANDOM % 200 + 1 )); fi
+            printf -v id1 '%08x-0000-4000-8000-%08x0001' "$c" "$k"
+            printf -v id2 '%08x-0000-4000-8000-%08x0002' "$c" "$k"
+            echo "SELECT coalesce(max(stream_version), 0) AS v FROM eventstore.events WHERE stream_id = 's-$s' \\gset"
+            if (( k % 3 )); then
+                echo "SELECT 'ack|s-$s|$id1||' || stream_version || '|' || global_position FROM eventstore.append_event('s-$s', :v, 'T', '{\"c\": $c}', NULL, '$id1');"
+            else
+                echo "SELECT 'ack|s-$s|$id1|$id2|' || stream_version || '|' || global_position FROM eventstore.append('s-$s', :v, ARRAY[eventstore.event('T', '{}', NULL, '$id1'), eventstore.event('U', '{}', NULL, '$id2')]);"
+            fi
+        done
+    } >"$f"
+done
+# Sampler: a worker's horizon, then how many of its events lie at or below it.
+sampler() {
+    local n=$1 g=$2 h cnt
+    while [ ! -e "$WORK/stop" ]; do
+        h=$(q "$n" -c "SELECT horizon FROM eventstore.horizon_status WHERE counter = 'position'" 2>/dev/null)
+        if [ -n "$h" ]; then
+            cnt=$(q 0 -c "SELECT count(*) FROM eventstore.events WHERE global_position BETWEEN ($g::bigint << 48) AND $h" 2>/dev/null)
+            [ -n "$cnt" ] && echo "$g|$h|$cnt" >>"$WORK/samples"
+        fi
+        sleep 0.2
+    done
+}
+: >"$WORK/samples"
+group1=$(q 1 -c "SELECT groupid FROM pg_dist_local_group")
+group2=$(q 2 -c "SELECT groupid FROM pg_dist_local_group")
+sampler 1 "$group1" & pids+=($!)
+sampler 2 "$group2" & pids+=($!)
+t0=$(date +%s%N)
+cpids=()
+for c in $(seq 1 "$CLIENTS"); do
+    PGCONNECT_TIMEOUT=5 "$PSQL" -X -q -At -h 127.0.0.1 -p "$PORT0" -U postgres -d es \
+        -f "$WORK/client.$c.sql" >"$WORK/out.$c" 2>"$WORK/err.$c" &
+    cpids+=($!)
+done
+# Kill worker 1 once, when some appends have been acknowledged.
+for _ in $(seq 1 300); do
+    [ "$(cat "$WORK"/out.* 2>/dev/null | wc -l)" -ge $((CLIENTS * CALLS / 4)) ] && break
+    sleep 0.1
+done
+d1=$(node_dir 1)
+pm=$(head -1 "$d1/postmaster.pid")
+kill -STOP "$pm"
+victims=$(for p in /proc/[0-9]*; do [ "$p/cwd" -ef "$d1" ] 2>/dev/null && echo "${p#/proc/}"; done)
+kill -KILL $victims 2>/dev/null
+for _ in $(seq 1 100); do kill -0 "$pm" 2>/dev/null || break; sleep 0.1; done
+acked_at_kill=$(cat "$WORK"/out.* | wc -l)
+sleep 1
+start_node 1 || fail "worker 1 restarts after SIGKILL"
+for p in "${cpids[@]}"; do wait "$p"; done
+t1=$(date +%s%N)
+touch "$WORK/stop"
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+pids=()
+
+cat "$WORK"/out.* | grep '^ack|' | sed 's/^ack|//' >"$WORK/acks"
+acked=$(wc -l <"$WORK/acks")
+conflicts=$(cat "$WORK"/err.* | grep -c 'wrong expected version')
+down=$(cat "$WORK"/err.* | grep -v 'wrong expected version' | grep -c 'ERROR')
+secs=$(( (t1 - t0) / 1000000 ))
+echo "citus: $acked appends acknowledged ($acked_at_kill before the kill), $conflicts refused by expected version, $down failed while worker 1 was down, in ${secs} ms"
+[ "$acked" -gt $((CLIENTS * CALLS / 4)) ] && ok "clients made progress ($acked acknowledged)" || fail "too few appends acknowledged: $acked"
+[ "$conflicts" -gt 0 ] && ok "expected versions raced ($conflicts conflicts)" || fail "no expected-version conflict happened"
+[ "$(grep -c . "$WORK/samples")" -gt 4 ] && ok "horizons sampled ($(grep -c . "$WORK/samples") samples)" || fail "too few horizon samples"
+
+# -- checks ---------------------------------------------------------------------------
+q 0 >"$WORK/check.out" 2>&1 <<EOF
+CREATE TEMP TABLE ev AS
+SELECT e.stream_id, e.stream_version, e.event_id, e.global_position, 0 AS groupid
+  FROM eventstore.events e;
+UPDATE ev SET groupid = (SELECT p.groupid FROM pg_dist_placement p
+                          WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', ev.stream_id));
+CREATE TEMP TABLE acks (stream_id text, id1 uuid, id2 text, version bigint, pos bigint);
+\copy acks FROM '$WORK/acks' WITH (FORMAT csv, DELIMITER '|')
+CREATE TEMP TABLE samples (node int, horizon bigint, n bigint);
+\copy samples FROM '$WORK/samples' WITH (FORMAT csv, DELIMITER '|')
+SELECT 'streams_bad', count(*) FROM (SELECT stream_id FROM ev GROUP BY stream_id
+        HAVING count(*) <> max(stream_version) OR count(DISTINCT stream_version) <> count(*) OR min(stream_version) <> 1) s;
+SELECT 'ids_dup', count(*) - count(DISTINCT event_id) FROM ev;
+SELECT 'positions_dup', count(*) - count(DISTINCT global_position) FROM ev;
+SELECT 'acks_missing', count(*) FROM acks a
+ WHERE NOT EXISTS (SELECT FROM ev e WHERE e.event_id = coalesce(a.id2, a.id1::text)::uuid AND e.stream_id = a.stream_id
+                      AND e.stream_version = a.version AND e.global_position = a.pos)
+    OR (a.id2 IS NOT NULL AND NOT EXISTS (SELECT FROM ev e WHERE e.event_id = a.id1 AND e.stream_id = a.stream_id
+                      AND e.stream_version = a.version - 1));
+SELECT 'foreign_positions', count(*) FROM ev WHERE global_position >> 48 <> groupid;
+SELECT 'horizon_skipped', count(*) FROM samples s
+ WHERE s.n <> (SELECT count(*) FROM ev e WHERE e.groupid = s.node AND e.global_position <= s.horizon);
+SELECT 'sample', s.*, (SELECT count(*) FROM ev e WHERE e.groupid = s.node AND e.global_position <= s.horizon) FROM samples s;
+SELECT 'events', count(*) FROM ev WHERE stream_id LIKE 's-%';
+SELECT 'streams', count(DISTINCT stream_id) FROM ev WHERE stream_id LIKE 's-%';
+EOF
+val() { grep "^$1|" "$WORK/check.out" | cut -d'|' -f2; }
+check "per stream: versions 1..N exactly once" 0 "$(val streams_bad)"
+check "no event id stored twice" 0 "$(val ids_dup)"
+check "global positions unique in the cluster" 0 "$(val positions_dup)"
+check "every acknowledged append stored at its version and position" 0 "$(val acks_missing)"
+check "every event's position in its node's range" 0 "$(val foreign_positions)"
+check "per node: the log through each sampled horizon skips nothing" 0 "$(val horizon_skipped)"
+echo "citus: $(val events) events in $(val streams) streams checked; $(( $(date +%s) - T_START )) s in all"
+if grep -q ERROR "$WORK/check.out"; then cat "$WORK/check.out"; fail "check queries"; fi
+[ "$(val horizon_skipped)" = 0 ] || grep '^sample|' "$WORK/check.out"
+
+[ $failures = 0 ] && echo "citus: all checks passed" || echo "citus: $failures check(s) failed"
+[ $failures = 0 ]
