@@ -47,7 +47,7 @@ for n in 0 1 2 3; do
     {
         echo "port = $((PORT0 + n))"; echo "listen_addresses = '127.0.0.1'"
         echo "unix_socket_directories = '$d/sock'"; echo "shared_preload_libraries = '$libs'"
-        echo "max_prepared_transactions = 20"; echo "max_worker_processes = 32"
+        echo "max_prepared_transactions = 50"; echo "max_worker_processes = 32"
         echo "shared_buffers = '128MB'"
     } | es_as_pg tee -a "$d/postgresql.auto.conf" >/dev/null
     es_as_pg "$BIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 start >/dev/null

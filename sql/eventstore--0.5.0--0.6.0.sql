@@ -516,6 +516,15 @@ END
 $$;
 REVOKE ALL ON FUNCTION eventstore.distribute(regclass) FROM PUBLIC;
 
+-- This node's log of a store: on a Citus node the shards placed here, read
+-- up to this node's horizon (positions are ordered within a node only).
+CREATE FUNCTION eventstore.read_node(after_position bigint DEFAULT 0,
+                                     max_count integer DEFAULT 1000,
+                                     store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE c VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_node';
+
 -- == Grants carried over (2 of 2) ==========================================
 -- Every function re-created above under a name that had grants gets them
 -- back; a name that was revoked from PUBLIC is revoked again.

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(549);
+SELECT plan(553);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -202,6 +202,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.read_all(bigint,integer,regclass)',
     'eventstore.read_all_until(timestamp with time zone,bigint,integer)',
     'eventstore.read_category(text,bigint,integer,regclass)',
+    'eventstore.read_node(bigint,integer,regclass)',
     'eventstore.read_query(jsonb,bigint,integer)',
     'eventstore.read_stream(text,bigint,integer,regclass)',
     'eventstore.read_stream_backwards(text,bigint,integer,regclass)',
@@ -224,7 +225,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 92 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 93 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1138,6 +1139,12 @@ DROP TABLE public.bi_not_store;
 SELECT pg_temp.x('distribute', 'NULL', 'error 22004', $$SELECT eventstore.distribute(NULL)$$);
 SELECT pg_temp.x('distribute', 'a table that is not a store', 'error 42809', $$SELECT eventstore.distribute('pg_catalog.pg_class')$$);
 SELECT pg_temp.x('distribute', 'without the citus extension', 'error 55000', $$SELECT eventstore.distribute()$$);
+SELECT pg_temp.x('read_node', 'without Citus: the store, the same rows as read_all', 'ok true',
+    $$SELECT array_agg(global_position ORDER BY global_position) IS NOT DISTINCT FROM (SELECT array_agg(global_position ORDER BY global_position) FROM eventstore.read_all(0, NULL))
+        FROM eventstore.read_node(0, NULL)$$);
+SELECT pg_temp.x('read_node', 'negative max_count', 'error 22023', $$SELECT count(*) FROM eventstore.read_node(0, -1)$$);
+SELECT pg_temp.x('read_node', 'NULL store', 'error 22004', $$SELECT count(*) FROM eventstore.read_node(0, 1, NULL)$$);
+SELECT pg_temp.x('read_node', 'a table that is not a store', 'error 42809', $$SELECT count(*) FROM eventstore.read_node(0, 1, 'pg_catalog.pg_class')$$);
 
 ------------------------------------------------------------------------
 -- Trigger functions called directly
