@@ -28,8 +28,8 @@
 #     events at or below every sampled horizon are exactly those counted
 #     then by a reader of that node's log (read_node: skips nothing); read_node
 #     on each worker returns the worker's events, in order, page by page.
-# Not covered: the relay publishing each worker's outbox (see README,
-# Scale-out: what remains).
+#   - each worker's relay publishes its own outbox (the route is registered
+#     on every node): every routed event of the node once, in id order.
 #
 #   CITUS_PORT     first port (default 54420)
 #   CITUS_CLIENTS  clients (default 6)
@@ -153,6 +153,10 @@ check "an append Citus does not delegate is refused (0A000)" "0A000" \
 check "positions of each worker come from its group's range (group << 48)" "t" \
     "$(q 0 -c "CREATE TEMP TABLE e AS SELECT stream_id, global_position FROM eventstore.events" -c "SELECT bool_and(global_position >> 48 = (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', e.stream_id))) FROM e")"
 
+# Each node has its own registries and outbox: the route goes to every node.
+q 0 -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.add_route('citus_out', ARRAY['T'])\$\$)" >/dev/null ||
+    fail "add_route on every node"
+
 # -- load, with one worker killed --------------------------------------------------------
 # A client: one psql session running a generated script; it reads a stream's
 # version and appends with it, so concurrent clients on a hot stream race.
@@ -261,6 +265,17 @@ check "global positions unique in the cluster" 0 "$(val positions_dup)"
 check "every acknowledged append stored at its version and position" 0 "$(val acks_missing)"
 check "every event's position in its node's range" 0 "$(val foreign_positions)"
 check "per node: a reader of the node's log (read_node) skipped nothing" 0 "$(val horizon_skipped)"
+# Each worker's relay publishes its own outbox, in id order, one row per routed event.
+for n in 1 2; do
+    for _ in $(seq 1 50); do [ "$(q $n -c "SELECT eventstore.relay_once(1000)")" = 0 ] && break; done
+    check "worker $n: its relay published its outbox: every T event once, in id order" "0|0|0|0" \
+        "$(q $n -F '|' -c "SELECT (SELECT count(*) FROM eventstore.outbox WHERE published_at IS NULL),
+                                   (SELECT count(*) FROM eventstore.read_node(0, NULL) e WHERE e.event_type = 'T'
+                                      AND (SELECT count(*) FROM eventstore.outbox o WHERE o.global_position = e.global_position AND o.channel = 'citus_out') <> 1),
+                                   (SELECT count(*) FROM eventstore.outbox o WHERE NOT EXISTS
+                                      (SELECT FROM eventstore.read_node(0, NULL) e WHERE e.global_position = o.global_position AND e.event_type = 'T')),
+                                   (SELECT count(*) FROM (SELECT published_at < lag(published_at) OVER (ORDER BY id) AS back FROM eventstore.outbox) s WHERE back)")"
+done
 nodes="$(q 1 -c "SELECT count(*) FROM eventstore.read_node(0, NULL)") $(q 2 -c "SELECT count(*) FROM eventstore.read_node(0, NULL)")"
 check "read_node on each worker returns the worker's events" "$(val node_events)" "$nodes"
 check "read_node returns them in position order, paged" "t t" \
