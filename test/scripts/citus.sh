@@ -150,6 +150,10 @@ check "an append reaches the worker in one round trip" "1" \
           -c "SELECT stream_version FROM eventstore.append_event('hop-1', NULL, 'A', '{}', NULL, NULL)" 2>&1 | grep -c 'issuing')"
 check "an append Citus does not delegate is refused (0A000)" "0A000" \
     "$(q 0 -v VERBOSITY=sqlstate -c "BEGIN" -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, NULL)" 2>&1 | grep -o '0A000')"
+check "an append with a volatile argument (not delegated) is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, gen_random_uuid())" 2>&1 | grep -o '0A000')"
+check "a condition on a distributed store is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, NULL, NULL, '{\"fail_if_events_match\": {}, \"after\": 0}')" 2>&1 | grep -o '0A000')"
 check "positions of each worker come from its group's range (group << 48)" "t" \
     "$(q 0 -c "CREATE TEMP TABLE e AS SELECT stream_id, global_position FROM eventstore.events" -c "SELECT bool_and(global_position >> 48 = (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', e.stream_id))) FROM e")"
 
