@@ -9,13 +9,13 @@
 # Run by bench/run.sh (make bench) after the other cases; skipped with a line
 # when Citus cannot be built (shared/citus/build.sh, see test/scripts/citus.sh).
 #
-#   CITUS_BENCH_PORT     first of four ports (default 54440)
+#   CITUS_BENCH_PORT     first of four ports (default 54480)
 #   CITUS_BENCH_SECS     seconds per run (default 10)
 #   CITUS_BENCH_CLIENTS  clients (default 8)
 ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ES_ROOT/scripts/cluster.sh"
 set +e
-PORT0=${CITUS_BENCH_PORT:-54440}
+PORT0=${CITUS_BENCH_PORT:-54480}
 SECS=${CITUS_BENCH_SECS:-10}
 CLIENTS=${CITUS_BENCH_CLIENTS:-8}
 BIN=$(es_bindir)

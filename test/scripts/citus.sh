@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scale-out on Citus: a coordinator and two workers, each a throwaway cluster
-# of its own on loopback ports CITUS_PORT, +1, +2 (default 54420-54422),
+# of its own on loopback ports CITUS_PORT, +1, +2 (default 54470-54472),
 # stopped and deleted on exit.  Expects eventstore to be installed already
 # (scripts/test.sh does that); builds and installs Citus 13.2.2 with
 # shared/citus/build.sh (CITUS_BUILD names it; found beside the repository or
@@ -31,7 +31,7 @@
 #   - each worker's relay publishes its own outbox (the route is registered
 #     on every node): every routed event of the node once, in id order.
 #
-#   CITUS_PORT     first port (default 54420)
+#   CITUS_PORT     first port (default 54470)
 #   CITUS_CLIENTS  clients (default 6)
 #   CITUS_CALLS    calls per client (default 150)
 #   CITUS_KEEP     set: keep the data directories and the logs
@@ -41,7 +41,7 @@ source "$ES_ROOT/scripts/cluster.sh"
 set +e
 set -u
 
-PORT0=${CITUS_PORT:-54420}
+PORT0=${CITUS_PORT:-54470}
 CLIENTS=${CITUS_CLIENTS:-6}
 CALLS=${CITUS_CALLS:-150}
 BIN=$(es_bindir)
