@@ -154,6 +154,12 @@ check "an append with a volatile argument (not delegated) is refused (0A000)" "0
     "$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, gen_random_uuid())" 2>&1 | grep -o '0A000')"
 check "a condition on a distributed store is refused (0A000)" "0A000" \
     "$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, NULL, NULL, '{\"fail_if_events_match\": {}, \"after\": 0}')" 2>&1 | grep -o '0A000')"
+q 0 -c "CREATE ROLE citus_writer LOGIN" -c "CREATE ROLE citus_reader LOGIN" \
+    -c "SELECT eventstore.grant_access('citus_writer', 'writer')" -c "SELECT eventstore.grant_access('citus_reader', 'reader')" >/dev/null
+check "a writer role appends through the coordinator (grants reach the workers)" "1" \
+    "$(q 0 -U citus_writer -c "SELECT stream_version FROM eventstore.append_event('role-1', 0, 'A', '{}')" 2>&1)"
+check "a reader role may not append (42501 on the worker)" "42501" \
+    "$(q 0 -U citus_reader -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('role-1', NULL, 'A', '{}')" 2>&1 | grep -o '42501')"
 check "positions of each worker come from its group's range (group << 48)" "t" \
     "$(q 0 -c "CREATE TEMP TABLE e AS SELECT stream_id, global_position FROM eventstore.events" -c "SELECT bool_and(global_position >> 48 = (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', e.stream_id))) FROM e")"
 
@@ -206,7 +212,7 @@ for c in $(seq 1 "$CLIENTS"); do
 done
 # Kill worker 1 once, when some appends have been acknowledged.
 for _ in $(seq 1 300); do
-    [ "$(cat "$WORK"/out.* 2>/dev/null | wc -l)" -ge $((CLIENTS * CALLS / 4)) ] && break
+    [ "$(cat "$WORK"/out.* 2>/dev/null | wc -l)" -ge $((CLIENTS * CALLS / 8)) ] && break
     sleep 0.1
 done
 d1=$(node_dir 1)
@@ -218,6 +224,19 @@ for _ in $(seq 1 100); do kill -0 "$pm" 2>/dev/null || break; sleep 0.1; done
 acked_at_kill=$(cat "$WORK"/out.* | wc -l)
 sleep 1
 start_node 1 || fail "worker 1 restarts after SIGKILL"
+# Through the coordinator again: appends to streams of worker 1 succeed.
+after=0
+for k in $(seq 1 200); do
+    s=$(q 0 -c "SELECT 'after-' || $k WHERE (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', 'after-' || $k)) = $(q 1 -c "SELECT groupid FROM pg_dist_local_group" 2>/dev/null || echo -1)" 2>/dev/null)
+    [ -n "$s" ] || continue
+    for _ in $(seq 1 50); do
+        v=$(q 0 -c "SELECT stream_version FROM eventstore.append_event('$s', 0, 'A', '{}')" 2>/dev/null) && break
+        sleep 0.1
+    done
+    [ "$v" = 1 ] && after=$((after + 1))
+    [ $after -ge 10 ] && break
+done
+check "after its restart, appends to worker 1's streams through the coordinator succeed" 10 "$after"
 for p in "${cpids[@]}"; do wait "$p"; done
 t1=$(date +%s%N)
 touch "$WORK/stop"
@@ -229,8 +248,11 @@ acked=$(wc -l <"$WORK/acks")
 conflicts=$(cat "$WORK"/err.* | grep -c 'wrong expected version')
 down=$(cat "$WORK"/err.* | grep -v 'wrong expected version' | grep -c 'ERROR')
 secs=$(( (t1 - t0) / 1000000 ))
-echo "citus: $acked appends acknowledged ($acked_at_kill before the kill), $conflicts refused by expected version, $down failed while worker 1 was down, in ${secs} ms"
+echo "citus: $acked appends acknowledged ($acked_at_kill before the kill), $conflicts refused by expected version, $down failed on the killed worker's connection, in ${secs} ms"
 [ "$acked" -gt $((CLIENTS * CALLS / 4)) ] && ok "clients made progress ($acked acknowledged)" || fail "too few appends acknowledged: $acked"
+other=$(cat "$WORK"/err.* | grep 'ERROR' | grep -v 'wrong expected version' | grep -cv 'connection to the remote node')
+check "every other failure was the killed worker's connection" 0 "$other"
+[ "$other" = 0 ] || cat "$WORK"/err.* | grep 'ERROR' | grep -v 'wrong expected version' | grep -v 'connection to the remote node' | head -5
 [ "$conflicts" -gt 0 ] && ok "expected versions raced ($conflicts conflicts)" || fail "no expected-version conflict happened"
 [ "$(grep -c . "$WORK/samples")" -gt 4 ] && ok "horizons sampled ($(grep -c . "$WORK/samples") samples)" || fail "too few horizon samples"
 
