@@ -64,7 +64,7 @@ es_citus_distributed(Oid relid)
 	rc = SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_dist_partition"
 							   " WHERE logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
 							   " AND partmethod OPERATOR(pg_catalog.=) 'h'",
-							   1, argtypes, values, NULL, true, 1);
+							   1, argtypes, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading pg_dist_partition failed");
 	result = SPI_processed > 0;
