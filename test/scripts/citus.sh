@@ -28,6 +28,8 @@
 #     events at or below every sampled horizon are exactly those counted
 #     then by a reader of that node's log (read_node: skips nothing); read_node
 #     on each worker returns the worker's events, in order, page by page.
+#   - a projection registered on every node runs on the worker in the
+#     append's transaction and writes that worker's read model;
 #   - each worker's relay publishes its own outbox (the route is registered
 #     on every node): every routed event of the node once, in id order.
 #
@@ -166,6 +168,22 @@ check "positions of each worker come from its group's range (group << 48)" "t" \
 # Each node has its own registries and outbox: the route goes to every node.
 q 0 -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.add_route('citus_out', ARRAY['T'])\$\$)" >/dev/null ||
     fail "add_route on every node"
+
+# A projection registered on every node runs on the worker, in the append's
+# transaction, and writes the worker's own read model.
+q 0 -c "SELECT run_command_on_all_nodes(\$\$CREATE TABLE public.pj_counts (stream_id text PRIMARY KEY, n int NOT NULL)\$\$)" \
+    -c "SELECT run_command_on_all_nodes(\$\$CREATE FUNCTION public.pj_count(e eventstore.events) RETURNS void LANGUAGE sql AS 'INSERT INTO public.pj_counts VALUES (e.stream_id, 1) ON CONFLICT (stream_id) DO UPDATE SET n = pj_counts.n + 1'\$\$)" \
+    -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.register_projection('pj', 'public.pj_count(eventstore.events)', ARRAY['P'])\$\$)" >/dev/null ||
+    fail "projection on every node"
+for k in $(seq 1 20); do
+    q 0 -c "SELECT eventstore.append('pj-$k', 0, ARRAY[eventstore.event('P', '{}'), eventstore.event('P', '{}')])" >/dev/null || fail "append pj-$k"
+done
+pj=""
+for n in 1 2; do
+    pj+="$(q $n -c "SELECT (SELECT coalesce(sum(n), 0) FROM public.pj_counts) = (SELECT count(*) FROM eventstore.read_node(0, NULL) WHERE event_type = 'P') AND (SELECT count(*) FROM public.pj_counts) > 0 AND (SELECT count(*) FROM public.pj_counts) = (SELECT count(DISTINCT stream_id) FROM eventstore.read_node(0, NULL) WHERE event_type = 'P')") "
+done
+pj1=$(q 1 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts"); pj2=$(q 2 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts")
+check "a projection on every node counts each worker's own streams, 40 events in all" "t t 40" "$pj$((pj1 + pj2))"
 
 # -- load, with one worker killed --------------------------------------------------------
 # A client: one psql session running a generated script; it reads a stream's
