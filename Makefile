@@ -6,7 +6,7 @@ MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/registry.o src/projection.o src/upcast.o src/aggregate.o \
        src/outbox.o src/consumer.o src/relay.o src/relay_launcher.o src/relay_worker.o src/immutable.o \
-       src/stats.o src/import.o src/subscription.o src/dcb.o src/store.o
+       src/stats.o src/import.o src/subscription.o src/dcb.o src/store.o src/citus.o
 HEADERS = include/eventstore_hooks.h
 
 # relative to $(srcdir), which is not . in out-of-tree builds (pg_buildext, debian/)
@@ -21,6 +21,10 @@ ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated pro
 ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config
+# Every object depends on the shared headers (PGXS tracks no header
+# dependencies): a changed struct must not leave stale objects behind.
+$(OBJS): $(srcdir)/src/eventstore.h $(srcdir)/src/compat.h $(srcdir)/include/eventstore_hooks.h
+
 # Server headers as system headers: -Wextra then judges our code, not theirs.
 PG_CPPFLAGS = -I$(srcdir)/include -isystem $(shell $(PG_CONFIG) --includedir-server)
 PGXS := $(shell $(PG_CONFIG) --pgxs)

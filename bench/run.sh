@@ -222,6 +222,9 @@ printf '| subscription drain of %s events (poll 1000 + ack per run, 16 partition
     "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/table.md"
 printf ',\n  {"case": "subscription drain", "events": %s, "ours_per_s": %s, "baseline": "read_all loop", "baseline_per_s": %s, "ratio": "%s"}' \
     "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/results.json"
+# Scale-out: appends through a Citus coordinator with two workers (its own clusters)
+es_log "appends through a Citus coordinator (bench/citus.sh)"
+CITUS_BENCH_SECS=${CITUS_BENCH_SECS:-$SECS} bash "$BENCH/citus.sh" >> "$WORK/table.md"
 echo "" >> "$WORK/results.json"; echo "]" >> "$WORK/results.json"
 {
     echo

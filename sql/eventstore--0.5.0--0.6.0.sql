@@ -1093,6 +1093,82 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
     END
     $$;
 
+-- == Scale-out on Citus ======================================================
+-- eventstore.distribute(store): on a Citus coordinator, distribute a store by
+-- stream_id (co-located with the default store), delegate the append
+-- functions to the node that holds the stream (one round trip), and give
+-- every node its own range of global positions.  Idempotent: run it again
+-- after adding a node.  The C side (src/citus.c) appends on the local shard.
+CREATE FUNCTION eventstore.distribute(store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    events pg_catalog.regclass := 'eventstore.events'::pg_catalog.regclass;
+BEGIN
+    IF store IS NULL THEN
+        RAISE EXCEPTION 'store must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF store OPERATOR(pg_catalog.<>) events AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_class c
+            WHERE c.oid OPERATOR(pg_catalog.=) store
+              AND c.reloftype OPERATOR(pg_catalog.=) 'eventstore.event_store'::pg_catalog.regtype) THEN
+        RAISE EXCEPTION '"%" is not an event store', store
+            USING ERRCODE = '42809',
+                  HINT = 'Create a store with eventstore.create_store(name).';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension x
+                    WHERE x.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'eventstore.distribute() needs the citus extension'
+            USING ERRCODE = '55000',
+                  HINT = 'Preload citus first in shared_preload_libraries on every node and run CREATE EXTENSION citus.';
+    END IF;
+    -- row triggers (immutability, projections) must exist on every shard
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- every store is co-located with the default store: one delegation rule
+    IF store OPERATOR(pg_catalog.<>) events AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_dist_partition p
+            WHERE p.logicalrelid OPERATOR(pg_catalog.=) events) THEN
+        PERFORM eventstore.distribute(events);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                    WHERE p.logicalrelid OPERATOR(pg_catalog.=) store) THEN
+        IF store OPERATOR(pg_catalog.=) events THEN
+            PERFORM pg_catalog.create_distributed_table(store, 'stream_id');
+        ELSE
+            PERFORM pg_catalog.create_distributed_table(store, 'stream_id',
+                                                        colocate_with := 'eventstore.events');
+        END IF;
+    END IF;
+    PERFORM pg_catalog.create_distributed_function(
+        'eventstore.append(text,bigint,eventstore.new_event[],jsonb,regclass)'::pg_catalog.regprocedure,
+        '$1', colocate_with := 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_function(
+        'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb,regclass)'::pg_catalog.regprocedure,
+        '$1', colocate_with := 'eventstore.events');
+    -- positions of node group g start above g << 48: unique in the cluster,
+    -- ordered within a node, no order across nodes
+    PERFORM pg_catalog.run_command_on_all_nodes($c$
+        SELECT pg_catalog.setval('eventstore.events_global_position_seq',
+                                 g.groupid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 48)
+          FROM pg_catalog.pg_dist_local_group g, eventstore.events_global_position_seq s
+         WHERE g.groupid OPERATOR(pg_catalog.>) 0
+           AND s.last_value OPERATOR(pg_catalog.<) (g.groupid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 48)
+    $c$);
+END
+$$;
+REVOKE ALL ON FUNCTION eventstore.distribute(regclass) FROM PUBLIC;
+
+-- This node's log of a store: on a Citus node the shards placed here, read
+-- up to this node's horizon (positions are ordered within a node only).
+CREATE FUNCTION eventstore.read_node(after_position bigint DEFAULT 0,
+                                     max_count integer DEFAULT 1000,
+                                     store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE c VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_read_node';
+
 -- == Grants carried over (2 of 2) ==========================================
 -- Every function re-created above under a name that had grants gets them
 -- back; a name that was revoked from PUBLIC is revoked again.

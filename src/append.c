@@ -647,6 +647,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		  int64 *version, int64 *position)
 {
 	Datum		sid = PointerGetDatum(stream_id);
+	EsStore    *at;				/* the table holding the stream's events */
 	Oid			save_userid;
 	int			save_sec;
 	int64		current;
@@ -671,8 +672,21 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	if (any_id_given)
 		es_check_duplicate_ids(events, n);
 
+	if (cond != NULL && st->distributed)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("conditional appends are not supported on distributed store %s", st->name),
+				 errdetail("A condition queries events of every stream, which a distributed store keeps on several nodes.")));
+
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+
+	/*
+	 * Where the stream's events are: the store's table, or for a Citus
+	 * distributed store the local shard that holds the stream (citus.c).
+	 * Locks, statistics and routing stay with the store.
+	 */
+	at = st->distributed ? es_citus_shard(st, sid) : st;
 
 	/*
 	 * The table lock the insert takes anyway, taken before the stream is
@@ -692,7 +706,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		 * together instead of taking the lock one after another.
 		 */
 		es_wait_stream(st, stream_id);
-		if (any_id_given && es_check_retry(st, sid, events, n, version, position))
+		if (any_id_given && es_check_retry(at, sid, events, n, version, position))
 		{
 			es_stats_retry(st, sid);
 			SetUserIdAndSecContext(save_userid, save_sec);
@@ -700,7 +714,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		}
 		if (!any_version && expected >= 0)
 		{
-			current = es_current_version(st, sid, NULL);
+			current = es_current_version(at, sid, NULL);
 			if (current > expected)
 				es_check_expected(st, sid, any_version, expected, current);
 		}
@@ -713,14 +727,14 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	 * keep the lock it took: an open (or prepared) transaction that only
 	 * retried must not block the stream.
 	 */
-	if (any_id_given && es_check_retry(st, sid, events, n, version, position))
+	if (any_id_given && es_check_retry(at, sid, events, n, version, position))
 	{
 		es_unlock_stream(st, stream_id);
 		es_stats_retry(st, sid);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		return;
 	}
-	current = es_current_version(st, sid, &last_time);
+	current = es_current_version(at, sid, &last_time);
 	es_check_expected(st, sid, any_version, expected, current);
 
 	/*
@@ -752,7 +766,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		es_dcb_check(st, cond, sid);
 	dispatch = es_projections_wanted(st, types, n);
 	positions = palloc(sizeof(int64) * n);
-	*position = es_insert_events(st, sid, events, n, current, created_at, dispatch, positions);
+	*position = es_insert_events(at, sid, events, n, current, created_at, dispatch, positions);
 	*version = current + n;
 	rows = dispatch ? SPI_tuptable : NULL;
 	nrows = SPI_processed;

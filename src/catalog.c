@@ -366,6 +366,7 @@ es_store_fill(EsStore *st)
 	es_store_names();
 	is_default = relid == es_events_relid();
 
+	st->distributed = !OidIsValid(st->shard_of) && es_citus_distributed(relid);
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))
 		ereport(ERROR,
@@ -377,8 +378,14 @@ es_store_fill(EsStore *st)
 		ReleaseSysCache(tup);
 		es_not_a_store(relid, "It is not an ordinary table.");
 	}
-	/* the default store is one by definition, also before 0.6.0 made it typed */
-	if (!is_default && (!OidIsValid(es_store_type_oid) || cls->reloftype != es_store_type_oid))
+	/*
+	 * The default store is one by definition, also before 0.6.0 made it
+	 * typed.  Citus creates a distributed store's table on the other nodes
+	 * and its shards without the type (eventstore.distribute() checked it);
+	 * the keys and triggers are checked below all the same.
+	 */
+	if (!is_default && !OidIsValid(st->shard_of) && !st->distributed &&
+		(!OidIsValid(es_store_type_oid) || cls->reloftype != es_store_type_oid))
 	{
 		ReleaseSysCache(tup);
 		es_not_a_store(relid, "It is not a table of type eventstore.event_store.");
@@ -406,7 +413,8 @@ es_store_fill(EsStore *st)
 			st->event_id_index = indexoid;
 	}
 	list_free(indexes);
-	if (!is_default)
+	/* a Citus shard (citus.c) has its store's columns and keys, not its type */
+	if (!is_default && !OidIsValid(st->shard_of))
 	{
 		bool		stmt_ok = es_has_refuse_trigger(rel, false,
 													TRIGGER_TYPE_INSERT | TRIGGER_TYPE_UPDATE |
@@ -432,6 +440,25 @@ es_store_fill(EsStore *st)
 															  get_rel_name(relid)));
 	st->is_default = is_default;
 	st->valid = true;
+}
+
+/* Replace the statements of an entry that is checked again, then check it. */
+static void
+es_store_refill(EsStore *st)
+{
+	for (int i = 0; i < ES_NPLANS; i++)
+	{
+		if (st->plans[i] != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			es_retired_plans = lappend(es_retired_plans, st->plans[i]);
+			MemoryContextSwitchTo(old);
+			st->plans[i] = NULL;
+		}
+	}
+	st->acl_user = InvalidOid;
+	es_store_fill(st);
 }
 
 /* The store with OID relid, checked; an error if the table is not a store. */
@@ -460,22 +487,38 @@ es_store(Oid relid)
 	{
 		memset(((char *) st) + sizeof(Oid), 0, sizeof(EsStore) - sizeof(Oid));
 	}
-	if (!st->valid)
+	if (OidIsValid(st->shard_of))
 	{
-		for (int i = 0; i < ES_NPLANS; i++)
-		{
-			if (st->plans[i] != NULL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-				es_retired_plans = lappend(es_retired_plans, st->plans[i]);
-				MemoryContextSwitchTo(old);
-				st->plans[i] = NULL;
-			}
-		}
-		st->acl_user = InvalidOid;
-		es_store_fill(st);
+		/* named as a store itself, a shard is checked as one */
+		st->shard_of = InvalidOid;
+		st->valid = false;
 	}
+	if (!st->valid)
+		es_store_refill(st);
+	return st;
+}
+
+/*
+ * The local Citus shard of store parent with OID shard, checked for the two
+ * unique keys and cached like a store (citus.c).  Appends lock, count and
+ * check privileges on parent; they look up and insert through this entry.
+ */
+EsStore *
+es_store_shard(Oid shard, EsStore *parent)
+{
+	EsStore    *st;
+	bool		found;
+
+	st = hash_search(es_stores, &shard, HASH_ENTER, &found);
+	if (!found)
+		memset(((char *) st) + sizeof(Oid), 0, sizeof(EsStore) - sizeof(Oid));
+	if (st->shard_of != parent->relid)
+	{
+		st->shard_of = parent->relid;
+		st->valid = false;
+	}
+	if (!st->valid)
+		es_store_refill(st);
 	return st;
 }
 

@@ -69,6 +69,7 @@ typedef enum EsPlanSlot
 	ES_PLAN_HAS_VERSION,		/* aggregate.c: does a stream have a version */
 	ES_PLAN_OUTBOX_EVENT,		/* outbox.c: _outbox_event() */
 	ES_PLAN_STREAM_VERSION,		/* read.c: stream_version() */
+	ES_PLAN_CITUS_SHARD = 47,	/* citus.c: the local shard of a stream (last slot) */
 	ES_NPLANS = 48
 } EsPlanSlot;
 
@@ -78,6 +79,8 @@ typedef struct EsStore
 	bool		valid;			/* checked since the table last changed */
 	bool		is_default;		/* eventstore.events */
 	bool		has_tags;		/* the tags column (0.5.0 on) */
+	bool		distributed;	/* a Citus distributed table (citus.c) */
+	Oid			shard_of;		/* a Citus shard of this store, appended to locally */
 	Oid			owner;			/* appends insert as this role */
 	Oid			nspid;
 	Oid			version_index;	/* unique (stream_id, stream_version) */
@@ -96,7 +99,12 @@ extern void es_store_check(EsStore *st, AclMode required);
 extern SPIPlanPtr es_store_plan(EsStore *st, EsPlanSlot slot, const char *sql, int nargs,
 								Oid *argtypes, int cursor_options);
 extern Oid	es_store_type(void);
+extern EsStore *es_store_shard(Oid shard, EsStore *parent);
 extern void es_catalog_xact(XactEvent event);
+
+/* citus.c: stores distributed with Citus */
+extern bool es_citus_distributed(Oid relid);
+extern EsStore *es_citus_shard(EsStore *st, Datum stream_id);
 
 /* horizon.c: in-flight counters (positions, outbox ids) and read horizons */
 typedef enum EsCounter

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(587);
+SELECT plan(594);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -189,6 +189,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.create_store(text)',
     'eventstore.create_subscription(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval,regclass)',
     'eventstore.disable_projection(text)',
+    'eventstore.distribute(regclass)',
     'eventstore.drop_consumer(text,text)',
     'eventstore.drop_store(regclass)',
     'eventstore.drop_subscription(text)',
@@ -204,6 +205,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.read_all(bigint,integer,regclass)',
     'eventstore.read_all_until(timestamp with time zone,bigint,integer,regclass)',
     'eventstore.read_category(text,bigint,integer,regclass)',
+    'eventstore.read_node(bigint,integer,regclass)',
     'eventstore.read_query(jsonb,bigint,integer,regclass)',
     'eventstore.read_stream(text,bigint,integer,regclass)',
     'eventstore.read_stream_backwards(text,bigint,integer,regclass)',
@@ -226,7 +228,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 94 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 96 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1214,6 +1216,15 @@ SELECT pg_temp.x('_store_adopt', 'a table that is not a store', 'error 42809', $
 SELECT pg_temp.x('_store_adopt', 'the default store: the sequence is already past its events', 'ok true',
     $$SELECT eventstore._store_adopt('eventstore.events') >= (SELECT max(global_position) FROM eventstore.events)$$);
 DROP TABLE public.bi_not_store;
+SELECT pg_temp.x('distribute', 'NULL', 'error 22004', $$SELECT eventstore.distribute(NULL)$$);
+SELECT pg_temp.x('distribute', 'a table that is not a store', 'error 42809', $$SELECT eventstore.distribute('pg_catalog.pg_class')$$);
+SELECT pg_temp.x('distribute', 'without the citus extension', 'error 55000', $$SELECT eventstore.distribute()$$);
+SELECT pg_temp.x('read_node', 'without Citus: the store, the same rows as read_all', 'ok true',
+    $$SELECT array_agg(global_position ORDER BY global_position) IS NOT DISTINCT FROM (SELECT array_agg(global_position ORDER BY global_position) FROM eventstore.read_all(0, NULL))
+        FROM eventstore.read_node(0, NULL)$$);
+SELECT pg_temp.x('read_node', 'negative max_count', 'error 22023', $$SELECT count(*) FROM eventstore.read_node(0, -1)$$);
+SELECT pg_temp.x('read_node', 'NULL store', 'error 22004', $$SELECT count(*) FROM eventstore.read_node(0, 1, NULL)$$);
+SELECT pg_temp.x('read_node', 'a table that is not a store', 'error 42809', $$SELECT count(*) FROM eventstore.read_node(0, 1, 'pg_catalog.pg_class')$$);
 
 ------------------------------------------------------------------------
 -- Trigger functions called directly

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(317);
+SELECT plan(319);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -162,7 +162,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                    AND has_function_privilege('es_tap_pv_usage', p.oid, 'EXECUTE') ORDER BY 1),
           ARRAY['_channel_arg', '_count_arg', '_event_size', '_outbox_event', '_store_arg', '_store_has', '_stream_arg',
                 '_time_arg', '_upcast', '_upcast', '_upcasting', 'aggregate',
-                'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_query',
+                'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_node', 'read_query',
                 'read_stream', 'read_stream_backwards', 'read_stream_until', 'refuse_change', 'relay_status',
                 'stream_version', 'stream_version_at'],
           'PUBLIC may execute exactly the functions that write nothing');

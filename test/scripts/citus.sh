@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# Scale-out on Citus: a coordinator and two workers, each a throwaway cluster
+# of its own on loopback ports CITUS_PORT, +1, +2 (default 54470-54472),
+# stopped and deleted on exit.  Expects eventstore to be installed already
+# (scripts/test.sh does that); builds and installs Citus 13.2.2 with
+# shared/citus/build.sh (CITUS_BUILD names it; found beside the repository or
+# in /work/shared otherwise) and SKIPS, with one line saying why, only when
+# that script is missing or cannot build Citus.
+#
+# Checks:
+#   - eventstore.distribute() distributes the default store (with 20 events
+#     stored before) and a second store by stream_id, co-located, and
+#     delegates the append functions; the earlier streams go on;
+#   - an append reads the stream's head on the local shard (the bug of issue
+#     18: a second append with expected version 1 failed, "actual 0");
+#   - an append goes to the worker in one round trip (citus.log_remote_commands);
+#   - an append that Citus does not delegate (explicit transaction block) is
+#     refused with 0A000 instead of writing from the wrong node;
+#   - positions of each node come from its own range (group << 48; events
+#     stored before distribute() keep theirs, 1..20);
+#   - load: CITUS_CLIENTS clients append through the coordinator to 200
+#     streams (half their calls to 8 hot streams, so expected versions race),
+#     each reading the stream's version and appending with it (one or two
+#     events, ids chosen by the client); one worker is SIGKILLed once in the
+#     middle and started again; a reader per worker reads its log with
+#     eventstore.read_node() all along (last position, events seen);
+#   - afterwards: per stream versions 1..N exactly once; no event id twice;
+#     positions unique; every acknowledged append stored at its version and
+#     position; every event's position in its node's range; per node, the
+#     events at or below every sampled horizon are exactly those counted
+#     then by a reader of that node's log (read_node: skips nothing); read_node
+#     on each worker returns the worker's events, in order, page by page.
+#   - a projection registered on every node runs on the worker in the
+#     append's transaction and writes that worker's read model;
+#   - each worker's relay publishes its own outbox (the route is registered
+#     on every node): every routed event of the node once, in id order.
+#
+#   CITUS_PORT     first port (default 54470)
+#   CITUS_CLIENTS  clients (default 6)
+#   CITUS_CALLS    calls per client (default 150)
+#   CITUS_KEEP     set: keep the data directories and the logs
+
+ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$ES_ROOT/scripts/cluster.sh"
+set +e
+set -u
+
+PORT0=${CITUS_PORT:-54470}
+CLIENTS=${CITUS_CLIENTS:-6}
+CALLS=${CITUS_CALLS:-150}
+BIN=$(es_bindir)
+PSQL="$BIN/psql"
+WORK=$(mktemp -d /tmp/eventstore-citus.XXXXXX)
+chmod 755 "$WORK"
+failures=0
+pids=()
+T_START=$(date +%s)
+
+ok()   { printf 'ok     %s\n' "$*"; }
+fail() { printf 'FAILED %s\n' "$*"; failures=$((failures + 1)); }
+check() {  # check NAME EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
+}
+node_dir() { echo "$WORK/n$1"; }
+node_port() { echo $((PORT0 + $1)); }
+q() {  # q NODE SQL...: one psql call on node NODE (0 = coordinator), database es
+    local n=$1; shift
+    PGCONNECT_TIMEOUT=5 "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(node_port "$n")" \
+        -U postgres -d es "$@"
+}
+
+cleanup() {
+    local p n
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    for n in 0 1 2; do
+        [ -f "$(node_dir $n)/postmaster.pid" ] &&
+            es_as_pg "$BIN/pg_ctl" -D "$(node_dir $n)" -m immediate -w stop >/dev/null 2>&1
+    done
+    if [ -n "${CITUS_KEEP:-}" ]; then echo "citus: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# -- Citus ----------------------------------------------------------------------
+build=${CITUS_BUILD:-}
+if [ -z "$build" ]; then
+    for c in "$ES_ROOT/../shared/citus/build.sh" "$ES_ROOT/../../shared/citus/build.sh" /work/shared/citus/build.sh; do
+        [ -f "$c" ] && { build=$c; break; }
+    done
+fi
+if [ -z "$build" ] || [ ! -f "$build" ]; then
+    echo "SKIPPED citus.sh: shared/citus/build.sh not found (set CITUS_BUILD), Citus cannot be built"
+    exit 0
+fi
+if ! out=$(PG_CONFIG="$(es_pg_config)" bash "$build" 2>&1); then
+    echo "SKIPPED citus.sh: Citus could not be built: $(echo "$out" | tail -3 | tr '\n' ' ')"
+    exit 0
+fi
+echo "citus: $(echo "$out" | tail -1)"
+
+# -- three nodes --------------------------------------------------------------
+start_node() {
+    local d; d=$(node_dir "$1")
+    es_as_pg "$BIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 start >/dev/null
+}
+for n in 0 1 2; do
+    d=$(node_dir $n)
+    mkdir -p "$d"; chown postgres: "$d"; chmod 700 "$d"
+    es_as_pg "$BIN/initdb" -D "$d" -A trust -U postgres --no-sync >/dev/null || { fail "initdb node $n"; exit 1; }
+    es_as_pg mkdir -p "$d/sock"
+    {
+        echo "port = $(node_port $n)"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = '$d/sock'"
+        echo "shared_preload_libraries = 'citus,eventstore'"
+        echo "max_prepared_transactions = 50"
+        echo "max_worker_processes = 32"
+        echo "max_connections = 100"
+        echo "fsync = off"
+    } | es_as_pg tee -a "$d/postgresql.auto.conf" >/dev/null
+    start_node $n || { fail "start node $n"; cat "$d/server.log"; exit 1; }
+    q $n -d postgres -c 'CREATE DATABASE es' && q $n -c 'CREATE EXTENSION citus' ||
+        { fail "citus on node $n"; exit 1; }
+done
+q 0 -c "SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', $(node_port 0))" \
+    -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 1))" \
+    -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 2))" \
+    -c 'CREATE EXTENSION eventstore' >/dev/null || { fail "cluster set-up"; exit 1; }
+check "eventstore installed on both workers by the coordinator" "0.6.0 0.6.0" \
+    "$(q 1 -c "SELECT extversion FROM pg_extension WHERE extname = 'eventstore'") $(q 2 -c "SELECT extversion FROM pg_extension WHERE extname = 'eventstore'")"
+
+# -- distribute -------------------------------------------------------------------
+# events stored before the store is distributed (on the coordinator)
+q 0 -c "SELECT count(*) FROM (SELECT eventstore.append_event('pre-' || g, NULL, 'A', '{}') FROM generate_series(1, 20) g) x" >/dev/null
+q 0 -c "SET client_min_messages = warning" -c "SELECT eventstore.create_store('second')" \
+    -c "SELECT eventstore.distribute('second')" >/dev/null 2>"$WORK/distribute.err"
+check "distribute(second) distributes both stores, co-located" "eventstore.events|true second|true" \
+    "$(q 0 -c "SELECT string_agg(logicalrelid::regclass::text || '|' || (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass))::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition" 2>&1)$(sed 's/^/ /' "$WORK/distribute.err")"
+check "events stored before distribute() are in the shards and their streams go on" "20 2 21" \
+    "$(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'pre-%'") $(q 0 -c "SELECT stream_version FROM eventstore.append_event('pre-1', 1, 'A', '{}')" 2>&1) $(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'pre-%'")"
+check "the append functions are delegated by stream, co-located with the store" "append|0 append_event|0" \
+    "$(q 0 -c "SELECT string_agg(p.proname || '|' || d.distribution_argument_index, ' ' ORDER BY p.proname) FROM pg_dist_object d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid WHERE p.pronamespace = 'eventstore'::regnamespace AND d.colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass)" 2>&1)"
+check "distribute() again is harmless" "" "$(q 0 -c "SELECT eventstore.distribute()" 2>&1)"
+
+# -- the bug of issue 18: the head is read on the local shard ------------------------
+check "second append with expected version 1" "2" \
+    "$(q 0 -c "SELECT stream_version FROM eventstore.append_event('bug-1', 0, 'A', '{}', NULL, NULL)" \
+          -c "SELECT stream_version FROM eventstore.append_event('bug-1', 1, 'A', '{}', NULL, NULL)" 2>&1 | tail -1)"
+check "a stale expected version is refused on the worker" "ES409" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('bug-1', 1, 'A', '{}', NULL, NULL)" 2>&1 | grep -o 'ES409')"
+check "a batch to the second store, then a retry of it" "2 2" \
+    "$(q 0 -c "SELECT stream_version FROM eventstore.append('bug-2', 0, ARRAY[eventstore.event('A', '{}', NULL, '00000000-0000-4000-8000-000000000001'), eventstore.event('B', '{}', NULL, '00000000-0000-4000-8000-000000000002')], NULL, 'second')" \
+          -c "SELECT stream_version FROM eventstore.append('bug-2', 0, ARRAY[eventstore.event('A', '{}', NULL, '00000000-0000-4000-8000-000000000001'), eventstore.event('B', '{}', NULL, '00000000-0000-4000-8000-000000000002')], NULL, 'second')" 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+check "reads through the coordinator see the events" "2 2" \
+    "$(q 0 -F ' ' -c "SELECT (SELECT count(*) FROM eventstore.events WHERE stream_id = 'bug-1'), (SELECT count(*) FROM second)")"
+check "an append reaches the worker in one round trip" "1" \
+    "$(q 0 -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" \
+          -c "SELECT stream_version FROM eventstore.append_event('hop-1', NULL, 'A', '{}', NULL, NULL)" 2>&1 | grep -c 'issuing')"
+check "an append Citus does not delegate is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "BEGIN" -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, NULL)" 2>&1 | grep -o '0A000')"
+check "an append with a volatile argument (not delegated) is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, gen_random_uuid())" 2>&1 | grep -o '0A000')"
+check "a condition on a distributed store is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('bug-1', NULL, 'A', '{}', NULL, NULL, NULL, '{\"fail_if_events_match\": {}, \"after\": 0}')" 2>&1 | grep -o '0A000')"
+q 0 -c "CREATE ROLE citus_writer LOGIN" -c "CREATE ROLE citus_reader LOGIN" \
+    -c "SELECT eventstore.grant_access('citus_writer', 'writer')" -c "SELECT eventstore.grant_access('citus_reader', 'reader')" >/dev/null
+check "a writer role appends through the coordinator (grants reach the workers)" "1" \
+    "$(q 0 -U citus_writer -c "SELECT stream_version FROM eventstore.append_event('role-1', 0, 'A', '{}')" 2>&1)"
+check "a reader role may not append (42501 on the worker)" "42501" \
+    "$(q 0 -U citus_reader -v VERBOSITY=sqlstate -c "SELECT stream_version FROM eventstore.append_event('role-1', NULL, 'A', '{}')" 2>&1 | grep -o '42501')"
+check "positions of each worker come from its group's range (group << 48)" "t" \
+    "$(q 0 -c "CREATE TEMP TABLE e AS SELECT stream_id, global_position FROM eventstore.events WHERE global_position > 20" -c "SELECT bool_and(global_position >> 48 = (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', e.stream_id))) FROM e")"
+
+# Each node has its own registries and outbox: the route goes to every node.
+q 0 -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.add_route('citus_out', ARRAY['T'])\$\$)" >/dev/null ||
+    fail "add_route on every node"
+
+# A projection registered on every node runs on the worker, in the append's
+# transaction, and writes the worker's own read model.
+q 0 -c "SELECT run_command_on_all_nodes(\$\$CREATE TABLE public.pj_counts (stream_id text PRIMARY KEY, n int NOT NULL)\$\$)" \
+    -c "SELECT run_command_on_all_nodes(\$\$CREATE FUNCTION public.pj_count(e eventstore.events) RETURNS void LANGUAGE sql AS 'INSERT INTO public.pj_counts VALUES (e.stream_id, 1) ON CONFLICT (stream_id) DO UPDATE SET n = pj_counts.n + 1'\$\$)" \
+    -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.register_projection('pj', 'public.pj_count(eventstore.events)', ARRAY['P'])\$\$)" >/dev/null ||
+    fail "projection on every node"
+for k in $(seq 1 20); do
+    q 0 -c "SELECT eventstore.append('pj-$k', 0, ARRAY[eventstore.event('P', '{}'), eventstore.event('P', '{}')])" >/dev/null || fail "append pj-$k"
+done
+pj=""
+for n in 1 2; do
+    pj+="$(q $n -c "SELECT (SELECT coalesce(sum(n), 0) FROM public.pj_counts) = (SELECT count(*) FROM eventstore.read_node(0, NULL) WHERE event_type = 'P') AND (SELECT count(*) FROM public.pj_counts) > 0 AND (SELECT count(*) FROM public.pj_counts) = (SELECT count(DISTINCT stream_id) FROM eventstore.read_node(0, NULL) WHERE event_type = 'P')") "
+done
+pj1=$(q 1 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts"); pj2=$(q 2 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts")
+check "a projection on every node counts each worker's own streams, 40 events in all" "t t 40" "$pj$((pj1 + pj2))"
+
+# -- load, with one worker killed --------------------------------------------------------
+# A client: one psql session running a generated script; it reads a stream's
+# version and appends with it, so concurrent clients on a hot stream race.
+for c in $(seq 1 "$CLIENTS"); do
+    f=$WORK/client.$c.sql
+    {
+        echo '\set ON_ERROR_STOP 0'
+        echo '\set v 0'
+        for k in $(seq 1 "$CALLS"); do
+            if (( RANDOM % 2 )); then s=$(( RANDOM % 8 + 1 )); else s=$(( RANDOM % 200 + 1 )); fi
+            printf -v id1 '%08x-0000-4000-8000-%08x0001' "$c" "$k"
+            printf -v id2 '%08x-0000-4000-8000-%08x0002' "$c" "$k"
+            echo "SELECT coalesce(max(stream_version), 0) AS v FROM eventstore.events WHERE stream_id = 's-$s' \\gset"
+            if (( k % 3 )); then
+                echo "SELECT 'ack|s-$s|$id1||' || stream_version || '|' || global_position FROM eventstore.append_event('s-$s', :v, 'T', '{\"c\": $c}', NULL, '$id1');"
+            else
+                echo "SELECT 'ack|s-$s|$id1|$id2|' || stream_version || '|' || global_position FROM eventstore.append('s-$s', :v, ARRAY[eventstore.event('T', '{}', NULL, '$id1'), eventstore.event('U', '{}', NULL, '$id2')]);"
+            fi
+        done
+    } >"$f"
+done
+# Sampler: a reader of each worker's log (read_node: its shards, up to its
+# horizon) records the last position it got and how many events it got.
+sampler() {
+    local n=$1 g=$2 r
+    while [ ! -e "$WORK/stop" ]; do
+        r=$(q "$n" -c "SELECT coalesce(max(global_position), 0) || '|' || count(*) FROM eventstore.read_node(0, NULL)" 2>/dev/null)
+        [ -n "$r" ] && echo "$g|$r" >>"$WORK/samples"
+        sleep 0.1
+    done
+}
+: >"$WORK/samples"
+group1=$(q 1 -c "SELECT groupid FROM pg_dist_local_group")
+group2=$(q 2 -c "SELECT groupid FROM pg_dist_local_group")
+sampler 1 "$group1" & pids+=($!)
+sampler 2 "$group2" & pids+=($!)
+t0=$(date +%s%N)
+cpids=()
+for c in $(seq 1 "$CLIENTS"); do
+    PGCONNECT_TIMEOUT=5 "$PSQL" -X -q -At -h 127.0.0.1 -p "$PORT0" -U postgres -d es \
+        -f "$WORK/client.$c.sql" >"$WORK/out.$c" 2>"$WORK/err.$c" &
+    cpids+=($!)
+done
+# Kill worker 1 once, when some appends have been acknowledged.
+for _ in $(seq 1 300); do
+    [ "$(cat "$WORK"/out.* 2>/dev/null | wc -l)" -ge $((CLIENTS * CALLS / 8)) ] && break
+    sleep 0.1
+done
+d1=$(node_dir 1)
+pm=$(head -1 "$d1/postmaster.pid")
+kill -STOP "$pm"
+victims=$(for p in /proc/[0-9]*; do [ "$p/cwd" -ef "$d1" ] 2>/dev/null && echo "${p#/proc/}"; done)
+kill -KILL $victims 2>/dev/null
+for _ in $(seq 1 100); do kill -0 "$pm" 2>/dev/null || break; sleep 0.1; done
+acked_at_kill=$(cat "$WORK"/out.* | wc -l)
+sleep 1
+start_node 1 || fail "worker 1 restarts after SIGKILL"
+# Through the coordinator again: appends to streams of worker 1 succeed.
+after=0
+for k in $(seq 1 200); do
+    s=$(q 0 -c "SELECT 'after-' || $k WHERE (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', 'after-' || $k)) = $(q 1 -c "SELECT groupid FROM pg_dist_local_group" 2>/dev/null || echo -1)" 2>/dev/null)
+    [ -n "$s" ] || continue
+    for _ in $(seq 1 50); do
+        v=$(q 0 -c "SELECT stream_version FROM eventstore.append_event('$s', 0, 'A', '{}')" 2>/dev/null) && break
+        sleep 0.1
+    done
+    [ "$v" = 1 ] && after=$((after + 1))
+    [ $after -ge 10 ] && break
+done
+check "after its restart, appends to worker 1's streams through the coordinator succeed" 10 "$after"
+for p in "${cpids[@]}"; do wait "$p"; done
+t1=$(date +%s%N)
+touch "$WORK/stop"
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+pids=()
+
+cat "$WORK"/out.* | grep '^ack|' | sed 's/^ack|//' >"$WORK/acks"
+acked=$(wc -l <"$WORK/acks")
+conflicts=$(cat "$WORK"/err.* | grep -c 'wrong expected version')
+down=$(cat "$WORK"/err.* | grep -v 'wrong expected version' | grep -c 'ERROR')
+secs=$(( (t1 - t0) / 1000000 ))
+echo "citus: $acked appends acknowledged ($acked_at_kill before the kill), $conflicts refused by expected version, $down failed on the killed worker's connection, in ${secs} ms"
+[ "$acked" -gt $((CLIENTS * CALLS / 4)) ] && ok "clients made progress ($acked acknowledged)" || fail "too few appends acknowledged: $acked"
+other=$(cat "$WORK"/err.* | grep 'ERROR' | grep -v 'wrong expected version' | grep -cv 'connection to the remote node')
+check "every other failure was the killed worker's connection" 0 "$other"
+[ "$other" = 0 ] || cat "$WORK"/err.* | grep 'ERROR' | grep -v 'wrong expected version' | grep -v 'connection to the remote node' | head -5
+[ "$conflicts" -gt 0 ] && ok "expected versions raced ($conflicts conflicts)" || fail "no expected-version conflict happened"
+[ "$(grep -c . "$WORK/samples")" -gt 4 ] && ok "horizons sampled ($(grep -c . "$WORK/samples") samples)" || fail "too few horizon samples"
+
+# -- checks ---------------------------------------------------------------------------
+q 0 >"$WORK/check.out" 2>&1 <<EOF
+CREATE TEMP TABLE ev AS
+SELECT e.stream_id, e.stream_version, e.event_id, e.global_position, 0 AS groupid
+  FROM eventstore.events e;
+UPDATE ev SET groupid = (SELECT p.groupid FROM pg_dist_placement p
+                          WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', ev.stream_id));
+CREATE TEMP TABLE acks (stream_id text, id1 uuid, id2 text, version bigint, pos bigint);
+\copy acks FROM '$WORK/acks' WITH (FORMAT csv, DELIMITER '|')
+CREATE TEMP TABLE samples (node int, horizon bigint, n bigint);
+\copy samples FROM '$WORK/samples' WITH (FORMAT csv, DELIMITER '|')
+SELECT 'streams_bad', count(*) FROM (SELECT stream_id FROM ev GROUP BY stream_id
+        HAVING count(*) <> max(stream_version) OR count(DISTINCT stream_version) <> count(*) OR min(stream_version) <> 1) s;
+SELECT 'ids_dup', count(*) - count(DISTINCT event_id) FROM ev;
+SELECT 'positions_dup', count(*) - count(DISTINCT global_position) FROM ev;
+SELECT 'acks_missing', count(*) FROM acks a
+ WHERE NOT EXISTS (SELECT FROM ev e WHERE e.event_id = coalesce(a.id2, a.id1::text)::uuid AND e.stream_id = a.stream_id
+                      AND e.stream_version = a.version AND e.global_position = a.pos)
+    OR (a.id2 IS NOT NULL AND NOT EXISTS (SELECT FROM ev e WHERE e.event_id = a.id1 AND e.stream_id = a.stream_id
+                      AND e.stream_version = a.version - 1));
+SELECT 'foreign_positions', count(*) FROM ev WHERE global_position >> 48 <> groupid AND global_position > 20;
+SELECT 'horizon_skipped', count(*) FROM samples s
+ WHERE s.n <> (SELECT count(*) FROM ev e WHERE e.groupid = s.node AND e.global_position <= s.horizon);
+SELECT 'node_events', string_agg(n::text, ' ' ORDER BY groupid) FROM (SELECT groupid, count(*) n FROM ev GROUP BY groupid) s;
+SELECT 'sample', s.*, (SELECT count(*) FROM ev e WHERE e.groupid = s.node AND e.global_position <= s.horizon) FROM samples s;
+SELECT 'events', count(*) FROM ev WHERE stream_id LIKE 's-%';
+SELECT 'streams', count(DISTINCT stream_id) FROM ev WHERE stream_id LIKE 's-%';
+EOF
+val() { grep "^$1|" "$WORK/check.out" | cut -d'|' -f2; }
+check "per stream: versions 1..N exactly once" 0 "$(val streams_bad)"
+check "no event id stored twice" 0 "$(val ids_dup)"
+check "global positions unique in the cluster" 0 "$(val positions_dup)"
+check "every acknowledged append stored at its version and position" 0 "$(val acks_missing)"
+check "every event's position in its node's range" 0 "$(val foreign_positions)"
+check "per node: a reader of the node's log (read_node) skipped nothing" 0 "$(val horizon_skipped)"
+# Each worker's relay publishes its own outbox, in id order, one row per routed event.
+for n in 1 2; do
+    for _ in $(seq 1 50); do [ "$(q $n -c "SELECT eventstore.relay_once(1000)")" = 0 ] && break; done
+    check "worker $n: its relay published its outbox: every T event once, in id order" "0|0|0|0" \
+        "$(q $n -F '|' -c "SELECT (SELECT count(*) FROM eventstore.outbox WHERE published_at IS NULL),
+                                   (SELECT count(*) FROM eventstore.read_node(0, NULL) e WHERE e.event_type = 'T'
+                                      AND (SELECT count(*) FROM eventstore.outbox o WHERE o.global_position = e.global_position AND o.channel = 'citus_out') <> 1),
+                                   (SELECT count(*) FROM eventstore.outbox o WHERE NOT EXISTS
+                                      (SELECT FROM eventstore.read_node(0, NULL) e WHERE e.global_position = o.global_position AND e.event_type = 'T')),
+                                   (SELECT count(*) FROM (SELECT published_at < lag(published_at) OVER (ORDER BY id) AS back FROM eventstore.outbox) s WHERE back)")"
+done
+nodes="$(q 1 -c "SELECT count(*) FROM eventstore.read_node(0, NULL)") $(q 2 -c "SELECT count(*) FROM eventstore.read_node(0, NULL)")"
+check "read_node on each worker returns the worker's events" "$(val node_events)" "$nodes"
+check "read_node returns them in position order, paged" "t t" \
+    "$(for n in 1 2; do q $n -c "WITH RECURSIVE p(after, n, ok) AS (SELECT 0::bigint, 0::bigint, true UNION ALL SELECT (SELECT max(global_position) FROM eventstore.read_node(p.after, 100)), p.n + (SELECT count(*) FROM eventstore.read_node(p.after, 100)), p.ok AND (SELECT bool_and(global_position > p.after) FROM eventstore.read_node(p.after, 100)) FROM p WHERE EXISTS (SELECT FROM eventstore.read_node(p.after, 1))) SELECT bool_and(ok) AND max(n) = (SELECT count(*) FROM eventstore.read_node(0, NULL)) FROM p"; done | tr '\n' ' ' | sed 's/ $//')"
+echo "citus: $(val events) events in $(val streams) streams checked; $(( $(date +%s) - T_START )) s in all"
+if grep -q ERROR "$WORK/check.out"; then cat "$WORK/check.out"; fail "check queries"; fi
+[ "$(val horizon_skipped)" = 0 ] || grep '^sample|' "$WORK/check.out"
+
+[ $failures = 0 ] && echo "citus: all checks passed" || echo "citus: $failures check(s) failed"
+[ $failures = 0 ]
