@@ -21,14 +21,14 @@ ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated pro
 ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config
-# Every object depends on the shared headers (PGXS tracks no header
-# dependencies): a changed struct must not leave stale objects behind.
-$(OBJS): $(srcdir)/src/eventstore.h $(srcdir)/src/compat.h $(srcdir)/include/eventstore_hooks.h
-
 # Server headers as system headers: -Wextra then judges our code, not theirs.
 PG_CPPFLAGS = -I$(srcdir)/include -isystem $(shell $(PG_CONFIG) --includedir-server)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Every object depends on the shared headers (PGXS tracks no header
+# dependencies): a changed struct must not leave stale objects behind.
+$(OBJS): $(srcdir)/src/eventstore.h $(srcdir)/src/compat.h $(srcdir)/include/eventstore_hooks.h
 
 # Out-of-tree (VPATH) builds, as pg_buildext makes them: the objects go to
 # src/ of the build directory, which must exist.
