@@ -153,6 +153,8 @@ check "a batch to the second store, then a retry of it" "2 2" \
           -c "SELECT stream_version FROM eventstore.append('bug-2', 0, ARRAY[eventstore.event('A', '{}', NULL, '00000000-0000-4000-8000-000000000001'), eventstore.event('B', '{}', NULL, '00000000-0000-4000-8000-000000000002')], NULL, 'second')" 2>&1 | tr '\n' ' ' | sed 's/ $//')"
 check "reads through the coordinator see the events" "2 2" \
     "$(q 0 -F ' ' -c "SELECT (SELECT count(*) FROM eventstore.events WHERE stream_id = 'bug-1'), (SELECT count(*) FROM second)")"
+check "read_stream and stream_version of a distributed store through the coordinator" "2|2" \
+    "$(q 0 -c "SELECT (SELECT count(*) FROM eventstore.read_stream('bug-1')) || '|' || eventstore.stream_version('bug-1')" 2>&1)"
 check "an append reaches the worker in one round trip" "1" \
     "$(q 0 -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" \
           -c "SELECT stream_version FROM eventstore.append_event('hop-1', NULL, 'A', '{}', NULL, NULL)" 2>&1 | grep -c 'issuing')"
