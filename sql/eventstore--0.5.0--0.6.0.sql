@@ -449,6 +449,234 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
     END
     $$;
 
+-- == Lifecycle: retention, deletion, crypto-shredding =======================
+-- Stream metadata (max_age, max_count, truncate_before), per stream and as
+-- defaults per category, soft and hard deletion, and the physical purge
+-- (lifecycle.c).  Reads hide what the metadata hides at once; purge()
+-- removes it later, in batches.  Stored events stay immutable: the store's
+-- triggers refuse every DELETE except the purge's own, which only the C code
+-- of purge() can make.  Every change is written to eventstore.lifecycle_log.
+
+-- One row per stream (category false) or per category default (category
+-- true) of a store.  deleted_version: a soft delete hid versions up to it;
+-- tombstone: a hard delete, the stream can never be appended to again;
+-- version_floor: the last version the purge removed, so a stream whose
+-- events are all gone keeps counting its versions; pending: the purge has
+-- work left on the row (always, while max_age or max_count is set).
+CREATE TABLE eventstore.stream_lifecycle (
+    store           regclass    NOT NULL,
+    category        boolean     NOT NULL,
+    name            text        NOT NULL,
+    max_age         interval,
+    max_count       bigint,
+    truncate_before bigint,
+    deleted_version bigint,
+    tombstone       boolean     NOT NULL DEFAULT false,
+    version_floor   bigint      NOT NULL DEFAULT 0,
+    pending         boolean     NOT NULL DEFAULT true,
+    changed_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT stream_lifecycle_pkey PRIMARY KEY (store, category, name),
+    CONSTRAINT stream_lifecycle_max_age CHECK (max_age OPERATOR(pg_catalog.>) '0'::interval),
+    CONSTRAINT stream_lifecycle_max_count CHECK (max_count OPERATOR(pg_catalog.>) 0),
+    CONSTRAINT stream_lifecycle_truncate_before CHECK (truncate_before OPERATOR(pg_catalog.>) 0),
+    CONSTRAINT stream_lifecycle_stream_only CHECK (NOT category OR
+        (deleted_version IS NULL AND NOT tombstone AND version_floor OPERATOR(pg_catalog.=) 0))
+);
+CREATE INDEX stream_lifecycle_pending_idx ON eventstore.stream_lifecycle (store, name)
+    WHERE pending AND NOT category;
+SELECT pg_catalog.pg_extension_config_dump('eventstore.stream_lifecycle', '');
+
+-- The audit log of every deletion, metadata change, purge batch and forget.
+-- It holds no personal data: a stream is named by the SHA-256 of its id
+-- (whoever knows the id can check that it was deleted; nobody can read the
+-- id back), a subject likewise; reason is the caller's text (a ticket number,
+-- not a name).  The store is its name at the time, not a regclass: the log
+-- outlives a dropped store.  Rows are never updated or deleted.
+CREATE TABLE eventstore.lifecycle_log (
+    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at           timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    actor        name        NOT NULL,
+    store_name   text        NOT NULL,
+    action       text        NOT NULL,
+    stream_hash  bytea,
+    category     text,
+    from_version bigint,
+    to_version   bigint,
+    events       bigint,
+    reason       text,
+    CONSTRAINT lifecycle_log_action CHECK (action IN
+        ('metadata', 'delete', 'tombstone', 'purge', 'forget'))
+);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.lifecycle_log', '');
+CREATE TRIGGER lifecycle_log_immutable
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON eventstore.lifecycle_log
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_change();
+ALTER TABLE eventstore.lifecycle_log ENABLE ALWAYS TRIGGER lifecycle_log_immutable;
+CREATE TRIGGER lifecycle_log_immutable_row
+    BEFORE UPDATE OR DELETE ON eventstore.lifecycle_log
+    FOR EACH ROW EXECUTE FUNCTION eventstore.refuse_change();
+ALTER TABLE eventstore.lifecycle_log ENABLE ALWAYS TRIGGER lifecycle_log_immutable_row;
+
+-- Metadata of one stream, or the default of a category (every stream whose
+-- id starts with "category-" without a value of its own).  NULL clears a
+-- value.  Needs DELETE on the store (lifecycle access).
+CREATE FUNCTION eventstore.set_stream_metadata(stream_id text, max_age interval DEFAULT NULL,
+                                               max_count bigint DEFAULT NULL,
+                                               truncate_before bigint DEFAULT NULL,
+                                               reason text DEFAULT NULL,
+                                               store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_set_stream_metadata';
+CREATE FUNCTION eventstore.set_category_metadata(category text, max_age interval DEFAULT NULL,
+                                                 max_count bigint DEFAULT NULL,
+                                                 truncate_before bigint DEFAULT NULL,
+                                                 reason text DEFAULT NULL,
+                                                 store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_set_category_metadata';
+
+-- What a stream's metadata makes of it now (its own values, else its
+-- category's): the values, the first version reads return, whether it is
+-- deleted or tombstoned.  Needs SELECT on the store.
+CREATE FUNCTION eventstore.stream_metadata(stream_id text, store regclass DEFAULT 'eventstore.events',
+                                           OUT max_age interval, OUT max_count bigint,
+                                           OUT truncate_before bigint, OUT first_version bigint,
+                                           OUT deleted boolean, OUT tombstone boolean)
+    RETURNS record
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_stream_metadata';
+
+-- Soft delete (hard false): the stream's events disappear from reads; an
+-- append with expected version 0 (or NULL, or the stream's version)
+-- recreates it, its versions continuing.  Hard delete: a tombstone, every
+-- later append is refused with ES410.  The purge removes the events.
+-- Returns the stream's version.
+CREATE FUNCTION eventstore.delete_stream(stream_id text, expected_version bigint,
+                                         hard boolean DEFAULT false, reason text DEFAULT NULL,
+                                         store regclass DEFAULT 'eventstore.events')
+    RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_delete_stream';
+
+-- Remove up to max_count events that the metadata hides, from one store,
+-- with what derives from them (snapshots of the streams, outbox rows,
+-- subscription retries and parked events).  Returns the number removed;
+-- call again until it returns 0.
+CREATE FUNCTION eventstore.purge(max_count integer DEFAULT 1000,
+                                 store regclass DEFAULT 'eventstore.events')
+    RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_purge';
+
+-- For the reads: does the store have any lifecycle row (a one-time filter:
+-- without one, reads plan exactly as before); is this event visible; the
+-- stream's version kept by deletions and purges.
+CREATE FUNCTION eventstore._lifecycle_active(store regclass) RETURNS boolean
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_lifecycle_active';
+CREATE FUNCTION eventstore._visible(store regclass, stream_id text, stream_version bigint,
+                                    created_at timestamptz) RETURNS boolean
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_visible';
+CREATE FUNCTION eventstore._version_floor(store regclass, stream_id text) RETURNS bigint
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_version_floor';
+
+-- The stream reads honour the metadata.  With no lifecycle row for the
+-- store, _lifecycle_active() is false and the branches that filter are
+-- gated off (one-time filters): the default store's read plans as the bare
+-- SELECT, as before.
+CREATE OR REPLACE FUNCTION eventstore.read_stream(stream_id text, from_version bigint DEFAULT 1,
+                                                  max_count integer DEFAULT NULL,
+                                                  store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    AS $$
+        SELECT e.* FROM eventstore.events e
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
+           AND NOT eventstore._upcasting()
+           AND NOT eventstore._lifecycle_active($4)
+        UNION ALL
+        SELECT e.* FROM eventstore.events e
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
+           AND NOT eventstore._upcasting()
+           AND eventstore._lifecycle_active($4)
+           AND eventstore._visible($4, e.stream_id, e.stream_version, e.created_at)
+        UNION ALL
+        SELECT u.* FROM eventstore.events e CROSS JOIN LATERAL eventstore._upcast(e) u
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
+           AND eventstore._upcasting()
+           AND (NOT eventstore._lifecycle_active($4)
+                OR eventstore._visible($4, e.stream_id, e.stream_version, e.created_at))
+        UNION ALL
+        SELECT r.* FROM eventstore._read_stream($4, $1, COALESCE($2, 1), $3, false) r
+         WHERE $4 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass
+        ORDER BY stream_version
+        LIMIT eventstore._count_arg($3)
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore.read_stream_backwards(stream_id text, from_version bigint DEFAULT NULL,
+                                                            max_count integer DEFAULT NULL,
+                                                            store regclass DEFAULT 'eventstore.events')
+    RETURNS SETOF eventstore.events
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    AS $$
+        SELECT e.* FROM eventstore.events e
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
+           AND NOT eventstore._upcasting()
+           AND NOT eventstore._lifecycle_active($4)
+        UNION ALL
+        SELECT e.* FROM eventstore.events e
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
+           AND NOT eventstore._upcasting()
+           AND eventstore._lifecycle_active($4)
+           AND eventstore._visible($4, e.stream_id, e.stream_version, e.created_at)
+        UNION ALL
+        SELECT u.* FROM eventstore.events e CROSS JOIN LATERAL eventstore._upcast(e) u
+         WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+           AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
+           AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
+           AND eventstore._upcasting()
+           AND (NOT eventstore._lifecycle_active($4)
+                OR eventstore._visible($4, e.stream_id, e.stream_version, e.created_at))
+        UNION ALL
+        SELECT r.* FROM eventstore._read_stream($4, $1, $2, $3, true) r
+         WHERE $4 OPERATOR(pg_catalog.<>) 'eventstore.events'::pg_catalog.regclass
+        ORDER BY stream_version DESC
+        LIMIT eventstore._count_arg($3)
+    $$;
+
+-- The version keeps counting: a deleted, truncated or purged stream still
+-- reports the last version it reached, and its next append continues from it.
+CREATE OR REPLACE FUNCTION eventstore.stream_version(stream_id text, store regclass DEFAULT 'eventstore.events')
+    RETURNS bigint
+    LANGUAGE sql STABLE STRICT PARALLEL RESTRICTED
+    AS $$
+        SELECT pg_catalog.max(x.v) FROM (
+            SELECT e.stream_version AS v FROM eventstore.events e
+             WHERE $2 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+               AND e.stream_id OPERATOR(pg_catalog.=) $1
+            UNION ALL
+            SELECT eventstore._version_floor($2, $1)) x
+    $$;
+
+REVOKE ALL ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint, text, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.set_category_metadata(text, interval, bigint, bigint, text, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.delete_stream(text, bigint, boolean, text, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.purge(integer, regclass) FROM PUBLIC;
+
 -- == Grants carried over (2 of 2) ==========================================
 -- Every function re-created above under a name that had grants gets them
 -- back; a name that was revoked from PUBLIC is revoked again.

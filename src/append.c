@@ -251,7 +251,7 @@ es_stream_locktag(LOCKTAG *tag, EsStore *st, text *stream_id)
 }
 
 /* Take the stream's append lock; with nowait, return false if it is taken. */
-static bool
+bool
 es_lock_stream(EsStore *st, text *stream_id, bool nowait)
 {
 	LOCKTAG		tag;
@@ -344,7 +344,7 @@ es_slot_int8(TupleTableSlot *slot, const char *column)
  * The stream's current committed version (0 when it has no events) and, if
  * last_time is given, its last event's created_at (0 when none).
  */
-static int64
+int64
 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time)
 {
 	EsStreamLookup lk;
@@ -469,9 +469,13 @@ es_check_retry(EsStore *st, Datum stream_id, EsNewEvent *events, int n,
 	return true;
 }
 
-/* Raise the wrong-expected-version error, unless current satisfies expected. */
+/*
+ * Raise the wrong-expected-version error, unless current satisfies expected.
+ * A soft-deleted stream (lifecycle.c) does not exist for -1, and 0 recreates it.
+ */
 static void
-es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected, int64 current)
+es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected, int64 current,
+				  bool deleted)
 {
 	bool		ok;
 	char		expected_text[64];
@@ -480,12 +484,12 @@ es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected
 		return;
 	if (expected == -1)
 	{
-		ok = current > 0;
+		ok = current > 0 && !deleted;
 		snprintf(expected_text, sizeof(expected_text), "an existing stream");
 	}
 	else
 	{
-		ok = current == expected;
+		ok = current == expected || (deleted && expected == 0);
 		snprintf(expected_text, sizeof(expected_text), INT64_FORMAT, expected);
 	}
 	if (!ok)
@@ -650,6 +654,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	Oid			save_userid;
 	int			save_sec;
 	int64		current;
+	bool		deleted;
 	TimestampTz last_time;
 	TimestampTz created_at;
 	bool		any_id_given = false;
@@ -701,8 +706,9 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		if (!any_version && expected >= 0)
 		{
 			current = es_current_version(st, sid, NULL);
-			if (current > expected)
-				es_check_expected(st, sid, any_version, expected, current);
+			deleted = es_lifecycle_append_check(st, sid, &current);
+			if (current > expected && !(deleted && expected == 0))
+				es_check_expected(st, sid, any_version, expected, current, deleted);
 		}
 		(void) es_lock_stream(st, stream_id, false);
 	}
@@ -721,7 +727,8 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		return;
 	}
 	current = es_current_version(st, sid, &last_time);
-	es_check_expected(st, sid, any_version, expected, current);
+	deleted = es_lifecycle_append_check(st, sid, &current);
+	es_check_expected(st, sid, any_version, expected, current, deleted);
 
 	/*
 	 * The consistency-boundary locks (dcb.c): shared by writers on their

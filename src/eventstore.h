@@ -29,6 +29,7 @@
 #define ERRCODE_ES_PREPARE_NOT_SUPPORTED	MAKE_SQLSTATE('E','S','0','0','1')
 #define ERRCODE_ES_IMMUTABLE				MAKE_SQLSTATE('E','S','0','0','2')
 #define ERRCODE_ES_CONDITION_FAILED		MAKE_SQLSTATE('E','S','4','1','2')
+#define ERRCODE_ES_STREAM_DELETED		MAKE_SQLSTATE('E','S','4','1','0')
 
 /* Longest stream id accepted, in bytes (keeps the btree keys well in bounds). */
 #define ES_MAX_STREAM_ID_BYTES	1024
@@ -63,6 +64,8 @@ typedef enum EsPlanSlot
 	ES_PLAN_INSERT_LAST = ES_PLAN_INSERT + 7,
 	ES_PLAN_READ,				/* read.c: [kind][upcast] */
 	ES_PLAN_READ_LAST = ES_PLAN_READ + 7,
+	ES_PLAN_READ_LIFECYCLE,		/* read.c: [kind][upcast] with the lifecycle filter */
+	ES_PLAN_READ_LIFECYCLE_LAST = ES_PLAN_READ_LIFECYCLE + 7,
 	ES_NPLANS = 48
 } EsPlanSlot;
 
@@ -111,6 +114,14 @@ extern int64 es_sequence_last_value(Oid seqoid);
 /* append.c */
 extern void es_check_stream_id(text *stream_id);
 extern text *es_stream_id_arg(FunctionCallInfo fcinfo, int argno);
+extern bool es_lock_stream(EsStore *st, text *stream_id, bool nowait);
+extern int64 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time);
+
+/* lifecycle.c: stream metadata, deletion, purge */
+extern Oid	es_purging;
+extern bool es_lifecycle_active(Oid store, Snapshot snapshot);
+extern bool es_lifecycle_append_check(EsStore *st, Datum stream_id, int64 *current);
+extern void es_lifecycle_forget_derived(EsStore *st, text *stream_id);
 
 /* dcb.c: tags, queries, conditional appends (limits documented in the README) */
 #define ES_DCB_MAX_TAGS			64		/* tags per event, and per query item */

@@ -10,7 +10,9 @@
  * horizon (horizon.c) and read with the snapshot taken together with it, so a
  * reader that resumes after the last position it saw never skips an event
  * that commits late.  Their rows go from the executor straight into the
- * function's result tuplestore.
+ * function's result tuplestore.  A store with stream metadata or deleted
+ * streams (lifecycle.c) is read with a query that filters every row through
+ * eventstore._visible(); a store without is read as before.
  */
 #include "postgres.h"
 
@@ -69,17 +71,25 @@ static const char *const es_read_range[ES_READ_KINDS] = {
 };
 
 static SPIPlanPtr
-es_read_plan(EsStore *st, EsReadKind kind, bool upcast, Oid *argtypes)
+es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *argtypes)
 {
-	EsPlanSlot	slot = ES_PLAN_READ + kind * 2 + upcast;
+	EsPlanSlot	slot = (lifecycle ? ES_PLAN_READ_LIFECYCLE : ES_PLAN_READ) + kind * 2 + upcast;
 
 	if (st->plans[slot] == NULL)
 	{
+		/*
+		 * With lifecycle rows for the store (lifecycle.c), every stored row
+		 * is checked against its stream's metadata before it is upcast or
+		 * counted against the limit.
+		 */
+		char	   *filter = lifecycle ?
+			psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
+					 " e.stream_id, e.stream_version, e.created_at)", st->relid) : "";
 		char	   *sql = psprintf("SELECT %s FROM %s e%s"
-								   " WHERE %s AND %s LIMIT $4",
+								   " WHERE %s%s AND %s LIMIT $4",
 								   upcast ? "u.*" : "e.*", st->name,
 								   upcast ? es_upcast_sql(st) : "",
-								   es_read_cond[kind], es_read_range[kind]);
+								   es_read_cond[kind], filter, es_read_range[kind]);
 		/*
 		 * A category read is planned for each call's values: a generic plan
 		 * cannot tell a rare category from a common one and, once the plan
@@ -215,7 +225,9 @@ es_read(FunctionCallInfo fcinfo, EsStore *st, EsReadKind kind, Datum key, int64 
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	plan = es_read_plan(st, kind, es_upcasting(st), argtypes);
+	plan = es_read_plan(st, kind, es_upcasting(st),
+						es_lifecycle_active(st->relid, snapshot ? snapshot : GetActiveSnapshot()),
+						argtypes);
 	dest = CreateTuplestoreDestReceiver();
 	es_tuplestore_dest_params(dest, rsinfo->setResult,
 							  rsinfo->econtext->ecxt_per_query_memory);
