@@ -382,6 +382,7 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
                               'relay_once', 'register_upcaster', 'unregister_upcaster',
                               'set_snapshot_policy', 'remove_snapshot_policy', 'import_events',
                               'create_store', 'drop_store'];
+        lifecycle text[] := ARRAY['set_stream_metadata', 'set_category_metadata', 'delete_stream', 'purge'];
         names text[];
         t regclass;
         f regprocedure;
@@ -394,10 +395,10 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
             RAISE EXCEPTION USING ERRCODE = 'undefined_object',
                 MESSAGE = pg_catalog.format('role with OID %s does not exist', role::oid);
         END IF;
-        IF access NOT IN ('reader', 'writer', 'consumer', 'admin') THEN
+        IF access NOT IN ('reader', 'writer', 'consumer', 'admin', 'lifecycle') THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('unknown access "%s"', access),
-                HINT = 'Use reader, writer, consumer or admin.';
+                HINT = 'Use reader, writer, consumer, admin or lifecycle.';
         END IF;
         t := eventstore._store_arg(store);
         IF access OPERATOR(pg_catalog.=) 'admin' AND t OPERATOR(pg_catalog.<>) 'eventstore.events'::regclass THEN
@@ -414,9 +415,18 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
         IF access IN ('writer', 'admin') THEN
             EXECUTE pg_catalog.format('GRANT INSERT ON %s TO %s', t, role);
         END IF;
+        -- lifecycle (section "Lifecycle"): DELETE on the store is the right to
+        -- delete through the lifecycle functions (the triggers still refuse a
+        -- DELETE statement); admin does not include it.
+        IF access OPERATOR(pg_catalog.=) 'lifecycle' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT, DELETE ON %s TO %s', t, role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stream_lifecycle,'
+                                      ' eventstore.lifecycle_log TO %s', role);
+        END IF;
         names := CASE access
             WHEN 'reader' THEN ARRAY[]::text[]
             WHEN 'writer' THEN writer
+            WHEN 'lifecycle' THEN lifecycle
             WHEN 'consumer' THEN consumer
             ELSE writer OPERATOR(pg_catalog.||) consumer OPERATOR(pg_catalog.||) admin
         END;
@@ -570,11 +580,14 @@ CREATE FUNCTION eventstore.purge(max_count integer DEFAULT 1000,
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'eventstore_purge';
 
--- For the reads: does the store have any lifecycle row (a one-time filter:
--- without one, reads plan exactly as before); is this event visible; the
--- stream's version kept by deletions and purges.
+-- For the reads: does the store have any lifecycle row; is this event
+-- visible; the stream's version kept by deletions and purges.
+-- _lifecycle_active is declared IMMUTABLE on purpose, like _upcasting(): the
+-- planner folds it, so a read of a store without lifecycle rows plans exactly
+-- like the bare SELECT.  The functions that give a store its first row (or
+-- take a category's away) invalidate the plans that read the store.
 CREATE FUNCTION eventstore._lifecycle_active(store regclass) RETURNS boolean
-    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+    LANGUAGE c IMMUTABLE STRICT PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'eventstore_lifecycle_active';
 CREATE FUNCTION eventstore._visible(store regclass, stream_id text, stream_version bigint,
                                     created_at timestamptz) RETURNS boolean

@@ -48,6 +48,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -95,6 +96,8 @@ typedef struct EsLifeRow
 	bool		tombstone;
 	int64		version_floor;
 } EsLifeRow;
+
+static void es_lifecycle_switch(EsStore *st, bool always);
 
 /* Tables of this file, looked up by name (absent before the 0.6.0 update). */
 static Oid
@@ -437,6 +440,7 @@ es_set_metadata(FunctionCallInfo fcinfo, bool category)
 	nulls[3] = has_count ? ' ' : 'n';
 	values[4] = Int64GetDatum(truncate_before);
 	nulls[4] = has_truncate ? ' ' : 'n';
+	es_lifecycle_switch(st, category && !max_age && !has_count && !has_truncate);
 	if (category && !max_age && !has_count && !has_truncate)
 		(void) es_life_write("DELETE FROM eventstore.stream_lifecycle l"
 							 " WHERE l.store OPERATOR(pg_catalog.=) $1 AND l.category"
@@ -451,7 +455,7 @@ es_set_metadata(FunctionCallInfo fcinfo, bool category)
 									  category ? "true" : "false"),
 							 5, argtypes, values, nulls);
 	es_life_audit(st, "metadata", category ? NULL : name, category ? name : NULL,
-				  has_truncate ? truncate_before : -1, -1, -1, reason);
+				  has_truncate ? 1 : -1, has_truncate ? truncate_before - 1 : -1, -1, reason);
 }
 
 Datum
@@ -552,6 +556,7 @@ eventstore_delete_stream(PG_FUNCTION_ARGS)
 				 errdetail("Nothing was deleted."),
 				 errhint("Read the stream again and retry with its current version.")));
 
+	es_lifecycle_switch(st, false);
 	values[0] = ObjectIdGetDatum(st->relid);
 	values[1] = PointerGetDatum(sid);
 	values[2] = Int64GetDatum(current);
@@ -563,7 +568,8 @@ eventstore_delete_stream(PG_FUNCTION_ARGS)
 						 " tombstone = $4, pending = true, changed_at = pg_catalog.clock_timestamp()",
 						 4, argtypes, values, NULL);
 	es_lifecycle_forget_derived(st, sid);
-	es_life_audit(st, hard ? "tombstone" : "delete", sid, NULL, 1, current, -1, reason);
+	es_life_audit(st, hard ? "tombstone" : "delete", sid, NULL, current > 0 ? 1 : -1,
+				  current > 0 ? current : -1, -1, reason);
 	PG_RETURN_INT64(current);
 }
 
@@ -791,19 +797,82 @@ eventstore_purge(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(done);
 }
 
-/* eventstore._lifecycle_active(store): has the store any lifecycle row (this query's snapshot)? */
+/*
+ * Which stores have lifecycle rows, as last seen by this backend with a
+ * fresh snapshot; forgotten on any relcache invalidation of the lifecycle
+ * table or of a store.  The functions that add the first row of a store (or
+ * remove a category's) invalidate both, so a cached answer never outlives
+ * the state it was read from by more than the moment between a commit and
+ * its invalidation; the plans that folded it are invalidated with it.
+ */
+typedef struct EsActiveEntry
+{
+	Oid			store;
+	bool		active;
+} EsActiveEntry;
+
+static EsActiveEntry *es_active = NULL;
+static int	es_nactive = 0;
+static bool es_active_callback = false;
+
+static void
+es_active_reset(Datum arg, Oid relid)
+{
+	(void) arg;
+	(void) relid;
+	es_nactive = 0;
+}
+
+static bool
+es_lifecycle_active_cached(Oid store)
+{
+	bool		active;
+
+	if (!es_active_callback)
+	{
+		CacheRegisterRelcacheCallback(es_active_reset, (Datum) 0);
+		es_active = MemoryContextAlloc(TopMemoryContext, sizeof(EsActiveEntry) * 64);
+		es_active_callback = true;
+	}
+	for (int i = 0; i < es_nactive; i++)
+		if (es_active[i].store == store)
+			return es_active[i].active;
+	/* a parallel query cannot take a new snapshot; the active one serves */
+	active = es_lifecycle_active(store, IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
+	if (es_nactive < 64)
+	{
+		es_active[es_nactive].store = store;
+		es_active[es_nactive].active = active;
+		es_nactive++;
+	}
+	return active;
+}
+
+/*
+ * Before a write that may switch store's reads to or from the filtering
+ * plan: if the store has no lifecycle row yet (or may have none after),
+ * invalidate the plans that read it and the caches, at commit.
+ */
+static void
+es_lifecycle_switch(EsStore *st, bool always)
+{
+	if (always || !es_lifecycle_active(st->relid, GetLatestSnapshot()))
+	{
+		CacheInvalidateRelcacheByRelid(st->relid);
+		CacheInvalidateRelcacheByRelid(es_life_relid());
+	}
+}
+
+/*
+ * eventstore._lifecycle_active(store): has the store any lifecycle row?
+ * Declared IMMUTABLE, like _upcasting(), so the planner folds it and a read
+ * of a store without lifecycle rows plans like the bare SELECT; every
+ * change of the answer invalidates those plans (es_lifecycle_switch).
+ */
 Datum
 eventstore_lifecycle_active(PG_FUNCTION_ARGS)
 {
-	bool	   *cached = (bool *) fcinfo->flinfo->fn_extra;
-
-	if (cached == NULL)
-	{
-		cached = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(bool));
-		*cached = es_lifecycle_active(PG_GETARG_OID(0), GetActiveSnapshot());
-		fcinfo->flinfo->fn_extra = cached;
-	}
-	PG_RETURN_BOOL(*cached);
+	PG_RETURN_BOOL(es_lifecycle_active_cached(PG_GETARG_OID(0)));
 }
 
 /*

@@ -1,0 +1,247 @@
+--
+-- lifecycle: stream metadata (max_age, max_count, truncate_before) per
+-- stream and per category, honoured by every read at once and removed
+-- physically by purge(); soft delete and recreate (versions continue); hard
+-- delete (ES410); the immutability triggers still refuse every DELETE but
+-- the purge's; the lifecycle access level; the audit log; derived data.
+--
+CREATE EXTENSION IF NOT EXISTS eventstore;
+\set VERBOSITY terse
+
+CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- every read path of one stream, as versions: read_stream, backwards,
+-- read_all, read_category, read_all_until, stream_version
+CREATE FUNCTION pg_temp.reads(sid text, st regclass DEFAULT 'eventstore.events') RETURNS text
+LANGUAGE sql AS $$
+    SELECT concat_ws(' | ',
+        'fwd ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY stream_version) FROM eventstore.read_stream(sid, store => st)), '-'),
+        'back ' || coalesce((SELECT string_agg(stream_version::text, ',') FROM eventstore.read_stream_backwards(sid, store => st)), '-'),
+        'all ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_all(0, NULL, st) WHERE stream_id = sid), '-'),
+        'cat ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_category(split_part(sid, '-', 1), 0, NULL, st) WHERE stream_id = sid), '-'),
+        'until ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_all_until('infinity', 0, NULL) WHERE stream_id = sid AND st = 'eventstore.events'::regclass), '-'),
+        'version ' || eventstore.stream_version(sid, st))
+$$;
+
+CREATE FUNCTION pg_temp.fill(sid text, n int, st regclass DEFAULT 'eventstore.events') RETURNS void
+LANGUAGE sql AS $$
+    SELECT eventstore.append(sid, NULL, ARRAY(SELECT eventstore.event('E', jsonb_build_object('n', i)) FROM generate_series(1, n) i), store => st)
+$$;
+
+------------------------------------------------------------------------
+-- No metadata: reads plan as before (the filter branch is folded away)
+------------------------------------------------------------------------
+SELECT pg_temp.fill('acct-1', 5);
+SELECT pg_temp.fill('acct-2', 3);
+SELECT pg_temp.fill('order-1', 2);
+EXPLAIN (COSTS OFF) SELECT * FROM eventstore.read_stream('acct-1');
+SELECT pg_temp.reads('acct-1');
+
+------------------------------------------------------------------------
+-- max_count: the last n versions; every read at once
+------------------------------------------------------------------------
+SELECT eventstore.set_stream_metadata('acct-1', max_count => 2, reason => 'ticket 1');
+SELECT pg_temp.reads('acct-1');
+SELECT * FROM eventstore.stream_metadata('acct-1');
+-- a read from version 1 starts at the first visible version; max_count of the read still applies
+SELECT stream_version FROM eventstore.read_stream('acct-1', 1, 1);
+-- appending moves the window
+SELECT pg_temp.fill('acct-1', 1);
+SELECT pg_temp.reads('acct-1');
+-- other streams untouched
+SELECT pg_temp.reads('acct-2');
+
+------------------------------------------------------------------------
+-- truncate_before, and a category default that a stream's own value overrides
+------------------------------------------------------------------------
+SELECT eventstore.set_category_metadata('acct', truncate_before => 3);
+SELECT pg_temp.reads('acct-2');
+SELECT eventstore.set_stream_metadata('acct-2', truncate_before => 2);
+SELECT pg_temp.reads('acct-2');
+-- acct-1 keeps its own max_count and gets the category's truncate_before
+SELECT pg_temp.reads('acct-1');
+-- clearing the category default
+SELECT eventstore.set_category_metadata('acct');
+SELECT pg_temp.reads('acct-2');
+SELECT pg_temp.reads('order-1');
+
+------------------------------------------------------------------------
+-- max_age: events older than it are hidden (relative to the transaction's start)
+------------------------------------------------------------------------
+SELECT pg_temp.fill('aged-1', 2);
+SELECT pg_sleep(2.5);
+SELECT pg_temp.fill('aged-1', 1);
+SELECT eventstore.set_stream_metadata('aged-1', max_age => '1.1 seconds');
+SELECT pg_temp.reads('aged-1');
+
+------------------------------------------------------------------------
+-- Purge: the hidden events go physically, in batches; visible ones stay
+------------------------------------------------------------------------
+SELECT count(*) AS stored_before FROM eventstore.events;
+SELECT eventstore.purge(2) AS batch_1;
+SELECT eventstore.purge(1000) AS batch_2;
+SELECT eventstore.purge(1000) AS nothing_left;
+SELECT stream_id, string_agg(stream_version::text, ',' ORDER BY stream_version) AS stored
+  FROM eventstore.events GROUP BY stream_id ORDER BY stream_id;
+SELECT pg_temp.reads('acct-1');
+SELECT pg_temp.reads('aged-1');
+-- versions keep counting across a purge
+SELECT eventstore.append_event('acct-2', 3, 'E', '{"n": 4}');
+SELECT pg_temp.reads('acct-2');
+
+------------------------------------------------------------------------
+-- Soft delete: gone from reads at once; expected version 0 recreates it,
+-- versions continue; -1 (an existing stream) conflicts
+------------------------------------------------------------------------
+SELECT pg_temp.try($$SELECT eventstore.delete_stream('order-1', 5)$$);
+SELECT eventstore.delete_stream('order-1', 2, reason => 'ticket 2');
+SELECT pg_temp.reads('order-1');
+SELECT * FROM eventstore.stream_metadata('order-1');
+SELECT pg_temp.try($$SELECT eventstore.append_event('order-1', -1, 'E', '{}')$$);
+SELECT pg_temp.try($$SELECT eventstore.append_event('order-1', 1, 'E', '{}')$$);
+SELECT eventstore.append_event('order-1', 0, 'Reopened', '{}');
+SELECT pg_temp.reads('order-1');
+-- purged, the deleted events go and the version stays
+SELECT eventstore.purge(1000);
+SELECT stream_version, event_type FROM eventstore.events WHERE stream_id = 'order-1';
+-- delete again, purge everything, then recreate: still continuing
+SELECT eventstore.delete_stream('order-1', -1);
+SELECT eventstore.purge(1000);
+SELECT count(*) AS stored FROM eventstore.events WHERE stream_id = 'order-1';
+SELECT eventstore.stream_version('order-1');
+SELECT eventstore.append_event('order-1', NULL, 'Again', '{}');
+SELECT pg_temp.reads('order-1');
+
+------------------------------------------------------------------------
+-- Hard delete: a tombstone; appends refused with ES410 for ever
+------------------------------------------------------------------------
+SELECT pg_temp.fill('user-42', 3);
+SELECT eventstore.delete_stream('user-42', 3, hard => true, reason => 'erasure request 7');
+SELECT pg_temp.reads('user-42');
+SELECT pg_temp.try($$SELECT eventstore.append_event('user-42', NULL, 'E', '{}')$$);
+SELECT pg_temp.try($$SELECT eventstore.append_event('user-42', 0, 'E', '{}')$$);
+SELECT pg_temp.try($$SELECT eventstore.delete_stream('user-42', NULL)$$);
+SELECT eventstore.purge(1000);
+SELECT count(*) AS stored FROM eventstore.events WHERE stream_id = 'user-42';
+-- a stream that never existed can be tombstoned (its id reserved)
+SELECT eventstore.delete_stream('user-43', NULL, hard => true);
+SELECT pg_temp.try($$SELECT eventstore.append_event('user-43', 0, 'E', '{}')$$);
+
+------------------------------------------------------------------------
+-- Immutability stays: DELETE, UPDATE, TRUNCATE refused, also for the owner
+------------------------------------------------------------------------
+SELECT pg_temp.try($$DELETE FROM eventstore.events WHERE stream_id = 'acct-2'$$);
+SELECT pg_temp.try($$UPDATE eventstore.events SET data = '{}'$$);
+SELECT pg_temp.try($$TRUNCATE eventstore.events$$);
+SELECT pg_temp.try($$DELETE FROM eventstore.lifecycle_log$$);
+SELECT pg_temp.try($$UPDATE eventstore.lifecycle_log SET reason = 'x'$$);
+
+------------------------------------------------------------------------
+-- Derived data: a deleted stream's snapshots go at once; outbox rows,
+-- retries and parked events of purged events go with them
+------------------------------------------------------------------------
+SELECT eventstore.add_route('lc_channel', categories => ARRAY['shop']);
+SELECT pg_temp.fill('shop-1', 3);
+SELECT eventstore.save_snapshot('shop-1', 2, '{"total": 2}');
+SELECT count(*) AS outbox_rows FROM eventstore.outbox WHERE channel = 'lc_channel';
+SELECT eventstore.delete_stream('shop-1', 3);
+SELECT count(*) AS snapshots FROM eventstore.snapshots WHERE stream_id = 'shop-1';
+SELECT eventstore.purge(1000);
+SELECT count(*) AS outbox_rows FROM eventstore.outbox WHERE channel = 'lc_channel';
+SELECT eventstore.remove_route('lc_channel');
+
+------------------------------------------------------------------------
+-- Another store: the same rules through the C reads
+------------------------------------------------------------------------
+SELECT eventstore.create_store('public.lc_store');
+SELECT pg_temp.fill('acct-1', 4, 'public.lc_store');
+SELECT pg_temp.reads('acct-1', 'public.lc_store');
+SELECT eventstore.set_stream_metadata('acct-1', truncate_before => 3, store => 'public.lc_store');
+SELECT pg_temp.reads('acct-1', 'public.lc_store');
+-- the default store's acct-1 keeps its own metadata only
+SELECT pg_temp.reads('acct-1');
+SELECT eventstore.delete_stream('acct-1', 4, hard => true, store => 'public.lc_store');
+SELECT pg_temp.try($$SELECT eventstore.append_event('acct-1', NULL, 'E', '{}', store => 'public.lc_store')$$);
+SELECT eventstore.append_event('acct-1', NULL, 'E', '{}') IS NOT NULL AS default_store_still_appends;
+
+-- physically: the table shrinks after purge and VACUUM
+SELECT pg_temp.fill('bulk-1', 2000, 'public.lc_store');
+SELECT pg_relation_size('public.lc_store') > 100000 AS big_before;
+SELECT eventstore.delete_stream('bulk-1', NULL, hard => true, store => 'public.lc_store');
+SELECT eventstore.purge(1500, 'public.lc_store') + eventstore.purge(1500, 'public.lc_store') AS purged;
+VACUUM public.lc_store;
+SELECT count(*) AS rows_left FROM public.lc_store;
+SELECT pg_relation_size('public.lc_store') < 16384 AS small_after;
+
+------------------------------------------------------------------------
+-- Privileges: the lifecycle level; writers and readers get 42501
+------------------------------------------------------------------------
+CREATE ROLE regress_lc_writer;
+CREATE ROLE regress_lc_reader;
+CREATE ROLE regress_lc_dpo;
+SELECT eventstore.grant_access('regress_lc_writer', 'writer');
+SELECT eventstore.grant_access('regress_lc_reader', 'reader');
+SELECT eventstore.grant_access('regress_lc_dpo', 'lifecycle');
+SELECT pg_temp.fill('priv-1', 2);
+SET ROLE regress_lc_writer;
+SELECT pg_temp.try($$SELECT eventstore.delete_stream('priv-1', NULL)$$);
+SELECT pg_temp.try($$SELECT eventstore.set_stream_metadata('priv-1', max_count => 1)$$);
+SELECT pg_temp.try($$SELECT eventstore.purge()$$);
+SELECT pg_temp.try($$DELETE FROM eventstore.events$$);
+RESET ROLE;
+SET ROLE regress_lc_reader;
+SELECT pg_temp.try($$SELECT eventstore.delete_stream('priv-1', NULL)$$);
+SELECT pg_temp.try($$SELECT eventstore.set_category_metadata('priv', max_count => 1)$$);
+RESET ROLE;
+SET ROLE regress_lc_dpo;
+SELECT eventstore.set_stream_metadata('priv-1', max_count => 1);
+SELECT eventstore.delete_stream('priv-1', 2, reason => 'as dpo');
+-- lifecycle on the default store is not lifecycle on another store
+SELECT pg_temp.try($$SELECT eventstore.delete_stream('x-1', NULL, store => 'public.lc_store')$$);
+-- DELETE on the table is the right to use the functions, not to DELETE
+SELECT pg_temp.try($$DELETE FROM eventstore.events$$);
+SELECT eventstore.purge() >= 0 AS purged;
+RESET ROLE;
+SELECT pg_temp.try($$SELECT eventstore.grant_access('regress_lc_dpo', 'forgetter')$$);
+
+------------------------------------------------------------------------
+-- Bad input
+------------------------------------------------------------------------
+SELECT pg_temp.try($$SELECT eventstore.set_stream_metadata(NULL, max_count => 1)$$);
+SELECT pg_temp.try($$SELECT eventstore.set_stream_metadata('', max_count => 1)$$);
+SELECT pg_temp.try($$SELECT eventstore.set_stream_metadata('a-1', max_count => 0)$$);
+SELECT pg_temp.try($$SELECT eventstore.set_stream_metadata('a-1', truncate_before => -1)$$);
+SELECT pg_temp.try($$SELECT eventstore.set_stream_metadata('a-1', max_age => '-1 day')$$);
+SELECT pg_temp.try($$SELECT eventstore.set_stream_metadata('a-1', max_count => 1, store => NULL)$$);
+SELECT pg_temp.try($$SELECT eventstore.set_stream_metadata('a-1', max_count => 1, store => 'pg_class')$$);
+SELECT pg_temp.try($$SELECT eventstore.set_category_metadata('a-b', max_count => 1)$$);
+SELECT pg_temp.try($$SELECT eventstore.delete_stream('a-1', -2)$$);
+SELECT pg_temp.try($$SELECT eventstore.delete_stream('a-1', NULL, NULL)$$);
+SELECT pg_temp.try($$SELECT eventstore.purge(0)$$);
+SELECT pg_temp.try($$SELECT eventstore.purge(NULL)$$);
+
+------------------------------------------------------------------------
+-- The audit log: every change, no stream id in clear
+------------------------------------------------------------------------
+SELECT actor, store_name, action, stream_hash = sha256(convert_to('user-42', 'UTF8')) AS is_user_42,
+       category, from_version, to_version, events, reason
+  FROM eventstore.lifecycle_log ORDER BY id;
+SELECT count(*) AS ids_in_clear FROM eventstore.lifecycle_log l
+ WHERE l::text LIKE '%user-42%' OR l::text LIKE '%acct-1%';
+
+------------------------------------------------------------------------
+-- Clean up
+------------------------------------------------------------------------
+SELECT eventstore.drop_store('public.lc_store');
+DROP FUNCTION pg_temp.reads(text, regclass), pg_temp.fill(text, int, regclass);
+SELECT count(*) AS rows_of_dropped_store FROM eventstore.stream_lifecycle WHERE store::oid NOT IN (SELECT oid FROM pg_class);
+DROP EXTENSION eventstore;
+DROP SCHEMA IF EXISTS eventstore;
+REVOKE ALL ON SCHEMA public FROM regress_lc_writer, regress_lc_reader, regress_lc_dpo;
+DROP ROLE regress_lc_writer, regress_lc_reader, regress_lc_dpo;
