@@ -97,7 +97,8 @@ SELECT pg_temp.reads('acct-2');
 
 ------------------------------------------------------------------------
 -- Soft delete: gone from reads at once; expected version 0 recreates it,
--- versions continue; -1 (an existing stream) conflicts
+-- versions continue; -1 (an existing stream) and the old version conflict
+-- (stream_version() still reports the version reached)
 ------------------------------------------------------------------------
 SELECT pg_temp.try($$SELECT eventstore.delete_stream('order-1', 5)$$);
 SELECT eventstore.delete_stream('order-1', 2, reason => 'ticket 2');
@@ -105,6 +106,9 @@ SELECT pg_temp.reads('order-1');
 SELECT * FROM eventstore.stream_metadata('order-1');
 SELECT pg_temp.try($$SELECT eventstore.append_event('order-1', -1, 'E', '{}')$$);
 SELECT pg_temp.try($$SELECT eventstore.append_event('order-1', 1, 'E', '{}')$$);
+-- the version it had before the deletion conflicts too: a writer that read
+-- the stream before it was deleted learns of the deletion
+SELECT pg_temp.try($$SELECT eventstore.append_event('order-1', 2, 'E', '{}')$$);
 SELECT eventstore.append_event('order-1', 0, 'Reopened', '{}');
 SELECT pg_temp.reads('order-1');
 -- purged, the deleted events go and the version stays

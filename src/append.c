@@ -471,7 +471,8 @@ es_check_retry(EsStore *st, Datum stream_id, EsNewEvent *events, int n,
 
 /*
  * Raise the wrong-expected-version error, unless current satisfies expected.
- * A soft-deleted stream (lifecycle.c) does not exist for -1, and 0 recreates it.
+ * A soft-deleted stream (lifecycle.c) does not exist: only 0 (or any
+ * version) recreates it, its versions continuing after current.
  */
 static void
 es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected, int64 current,
@@ -489,7 +490,7 @@ es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected
 	}
 	else
 	{
-		ok = current == expected || (deleted && expected == 0);
+		ok = deleted ? expected == 0 : current == expected;
 		snprintf(expected_text, sizeof(expected_text), INT64_FORMAT, expected);
 	}
 	if (!ok)
@@ -498,7 +499,7 @@ es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
 				 errmsg("wrong expected version for stream \"%s\": expected %s, actual %lld",
-						TextDatumGetCString(stream_id), expected_text, (long long) current),
+						TextDatumGetCString(stream_id), expected_text, deleted ? 0LL : (long long) current),
 				 errdetail("Nothing was appended."),
 				 errhint("Read the stream again and retry with its current version.")));
 }
@@ -707,7 +708,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		{
 			current = es_current_version(st, sid, NULL);
 			deleted = es_lifecycle_append_check(st, sid, &current);
-			if (current > expected && !(deleted && expected == 0))
+			if (deleted ? expected != 0 : current > expected)
 				es_check_expected(st, sid, any_version, expected, current, deleted);
 		}
 		(void) es_lock_stream(st, stream_id, false);

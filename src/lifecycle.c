@@ -545,7 +545,7 @@ eventstore_delete_stream(PG_FUNCTION_ARGS)
 	else if (expected == -1)
 		ok = current > 0 && !deleted;
 	else
-		ok = current == expected || (deleted && expected == 0);
+		ok = deleted ? expected == 0 : current == expected;
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
