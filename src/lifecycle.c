@@ -680,7 +680,7 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 				   " a AS (INSERT INTO eventstore.lifecycle_log (actor, store_name, action, stream_hash,"
 				   "  from_version, to_version, events)"
 				   "  SELECT %s, %s, 'purge', pg_catalog.sha256(pg_catalog.convert_to(g.stream_id, 'UTF8')),"
-				   "  g.lo, g.hi, g.n FROM g),"
+				   "  g.lo, g.hi, g.n FROM g ORDER BY g.stream_id),"
 				   " f AS (INSERT INTO eventstore.stream_lifecycle AS l (store, category, name, version_floor, pending)"
 				   "  SELECT $1, false, g.stream_id, g.hi, false FROM g"
 				   "  WHERE NOT EXISTS (SELECT FROM %s e WHERE e.stream_id OPERATOR(pg_catalog.=) g.stream_id"
