@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(546);
+SELECT plan(591);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -143,6 +143,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._drop_consumer(text,text,oid)',
     'eventstore._event_size(jsonb,text,jsonb)',
     'eventstore._horizon_status()',
+    'eventstore._lifecycle_active(regclass)',
     'eventstore._log_horizon()',
     'eventstore._read_stream(regclass,text,bigint,integer,boolean)',
     'eventstore._registry_changed()',
@@ -173,6 +174,8 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
     'eventstore._upcasting()',
+    'eventstore._version_floor(regclass,text)',
+    'eventstore._visible(regclass,text,bigint,timestamp with time zone)',
     'eventstore.ack(text,text,bigint)',
     'eventstore.add_route(text,text[],text[],boolean)',
     'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text)',
@@ -185,6 +188,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.consumer_status()',
     'eventstore.create_store(text)',
     'eventstore.create_subscription(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval)',
+    'eventstore.delete_stream(text,bigint,boolean,text,regclass)',
     'eventstore.disable_projection(text)',
     'eventstore.drop_consumer(text,text)',
     'eventstore.drop_store(regclass)',
@@ -198,6 +202,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.nack(text,text,bigint,interval,text)',
     'eventstore.parked(text)',
     'eventstore.poll(text,text,integer)',
+    'eventstore.purge(integer,regclass)',
     'eventstore.read_all(bigint,integer,regclass)',
     'eventstore.read_all_until(timestamp with time zone,bigint,integer)',
     'eventstore.read_category(text,bigint,integer,regclass)',
@@ -216,14 +221,17 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.replay_parked(text,bigint)',
     'eventstore.reset_subscription(text,bigint,timestamp with time zone)',
     'eventstore.save_snapshot(text,bigint,jsonb,text)',
+    'eventstore.set_category_metadata(text,interval,bigint,bigint,text,regclass)',
     'eventstore.set_snapshot_policy(text,regprocedure,bigint,jsonb,text[])',
+    'eventstore.set_stream_metadata(text,interval,bigint,bigint,text,regclass)',
     'eventstore.stats_reset()',
-    'eventstore.stream_version(text, regclass)',
+    'eventstore.stream_metadata(text,regclass)',
+    'eventstore.stream_version(text,regclass)',
     'eventstore.stream_version_at(text,timestamp with time zone)',
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 91 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 99 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1134,6 +1142,69 @@ SELECT pg_temp.x('read_category', 'a table that is not a store', 'error 42809', 
 SELECT pg_temp.x('read_stream', 'a table that is not a store', 'error 42809', $$SELECT * FROM eventstore.read_stream('bi-1', store => 'public.bi_not_store')$$);
 SELECT pg_temp.x('stream_version', 'a table that is not a store', 'error 42809', $$SELECT eventstore.stream_version('bi-1', 'public.bi_not_store')$$);
 DROP TABLE public.bi_not_store;
+
+------------------------------------------------------------------------
+-- Lifecycle: set_stream_metadata, set_category_metadata, stream_metadata,
+-- delete_stream, purge, _lifecycle_active, _visible, _version_floor
+------------------------------------------------------------------------
+CREATE TABLE public.bi_not_store2 (a int);
+SELECT pg_temp.x('set_stream_metadata', 'NULL stream_id', 'error 22004', $$SELECT eventstore.set_stream_metadata(NULL, max_count => 1)$$);
+SELECT pg_temp.x('set_stream_metadata', 'empty stream_id', 'error 22023', $$SELECT eventstore.set_stream_metadata('', max_count => 1)$$);
+SELECT pg_temp.x('set_stream_metadata', 'stream_id of 1 MB', 'error 22001', $$SELECT eventstore.set_stream_metadata(repeat('s', 1048576), max_count => 1)$$);
+SELECT pg_temp.x('set_stream_metadata', 'max_count 0', 'error 22023', $$SELECT eventstore.set_stream_metadata('bi-1', max_count => 0)$$);
+SELECT pg_temp.x('set_stream_metadata', 'truncate_before -1', 'error 22023', $$SELECT eventstore.set_stream_metadata('bi-1', truncate_before => -1)$$);
+SELECT pg_temp.x('set_stream_metadata', 'max_age 0', 'error 22023', $$SELECT eventstore.set_stream_metadata('bi-1', max_age => '0')$$);
+SELECT pg_temp.x('set_stream_metadata', 'max_age malformed', 'error 22007', $$SELECT eventstore.set_stream_metadata('bi-1', max_age => 'soon')$$);
+SELECT pg_temp.x('set_stream_metadata', 'NULL store', 'error 22004', $$SELECT eventstore.set_stream_metadata('bi-1', max_count => 1, store => NULL)$$);
+SELECT pg_temp.x('set_stream_metadata', 'a table that is not a store', 'error 42809', $$SELECT eventstore.set_stream_metadata('bi-1', max_count => 1, store => 'public.bi_not_store2')$$);
+SELECT pg_temp.x('set_stream_metadata', 'max_count 1 hides version 1 of bi-1', 'ok 2',
+    $$SELECT eventstore.set_stream_metadata('bi-1', max_count => 1)$$,
+    $$SELECT string_agg(stream_version::text, ',') FROM eventstore.read_stream('bi-1')$$);
+SELECT pg_temp.x('set_stream_metadata', 'SQL-looking stream_id and reason', 'ok 1',
+    $$SELECT eventstore.set_stream_metadata($s$bi-1' OR '1'='1$s$, truncate_before => 5, reason => $r$'); DROP TABLE eventstore.events; --$r$)$$,
+    $$SELECT count(*) FROM eventstore.lifecycle_log WHERE reason LIKE '%DROP TABLE%'$$);
+SELECT pg_temp.x('set_category_metadata', 'NULL category', 'error 22004', $$SELECT eventstore.set_category_metadata(NULL, max_count => 1)$$);
+SELECT pg_temp.x('set_category_metadata', 'empty category', 'error 22023', $$SELECT eventstore.set_category_metadata('', max_count => 1)$$);
+SELECT pg_temp.x('set_category_metadata', 'a category with a dash', 'error 22023', $$SELECT eventstore.set_category_metadata('bi-1', max_count => 1)$$);
+SELECT pg_temp.x('set_category_metadata', 'max_count -5', 'error 22023', $$SELECT eventstore.set_category_metadata('bi', max_count => -5)$$);
+SELECT pg_temp.x('set_category_metadata', 'truncate_before 3 hides all of bi-1', 'ok <null>',
+    $$SELECT eventstore.set_category_metadata('bi', truncate_before => 3)$$,
+    $$SELECT string_agg(stream_version::text, ',') FROM eventstore.read_stream('bi-1')$$);
+SELECT pg_temp.x('stream_metadata', 'NULL stream_id', 'error 22004', $$SELECT * FROM eventstore.stream_metadata(NULL)$$);
+SELECT pg_temp.x('stream_metadata', 'empty stream_id', 'error 22023', $$SELECT * FROM eventstore.stream_metadata('')$$);
+SELECT pg_temp.x('stream_metadata', 'NULL store', 'error 22004', $$SELECT * FROM eventstore.stream_metadata('bi-1', NULL)$$);
+SELECT pg_temp.x('stream_metadata', 'bi-1 without metadata', 'ok 1', $$SELECT first_version FROM eventstore.stream_metadata('bi-1')$$);
+SELECT pg_temp.x('delete_stream', 'NULL stream_id', 'error 22004', $$SELECT eventstore.delete_stream(NULL, NULL)$$);
+SELECT pg_temp.x('delete_stream', 'empty stream_id', 'error 22023', $$SELECT eventstore.delete_stream('', NULL)$$);
+SELECT pg_temp.x('delete_stream', 'expected_version -2', 'error 22023', $$SELECT eventstore.delete_stream('bi-1', -2)$$);
+SELECT pg_temp.x('delete_stream', 'a wrong expected version', 'error ES409', $$SELECT eventstore.delete_stream('bi-1', 7)$$);
+SELECT pg_temp.x('delete_stream', 'NULL hard', 'error 22004', $$SELECT eventstore.delete_stream('bi-1', 2, NULL)$$);
+SELECT pg_temp.x('delete_stream', 'NULL store', 'error 22004', $$SELECT eventstore.delete_stream('bi-1', 2, store => NULL)$$);
+SELECT pg_temp.x('delete_stream', 'a table that is not a store', 'error 42809', $$SELECT eventstore.delete_stream('bi-1', 2, store => 'public.bi_not_store2')$$);
+SELECT pg_temp.x('delete_stream', 'bi-1 at 2: gone from reads, version kept', 'ok 2',
+    $$SELECT eventstore.delete_stream('bi-1', 2)$$,
+    $$SELECT count(*) FROM eventstore.read_stream('bi-1')$$,
+    $$SELECT eventstore.stream_version('bi-1')$$);
+SELECT pg_temp.x('delete_stream', 'hard, then an append: ES410', 'error ES410',
+    $$SELECT eventstore.delete_stream('bi-1', NULL, true)$$,
+    $$SELECT eventstore.append_event('bi-1', NULL, 'T', '{}')$$);
+SELECT pg_temp.x('purge', 'NULL max_count', 'error 22004', $$SELECT eventstore.purge(NULL)$$);
+SELECT pg_temp.x('purge', 'max_count 0', 'error 22023', $$SELECT eventstore.purge(0)$$);
+SELECT pg_temp.x('purge', 'max_count -1', 'error 22023', $$SELECT eventstore.purge(-1)$$);
+SELECT pg_temp.x('purge', 'NULL store', 'error 22004', $$SELECT eventstore.purge(1, NULL)$$);
+SELECT pg_temp.x('purge', 'nothing hidden: 0', 'ok 0', $$SELECT eventstore.purge()$$);
+SELECT pg_temp.x('purge', 'after a deletion: 2', 'ok 2', $$SELECT eventstore.delete_stream('bi-1', 2)$$, $$SELECT eventstore.purge()$$);
+SELECT pg_temp.x('_lifecycle_active', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore._lifecycle_active(NULL)$$);
+SELECT pg_temp.x('_lifecycle_active', 'the default store: false', 'ok false', $$SELECT eventstore._lifecycle_active('eventstore.events')$$);
+SELECT pg_temp.x('_lifecycle_active', 'an OID that is no relation: false', 'ok false', $$SELECT eventstore._lifecycle_active(4294967295::oid::regclass)$$);
+SELECT pg_temp.x('_visible', 'NULL store', 'error 22004', $$SELECT eventstore._visible(NULL, 'bi-1', 1, now())$$);
+SELECT pg_temp.x('_visible', 'NULL version', 'error 22004', $$SELECT eventstore._visible('eventstore.events', 'bi-1', NULL, now())$$);
+SELECT pg_temp.x('_visible', 'a table that is not a store', 'error 42809', $$SELECT eventstore._visible('public.bi_not_store2', 'bi-1', 1, now())$$);
+SELECT pg_temp.x('_visible', 'bi-1 version 1: true', 'ok true', $$SELECT eventstore._visible('eventstore.events', 'bi-1', 1, now())$$);
+SELECT pg_temp.x('_version_floor', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore._version_floor(NULL, 'bi-1')$$);
+SELECT pg_temp.x('_version_floor', 'a table that is not a store', 'error 42809', $$SELECT eventstore._version_floor('public.bi_not_store2', 'bi-1')$$);
+SELECT pg_temp.x('_version_floor', 'bi-1 without metadata: 0', 'ok 0', $$SELECT eventstore._version_floor('eventstore.events', 'bi-1')$$);
+DROP TABLE public.bi_not_store2;
 
 ------------------------------------------------------------------------
 -- Trigger functions called directly
