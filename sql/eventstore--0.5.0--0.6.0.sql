@@ -372,7 +372,7 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$
     DECLARE
-        writer text[] := ARRAY['append', 'append_event', 'enqueue', 'save_snapshot'];
+        writer text[] := ARRAY['append', 'append_event', 'enqueue', 'save_snapshot', 'encrypt'];
         consumer text[] := ARRAY['consumer_poll', 'consumer_ack', 'drop_consumer', 'consumer_status',
                                  'create_subscription', 'alter_subscription', 'drop_subscription',
                                  'reset_subscription', 'poll', 'ack', 'nack', 'parked', 'replay_parked',
@@ -382,7 +382,7 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
                               'relay_once', 'register_upcaster', 'unregister_upcaster',
                               'set_snapshot_policy', 'remove_snapshot_policy', 'import_events',
                               'create_store', 'drop_store'];
-        lifecycle text[] := ARRAY['set_stream_metadata', 'set_category_metadata', 'delete_stream', 'purge'];
+        lifecycle text[] := ARRAY['set_stream_metadata', 'set_category_metadata', 'delete_stream', 'purge', 'forget'];
         names text[];
         t regclass;
         f regprocedure;
@@ -580,7 +580,48 @@ CREATE FUNCTION eventstore.purge(max_count integer DEFAULT 1000,
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'eventstore_purge';
 
--- For the reads: does the store have any lifecycle row; is this event
+-- Crypto-shredding (shred.c): one key per data subject and store, made by
+-- encrypt() at the subject's first use, destroyed by forget().  Only the
+-- extension's owner can read this table.  pgcrypto is needed by the stores
+-- that encrypt, not by eventstore.  Dumps include the keys (a restore
+-- without them loses every encrypted value): see the README's threat model.
+CREATE TABLE eventstore.subject_keys (
+    store      regclass    NOT NULL,
+    subject    text        NOT NULL,
+    key_id     uuid        NOT NULL,
+    key        bytea       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT subject_keys_pkey PRIMARY KEY (store, subject),
+    CONSTRAINT subject_keys_key_id_key UNIQUE (key_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subject_keys', '');
+
+-- The envelope {"$es_enc": {"k": key id, "c": ciphertext}} of value under
+-- the subject's key: put it in an event's data, whole or as chosen fields.
+-- Needs INSERT on the store (writer access).
+CREATE FUNCTION eventstore.encrypt(subject text, value jsonb,
+                                   store regclass DEFAULT 'eventstore.events')
+    RETURNS jsonb
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_encrypt';
+-- value with its envelopes in clear, or {"$es_forgotten": true} where the
+-- key is gone.  The reads of a store with keys apply it to data.  Needs
+-- SELECT on the store.
+CREATE FUNCTION eventstore.decrypt(value jsonb, store regclass DEFAULT 'eventstore.events')
+    RETURNS jsonb
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_plain';
+-- Destroy the subject's key: its data reads as the marker for ever.
+-- Needs lifecycle access.  Returns whether the subject had a key.
+CREATE FUNCTION eventstore.forget(subject text, reason text DEFAULT NULL,
+                                  store regclass DEFAULT 'eventstore.events')
+    RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_forget';
+REVOKE ALL ON FUNCTION eventstore.encrypt(text, jsonb, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.forget(text, text, regclass) FROM PUBLIC;
+
+-- For the reads: does the store have any lifecycle row or key; is this event
 -- visible; the stream's version kept by deletions and purges.
 -- _lifecycle_active is declared IMMUTABLE on purpose, like _upcasting(): the
 -- planner folds it, so a read of a store without lifecycle rows plans exactly
@@ -614,7 +655,9 @@ CREATE OR REPLACE FUNCTION eventstore.read_stream(stream_id text, from_version b
            AND NOT eventstore._upcasting()
            AND NOT eventstore._lifecycle_active($4)
         UNION ALL
-        SELECT e.* FROM eventstore.events e
+        SELECT e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,
+               eventstore.decrypt(e.data, $4), e.metadata, e.created_at, e.tags
+          FROM eventstore.events e
          WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
            AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
            AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
@@ -622,7 +665,11 @@ CREATE OR REPLACE FUNCTION eventstore.read_stream(stream_id text, from_version b
            AND eventstore._lifecycle_active($4)
            AND eventstore._visible($4, e.stream_id, e.stream_version, e.created_at)
         UNION ALL
-        SELECT u.* FROM eventstore.events e CROSS JOIN LATERAL eventstore._upcast(e) u
+        SELECT u.* FROM eventstore.events e
+         CROSS JOIN LATERAL eventstore._upcast(CASE WHEN eventstore._lifecycle_active($4)
+             THEN ROW(e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,
+                      eventstore.decrypt(e.data, $4), e.metadata, e.created_at, e.tags)::eventstore.events
+             ELSE e END) u
          WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
            AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
            AND e.stream_version OPERATOR(pg_catalog.>=) COALESCE($2, 1)
@@ -649,7 +696,9 @@ CREATE OR REPLACE FUNCTION eventstore.read_stream_backwards(stream_id text, from
            AND NOT eventstore._upcasting()
            AND NOT eventstore._lifecycle_active($4)
         UNION ALL
-        SELECT e.* FROM eventstore.events e
+        SELECT e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,
+               eventstore.decrypt(e.data, $4), e.metadata, e.created_at, e.tags
+          FROM eventstore.events e
          WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
            AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
            AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)
@@ -657,7 +706,11 @@ CREATE OR REPLACE FUNCTION eventstore.read_stream_backwards(stream_id text, from
            AND eventstore._lifecycle_active($4)
            AND eventstore._visible($4, e.stream_id, e.stream_version, e.created_at)
         UNION ALL
-        SELECT u.* FROM eventstore.events e CROSS JOIN LATERAL eventstore._upcast(e) u
+        SELECT u.* FROM eventstore.events e
+         CROSS JOIN LATERAL eventstore._upcast(CASE WHEN eventstore._lifecycle_active($4)
+             THEN ROW(e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,
+                      eventstore.decrypt(e.data, $4), e.metadata, e.created_at, e.tags)::eventstore.events
+             ELSE e END) u
          WHERE $4 OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
            AND e.stream_id OPERATOR(pg_catalog.=) eventstore._stream_arg($1)
            AND e.stream_version OPERATOR(pg_catalog.<=) COALESCE($2, 9223372036854775807)

@@ -122,6 +122,13 @@ extern Oid	es_purging;
 extern bool es_lifecycle_active(Oid store, Snapshot snapshot);
 extern bool es_lifecycle_append_check(EsStore *st, Datum stream_id, int64 *current);
 extern void es_lifecycle_forget_derived(EsStore *st, text *stream_id);
+extern void es_lifecycle_require_acl(EsStore *st);
+extern void es_lifecycle_switch_store(EsStore *st);
+extern void es_lifecycle_forget_snapshots(EsStore *st, const char *needle);
+extern void es_lifecycle_log_forget(EsStore *st, text *subject, text *reason);
+
+/* shred.c: crypto-shredding */
+extern bool es_shred_active(Oid store, Snapshot snapshot);
 
 /* dcb.c: tags, queries, conditional appends (limits documented in the README) */
 #define ES_DCB_MAX_TAGS			64		/* tags per event, and per query item */

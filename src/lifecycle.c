@@ -98,6 +98,10 @@ typedef struct EsLifeRow
 } EsLifeRow;
 
 static void es_lifecycle_switch(EsStore *st, bool always);
+static void es_lifecycle_require(void);
+static uint64 es_life_write(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls);
+static void es_life_audit(EsStore *st, const char *action, text *stream_id, text *category,
+						  int64 from_version, int64 to_version, int64 events, text *reason);
 
 /* Tables of this file, looked up by name (absent before the 0.6.0 update). */
 static Oid
@@ -181,11 +185,11 @@ es_life_lookup(Oid store, bool category, text *name, Snapshot snapshot, EsLifeRo
 	return found;
 }
 
-/* Does store have any lifecycle row visible to snapshot? */
+/* Does store have any lifecycle row or subject key (shred.c) visible to snapshot? */
 bool
 es_lifecycle_active(Oid store, Snapshot snapshot)
 {
-	return es_life_lookup(store, false, NULL, snapshot, NULL);
+	return es_life_lookup(store, false, NULL, snapshot, NULL) || es_shred_active(store, snapshot);
 }
 
 /* The category of a stream id: the part before its first '-' (all of it without one). */
@@ -321,6 +325,52 @@ es_lifecycle_acl(EsStore *st)
 				 errmsg("permission denied to delete from store %s", st->name),
 				 errdetail("Deleting, purging and setting retention need DELETE on the store's table; the triggers still refuse a DELETE statement."),
 				 errhint("A store's owner grants it with eventstore.grant_access(role, 'lifecycle', store).")));
+}
+
+/* For shred.c: the lifecycle checks of forget(). */
+void
+es_lifecycle_require_acl(EsStore *st)
+{
+	es_lifecycle_require();
+	es_lifecycle_acl(st);
+}
+
+/* For shred.c: a store's first key switches its reads to the lifecycle plan. */
+void
+es_lifecycle_switch_store(EsStore *st)
+{
+	es_lifecycle_switch(st, false);
+}
+
+/*
+ * For shred.c: delete the snapshots of the streams of st whose data holds
+ * the text needle (a key id) -- folded in clear, they would keep the data.
+ */
+void
+es_lifecycle_forget_snapshots(EsStore *st, const char *needle)
+{
+	Oid			snapshots = get_relname_relid("snapshots", es_schema_oid());
+	Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2] = {ObjectIdGetDatum(st->relid), CStringGetTextDatum(needle)};
+	bool		per_store;
+
+	if (!OidIsValid(snapshots))
+		return;
+	per_store = get_attnum(snapshots, "store") != InvalidAttrNumber;
+	if (!per_store && !st->is_default)
+		return;
+	(void) es_life_write(psprintf("DELETE FROM eventstore.snapshots s WHERE s.stream_id IN"
+								  " (SELECT e.stream_id FROM %s e"
+								  "  WHERE pg_catalog.strpos(e.data::pg_catalog.text, $2) OPERATOR(pg_catalog.>) 0)%s",
+								  st->name, per_store ? " AND s.store OPERATOR(pg_catalog.=) $1" : ""),
+						 2, argtypes, values, NULL);
+}
+
+/* For shred.c: the audit row of a forget (the subject as its hash). */
+void
+es_lifecycle_log_forget(EsStore *st, text *subject, text *reason)
+{
+	es_life_audit(st, "forget", subject, NULL, -1, -1, -1, reason);
 }
 
 /* The lifecycle table, or an error before the 0.6.0 update. */

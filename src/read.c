@@ -11,8 +11,9 @@
  * reader that resumes after the last position it saw never skips an event
  * that commits late.  Their rows go from the executor straight into the
  * function's result tuplestore.  A store with stream metadata or deleted
- * streams (lifecycle.c) is read with a query that filters every row through
- * eventstore._visible(); a store without is read as before.
+ * streams (lifecycle.c) or keys (shred.c) is read with a query that filters
+ * every row through eventstore._visible() and decrypts its data; a store
+ * without is read as before.
  */
 #include "postgres.h"
 
@@ -82,14 +83,32 @@ es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *arg
 		 * is checked against its stream's metadata before it is upcast or
 		 * counted against the limit.
 		 */
-		char	   *filter = lifecycle ?
-			psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
-					 " e.stream_id, e.stream_version, e.created_at)", st->relid) : "";
-		char	   *sql = psprintf("SELECT %s FROM %s e%s"
-								   " WHERE %s%s AND %s LIMIT $4",
-								   upcast ? "u.*" : "e.*", st->name,
-								   upcast ? es_upcast_sql(st) : "",
-								   es_read_cond[kind], filter, es_read_range[kind]);
+		char	   *filter = "";
+		char	   *cols = upcast ? "u.*" : "e.*";
+		const char *from = upcast ? es_upcast_sql(st) : "";
+		char	   *sql;
+
+		/*
+		 * ... and its data decrypted (shred.c), before upcasting: the
+		 * columns are those of eventstore.event_store, 0.6.0 on.
+		 */
+		if (lifecycle)
+		{
+			char	   *row = psprintf("e.global_position, e.stream_id, e.stream_version, e.event_id,"
+									   " e.event_type, eventstore.decrypt(e.data, %u::pg_catalog.oid::pg_catalog.regclass),"
+									   " e.metadata, e.created_at, e.tags", st->relid);
+
+			filter = psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
+							  " e.stream_id, e.stream_version, e.created_at)", st->relid);
+			if (upcast)
+				from = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events) u", row);
+			else
+				cols = row;
+		}
+		sql = psprintf("SELECT %s FROM %s e%s"
+					   " WHERE %s%s AND %s LIMIT $4",
+					   cols, st->name, from,
+					   es_read_cond[kind], filter, es_read_range[kind]);
 		/*
 		 * A category read is planned for each call's values: a generic plan
 		 * cannot tell a rare category from a common one and, once the plan
