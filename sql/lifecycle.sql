@@ -167,6 +167,68 @@ SELECT count(*) AS outbox_rows FROM eventstore.outbox WHERE channel = 'lc_channe
 SELECT eventstore.remove_route('lc_channel');
 
 ------------------------------------------------------------------------
+-- Crypto-shredding: encrypt under a per-subject key, reads decrypt, forget
+-- destroys the key and every read shows the marker
+------------------------------------------------------------------------
+SELECT pg_temp.try($$SELECT eventstore.encrypt('subject-1', '"x"')$$) AS without_pgcrypto;
+CREATE EXTENSION pgcrypto;
+SELECT eventstore.append_event('patient-1', 0, 'Admitted', jsonb_build_object(
+           'ward', 'B', 'name', eventstore.encrypt('subject-1', '"Jane Roe"'),
+           'notes', eventstore.encrypt('subject-1', '{"allergy": "penicillin"}'))) IS NOT NULL AS appended;
+SELECT eventstore.append_event('patient-1', 1, 'Moved', jsonb_build_object('ward', 'C')) IS NOT NULL AS appended;
+SELECT eventstore.append_event('patient-2', 0, 'Admitted',
+           eventstore.encrypt('subject-2', '{"name": "John Doe"}')) IS NOT NULL AS appended;
+-- stored: envelopes only
+SELECT stream_id, jsonb_path_query_array(data, 'strict $.**."$es_enc".k') <> '[]' AS has_envelope,
+       data::text LIKE '%Jane%' OR data::text LIKE '%John%' OR data::text LIKE '%penicillin%' AS plaintext_stored
+  FROM eventstore.events WHERE stream_id LIKE 'patient-%' ORDER BY global_position;
+-- every read path decrypts
+SELECT data FROM eventstore.read_stream('patient-1');
+SELECT data FROM eventstore.read_stream_backwards('patient-2');
+SELECT stream_id, data FROM eventstore.read_all(0, NULL) WHERE stream_id LIKE 'patient-%';
+SELECT stream_id, data FROM eventstore.read_category('patient');
+CREATE FUNCTION pg_temp.chart(s jsonb, e eventstore.events) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT s || (e.data - 'ward') || jsonb_build_object('ward', e.data->'ward') $$;
+SELECT eventstore.aggregate('patient-1', 'pg_temp.chart(jsonb, eventstore.events)');
+SELECT eventstore.save_snapshot('patient-1', 1, eventstore.aggregate('patient-1', 'pg_temp.chart(jsonb, eventstore.events)', until_version => 1));
+SELECT eventstore.save_snapshot('patient-2', 1, '{"name": "John Doe"}');
+-- a reader decrypts (SELECT on the store); it cannot encrypt (a writer's right)
+CREATE ROLE regress_lc_clerk;
+SELECT eventstore.grant_access('regress_lc_clerk', 'reader');
+SET ROLE regress_lc_clerk;
+SELECT data FROM eventstore.read_stream('patient-2');
+SELECT pg_temp.try($$SELECT eventstore.encrypt('subject-3', '"x"')$$);
+SELECT pg_temp.try($$SELECT eventstore.forget('subject-1')$$);
+SELECT pg_temp.try($$SELECT * FROM eventstore.subject_keys$$);
+RESET ROLE;
+-- forget: the key goes; every read shows the marker, for ever
+SELECT eventstore.forget('subject-1', 'erasure request 8');
+SELECT eventstore.forget('subject-1', 'again: nothing to forget');
+SELECT data FROM eventstore.read_stream('patient-1');
+SELECT stream_id, data FROM eventstore.read_all(0, NULL) WHERE stream_id LIKE 'patient-%';
+SELECT stream_id, data FROM eventstore.read_category('patient');
+SELECT eventstore.aggregate('patient-1', 'pg_temp.chart(jsonb, eventstore.events)');
+SELECT eventstore.decrypt(data) FROM eventstore.events WHERE stream_id = 'patient-1' ORDER BY stream_version;
+-- the snapshot folded in clear is gone; the other subject's stays
+SELECT stream_id FROM eventstore.snapshots WHERE stream_id LIKE 'patient-%' ORDER BY 1;
+-- no live tuple holds the key any more, nor the plaintext
+SELECT count(*) AS keys_of_subject_1 FROM eventstore.subject_keys WHERE subject = 'subject-1';
+SELECT count(*) AS plaintext_tuples FROM eventstore.events e WHERE e::text ~ 'Jane|penicillin';
+SELECT count(*) AS plaintext_snapshots FROM eventstore.snapshots s WHERE s::text ~ 'Jane|penicillin';
+-- a new key for the same subject does not open the old envelopes
+SELECT eventstore.append_event('patient-1', 2, 'Note', eventstore.encrypt('subject-1', '"new"')) IS NOT NULL AS appended;
+SELECT data FROM eventstore.read_stream('patient-1');
+SELECT action, stream_hash = sha256(convert_to('subject-1', 'UTF8')) AS is_subject_1, reason
+  FROM eventstore.lifecycle_log WHERE action = 'forget' ORDER BY id;
+SELECT pg_temp.try($$SELECT eventstore.encrypt(NULL, '"x"')$$);
+SELECT pg_temp.try($$SELECT eventstore.encrypt('', '"x"')$$);
+SELECT eventstore.encrypt('subject-9', NULL) IS NULL AS null_stays_null;
+SELECT pg_temp.try($$SELECT eventstore.forget(NULL)$$);
+SELECT eventstore.decrypt('{"$es_enc": {"k": "not a uuid", "c": ""}}') AS malformed_envelope;
+SELECT eventstore.decrypt('[1, {"a": {"$es_enc": 5}}]') AS not_an_envelope;
+REVOKE ALL ON SCHEMA public FROM regress_lc_clerk;
+
+------------------------------------------------------------------------
 -- Another store: the same rules through the C reads
 ------------------------------------------------------------------------
 SELECT eventstore.create_store('public.lc_store');
@@ -249,9 +311,10 @@ SELECT count(*) AS ids_in_clear FROM eventstore.lifecycle_log l
 -- Clean up
 ------------------------------------------------------------------------
 SELECT eventstore.drop_store('public.lc_store');
-DROP FUNCTION pg_temp.reads(text, regclass), pg_temp.fill(text, int, regclass);
+DROP FUNCTION pg_temp.reads(text, regclass), pg_temp.fill(text, int, regclass), pg_temp.chart(jsonb, eventstore.events);
 SELECT count(*) AS rows_of_dropped_store FROM eventstore.stream_lifecycle WHERE store::oid NOT IN (SELECT oid FROM pg_class);
 DROP EXTENSION eventstore;
 DROP SCHEMA IF EXISTS eventstore;
+DROP EXTENSION pgcrypto;
 REVOKE ALL ON SCHEMA public FROM regress_lc_writer, regress_lc_reader, regress_lc_dpo;
-DROP ROLE regress_lc_writer, regress_lc_reader, regress_lc_dpo;
+DROP ROLE regress_lc_writer, regress_lc_reader, regress_lc_dpo, regress_lc_clerk;

@@ -365,6 +365,16 @@ es_open_envelope(EsPlainCtx *ctx, JsonbValue *env)
 	c = findJsonbValueFromContainer(env->val.binary.data, JB_FOBJECT, &k);
 	if (kid == NULL || c == NULL || kid->type != jbvString || c->type != jbvString)
 		return NULL;
+	/* a key id that is not a UUID: not an envelope of ours, left as it is */
+	if (kid->val.string.len != 36)
+		return NULL;
+	for (int i = 0; i < 36; i++)
+	{
+		char		ch = kid->val.string.val[i];
+
+		if ((i == 8 || i == 13 || i == 18 || i == 23) ? ch != '-' : !isxdigit((unsigned char) ch))
+			return NULL;
+	}
 	key_id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in,
 												CStringGetDatum(pnstrdup(kid->val.string.val, kid->val.string.len))));
 	if (!es_key_lookup(ctx->store, NULL, &key_id, &key, GetActiveSnapshot()))
