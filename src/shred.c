@@ -232,7 +232,7 @@ eventstore_encrypt(PG_FUNCTION_ARGS)
 	Jsonb	   *value;
 	pg_uuid_t	key_id;
 	bytea	   *key = NULL;
-	Oid			enc = es_pgcrypto_fn("pgp_sym_encrypt_bytea", false);
+	Oid			enc;
 	Datum		plain;
 	Datum		cipher;
 	char	   *b64;
@@ -263,6 +263,7 @@ eventstore_encrypt(PG_FUNCTION_ARGS)
 				 errmsg("eventstore.subject_keys does not exist"),
 				 errhint("Run ALTER EXTENSION eventstore UPDATE.")));
 
+	enc = es_pgcrypto_fn("pgp_sym_encrypt_bytea", false);
 	if (!es_key_lookup(st->relid, subject, &key_id, &key, SnapshotSelf))
 	{
 		Oid			argtypes[4] = {REGCLASSOID, TEXTOID, UUIDOID, BYTEAOID};

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(591);
+SELECT plan(606);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -188,14 +188,17 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.consumer_status()',
     'eventstore.create_store(text)',
     'eventstore.create_subscription(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval)',
+    'eventstore.decrypt(jsonb,regclass)',
     'eventstore.delete_stream(text,bigint,boolean,text,regclass)',
     'eventstore.disable_projection(text)',
     'eventstore.drop_consumer(text,text)',
     'eventstore.drop_store(regclass)',
     'eventstore.drop_subscription(text)',
     'eventstore.enable_projection(text)',
+    'eventstore.encrypt(text,jsonb,regclass)',
     'eventstore.enqueue(text,jsonb,jsonb)',
     'eventstore.event(text,jsonb,jsonb,uuid,text[])',
+    'eventstore.forget(text,text,regclass)',
     'eventstore.grant_access(regrole,text,regclass)',
     'eventstore.import_events(regclass)',
     'eventstore.load_snapshot(text,text,bigint)',
@@ -231,7 +234,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text)'],
-          'the functions of schema eventstore are exactly the 99 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 102 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1204,6 +1207,23 @@ SELECT pg_temp.x('_visible', 'bi-1 version 1: true', 'ok true', $$SELECT eventst
 SELECT pg_temp.x('_version_floor', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore._version_floor(NULL, 'bi-1')$$);
 SELECT pg_temp.x('_version_floor', 'a table that is not a store', 'error 42809', $$SELECT eventstore._version_floor('public.bi_not_store2', 'bi-1')$$);
 SELECT pg_temp.x('_version_floor', 'bi-1 without metadata: 0', 'ok 0', $$SELECT eventstore._version_floor('eventstore.events', 'bi-1')$$);
+SELECT pg_temp.x('encrypt', 'NULL subject', 'error 22004', $$SELECT eventstore.encrypt(NULL, '"x"')$$);
+SELECT pg_temp.x('encrypt', 'empty subject', 'error 22023', $$SELECT eventstore.encrypt('', '"x"')$$);
+SELECT pg_temp.x('encrypt', 'subject of 1 MB', 'error 22001', $$SELECT eventstore.encrypt(repeat('s', 1048576), '"x"')$$);
+SELECT pg_temp.x('encrypt', 'NULL value: NULL', 'ok <null>', $$SELECT eventstore.encrypt('bi-subject', NULL)$$);
+SELECT pg_temp.x('encrypt', 'NULL store', 'error 22004', $$SELECT eventstore.encrypt('bi-subject', '"x"', NULL)$$);
+SELECT pg_temp.x('encrypt', 'a table that is not a store', 'error 42809', $$SELECT eventstore.encrypt('bi-subject', '"x"', 'public.bi_not_store2')$$);
+SELECT pg_temp.x('decrypt', 'NULL: NULL', 'ok <null>', $$SELECT eventstore.decrypt(NULL)$$);
+SELECT pg_temp.x('decrypt', 'no envelope: unchanged', 'ok {"a": [1, {"$es_enc": 2}]}', $$SELECT eventstore.decrypt('{"a": [1, {"$es_enc": 2}]}')::text$$);
+SELECT pg_temp.x('decrypt', 'an envelope of an unknown key: the marker', 'ok {"$es_forgotten": true}',
+    $$SELECT eventstore.decrypt('{"$es_enc": {"k": "00000000-0000-4000-8000-000000000000", "c": "AA=="}}')::text$$);
+SELECT pg_temp.x('decrypt', 'a key id that is no UUID: unchanged', 'ok {"$es_enc": {"c": "", "k": "x"}}',
+    $$SELECT eventstore.decrypt('{"$es_enc": {"k": "x", "c": ""}}')::text$$);
+SELECT pg_temp.x('decrypt', 'a table that is not a store', 'error 42809', $$SELECT eventstore.decrypt('{}', 'public.bi_not_store2')$$);
+SELECT pg_temp.x('forget', 'NULL subject', 'error 22004', $$SELECT eventstore.forget(NULL)$$);
+SELECT pg_temp.x('forget', 'empty subject', 'error 22023', $$SELECT eventstore.forget('')$$);
+SELECT pg_temp.x('forget', 'NULL store', 'error 22004', $$SELECT eventstore.forget('bi-subject', NULL, NULL)$$);
+SELECT pg_temp.x('forget', 'an unknown subject: false', 'ok false', $$SELECT eventstore.forget($s$bi' OR '1'='1$s$)$$);
 DROP TABLE public.bi_not_store2;
 
 ------------------------------------------------------------------------

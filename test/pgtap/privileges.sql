@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(329);
+SELECT plan(337);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -162,7 +162,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                    AND has_function_privilege('es_tap_pv_usage', p.oid, 'EXECUTE') ORDER BY 1),
           ARRAY['_channel_arg', '_count_arg', '_event_size', '_lifecycle_active', '_read_stream', '_store_arg', '_store_has', '_stream_arg',
                 '_time_arg', '_upcast', '_upcasting', '_version_floor', '_visible', 'aggregate',
-                'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_query',
+                'category', 'decrypt', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_query',
                 'read_stream', 'read_stream_backwards', 'read_stream_until', 'refuse_change', 'relay_status',
                 'stream_metadata', 'stream_version', 'stream_version_at'],
           'PUBLIC may execute exactly the functions that write nothing');
@@ -231,7 +231,8 @@ SELECT pg_temp.pv(r, f.fn, 'error 42501', f.call)
  CROSS JOIN (VALUES ('delete_stream', $$SELECT eventstore.delete_stream('pv-1', NULL)$$),
                     ('set_stream_metadata', $$SELECT eventstore.set_stream_metadata('pv-1', max_count => 1)$$),
                     ('set_category_metadata', $$SELECT eventstore.set_category_metadata('pv', max_count => 1)$$),
-                    ('purge', $$SELECT eventstore.purge()$$)) f(fn, call)
+                    ('purge', $$SELECT eventstore.purge()$$),
+                    ('forget', $$SELECT eventstore.forget('pv-subject')$$)) f(fn, call)
  ORDER BY r, f.fn;
 SELECT pg_temp.pv('es_tap_pv_admin', 'register a projection with a handler it does not own', 'error 42501',
     $$SELECT eventstore.register_projection('pv_y', 'es_tap_pv.super_handler(eventstore.events)')$$);
