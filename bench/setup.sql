@@ -105,3 +105,10 @@ SELECT eventstore.append('tagged-1', 0,
        (SELECT array_agg(eventstore.event('Tagged', jsonb_build_object('n', i), tags => ARRAY['shard:' || (i % 10)]))
           FROM generate_series(1, 10000) i));
 ANALYZE eventstore.events;
+
+-- Lifecycle: two stores of their own for the encryption case (keys in one
+-- store switch that store's reads to the decrypting plan; the default store
+-- stays as it is), and pgcrypto.
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+SELECT eventstore.create_store('public.bench_secure');
+SELECT eventstore.create_store('public.bench_plain');
