@@ -625,7 +625,8 @@ eventstore_delete_stream(PG_FUNCTION_ARGS)
 
 /*
  * What derives from a deleted stream goes with it at once: its snapshots
- * (aggregate.c folds again from what is visible).
+ * (aggregate.c folds again from what is visible) and the outbox rows of its
+ * events that are not published yet (the relay would publish them).
  */
 void
 es_lifecycle_forget_derived(EsStore *st, text *stream_id)
@@ -634,6 +635,11 @@ es_lifecycle_forget_derived(EsStore *st, text *stream_id)
 	Oid			argtypes[2] = {TEXTOID, REGCLASSOID};
 	Datum		values[2] = {PointerGetDatum(stream_id), ObjectIdGetDatum(st->relid)};
 
+	if (OidIsValid(get_relname_relid("outbox", es_schema_oid())))
+		(void) es_life_write(psprintf("DELETE FROM eventstore.outbox o WHERE o.published_at IS NULL"
+									  " AND o.global_position IN (SELECT e.global_position FROM %s e"
+									  "  WHERE e.stream_id OPERATOR(pg_catalog.=) $1)", st->name),
+							 1, argtypes, values, NULL);
 	if (!OidIsValid(snapshots))
 		return;
 	if (get_attnum(snapshots, "store") != InvalidAttrNumber)
