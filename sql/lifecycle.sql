@@ -5,7 +5,11 @@
 -- delete (ES410); the immutability triggers still refuse every DELETE but
 -- the purge's; the lifecycle access level; the audit log; derived data.
 --
-CREATE EXTENSION IF NOT EXISTS eventstore;
+-- a fresh extension: the tests before may leave events behind
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS eventstore CASCADE;
+CREATE EXTENSION eventstore;
+RESET client_min_messages;
 \set VERBOSITY terse
 
 CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
