@@ -518,6 +518,7 @@ CREATE TABLE eventstore.lifecycle_log (
         ('metadata', 'delete', 'tombstone', 'purge', 'forget'))
 );
 SELECT pg_catalog.pg_extension_config_dump('eventstore.lifecycle_log', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.lifecycle_log_id_seq', '');
 CREATE TRIGGER lifecycle_log_immutable
     BEFORE UPDATE OR DELETE OR TRUNCATE ON eventstore.lifecycle_log
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_change();
