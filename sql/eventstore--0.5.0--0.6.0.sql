@@ -586,14 +586,18 @@ CREATE FUNCTION eventstore.purge(max_count integer DEFAULT 1000,
 -- extension's owner can read this table.  pgcrypto is needed by the stores
 -- that encrypt, not by eventstore.  Dumps include the keys (a restore
 -- without them loses every encrypted value): see the README's threat model.
+-- forget() keeps the row without its key and subject (both NULL): its
+-- envelopes read as the marker, and the store keeps reading through the
+-- decrypting plan.
 CREATE TABLE eventstore.subject_keys (
     store      regclass    NOT NULL,
-    subject    text        NOT NULL,
+    subject    text,
     key_id     uuid        NOT NULL,
-    key        bytea       NOT NULL,
+    key        bytea,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT subject_keys_pkey PRIMARY KEY (store, subject),
-    CONSTRAINT subject_keys_key_id_key UNIQUE (key_id)
+    CONSTRAINT subject_keys_pkey PRIMARY KEY (key_id),
+    CONSTRAINT subject_keys_subject_key UNIQUE (store, subject),
+    CONSTRAINT subject_keys_forgotten CHECK ((subject IS NULL) OPERATOR(pg_catalog.=) (key IS NULL))
 );
 SELECT pg_catalog.pg_extension_config_dump('eventstore.subject_keys', '');
 

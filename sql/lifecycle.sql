@@ -221,6 +221,8 @@ SELECT eventstore.decrypt(data) FROM eventstore.events WHERE stream_id = 'patien
 SELECT stream_id FROM eventstore.snapshots WHERE stream_id LIKE 'patient-%' ORDER BY 1;
 -- no live tuple holds the key any more, nor the plaintext
 SELECT count(*) AS keys_of_subject_1 FROM eventstore.subject_keys WHERE subject = 'subject-1';
+SELECT count(*) FILTER (WHERE key IS NULL) AS forgotten, count(*) FILTER (WHERE key IS NOT NULL) AS live
+  FROM eventstore.subject_keys;
 SELECT count(*) AS plaintext_tuples FROM eventstore.events e WHERE e::text ~ 'Jane|penicillin';
 SELECT count(*) AS plaintext_snapshots FROM eventstore.snapshots s WHERE s::text ~ 'Jane|penicillin';
 -- a new key for the same subject does not open the old envelopes
@@ -249,6 +251,13 @@ SELECT pg_temp.reads('acct-1');
 SELECT eventstore.delete_stream('acct-1', 4, hard => true, store => 'public.lc_store');
 SELECT pg_temp.try($$SELECT eventstore.append_event('acct-1', NULL, 'E', '{}', store => 'public.lc_store')$$);
 SELECT eventstore.append_event('acct-1', NULL, 'E', '{}') IS NOT NULL AS default_store_still_appends;
+
+-- a store whose only key is forgotten still shows the marker (it keeps
+-- reading through the decrypting plan)
+SELECT eventstore.append_event('p-1', 0, 'E', eventstore.encrypt('only', '{"x": 1}', 'public.lc_store'), store => 'public.lc_store') IS NOT NULL AS appended;
+SELECT eventstore.forget('only', store => 'public.lc_store');
+SELECT eventstore._lifecycle_active('public.lc_store') AS still_active;
+SELECT data FROM eventstore.read_stream('p-1', store => 'public.lc_store');
 
 -- physically: the table shrinks after purge and VACUUM
 SELECT pg_temp.fill('bulk-1', 2000, 'public.lc_store');

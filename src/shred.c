@@ -13,6 +13,9 @@
  * through fmgr, so pgcrypto is needed only by stores that use encryption:
  * eventstore does not depend on it, and encrypt() asks for it (55000).
  *
+ * forget() overwrites the key and the subject with NULL and keeps the row,
+ * so a store that has had keys reads through the decrypting plan for ever.
+ *
  * Reads decrypt: a store with keys reads through the lifecycle plan
  * (lifecycle.c), which passes data through eventstore._plain().  A role that
  * can read the store gets the value back in clear; once forget(subject) has
@@ -138,7 +141,7 @@ es_key_lookup(Oid store, text *subject, pg_uuid_t *key_id, bytea **key, Snapshot
 
 	if (!OidIsValid(relid))
 		return false;
-	indexid = get_relname_relid(subject ? "subject_keys_pkey" : "subject_keys_key_id_key", es_schema_oid());
+	indexid = get_relname_relid(subject ? "subject_keys_subject_key" : "subject_keys_pkey", es_schema_oid());
 	if (!OidIsValid(indexid))
 		return false;
 	heap = table_open(relid, AccessShareLock);
@@ -166,12 +169,14 @@ es_key_lookup(Oid store, text *subject, pg_uuid_t *key_id, bytea **key, Snapshot
 		bool		isnull;
 		Datum		d = slot_getattr(slot, ANUM_SK_STORE, &isnull);
 
-		/* a key id found in another store's row is no key of this store */
-		found = DatumGetObjectId(d) == store;
+		Datum		k = slot_getattr(slot, ANUM_SK_KEY, &isnull);
+
+		/* a key id of another store's row is no key of this store; a forgotten key is none */
+		found = DatumGetObjectId(d) == store && !isnull;
 		if (found)
 		{
+			*key = DatumGetByteaPCopy(k);
 			*key_id = *DatumGetUUIDP(slot_getattr(slot, ANUM_SK_KEY_ID, &isnull));
-			*key = DatumGetByteaPCopy(slot_getattr(slot, ANUM_SK_KEY, &isnull));
 		}
 	}
 	index_endscan(scan);
@@ -195,7 +200,7 @@ es_shred_active(Oid store, Snapshot snapshot)
 	bool		found;
 
 	if (!OidIsValid(relid) ||
-		!OidIsValid(indexid = get_relname_relid("subject_keys_pkey", es_schema_oid())))
+		!OidIsValid(indexid = get_relname_relid("subject_keys_subject_key", es_schema_oid())))
 		return false;
 	heap = table_open(relid, AccessShareLock);
 	index = index_open(indexid, AccessShareLock);
@@ -284,7 +289,7 @@ eventstore_encrypt(PG_FUNCTION_ARGS)
 		values[2] = UUIDPGetDatum(&key_id);
 		values[3] = PointerGetDatum(fresh);
 		(void) es_registry_write("INSERT INTO eventstore.subject_keys (store, subject, key_id, key)"
-								 " VALUES ($1, $2, $3, $4) ON CONFLICT (store, subject) DO NOTHING",
+								 " VALUES ($1, $2, $3, $4) ON CONFLICT ON CONSTRAINT subject_keys_subject_key DO NOTHING",
 								 4, argtypes, values, NULL);
 		if (!es_key_lookup(st->relid, subject, &key_id, &key, SnapshotSelf))
 			elog(ERROR, "eventstore: the key of a subject vanished");
@@ -512,7 +517,8 @@ eventstore_forget(PG_FUNCTION_ARGS)
 		values[0] = ObjectIdGetDatum(st->relid);
 		values[1] = PointerGetDatum(subject);
 		values[2] = CStringGetTextDatum(uuid);
-		(void) es_registry_write("DELETE FROM eventstore.subject_keys k"
+		/* the row stays, without key and subject: the store keeps decrypting (to the marker) */
+		(void) es_registry_write("UPDATE eventstore.subject_keys k SET key = NULL, subject = NULL"
 								 " WHERE k.store OPERATOR(pg_catalog.=) $1 AND k.subject OPERATOR(pg_catalog.=) $2",
 								 2, argtypes, values, NULL);
 		/* snapshots of the streams whose events hold an envelope of the key */
