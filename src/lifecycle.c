@@ -359,9 +359,9 @@ es_lifecycle_forget_snapshots(EsStore *st, const char *needle)
 	per_store = get_attnum(snapshots, "store") != InvalidAttrNumber;
 	if (!per_store && !st->is_default)
 		return;
-	(void) es_life_write(psprintf("DELETE FROM eventstore.snapshots s WHERE s.stream_id IN"
-								  " (SELECT e.stream_id FROM %s e"
-								  "  WHERE pg_catalog.strpos(e.data::pg_catalog.text, $2) OPERATOR(pg_catalog.>) 0)%s",
+	(void) es_life_write(psprintf("DELETE FROM eventstore.snapshots s WHERE s.stream_id OPERATOR(pg_catalog.=) ANY"
+								  " (ARRAY(SELECT e.stream_id FROM %s e"
+								  "  WHERE pg_catalog.strpos(e.data::pg_catalog.text, $2) OPERATOR(pg_catalog.>) 0))%s",
 								  st->name, per_store ? " AND s.store OPERATOR(pg_catalog.=) $1" : ""),
 						 2, argtypes, values, NULL);
 }
@@ -637,8 +637,8 @@ es_lifecycle_forget_derived(EsStore *st, text *stream_id)
 
 	if (OidIsValid(get_relname_relid("outbox", es_schema_oid())))
 		(void) es_life_write(psprintf("DELETE FROM eventstore.outbox o WHERE o.published_at IS NULL"
-									  " AND o.global_position IN (SELECT e.global_position FROM %s e"
-									  "  WHERE e.stream_id OPERATOR(pg_catalog.=) $1)", st->name),
+									  " AND o.global_position OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT e.global_position FROM %s e"
+									  "  WHERE e.stream_id OPERATOR(pg_catalog.=) $1))", st->name),
 							 1, argtypes, values, NULL);
 	if (!OidIsValid(snapshots))
 		return;
@@ -743,9 +743,9 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 				   "   AND e.stream_version OPERATOR(pg_catalog.>) g.hi)"
 				   "  ON CONFLICT (store, category, name) DO UPDATE"
 				   "  SET version_floor = pg_catalog.int8larger(l.version_floor, EXCLUDED.version_floor)),"
-				   " o AS (DELETE FROM eventstore.outbox o WHERE o.global_position IN (SELECT d.global_position FROM d)),"
-				   " r AS (DELETE FROM eventstore.subscription_retries r WHERE r.global_position IN (SELECT d.global_position FROM d)),"
-				   " p AS (DELETE FROM eventstore.subscription_parked p WHERE p.global_position IN (SELECT d.global_position FROM d))"
+				   " o AS (DELETE FROM eventstore.outbox o WHERE o.global_position OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.global_position FROM d))),"
+				   " r AS (DELETE FROM eventstore.subscription_retries r WHERE r.global_position OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.global_position FROM d))),"
+				   " p AS (DELETE FROM eventstore.subscription_parked p WHERE p.global_position OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.global_position FROM d)))"
 				   " DELETE FROM eventstore.snapshots s USING g WHERE s.stream_id OPERATOR(pg_catalog.=) g.stream_id%s",
 				   quote_literal_cstr(actor), quote_literal_cstr(st->name), st->name,
 				   get_attnum(get_relname_relid("snapshots", es_schema_oid()), "store") != InvalidAttrNumber ?
