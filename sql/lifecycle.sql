@@ -239,6 +239,30 @@ SELECT eventstore.decrypt('[1, {"a": {"$es_enc": 5}}]') AS not_an_envelope;
 REVOKE ALL ON SCHEMA public FROM regress_lc_clerk;
 
 ------------------------------------------------------------------------
+-- A hostile search_path cannot steer the lifecycle's SQL: an "=" that is
+-- always true, before pg_catalog, changes nothing
+------------------------------------------------------------------------
+CREATE SCHEMA lc_evil;
+CREATE FUNCTION lc_evil.eq(bigint, bigint) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE FUNCTION lc_evil.eq(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR lc_evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = lc_evil.eq);
+CREATE OPERATOR lc_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = lc_evil.eq);
+SELECT eventstore.add_route('lc_evil_channel', categories => ARRAY['evil']);
+SELECT pg_temp.fill('evil-1', 2);
+SELECT pg_temp.fill('evil-2', 2);
+SELECT eventstore.save_snapshot('evil-2', 2, '{"kept": true}');
+SET search_path = lc_evil, pg_catalog, public;
+SELECT eventstore.delete_stream('evil-1', 2);
+SELECT eventstore.purge(1000);
+RESET search_path;
+SELECT stream_id, count(*) AS events FROM eventstore.events WHERE stream_id LIKE 'evil-%' GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS outbox_rows_of_evil_2 FROM eventstore.outbox o JOIN eventstore.events e USING (global_position)
+ WHERE e.stream_id = 'evil-2';
+SELECT stream_id FROM eventstore.snapshots WHERE stream_id LIKE 'evil-%';
+SELECT eventstore.remove_route('lc_evil_channel');
+DROP SCHEMA lc_evil CASCADE;
+
+------------------------------------------------------------------------
 -- Another store: the same rules through the C reads
 ------------------------------------------------------------------------
 SELECT eventstore.create_store('public.lc_store');
