@@ -45,6 +45,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
@@ -933,22 +934,34 @@ eventstore_lifecycle_active(PG_FUNCTION_ARGS)
 
 /*
  * eventstore._visible(store, stream_id, stream_version, created_at): does
- * the metadata let this event be read?  The bounds of the last stream asked
- * about are kept for the query (events of a stream come together).
+ * the metadata let this event be read?  The bounds of the last 64 streams
+ * asked about are kept for the query.
  */
+#define ES_VISIBLE_SLOTS 64
+
+typedef struct EsVisibleSlot
+{
+	uint32		hash;
+	text	   *stream_id;		/* in fn_mcxt; NULL: empty slot */
+	EsBounds	bounds;
+} EsVisibleSlot;
+
 typedef struct EsVisibleCache
 {
 	EsStore    *st;
 	Oid			store;
-	text	   *stream_id;		/* in fn_mcxt; NULL: nothing cached */
-	EsBounds	bounds;
+	int			next;			/* the slot replaced next */
+	EsVisibleSlot slots[ES_VISIBLE_SLOTS];
 } EsVisibleCache;
 
 Datum
 eventstore_visible(PG_FUNCTION_ARGS)
 {
 	EsVisibleCache *c = (EsVisibleCache *) fcinfo->flinfo->fn_extra;
+	EsVisibleSlot *slot = NULL;
 	text	   *sid;
+	int			len;
+	uint32		h;
 	int64		version;
 	TimestampTz created_at;
 
@@ -962,30 +975,50 @@ eventstore_visible(PG_FUNCTION_ARGS)
 
 		if (c == NULL)
 			c = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(EsVisibleCache));
-		else if (c->stream_id)
-			pfree(c->stream_id);
+		for (int i = 0; i < ES_VISIBLE_SLOTS; i++)
+		{
+			if (c->slots[i].stream_id)
+				pfree(c->slots[i].stream_id);
+			c->slots[i].stream_id = NULL;
+		}
 		c->st = st;
 		c->store = st->relid;
-		c->stream_id = NULL;
 		fcinfo->flinfo->fn_extra = c;
 	}
 	sid = PG_GETARG_TEXT_PP(1);
 	version = PG_GETARG_INT64(2);
 	created_at = PG_GETARG_TIMESTAMPTZ(3);
-	if (c->stream_id == NULL || VARSIZE_ANY_EXHDR(c->stream_id) != VARSIZE_ANY_EXHDR(sid) ||
-		memcmp(VARDATA_ANY(c->stream_id), VARDATA_ANY(sid), VARSIZE_ANY_EXHDR(sid)) != 0)
+	len = VARSIZE_ANY_EXHDR(sid);
+	h = hash_bytes((const unsigned char *) VARDATA_ANY(sid), len);
+
+	/* the bounds of the last streams seen in this query (a log interleaves streams) */
+	for (int i = 0; i < ES_VISIBLE_SLOTS; i++)
+	{
+		EsVisibleSlot *s = &c->slots[i];
+
+		if (s->stream_id && s->hash == h && (int) VARSIZE_ANY_EXHDR(s->stream_id) == len &&
+			memcmp(VARDATA_ANY(s->stream_id), VARDATA_ANY(sid), len) == 0)
+		{
+			slot = s;
+			break;
+		}
+	}
+	if (slot == NULL)
 	{
 		MemoryContext old;
 
-		if (c->stream_id)
-			pfree(c->stream_id);
-		c->stream_id = NULL;
-		es_lifecycle_bounds(c->st, sid, GetActiveSnapshot(), &c->bounds);
+		slot = &c->slots[c->next];
+		c->next = (c->next + 1) % ES_VISIBLE_SLOTS;
+		if (slot->stream_id)
+			pfree(slot->stream_id);
+		slot->stream_id = NULL;
+		es_lifecycle_bounds(c->st, sid, GetActiveSnapshot(), &slot->bounds);
 		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		c->stream_id = DatumGetTextPCopy(PointerGetDatum(sid));
+		slot->stream_id = DatumGetTextPCopy(PointerGetDatum(sid));
 		MemoryContextSwitchTo(old);
+		slot->hash = h;
 	}
-	PG_RETURN_BOOL(version >= c->bounds.first && created_at >= c->bounds.oldest);
+	PG_RETURN_BOOL(version >= slot->bounds.first && created_at >= slot->bounds.oldest);
 }
 
 /*
