@@ -100,6 +100,7 @@ typedef struct EsLifeRow
 
 static void es_lifecycle_switch(EsStore *st, bool always);
 static void es_lifecycle_require(void);
+static bool es_lifecycle_active_cached(Oid store);
 static uint64 es_life_write(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls);
 static void es_life_audit(EsStore *st, const char *action, text *stream_id, text *category,
 						  int64 from_version, int64 to_version, int64 events, text *reason);
@@ -299,6 +300,15 @@ es_lifecycle_append_check(EsStore *st, Datum stream_id, int64 *current)
 {
 	EsLifeRow	row;
 
+	/*
+	 * A store without lifecycle rows has nothing to check.  The answer is
+	 * cached; the transaction that gives a store its first row invalidates
+	 * it at commit, before it releases the stream lock we now hold, so
+	 * reading the invalidations here makes the cached answer current.
+	 */
+	AcceptInvalidationMessages();
+	if (!es_lifecycle_active_cached(st->relid))
+		return false;
 	if (!es_life_lookup(st->relid, false, DatumGetTextPP(stream_id), SnapshotSelf, &row))
 		return false;
 	if (row.tombstone)
