@@ -427,10 +427,13 @@ es_life_audit(EsStore *st, const char *action, text *stream_id, text *category,
 	nulls[7] = events < 0 ? 'n' : ' ';
 	values[8] = reason ? PointerGetDatum(reason) : (Datum) 0;
 	nulls[8] = reason ? ' ' : 'n';
-	(void) es_life_write("INSERT INTO eventstore.lifecycle_log (actor, store_name, action, stream_hash,"
+	/* read models are told: a NOTIFY with the row's id, sent at commit */
+	(void) es_life_write("WITH i AS (INSERT INTO eventstore.lifecycle_log (actor, store_name, action, stream_hash,"
 						 " category, from_version, to_version, events, reason)"
 						 " VALUES ($1, $2, $3, pg_catalog.sha256(pg_catalog.convert_to($4, 'UTF8')),"
-						 " $5, $6, $7, $8, $9)", 9, argtypes, values, nulls);
+						 " $5, $6, $7, $8, $9) RETURNING id)"
+						 " SELECT pg_catalog.pg_notify('eventstore_lifecycle', i.id::pg_catalog.text) FROM i",
+						 9, argtypes, values, nulls);
 }
 
 /* A bigint argument that must be NULL or positive. */
@@ -762,6 +765,9 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 				   get_attnum(get_relname_relid("snapshots", es_schema_oid()), "store") != InvalidAttrNumber ?
 				   " AND s.store OPERATOR(pg_catalog.=) $1" : (st->is_default ? "" : " AND false"));
 	(void) es_life_write(sql, 4, dargtypes, dvalues, NULL);
+	/* one NOTIFY per batch: the id of its last audit row */
+	(void) es_life_write("SELECT pg_catalog.pg_notify('eventstore_lifecycle', pg_catalog.max(l.id)::pg_catalog.text)"
+						 " FROM eventstore.lifecycle_log l", 0, NULL, NULL, NULL);
 	return n;
 }
 
