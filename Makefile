@@ -6,18 +6,18 @@ MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/registry.o src/projection.o src/upcast.o src/aggregate.o \
        src/outbox.o src/consumer.o src/relay.o src/relay_launcher.o src/relay_worker.o src/immutable.o \
-       src/stats.o src/import.o src/subscription.o src/dcb.o src/store.o src/citus.o
+       src/stats.o src/import.o src/subscription.o src/dcb.o src/store.o src/citus.o src/lifecycle.o src/shred.o
 HEADERS = include/eventstore_hooks.h
 
 # relative to $(srcdir), which is not . in out-of-tree builds (pg_buildext, debian/)
 DATA = $(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/$(EXTENSION)--*.sql))
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions category_plan dcb stores_registries stores_outbox
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions category_plan dcb stores_registries stores_outbox lifecycle
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)
-ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order upcaster_cache snapshot_policy_rr horizon_seq_lock retry_lock consumer_claim horizon_status import_race subscription_group dcb_race stores_race
+ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order upcaster_cache snapshot_policy_rr horizon_seq_lock retry_lock consumer_claim horizon_status import_race subscription_group dcb_race stores_race lifecycle_race
 ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config

@@ -70,6 +70,7 @@ add_case() { CASES+=("$*"); }
 for c in $CLIENT_SET; do
     add_case "append|1|$c||ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
     add_case "append, statistics on vs off|1|$c||ours_append.sql|stats_off:ours_append.sql:eventstore.stats=off"
+    add_case "append with an encrypted field (store bench_secure)|1|$c||ours_append_encrypted.sql|plain:ours_append_plain_store.sql"
     add_case "append sync_commit=off|1|$c|-c synchronous_commit=off|ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
     # Stores (bench/setup.sql makes bench_store.events and bench_stores.s1..s100):
     # the same append to a named store vs the default store (target >= 0.98x);
@@ -151,6 +152,12 @@ SUB_N=$([ "$MODE" = full ] && echo 1000000 || echo 100000)
 es_log "subscription: drain of $SUB_N events per round"
 read -r sub_ours sub_raw <<<"$(subscription_case "$SUB_N" "$ROUNDS")"
 
+# Lifecycle: purge rate while 8 clients append, and their rate without it.
+source "$BENCH/lifecycle_case.sh"
+PURGE_N=$([ "$MODE" = full ] && echo 600000 || echo 200000)
+es_log "lifecycle: purge of $PURGE_N deleted events per round while 8 clients append"
+read -r lc_purge lc_alone lc_during <<<"$(lifecycle_case "$PURGE_N" "$SECS" "$ROUNDS")"
+
 # Memory: one backend, MEM_APPENDS appends, memory contexts before and after.
 mem_growth() {
     local f=$WORK/mem.sql
@@ -222,6 +229,11 @@ printf '| subscription drain of %s events (poll 1000 + ack per run, 16 partition
     "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/table.md"
 printf ',\n  {"case": "subscription drain", "events": %s, "ours_per_s": %s, "baseline": "read_all loop", "baseline_per_s": %s, "ratio": "%s"}' \
     "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/results.json"
+ratio=$(awk -v a="$lc_during" -v b="$lc_alone" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
+printf '| append while purge(1000) runs (purge: %s deleted events/s) | 8 | %s/s | append without purge | %s/s | %s | | |\n' \
+    "$lc_purge" "$lc_during" "$lc_alone" "$ratio" >> "$WORK/table.md"
+printf ',\n  {"case": "append during purge", "purge_per_s": %s, "ours_per_s": %s, "baseline": "append without purge", "baseline_per_s": %s, "ratio": "%s"}' \
+    "$lc_purge" "$lc_during" "$lc_alone" "$ratio" >> "$WORK/results.json"
 # Scale-out: appends through a Citus coordinator with two workers (its own clusters)
 es_log "appends through a Citus coordinator (bench/citus.sh)"
 CITUS_BENCH_SECS=${CITUS_BENCH_SECS:-$SECS} bash "$BENCH/citus.sh" >> "$WORK/table.md"

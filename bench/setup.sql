@@ -112,3 +112,10 @@ CREATE SCHEMA bench_store;
 SELECT eventstore.create_store('bench_store.events');
 CREATE SCHEMA bench_stores;
 SELECT count(eventstore.create_store('bench_stores.s' || i)) FROM generate_series(1, 100) i;
+
+-- Lifecycle: two stores of their own for the encryption case (keys in one
+-- store switch that store's reads to the decrypting plan; the default store
+-- stays as it is), and pgcrypto.
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+SELECT eventstore.create_store('public.bench_secure');
+SELECT eventstore.create_store('public.bench_plain');

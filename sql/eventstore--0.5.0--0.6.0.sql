@@ -1014,7 +1014,7 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$
     DECLARE
-        writer text[] := ARRAY['append', 'append_event', 'enqueue', 'save_snapshot'];
+        writer text[] := ARRAY['append', 'append_event', 'enqueue', 'save_snapshot', 'encrypt'];
         consumer text[] := ARRAY['consumer_poll', 'consumer_ack', 'drop_consumer', 'consumer_status',
                                  'create_subscription', 'alter_subscription', 'drop_subscription',
                                  'reset_subscription', 'poll', 'ack', 'nack', 'parked', 'replay_parked',
@@ -1024,6 +1024,7 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
                               'relay_once', 'register_upcaster', 'unregister_upcaster',
                               'set_snapshot_policy', 'remove_snapshot_policy', 'import_events',
                               'create_store', '_store_adopt', 'drop_store'];
+        lifecycle text[] := ARRAY['set_stream_metadata', 'set_category_metadata', 'delete_stream', 'purge', 'forget'];
         names text[];
         t regclass;
         f regprocedure;
@@ -1036,10 +1037,10 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
             RAISE EXCEPTION USING ERRCODE = 'undefined_object',
                 MESSAGE = pg_catalog.format('role with OID %s does not exist', role::oid);
         END IF;
-        IF access NOT IN ('reader', 'writer', 'consumer', 'admin') THEN
+        IF access NOT IN ('reader', 'writer', 'consumer', 'admin', 'lifecycle') THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('unknown access "%s"', access),
-                HINT = 'Use reader, writer, consumer or admin.';
+                HINT = 'Use reader, writer, consumer, admin or lifecycle.';
         END IF;
         t := eventstore._store_arg(store);
         IF access OPERATOR(pg_catalog.=) 'admin' AND t OPERATOR(pg_catalog.<>) 'eventstore.events'::regclass THEN
@@ -1058,9 +1059,18 @@ CREATE FUNCTION eventstore.grant_access(role regrole, access text,
         IF access IN ('writer', 'admin') THEN
             EXECUTE pg_catalog.format('GRANT INSERT ON %s TO %s', t, role);
         END IF;
+        -- lifecycle (section "Lifecycle"): DELETE on the store is the right to
+        -- delete through the lifecycle functions (the triggers still refuse a
+        -- DELETE statement); admin does not include it.
+        IF access OPERATOR(pg_catalog.=) 'lifecycle' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT, DELETE ON %s TO %s', t, role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stream_lifecycle,'
+                                      ' eventstore.lifecycle_log TO %s', role);
+        END IF;
         names := CASE access
             WHEN 'reader' THEN ARRAY[]::text[]
             WHEN 'writer' THEN writer
+            WHEN 'lifecycle' THEN lifecycle
             WHEN 'consumer' THEN consumer
             ELSE writer OPERATOR(pg_catalog.||) consumer OPERATOR(pg_catalog.||) admin
         END;
@@ -1168,6 +1178,198 @@ CREATE FUNCTION eventstore.read_node(after_position bigint DEFAULT 0,
     RETURNS SETOF eventstore.events
     LANGUAGE c VOLATILE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'eventstore_read_node';
+
+-- == Lifecycle: retention, deletion, crypto-shredding =======================
+-- Stream metadata (max_age, max_count, truncate_before), per stream and as
+-- defaults per category, soft and hard deletion, and the physical purge
+-- (lifecycle.c).  Reads hide what the metadata hides at once; purge()
+-- removes it later, in batches.  Stored events stay immutable: the store's
+-- triggers refuse every DELETE except the purge's own, which only the C code
+-- of purge() can make.  Every change is written to eventstore.lifecycle_log.
+
+-- One row per stream (category false) or per category default (category
+-- true) of a store.  deleted_version: a soft delete hid versions up to it;
+-- tombstone: a hard delete, the stream can never be appended to again;
+-- version_floor: the last version the purge removed, so a stream whose
+-- events are all gone keeps counting its versions; pending: the purge has
+-- work left on the row (always, while max_age or max_count is set).
+CREATE TABLE eventstore.stream_lifecycle (
+    store           regclass    NOT NULL,
+    category        boolean     NOT NULL,
+    name            text        NOT NULL,
+    max_age         interval,
+    max_count       bigint,
+    truncate_before bigint,
+    deleted_version bigint,
+    tombstone       boolean     NOT NULL DEFAULT false,
+    version_floor   bigint      NOT NULL DEFAULT 0,
+    pending         boolean     NOT NULL DEFAULT true,
+    changed_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT stream_lifecycle_pkey PRIMARY KEY (store, category, name),
+    CONSTRAINT stream_lifecycle_max_age CHECK (max_age OPERATOR(pg_catalog.>) '0'::interval),
+    CONSTRAINT stream_lifecycle_max_count CHECK (max_count OPERATOR(pg_catalog.>) 0),
+    CONSTRAINT stream_lifecycle_truncate_before CHECK (truncate_before OPERATOR(pg_catalog.>) 0),
+    CONSTRAINT stream_lifecycle_stream_only CHECK (NOT category OR
+        (deleted_version IS NULL AND NOT tombstone AND version_floor OPERATOR(pg_catalog.=) 0))
+);
+CREATE INDEX stream_lifecycle_pending_idx ON eventstore.stream_lifecycle (store, name)
+    WHERE pending AND NOT category;
+SELECT pg_catalog.pg_extension_config_dump('eventstore.stream_lifecycle', '');
+
+-- The audit log of every deletion, metadata change, purge batch and forget.
+-- It holds no personal data: a stream is named by the SHA-256 of its id
+-- (whoever knows the id can check that it was deleted; nobody can read the
+-- id back), a subject likewise; reason is the caller's text (a ticket number,
+-- not a name).  The store is its name at the time, not a regclass: the log
+-- outlives a dropped store.  Rows are never updated or deleted.
+CREATE TABLE eventstore.lifecycle_log (
+    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at           timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    actor        name        NOT NULL,
+    store_name   text        NOT NULL,
+    action       text        NOT NULL,
+    stream_hash  bytea,
+    category     text,
+    from_version bigint,
+    to_version   bigint,
+    events       bigint,
+    reason       text,
+    CONSTRAINT lifecycle_log_action CHECK (action IN
+        ('metadata', 'delete', 'tombstone', 'purge', 'forget'))
+);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.lifecycle_log', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.lifecycle_log_id_seq', '');
+CREATE TRIGGER lifecycle_log_immutable
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON eventstore.lifecycle_log
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_change();
+ALTER TABLE eventstore.lifecycle_log ENABLE ALWAYS TRIGGER lifecycle_log_immutable;
+CREATE TRIGGER lifecycle_log_immutable_row
+    BEFORE UPDATE OR DELETE ON eventstore.lifecycle_log
+    FOR EACH ROW EXECUTE FUNCTION eventstore.refuse_change();
+ALTER TABLE eventstore.lifecycle_log ENABLE ALWAYS TRIGGER lifecycle_log_immutable_row;
+
+-- Metadata of one stream, or the default of a category (every stream whose
+-- id starts with "category-" without a value of its own).  NULL clears a
+-- value.  Needs DELETE on the store (lifecycle access).
+CREATE FUNCTION eventstore.set_stream_metadata(stream_id text, max_age interval DEFAULT NULL,
+                                               max_count bigint DEFAULT NULL,
+                                               truncate_before bigint DEFAULT NULL,
+                                               reason text DEFAULT NULL,
+                                               store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_set_stream_metadata';
+CREATE FUNCTION eventstore.set_category_metadata(category text, max_age interval DEFAULT NULL,
+                                                 max_count bigint DEFAULT NULL,
+                                                 truncate_before bigint DEFAULT NULL,
+                                                 reason text DEFAULT NULL,
+                                                 store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_set_category_metadata';
+
+-- What a stream's metadata makes of it now (its own values, else its
+-- category's): the values, the first version reads return, whether it is
+-- deleted or tombstoned.  Needs SELECT on the store.
+CREATE FUNCTION eventstore.stream_metadata(stream_id text, store regclass DEFAULT 'eventstore.events',
+                                           OUT max_age interval, OUT max_count bigint,
+                                           OUT truncate_before bigint, OUT first_version bigint,
+                                           OUT deleted boolean, OUT tombstone boolean)
+    RETURNS record
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_stream_metadata';
+
+-- Soft delete (hard false): the stream's events disappear from reads; an
+-- append with expected version 0 (or NULL, or the stream's version)
+-- recreates it, its versions continuing.  Hard delete: a tombstone, every
+-- later append is refused with ES410.  The purge removes the events.
+-- Returns the stream's version.
+CREATE FUNCTION eventstore.delete_stream(stream_id text, expected_version bigint,
+                                         hard boolean DEFAULT false, reason text DEFAULT NULL,
+                                         store regclass DEFAULT 'eventstore.events')
+    RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_delete_stream';
+
+-- Remove up to max_count events that the metadata hides, from one store,
+-- with what derives from them (snapshots of the streams, outbox rows,
+-- subscription retries and parked events).  Returns the number removed;
+-- call again until it returns 0.
+CREATE FUNCTION eventstore.purge(max_count integer DEFAULT 1000,
+                                 store regclass DEFAULT 'eventstore.events')
+    RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_purge';
+
+-- Crypto-shredding (shred.c): one key per data subject and store, made by
+-- encrypt() at the subject's first use, destroyed by forget().  Only the
+-- extension's owner can read this table.  pgcrypto is needed by the stores
+-- that encrypt, not by eventstore.  Dumps include the keys (a restore
+-- without them loses every encrypted value): see the README's threat model.
+-- forget() keeps the row without its key and subject (both NULL): its
+-- envelopes read as the marker, and the store keeps reading through the
+-- decrypting plan.
+CREATE TABLE eventstore.subject_keys (
+    store      regclass    NOT NULL,
+    subject    text,
+    key_id     uuid        NOT NULL,
+    key        bytea,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT subject_keys_pkey PRIMARY KEY (key_id),
+    CONSTRAINT subject_keys_subject_key UNIQUE (store, subject),
+    CONSTRAINT subject_keys_forgotten CHECK ((subject IS NULL) OPERATOR(pg_catalog.=) (key IS NULL))
+);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subject_keys', '');
+
+-- The envelope {"$es_enc": {"k": key id, "c": ciphertext}} of value under
+-- the subject's key: put it in an event's data, whole or as chosen fields.
+-- Needs INSERT on the store (writer access).
+CREATE FUNCTION eventstore.encrypt(subject text, value jsonb,
+                                   store regclass DEFAULT 'eventstore.events')
+    RETURNS jsonb
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_encrypt';
+-- value with its envelopes in clear, or {"$es_forgotten": true} where the
+-- key is gone.  The reads of a store with keys apply it to data.  Needs
+-- SELECT on the store.
+CREATE FUNCTION eventstore.decrypt(value jsonb, store regclass DEFAULT 'eventstore.events')
+    RETURNS jsonb
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_plain';
+-- Destroy the subject's key: its data reads as the marker for ever.
+-- Needs lifecycle access.  Returns whether the subject had a key.
+CREATE FUNCTION eventstore.forget(subject text, reason text DEFAULT NULL,
+                                  store regclass DEFAULT 'eventstore.events')
+    RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_forget';
+REVOKE ALL ON FUNCTION eventstore.encrypt(text, jsonb, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.forget(text, text, regclass) FROM PUBLIC;
+
+-- For the reads: does the store have any lifecycle row or key; is this event
+-- visible; the stream's version kept by deletions and purges.
+-- _lifecycle_active is declared IMMUTABLE on purpose, like _upcasting(): the
+-- planner folds it, so a read of a store without lifecycle rows plans exactly
+-- like the bare SELECT.  The functions that give a store its first row (or
+-- take a category's away) invalidate the plans that read the store.
+CREATE FUNCTION eventstore._lifecycle_active(store regclass) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_lifecycle_active';
+CREATE FUNCTION eventstore._visible(store regclass, stream_id text, stream_version bigint,
+                                    created_at timestamptz) RETURNS boolean
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_visible';
+CREATE FUNCTION eventstore._version_floor(store regclass, stream_id text) RETURNS bigint
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'eventstore_version_floor';
+
+-- read_stream, read_stream_backwards and stream_version are C (section
+-- Stores) and honour the lifecycle rows themselves (read.c, lifecycle.c).
+
+REVOKE ALL ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint, text, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.set_category_metadata(text, interval, bigint, bigint, text, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.delete_stream(text, bigint, boolean, text, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.purge(integer, regclass) FROM PUBLIC;
 
 -- == Grants carried over (2 of 2) ==========================================
 -- Every function re-created above under a name that had grants gets them

@@ -216,13 +216,25 @@ es_fold_plan(EsStore *st, bool upcast)
 
 	if (st->plans[slot] == NULL)
 	{
-		char	   *sql = psprintf("SELECT %s FROM %s e%s"
-								   " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
-								   " AND e.stream_version OPERATOR(pg_catalog.>=) $2"
-								   " AND e.stream_version OPERATOR(pg_catalog.<=) $3"
-								   " ORDER BY e.stream_version",
-								   upcast ? "u.*" : "e.*", st->name,
-								   upcast ? es_upcast_sql(st) : "");
+		/*
+		 * Through read_stream, so a fold sees exactly what a read of the
+		 * stream sees: upcast, without what the stream's lifecycle hides,
+		 * decrypted (or forgotten) -- one read path (read.c).
+		 */
+		char	   *sql;
+
+		if (OidIsValid(es_store_type()))
+			sql = psprintf("SELECT r.* FROM eventstore.read_stream($1, $2, NULL, %u::pg_catalog.regclass) r"
+						   " WHERE r.stream_version OPERATOR(pg_catalog.<=) $3"
+						   " ORDER BY r.stream_version", st->relid);
+		else					/* a catalog from before 0.6.0, not updated yet */
+			sql = psprintf("SELECT %s FROM %s e%s"
+						   " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+						   " AND e.stream_version OPERATOR(pg_catalog.>=) $2"
+						   " AND e.stream_version OPERATOR(pg_catalog.<=) $3"
+						   " ORDER BY e.stream_version",
+						   upcast ? "u.*" : "e.*", st->name,
+						   upcast ? es_upcast_sql(st) : "");
 
 		(void) es_store_plan(st, slot, sql, 3, argtypes, 0);
 		pfree(sql);

@@ -251,7 +251,7 @@ es_stream_locktag(LOCKTAG *tag, EsStore *st, text *stream_id)
 }
 
 /* Take the stream's append lock; with nowait, return false if it is taken. */
-static bool
+bool
 es_lock_stream(EsStore *st, text *stream_id, bool nowait)
 {
 	LOCKTAG		tag;
@@ -344,7 +344,7 @@ es_slot_int8(TupleTableSlot *slot, const char *column)
  * The stream's current committed version (0 when it has no events) and, if
  * last_time is given, its last event's created_at (0 when none).
  */
-static int64
+int64
 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time)
 {
 	EsStreamLookup lk;
@@ -469,9 +469,14 @@ es_check_retry(EsStore *st, Datum stream_id, EsNewEvent *events, int n,
 	return true;
 }
 
-/* Raise the wrong-expected-version error, unless current satisfies expected. */
+/*
+ * Raise the wrong-expected-version error, unless current satisfies expected.
+ * A soft-deleted stream (lifecycle.c) does not exist: only 0 (or any
+ * version) recreates it, its versions continuing after current.
+ */
 static void
-es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected, int64 current)
+es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected, int64 current,
+				  bool deleted)
 {
 	bool		ok;
 	char		expected_text[64];
@@ -480,12 +485,12 @@ es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected
 		return;
 	if (expected == -1)
 	{
-		ok = current > 0;
+		ok = current > 0 && !deleted;
 		snprintf(expected_text, sizeof(expected_text), "an existing stream");
 	}
 	else
 	{
-		ok = current == expected;
+		ok = deleted ? expected == 0 : current == expected;
 		snprintf(expected_text, sizeof(expected_text), INT64_FORMAT, expected);
 	}
 	if (!ok)
@@ -494,7 +499,7 @@ es_check_expected(EsStore *st, Datum stream_id, bool any_version, int64 expected
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
 				 errmsg("wrong expected version for stream \"%s\": expected %s, actual %lld",
-						TextDatumGetCString(stream_id), expected_text, (long long) current),
+						TextDatumGetCString(stream_id), expected_text, deleted ? 0LL : (long long) current),
 				 errdetail("Nothing was appended."),
 				 errhint("Read the stream again and retry with its current version.")));
 }
@@ -651,6 +656,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	Oid			save_userid;
 	int			save_sec;
 	int64		current;
+	bool		deleted;
 	TimestampTz last_time;
 	TimestampTz created_at;
 	bool		any_id_given = false;
@@ -715,8 +721,9 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		if (!any_version && expected >= 0)
 		{
 			current = es_current_version(at, sid, NULL);
-			if (current > expected)
-				es_check_expected(st, sid, any_version, expected, current);
+			deleted = es_lifecycle_append_check(st, sid, &current);
+			if (deleted ? expected != 0 : current > expected)
+				es_check_expected(st, sid, any_version, expected, current, deleted);
 		}
 		(void) es_lock_stream(st, stream_id, false);
 	}
@@ -735,7 +742,8 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		return;
 	}
 	current = es_current_version(at, sid, &last_time);
-	es_check_expected(st, sid, any_version, expected, current);
+	deleted = es_lifecycle_append_check(st, sid, &current);
+	es_check_expected(st, sid, any_version, expected, current, deleted);
 
 	/*
 	 * The consistency-boundary locks (dcb.c): shared by writers on their

@@ -29,6 +29,7 @@
 #define ERRCODE_ES_PREPARE_NOT_SUPPORTED	MAKE_SQLSTATE('E','S','0','0','1')
 #define ERRCODE_ES_IMMUTABLE				MAKE_SQLSTATE('E','S','0','0','2')
 #define ERRCODE_ES_CONDITION_FAILED		MAKE_SQLSTATE('E','S','4','1','2')
+#define ERRCODE_ES_STREAM_DELETED		MAKE_SQLSTATE('E','S','4','1','0')
 
 /* Longest stream id accepted, in bytes (keeps the btree keys well in bounds). */
 #define ES_MAX_STREAM_ID_BYTES	1024
@@ -69,6 +70,8 @@ typedef enum EsPlanSlot
 	ES_PLAN_HAS_VERSION,		/* aggregate.c: does a stream have a version */
 	ES_PLAN_OUTBOX_EVENT,		/* outbox.c: _outbox_event() */
 	ES_PLAN_STREAM_VERSION,		/* read.c: stream_version() */
+	ES_PLAN_READ_LIFECYCLE,		/* read.c: [kind][upcast] with the lifecycle filter */
+	ES_PLAN_READ_LIFECYCLE_LAST = ES_PLAN_READ_LIFECYCLE + 7,
 	ES_PLAN_CITUS_SHARD = 47,	/* citus.c: the local shard of a stream (last slot) */
 	ES_NPLANS = 48
 } EsPlanSlot;
@@ -125,6 +128,22 @@ extern int64 es_sequence_last_value(Oid seqoid);
 /* append.c */
 extern void es_check_stream_id(text *stream_id);
 extern text *es_stream_id_arg(FunctionCallInfo fcinfo, int argno);
+extern bool es_lock_stream(EsStore *st, text *stream_id, bool nowait);
+extern int64 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time);
+
+/* lifecycle.c: stream metadata, deletion, purge */
+extern Oid	es_purging;
+extern bool es_lifecycle_active(Oid store, Snapshot snapshot);
+extern bool es_lifecycle_append_check(EsStore *st, Datum stream_id, int64 *current);
+extern int64 es_lifecycle_version_floor(EsStore *st, text *stream_id);
+extern void es_lifecycle_forget_derived(EsStore *st, text *stream_id);
+extern void es_lifecycle_require_acl(EsStore *st);
+extern void es_lifecycle_switch_store(EsStore *st);
+extern void es_lifecycle_forget_snapshots(EsStore *st, const char *needle);
+extern void es_lifecycle_log_forget(EsStore *st, text *subject, text *reason);
+
+/* shred.c: crypto-shredding */
+extern bool es_shred_active(Oid store, Snapshot snapshot);
 
 /* dcb.c: tags, queries, conditional appends (limits documented in the README) */
 #define ES_DCB_MAX_TAGS			64		/* tags per event, and per query item */

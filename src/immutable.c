@@ -11,6 +11,10 @@
  * UPDATEs and DELETEs.  Only dropping or disabling the triggers, which takes
  * ownership of the table, gets past them.
  *
+ * The one DELETE let through is the purge's (lifecycle.c): while its
+ * statement runs, es_purging names the store being purged.  It is a
+ * backend-local variable no SQL can set, reset when the statement ends.
+ *
  * From 0.6.0 the statement-level trigger also fires BEFORE INSERT: INSERT on
  * a store is the privilege to append to it, and appends insert as the
  * table's owner, so an INSERT by any role that does not own the table is one
@@ -49,6 +53,14 @@ eventstore_refuse_change(PG_FUNCTION_ARGS)
 						RelationGetRelationName(trigdata->tg_relation)),
 				 errdetail("INSERT on a store is the privilege to append to it; only its owner inserts directly.")));
 	}
+	/*
+	 * The purge's own DELETE (lifecycle.c): es_purging names the store only
+	 * while that statement runs, and nothing but the purge sets it.
+	 */
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && OidIsValid(es_purging) &&
+		es_purging == RelationGetRelid(trigdata->tg_relation))
+		return TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ?
+			PointerGetDatum(trigdata->tg_trigtuple) : PointerGetDatum(NULL);
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		op = "UPDATE";
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))

@@ -10,7 +10,10 @@
  * horizon (horizon.c) and read with the snapshot taken together with it, so a
  * reader that resumes after the last position it saw never skips an event
  * that commits late.  Their rows go from the executor straight into the
- * function's result tuplestore.
+ * function's result tuplestore.  A store with stream metadata or deleted
+ * streams (lifecycle.c) or keys (shred.c) is read with a query that filters
+ * every row through eventstore._visible() and decrypts its data; a store
+ * without is read as before.
  */
 #include "postgres.h"
 
@@ -71,17 +74,43 @@ static const char *const es_read_range[ES_READ_KINDS] = {
 };
 
 static SPIPlanPtr
-es_read_plan(EsStore *st, EsReadKind kind, bool upcast, Oid *argtypes)
+es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *argtypes)
 {
-	EsPlanSlot	slot = ES_PLAN_READ + kind * 2 + upcast;
+	EsPlanSlot	slot = (lifecycle ? ES_PLAN_READ_LIFECYCLE : ES_PLAN_READ) + kind * 2 + upcast;
 
 	if (st->plans[slot] == NULL)
 	{
-		char	   *sql = psprintf("SELECT %s FROM %s e%s"
-								   " WHERE %s AND %s LIMIT $4",
-								   upcast ? "u.*" : "e.*", st->name,
-								   upcast ? es_upcast_sql(st) : "",
-								   es_read_cond[kind], es_read_range[kind]);
+		/*
+		 * With lifecycle rows for the store (lifecycle.c), every stored row
+		 * is checked against its stream's metadata before it is upcast or
+		 * counted against the limit.
+		 */
+		char	   *filter = "";
+		char	   *cols = upcast ? "u.*" : "e.*";
+		const char *from = upcast ? es_upcast_sql(st) : "";
+		char	   *sql;
+
+		/*
+		 * ... and its data decrypted (shred.c), before upcasting: the
+		 * columns are those of eventstore.event_store, 0.6.0 on.
+		 */
+		if (lifecycle)
+		{
+			char	   *row = psprintf("e.global_position, e.stream_id, e.stream_version, e.event_id,"
+									   " e.event_type, eventstore.decrypt(e.data, %u::pg_catalog.oid::pg_catalog.regclass),"
+									   " e.metadata, e.created_at, e.tags", st->relid);
+
+			filter = psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
+							  " e.stream_id, e.stream_version, e.created_at)", st->relid);
+			if (upcast)
+				from = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events) u", row);
+			else
+				cols = row;
+		}
+		sql = psprintf("SELECT %s FROM %s e%s"
+					   " WHERE %s%s AND %s LIMIT $4",
+					   cols, st->name, from,
+					   es_read_cond[kind], filter, es_read_range[kind]);
 		/*
 		 * A category read is planned for each call's values: a generic plan
 		 * cannot tell a rare category from a common one and, once the plan
@@ -217,7 +246,9 @@ es_read(FunctionCallInfo fcinfo, EsStore *st, EsReadKind kind, Datum key, int64 
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	plan = es_read_plan(st, kind, es_upcasting(st), argtypes);
+	plan = es_read_plan(st, kind, es_upcasting(st),
+						es_lifecycle_active(st->relid, snapshot ? snapshot : GetActiveSnapshot()),
+						argtypes);
 	dest = CreateTuplestoreDestReceiver();
 	es_tuplestore_dest_params(dest, rsinfo->setResult,
 							  rsinfo->econtext->ecxt_per_query_memory);
@@ -388,5 +419,7 @@ eventstore_stream_version(PG_FUNCTION_ARGS)
 		elog(ERROR, "eventstore: reading the stream version failed");
 	version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	/* a deleted, truncated or purged stream keeps the version it reached */
+	version = Max(version, es_lifecycle_version_floor(st, PG_GETARG_TEXT_PP(0)));
 	PG_RETURN_INT64(version);
 }

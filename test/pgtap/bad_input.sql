@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(594);
+SELECT plan(654);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -143,6 +143,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._drop_consumer(text,text,oid)',
     'eventstore._event_size(jsonb,text,jsonb)',
     'eventstore._horizon_status()',
+    'eventstore._lifecycle_active(regclass)',
     'eventstore._log_horizon()',
     'eventstore._outbox_event(regclass,bigint)',
     'eventstore._registry_changed()',
@@ -176,6 +177,8 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._upcast(eventstore.events)',
     'eventstore._upcast(eventstore.events,regclass)',
     'eventstore._upcasting()',
+    'eventstore._version_floor(regclass,text)',
+    'eventstore._visible(regclass,text,bigint,timestamp with time zone)',
     'eventstore.ack(text,text,bigint)',
     'eventstore.add_route(text,text[],text[],boolean,regclass)',
     'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text,regclass)',
@@ -188,20 +191,25 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.consumer_status()',
     'eventstore.create_store(text)',
     'eventstore.create_subscription(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval,regclass)',
+    'eventstore.decrypt(jsonb,regclass)',
+    'eventstore.delete_stream(text,bigint,boolean,text,regclass)',
     'eventstore.disable_projection(text)',
     'eventstore.distribute(regclass)',
     'eventstore.drop_consumer(text,text)',
     'eventstore.drop_store(regclass)',
     'eventstore.drop_subscription(text)',
     'eventstore.enable_projection(text)',
+    'eventstore.encrypt(text,jsonb,regclass)',
     'eventstore.enqueue(text,jsonb,jsonb)',
     'eventstore.event(text,jsonb,jsonb,uuid,text[])',
+    'eventstore.forget(text,text,regclass)',
     'eventstore.grant_access(regrole,text,regclass)',
     'eventstore.import_events(regclass,regclass)',
     'eventstore.load_snapshot(text,text,bigint,regclass)',
     'eventstore.nack(text,text,bigint,interval,text)',
     'eventstore.parked(text)',
     'eventstore.poll(text,text,integer)',
+    'eventstore.purge(integer,regclass)',
     'eventstore.read_all(bigint,integer,regclass)',
     'eventstore.read_all_until(timestamp with time zone,bigint,integer,regclass)',
     'eventstore.read_category(text,bigint,integer,regclass)',
@@ -221,14 +229,17 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.replay_parked(text,bigint)',
     'eventstore.reset_subscription(text,bigint,timestamp with time zone)',
     'eventstore.save_snapshot(text,bigint,jsonb,text,regclass)',
+    'eventstore.set_category_metadata(text,interval,bigint,bigint,text,regclass)',
     'eventstore.set_snapshot_policy(text,regprocedure,bigint,jsonb,text[],regclass)',
+    'eventstore.set_stream_metadata(text,interval,bigint,bigint,text,regclass)',
     'eventstore.stats_reset()',
+    'eventstore.stream_metadata(text,regclass)',
     'eventstore.stream_version(text,regclass)',
     'eventstore.stream_version_at(text,timestamp with time zone,regclass)',
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 96 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 107 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1225,6 +1236,86 @@ SELECT pg_temp.x('read_node', 'without Citus: the store, the same rows as read_a
 SELECT pg_temp.x('read_node', 'negative max_count', 'error 22023', $$SELECT count(*) FROM eventstore.read_node(0, -1)$$);
 SELECT pg_temp.x('read_node', 'NULL store', 'error 22004', $$SELECT count(*) FROM eventstore.read_node(0, 1, NULL)$$);
 SELECT pg_temp.x('read_node', 'a table that is not a store', 'error 42809', $$SELECT count(*) FROM eventstore.read_node(0, 1, 'pg_catalog.pg_class')$$);
+
+------------------------------------------------------------------------
+-- Lifecycle: set_stream_metadata, set_category_metadata, stream_metadata,
+-- delete_stream, purge, _lifecycle_active, _visible, _version_floor
+------------------------------------------------------------------------
+CREATE TABLE public.bi_not_store2 (a int);
+SELECT pg_temp.x('set_stream_metadata', 'NULL stream_id', 'error 22004', $$SELECT eventstore.set_stream_metadata(NULL, max_count => 1)$$);
+SELECT pg_temp.x('set_stream_metadata', 'empty stream_id', 'error 22023', $$SELECT eventstore.set_stream_metadata('', max_count => 1)$$);
+SELECT pg_temp.x('set_stream_metadata', 'stream_id of 1 MB', 'error 22001', $$SELECT eventstore.set_stream_metadata(repeat('s', 1048576), max_count => 1)$$);
+SELECT pg_temp.x('set_stream_metadata', 'max_count 0', 'error 22023', $$SELECT eventstore.set_stream_metadata('bi-1', max_count => 0)$$);
+SELECT pg_temp.x('set_stream_metadata', 'truncate_before -1', 'error 22023', $$SELECT eventstore.set_stream_metadata('bi-1', truncate_before => -1)$$);
+SELECT pg_temp.x('set_stream_metadata', 'max_age 0', 'error 22023', $$SELECT eventstore.set_stream_metadata('bi-1', max_age => '0')$$);
+SELECT pg_temp.x('set_stream_metadata', 'max_age malformed', 'error 22007', $$SELECT eventstore.set_stream_metadata('bi-1', max_age => 'soon')$$);
+SELECT pg_temp.x('set_stream_metadata', 'NULL store', 'error 22004', $$SELECT eventstore.set_stream_metadata('bi-1', max_count => 1, store => NULL)$$);
+SELECT pg_temp.x('set_stream_metadata', 'a table that is not a store', 'error 42809', $$SELECT eventstore.set_stream_metadata('bi-1', max_count => 1, store => 'public.bi_not_store2')$$);
+SELECT pg_temp.x('set_stream_metadata', 'max_count 1 hides version 1 of bi-1', 'ok 2',
+    $$SELECT eventstore.set_stream_metadata('bi-1', max_count => 1)$$,
+    $$SELECT string_agg(stream_version::text, ',') FROM eventstore.read_stream('bi-1')$$);
+SELECT pg_temp.x('set_stream_metadata', 'SQL-looking stream_id and reason', 'ok 1',
+    $$SELECT eventstore.set_stream_metadata($s$bi-1' OR '1'='1$s$, truncate_before => 5, reason => $r$'); DROP TABLE eventstore.events; --$r$)$$,
+    $$SELECT count(*) FROM eventstore.lifecycle_log WHERE reason LIKE '%DROP TABLE%'$$);
+SELECT pg_temp.x('set_category_metadata', 'NULL category', 'error 22004', $$SELECT eventstore.set_category_metadata(NULL, max_count => 1)$$);
+SELECT pg_temp.x('set_category_metadata', 'empty category', 'error 22023', $$SELECT eventstore.set_category_metadata('', max_count => 1)$$);
+SELECT pg_temp.x('set_category_metadata', 'a category with a dash', 'error 22023', $$SELECT eventstore.set_category_metadata('bi-1', max_count => 1)$$);
+SELECT pg_temp.x('set_category_metadata', 'max_count -5', 'error 22023', $$SELECT eventstore.set_category_metadata('bi', max_count => -5)$$);
+SELECT pg_temp.x('set_category_metadata', 'truncate_before 3 hides all of bi-1', 'ok <null>',
+    $$SELECT eventstore.set_category_metadata('bi', truncate_before => 3)$$,
+    $$SELECT string_agg(stream_version::text, ',') FROM eventstore.read_stream('bi-1')$$);
+SELECT pg_temp.x('stream_metadata', 'NULL stream_id', 'error 22004', $$SELECT * FROM eventstore.stream_metadata(NULL)$$);
+SELECT pg_temp.x('stream_metadata', 'empty stream_id', 'error 22023', $$SELECT * FROM eventstore.stream_metadata('')$$);
+SELECT pg_temp.x('stream_metadata', 'NULL store', 'error 22004', $$SELECT * FROM eventstore.stream_metadata('bi-1', NULL)$$);
+SELECT pg_temp.x('stream_metadata', 'bi-1 without metadata', 'ok 1', $$SELECT first_version FROM eventstore.stream_metadata('bi-1')$$);
+SELECT pg_temp.x('delete_stream', 'NULL stream_id', 'error 22004', $$SELECT eventstore.delete_stream(NULL, NULL)$$);
+SELECT pg_temp.x('delete_stream', 'empty stream_id', 'error 22023', $$SELECT eventstore.delete_stream('', NULL)$$);
+SELECT pg_temp.x('delete_stream', 'expected_version -2', 'error 22023', $$SELECT eventstore.delete_stream('bi-1', -2)$$);
+SELECT pg_temp.x('delete_stream', 'a wrong expected version', 'error ES409', $$SELECT eventstore.delete_stream('bi-1', 7)$$);
+SELECT pg_temp.x('delete_stream', 'NULL hard', 'error 22004', $$SELECT eventstore.delete_stream('bi-1', 2, NULL)$$);
+SELECT pg_temp.x('delete_stream', 'NULL store', 'error 22004', $$SELECT eventstore.delete_stream('bi-1', 2, store => NULL)$$);
+SELECT pg_temp.x('delete_stream', 'a table that is not a store', 'error 42809', $$SELECT eventstore.delete_stream('bi-1', 2, store => 'public.bi_not_store2')$$);
+SELECT pg_temp.x('delete_stream', 'bi-1 at 2: gone from reads, version kept', 'ok 2',
+    $$SELECT eventstore.delete_stream('bi-1', 2)$$,
+    $$SELECT count(*) FROM eventstore.read_stream('bi-1')$$,
+    $$SELECT eventstore.stream_version('bi-1')$$);
+SELECT pg_temp.x('delete_stream', 'hard, then an append: ES410', 'error ES410',
+    $$SELECT eventstore.delete_stream('bi-1', NULL, true)$$,
+    $$SELECT eventstore.append_event('bi-1', NULL, 'T', '{}')$$);
+SELECT pg_temp.x('purge', 'NULL max_count', 'error 22004', $$SELECT eventstore.purge(NULL)$$);
+SELECT pg_temp.x('purge', 'max_count 0', 'error 22023', $$SELECT eventstore.purge(0)$$);
+SELECT pg_temp.x('purge', 'max_count -1', 'error 22023', $$SELECT eventstore.purge(-1)$$);
+SELECT pg_temp.x('purge', 'NULL store', 'error 22004', $$SELECT eventstore.purge(1, NULL)$$);
+SELECT pg_temp.x('purge', 'nothing hidden: 0', 'ok 0', $$SELECT eventstore.purge()$$);
+SELECT pg_temp.x('purge', 'after a deletion: 2', 'ok 2', $$SELECT eventstore.delete_stream('bi-1', 2)$$, $$SELECT eventstore.purge()$$);
+SELECT pg_temp.x('_lifecycle_active', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore._lifecycle_active(NULL)$$);
+SELECT pg_temp.x('_lifecycle_active', 'the default store: false', 'ok false', $$SELECT eventstore._lifecycle_active('eventstore.events')$$);
+SELECT pg_temp.x('_lifecycle_active', 'an OID that is no relation: false', 'ok false', $$SELECT eventstore._lifecycle_active(4294967295::oid::regclass)$$);
+SELECT pg_temp.x('_visible', 'NULL store', 'error 22004', $$SELECT eventstore._visible(NULL, 'bi-1', 1, now())$$);
+SELECT pg_temp.x('_visible', 'NULL version', 'error 22004', $$SELECT eventstore._visible('eventstore.events', 'bi-1', NULL, now())$$);
+SELECT pg_temp.x('_visible', 'a table that is not a store', 'error 42809', $$SELECT eventstore._visible('public.bi_not_store2', 'bi-1', 1, now())$$);
+SELECT pg_temp.x('_visible', 'bi-1 version 1: true', 'ok true', $$SELECT eventstore._visible('eventstore.events', 'bi-1', 1, now())$$);
+SELECT pg_temp.x('_version_floor', 'NULL: NULL (strict)', 'ok <null>', $$SELECT eventstore._version_floor(NULL, 'bi-1')$$);
+SELECT pg_temp.x('_version_floor', 'a table that is not a store', 'error 42809', $$SELECT eventstore._version_floor('public.bi_not_store2', 'bi-1')$$);
+SELECT pg_temp.x('_version_floor', 'bi-1 without metadata: 0', 'ok 0', $$SELECT eventstore._version_floor('eventstore.events', 'bi-1')$$);
+SELECT pg_temp.x('encrypt', 'NULL subject', 'error 22004', $$SELECT eventstore.encrypt(NULL, '"x"')$$);
+SELECT pg_temp.x('encrypt', 'empty subject', 'error 22023', $$SELECT eventstore.encrypt('', '"x"')$$);
+SELECT pg_temp.x('encrypt', 'subject of 1 MB', 'error 22001', $$SELECT eventstore.encrypt(repeat('s', 1048576), '"x"')$$);
+SELECT pg_temp.x('encrypt', 'NULL value: NULL', 'ok <null>', $$SELECT eventstore.encrypt('bi-subject', NULL)$$);
+SELECT pg_temp.x('encrypt', 'NULL store', 'error 22004', $$SELECT eventstore.encrypt('bi-subject', '"x"', NULL)$$);
+SELECT pg_temp.x('encrypt', 'a table that is not a store', 'error 42809', $$SELECT eventstore.encrypt('bi-subject', '"x"', 'public.bi_not_store2')$$);
+SELECT pg_temp.x('decrypt', 'NULL: NULL', 'ok <null>', $$SELECT eventstore.decrypt(NULL)$$);
+SELECT pg_temp.x('decrypt', 'no envelope: unchanged', 'ok {"a": [1, {"$es_enc": 2}]}', $$SELECT eventstore.decrypt('{"a": [1, {"$es_enc": 2}]}')::text$$);
+SELECT pg_temp.x('decrypt', 'an envelope of an unknown key: the marker', 'ok {"$es_forgotten": true}',
+    $$SELECT eventstore.decrypt('{"$es_enc": {"k": "00000000-0000-4000-8000-000000000000", "c": "AA=="}}')::text$$);
+SELECT pg_temp.x('decrypt', 'a key id that is no UUID: unchanged', 'ok {"$es_enc": {"c": "", "k": "x"}}',
+    $$SELECT eventstore.decrypt('{"$es_enc": {"k": "x", "c": ""}}')::text$$);
+SELECT pg_temp.x('decrypt', 'a table that is not a store', 'error 42809', $$SELECT eventstore.decrypt('{}', 'public.bi_not_store2')$$);
+SELECT pg_temp.x('forget', 'NULL subject', 'error 22004', $$SELECT eventstore.forget(NULL)$$);
+SELECT pg_temp.x('forget', 'empty subject', 'error 22023', $$SELECT eventstore.forget('')$$);
+SELECT pg_temp.x('forget', 'NULL store', 'error 22004', $$SELECT eventstore.forget('bi-subject', NULL, NULL)$$);
+SELECT pg_temp.x('forget', 'an unknown subject: false', 'ok false', $$SELECT eventstore.forget($s$bi' OR '1'='1$s$)$$);
+DROP TABLE public.bi_not_store2;
 
 ------------------------------------------------------------------------
 -- Trigger functions called directly

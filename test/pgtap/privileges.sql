@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(319);
+SELECT plan(353);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -160,11 +160,11 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                  WHERE p.pronamespace = 'eventstore'::regnamespace
                    AND has_function_privilege('es_tap_pv_usage', p.oid, 'EXECUTE') ORDER BY 1),
-          ARRAY['_channel_arg', '_count_arg', '_event_size', '_outbox_event', '_store_arg', '_store_has', '_stream_arg',
-                '_time_arg', '_upcast', '_upcast', '_upcasting', 'aggregate',
-                'category', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_node', 'read_query',
+          ARRAY['_channel_arg', '_count_arg', '_event_size', '_lifecycle_active', '_outbox_event', '_store_arg', '_store_has', '_stream_arg',
+                '_time_arg', '_upcast', '_upcast', '_upcasting', '_version_floor', '_visible', 'aggregate',
+                'category', 'decrypt', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_node', 'read_query',
                 'read_stream', 'read_stream_backwards', 'read_stream_until', 'refuse_change', 'relay_status',
-                'stream_version', 'stream_version_at'],
+                'stream_metadata', 'stream_version', 'stream_version_at'],
           'PUBLIC may execute exactly the functions that write nothing');
 SELECT is(ARRAY(SELECT c.relname || ': ' || a.privilege_type || ' to ' || a.grantee::regrole::text
                   FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
@@ -225,6 +225,15 @@ SELECT pg_temp.pv('es_tap_pv_admin', m.fn, CASE m.fn WHEN 'rebuild_projection' T
 SELECT pg_temp.pv(r, 'grant_access', 'error 42501', m.call)
   FROM unnest(ARRAY['es_tap_pv_reader', 'es_tap_pv_writer', 'es_tap_pv_consumer', 'es_tap_pv_admin']) r
  CROSS JOIN pv_manage m WHERE m.fn = 'grant_access' ORDER BY r;
+-- Deletion is its own level (lifecycle): not the admin's, not a writer's
+SELECT pg_temp.pv(r, f.fn, 'error 42501', f.call)
+  FROM unnest(ARRAY['es_tap_pv_reader', 'es_tap_pv_writer', 'es_tap_pv_consumer', 'es_tap_pv_admin']) r
+ CROSS JOIN (VALUES ('delete_stream', $$SELECT eventstore.delete_stream('pv-1', NULL)$$),
+                    ('set_stream_metadata', $$SELECT eventstore.set_stream_metadata('pv-1', max_count => 1)$$),
+                    ('set_category_metadata', $$SELECT eventstore.set_category_metadata('pv', max_count => 1)$$),
+                    ('purge', $$SELECT eventstore.purge()$$),
+                    ('forget', $$SELECT eventstore.forget('pv-subject')$$)) f(fn, call)
+ ORDER BY r, f.fn;
 SELECT pg_temp.pv('es_tap_pv_admin', 'register a projection with a handler it does not own', 'error 42501',
     $$SELECT eventstore.register_projection('pv_y', 'es_tap_pv.super_handler(eventstore.events)')$$);
 SELECT pg_temp.pv('es_tap_pv_admin', 'set a policy with a reducer it does not own', 'error 42501',
