@@ -58,6 +58,14 @@ SELECT id, channel, global_position, published_at IS NOT NULL AS published FROM 
 -- Events are immutable.
 DELETE FROM eventstore.events;
 
+-- Another store (a table of type eventstore.event_store): the same stream
+-- id is a stream of its own there, with its own versions.
+CREATE SCHEMA billing;
+SELECT eventstore.create_store('billing.events');
+SELECT * FROM eventstore.append_event('account-42', 0, 'Invoiced', '{"amount": 5}', store => 'billing.events');
+SELECT eventstore.stream_version('account-42') AS default_store_version,
+       eventstore.stream_version('account-42', 'billing.events') AS billing_store_version;
+
 -- What an operator sees: counters since the server started, and the read horizon.
-SELECT database, appends, events, conflicts, vetoes FROM eventstore.stats;
+SELECT database, store, appends, events, conflicts, vetoes FROM eventstore.stats ORDER BY store;
 SELECT counter, newest, horizon, in_flight FROM eventstore.horizon_status;
