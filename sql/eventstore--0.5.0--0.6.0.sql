@@ -788,7 +788,7 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, cons
         WITH batch AS (
             SELECT b.* FROM (
                 SELECT r.partition AS part, e.global_position, e.stream_id, e.stream_version, e.event_type,
-                       e.data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,
+                       %3$s AS data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,
                        true AS replay
                   FROM eventstore.subscription_retries r
                   JOIN %1$s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position
@@ -798,8 +798,9 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, cons
                          FROM eventstore.subscription_partitions x
                         WHERE x.subscription OPERATOR(pg_catalog.=) $1
                           AND x.partition OPERATOR(pg_catalog.=) r.partition)
+                   AND %2$s
                 UNION ALL
-                (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, e.data,
+                (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, %3$s AS data,
                         e.metadata, e.created_at,
                         CASE WHEN $3 THEN
                             COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r
@@ -818,6 +819,7 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, cons
                          OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($8))
                     AND ($9 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($9))
                     AND e.global_position OPERATOR(pg_catalog.>) ($10)[k.part OPERATOR(pg_catalog.+) 1]
+                    AND %2$s
                   ORDER BY e.global_position
                   LIMIT $11)) b
              ORDER BY b.replay DESC, b.global_position
@@ -833,7 +835,15 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, cons
           FROM batch b
          WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.>=) 0
          ORDER BY b.replay DESC, b.global_position
-        $q$, s.store)
+        $q$, s.store,
+            -- the store's lifecycle (lifecycle.c): what reads hide, a
+            -- subscription never delivers; data is decrypted like a read's
+            CASE WHEN eventstore._lifecycle_active(s.store)
+                 THEN pg_catalog.format('eventstore._visible(%L::pg_catalog.regclass, e.stream_id, e.stream_version, e.created_at)', s.store)
+                 ELSE 'true' END,
+            CASE WHEN eventstore._lifecycle_active(s.store)
+                 THEN pg_catalog.format('eventstore.decrypt(e.data, %L::pg_catalog.regclass)', s.store)
+                 ELSE 'e.data' END)
         USING s.name, replays, retrying, s.partition_by, s.partitions, lo, horizon,
               s.categories, s.event_types, cps, max_count, clock;
     END

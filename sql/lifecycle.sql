@@ -339,6 +339,21 @@ SELECT pg_temp.try($$SELECT eventstore.purge(0)$$);
 SELECT pg_temp.try($$SELECT eventstore.purge(NULL)$$);
 
 ------------------------------------------------------------------------
+-- Subscriptions deliver what reads return: nothing hidden, data decrypted
+-- or forgotten
+------------------------------------------------------------------------
+SELECT eventstore.create_subscription('lc_sub', categories => ARRAY['order', 'patient'], partitions => 1);
+CREATE TEMP TABLE lc_polled AS SELECT * FROM eventstore.poll('lc_sub', 'c1', 100);
+SELECT stream_id, stream_version, event_type, data FROM lc_polled ORDER BY global_position;
+-- the same events as the reads
+SELECT (SELECT array_agg(global_position ORDER BY global_position) FROM lc_polled)
+       IS NOT DISTINCT FROM
+       (SELECT array_agg(global_position ORDER BY global_position) FROM eventstore.read_all(0, NULL)
+         WHERE eventstore.category(stream_id) IN ('order', 'patient')) AS same_as_read_all;
+SELECT eventstore.drop_subscription('lc_sub');
+DROP TABLE lc_polled;
+
+------------------------------------------------------------------------
 -- The audit log: every change, no stream id in clear
 ------------------------------------------------------------------------
 SELECT actor, store_name, action, stream_hash = sha256(convert_to('user-42', 'UTF8')) AS is_user_42,
