@@ -24,6 +24,7 @@ char	   *es_causation_id = NULL;
 int			es_max_projection_depth = 16;
 int			es_relay_naptime = 1000;
 int			es_relay_batch_size = 1000;
+bool		es_relay_purge = true;
 int			es_outbox_retention = 86400;
 char	   *es_relay_databases = NULL;
 
@@ -108,6 +109,15 @@ _PG_init(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("eventstore.relay_purge",
+							 "Whether the relay worker runs purge() for every store with lifecycle rows (every 10 s).",
+							 NULL,
+							 &es_relay_purge,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("eventstore.outbox_retention",
 							"How long published outbox rows are kept once every consumer has acknowledged them; -1 keeps them.",

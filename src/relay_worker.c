@@ -16,6 +16,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -34,6 +35,7 @@
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "eventstore.h"
@@ -122,6 +124,100 @@ es_database_drop_pending(void)
 	return false;
 }
 
+/*
+ * The physical purge of what the stores' lifecycle hides (lifecycle.c), one
+ * batch per store that has lifecycle rows, each in its own transaction,
+ * every ES_PRUNE_MS: purge() takes no stream lock and no position, so
+ * appends and readers do not wait for it.  An error is logged and the next
+ * store is tried; publishing is never held up by it.
+ */
+static void
+es_worker_purge(void)
+{
+	List	   *volatile stores = NIL;
+	ListCell   *lc;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (OidIsValid(get_relname_relid("stream_lifecycle", get_namespace_oid("eventstore", true))))
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "eventstore: SPI_connect failed");
+			if (SPI_execute("SELECT DISTINCT l.store::pg_catalog.oid FROM eventstore.stream_lifecycle l",
+							true, 0) == SPI_OK_SELECT)
+			{
+				MemoryContext old = MemoryContextSwitchTo(cxt);
+
+				for (uint64 i = 0; i < SPI_processed; i++)
+				{
+					bool		isnull;
+					Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+					if (!isnull)
+						stores = lappend_oid(stores, DatumGetObjectId(d));
+				}
+				MemoryContextSwitchTo(old);
+			}
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		AbortCurrentTransaction();
+		return;
+	}
+	PG_END_TRY();
+
+	foreach(lc, stores)
+	{
+		Oid			store = lfirst_oid(lc);
+
+		PG_TRY();
+		{
+			Oid			argtypes[2] = {INT4OID, OIDOID};
+			Datum		values[2] = {Int32GetDatum(es_relay_batch_size), ObjectIdGetDatum(store)};
+
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pgstat_report_activity(STATE_RUNNING, "eventstore purge");
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "eventstore: SPI_connect failed");
+			if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(store)) &&
+				SPI_execute_with_args("SELECT eventstore.purge($1, $2::pg_catalog.regclass)",
+									  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "eventstore: purge failed");
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			ereport(LOG,
+					(errmsg("eventstore purge of store %u failed: %s", store, edata->message)));
+			FreeErrorData(edata);
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_END_TRY();
+	}
+	list_free(stores);
+}
+
 /* One pass in its own transaction; returns rows published, -1 after an error. */
 static int
 es_worker_pass(void)
@@ -185,6 +281,8 @@ es_worker_pass(void)
 		es_worker_exit(reason, reason == ES_EXIT_DROPPING ? "left: database dropping"
 					   : "left: no extension");
 	es_relay_report(published, NULL);
+	if (prune_due && es_relay_purge && !RecoveryInProgress())
+		es_worker_purge();
 	return published;
 }
 

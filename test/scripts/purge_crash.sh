@@ -87,6 +87,8 @@ PG_CTL="$(es_bindir)/pg_ctl"
 q() { "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d purge "$@"; }
 "$PSQL" -X -q -d postgres -c 'CREATE DATABASE purge' || exit 1
 q -c 'CREATE EXTENSION eventstore' || exit 1
+# the purges below are the test's own; the worker's comes last
+q -c 'ALTER SYSTEM SET eventstore.relay_purge = off' -c 'SELECT pg_reload_conf()' >/dev/null || exit 1
 
 # The streams, and what should stay: a table outside the store, written
 # before anything is deleted.
@@ -215,6 +217,19 @@ check "a hard-deleted stream refuses appends" "ES410" \
 check "the store's triggers still refuse a DELETE" "ES002" \
     "$("$PSQL" -X -q -At -d purge -v ON_ERROR_STOP=0 -c "DELETE FROM eventstore.events WHERE stream_id = 'keep-1'" \
         -c '\echo :SQLSTATE' 2>/dev/null | tail -1)"
+
+# The relay worker purges by itself (eventstore.relay_purge, every 10 s):
+# a stream cut to its last event loses the rest without anyone calling purge.
+q -c "ALTER SYSTEM SET eventstore.relay_purge = on" -c "SELECT pg_reload_conf()" >/dev/null
+q -c "SELECT eventstore.append('auto-1', 0, ARRAY(SELECT eventstore.event('A', '{}') FROM generate_series(1, 5)))" >/dev/null
+q -c "SELECT eventstore.set_stream_metadata('auto-1', max_count => 1)" >/dev/null
+auto=
+for _ in $(seq 1 60); do
+    auto=$(q -c "SELECT count(*) FROM eventstore.events WHERE stream_id = 'auto-1'")
+    [ "$auto" = 1 ] && break
+    sleep 0.5
+done
+check "the relay worker purged what the metadata hides, unasked (rows of auto-1 stored)" "1" "$auto"
 
 echo "purge_crash: purge batches before the kill: $batches; events purged before the kill: $gone_before;" \
      "appends acknowledged during the purge: $acked; failures: $failures"
