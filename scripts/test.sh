@@ -15,6 +15,10 @@ es_build_install
 ES_PGDATA=$(mktemp -d /tmp/eventstore-test.XXXXXX)
 trap 'es_stop_cluster; rm -rf "$ES_PGDATA"' EXIT
 es_start_cluster
+# The regression tests call purge() themselves and count what it removes:
+# the relay worker's own purge (eventstore.relay_purge) would race them.
+# test/scripts/purge_crash.sh tests the worker's purge on its own cluster.
+es_psql -d postgres -c 'ALTER SYSTEM SET eventstore.relay_purge = off' -c 'SELECT pg_reload_conf()' >/dev/null
 
 passed=0; failed=0; failures=()
 suite() {

@@ -706,19 +706,15 @@ es_dcb_lock(EsStore *st, Datum *types, Datum *tags, int n, EsDcbCondition *cond)
 void
 es_dcb_check_after(EsDcbCondition *cond)
 {
-	Snapshot	snapshot;
 	int64		horizon;
 
 	if (!cond->has_after)
 		return;
-	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
-	UnregisterSnapshot(snapshot);
 	/*
-	 * With nothing in flight the horizon is unbounded: the newest position
-	 * bounds it.  Read as the extension's owner: the append runs as its
-	 * store's owner, who need not be able to read the sequence.
+	 * Bounded by the newest position, read before the in-flight registry
+	 * (horizon.c): a position taken meanwhile is not counted as settled.
 	 */
-	horizon = Min(horizon, es_sequence_last_value(es_position_seqid()));
+	horizon = es_settled_horizon(ES_COUNTER_POSITION, es_position_seqid());
 	if (cond->after > horizon)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

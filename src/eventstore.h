@@ -123,6 +123,7 @@ extern void es_horizon_xact(XactEvent event);
 extern bool es_horizon_shmem_ready(void);
 extern int64 es_allocate(EsCounter kind, Oid seqoid);
 extern int64 es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out);
+extern int64 es_settled_horizon(EsCounter kind, Oid seqoid);
 extern bool es_horizon_oldest(EsCounter kind, Oid dbid, int64 *first, int *slot, int *count);
 extern int64 es_sequence_last_value(Oid seqoid);
 

@@ -391,6 +391,28 @@ es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 }
 
 /*
+ * The read horizon for a reader that reads with a snapshot taken later than
+ * the horizon (a statement of its own): es_read_horizon bounded by the
+ * sequence's last value read before it.  es_read_horizon alone returns
+ * "no limit" when nothing is in flight, which is right only with the
+ * snapshot taken together with it: a position taken afterwards can commit
+ * behind a later one before the later snapshot, which would then see the
+ * later one and not it.  A position taken after the last value was read is
+ * above it; one taken before is settled, or in flight when es_read_horizon
+ * looks (registration is atomic with the nextval).
+ */
+int64
+es_settled_horizon(EsCounter kind, Oid seqoid)
+{
+	int64		last = es_sequence_last_value(seqoid);
+	Snapshot	snapshot;
+	int64		horizon = es_read_horizon(kind, seqoid, &snapshot);
+
+	UnregisterSnapshot(snapshot);
+	return Min(last, horizon);
+}
+
+/*
  * The last value sequence seqoid handed out (0 before its first nextval),
  * read as the store's owner: callers need no grant on the sequence.
  */

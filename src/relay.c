@@ -340,27 +340,14 @@ es_relay_prune(void)
 static void
 es_publish_log_horizon(void)
 {
-	Snapshot	snapshot;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
-	int64		last;
-	int64		horizon;
 
 	if (!OidIsValid(get_relname_relid("log_horizon", es_schema_oid())))
 		return;					/* schema older than 0.4.0 */
 
-	/*
-	 * One horizon for every store: positions come from one sequence, so it
-	 * is bounded by the sequence's last value, not by one table's highest
-	 * position.  The last value is read first: a position taken after that
-	 * is above it, and one taken before is either settled or registered in
-	 * flight when es_read_horizon looks (registration is atomic with the
-	 * nextval), so every position up to the minimum is settled.
-	 */
-	last = es_sequence_last_value(es_position_seqid());
-	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
-	UnregisterSnapshot(snapshot);
-	values[0] = Int64GetDatum(Min(last, horizon));
+	/* one horizon for every store, settled for a later snapshot (horizon.c) */
+	values[0] = Int64GetDatum(es_settled_horizon(ES_COUNTER_POSITION, es_position_seqid()));
 	if (SPI_execute_plan(es_relay_plan(&es_plan_log_publish,
 									   "UPDATE eventstore.log_horizon h SET position = $1"
 									   " WHERE h.position OPERATOR(pg_catalog.<) $1",
