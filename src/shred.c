@@ -244,15 +244,7 @@ eventstore_encrypt(PG_FUNCTION_ARGS)
 	char	   *json;
 	char	   *uuid;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("subject must not be null")));
-	subject = PG_GETARG_TEXT_PP(0);
-	if (VARSIZE_ANY_EXHDR(subject) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("subject must not be empty")));
+	subject = es_name_arg(fcinfo, 0, "subject");
 	if (VARSIZE_ANY_EXHDR(subject) > ES_MAX_STREAM_ID_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
@@ -501,15 +493,7 @@ eventstore_forget(PG_FUNCTION_ARGS)
 	bool		found;
 
 	es_lifecycle_require_acl(st);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("subject must not be null")));
-	subject = PG_GETARG_TEXT_PP(0);
-	if (VARSIZE_ANY_EXHDR(subject) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("subject must not be empty")));
+	subject = es_name_arg(fcinfo, 0, "subject");
 	found = es_key_lookup(st->relid, subject, &key_id, &key, SnapshotSelf);
 	if (found)
 	{
