@@ -1046,6 +1046,9 @@ es_lifecycle_version_floor(EsStore *st, text *stream_id)
 {
 	EsLifeRow	row;
 
+	/* a store without lifecycle rows (the cached answer) has no floor */
+	if (!es_lifecycle_active_cached(st->relid))
+		return 0;
 	if (es_life_lookup(st->relid, false, stream_id, GetActiveSnapshot(), &row))
 		return Max(row.version_floor, row.has_deleted ? row.deleted_version : 0);
 	return 0;
