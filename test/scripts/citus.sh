@@ -126,7 +126,7 @@ q 0 -c "SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', $(node_port 0)
     -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 1))" \
     -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 2))" \
     -c 'CREATE EXTENSION eventstore' >/dev/null || { fail "cluster set-up"; exit 1; }
-check "eventstore installed on both workers by the coordinator" "0.6.0 0.6.0" \
+check "eventstore installed on both workers by the coordinator" "0.7.0 0.7.0" \
     "$(q 1 -c "SELECT extversion FROM pg_extension WHERE extname = 'eventstore'") $(q 2 -c "SELECT extversion FROM pg_extension WHERE extname = 'eventstore'")"
 
 # -- distribute -------------------------------------------------------------------
