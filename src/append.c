@@ -35,6 +35,9 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -56,8 +59,14 @@
 #include "access/tableam.h"
 #include "executor/tuptable.h"
 #include "utils/fmgroids.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/uuid.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "nodes/makefuncs.h"
 
+#include "compat.h"
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_append);
@@ -73,39 +82,6 @@ typedef struct EsNewEvent
 	pg_uuid_t	event_id;
 	bool		id_given;		/* the caller chose event_id */
 } EsNewEvent;
-
-/*
- * The insert statements, prepared once per store and backend (catalog.c
- * keeps them with the store): [tags][batch][returning]: with the tags column
- * (0.5.0 on) or without (an older catalog, before its update), one row or
- * many, with or without RETURNING *.  A batch's tags come as one flat array
- * ($9) and each event's bounds in it ($10, $11).  %s is the store.
- */
-static const char *const es_insert_sql[2][2] = {
-	{
-		"INSERT INTO %s (global_position, stream_id,"
-		" stream_version, event_id, event_type, data, metadata, created_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-		"INSERT INTO %s (global_position, stream_id,"
-		" stream_version, event_id, event_type, data, metadata, created_at)"
-		" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m, $8"
-		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
-		" pg_catalog.unnest($4), pg_catalog.unnest($5),"
-		" pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
-	},
-	{
-		"INSERT INTO %s (global_position, stream_id,"
-		" stream_version, event_id, event_type, data, metadata, created_at, tags)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-		"INSERT INTO %s (global_position, stream_id,"
-		" stream_version, event_id, event_type, data, metadata, created_at, tags)"
-		" SELECT u.p, $1, u.v, u.i, u.t, u.d, u.m, $8, COALESCE($9[u.lo:u.hi], '{}')"
-		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
-		" pg_catalog.unnest($4), pg_catalog.unnest($5),"
-		" pg_catalog.unnest($6), pg_catalog.unnest($7),"
-		" pg_catalog.unnest($10), pg_catalog.unnest($11)) AS u(p, v, i, t, d, m, lo, hi)",
-	},
-};
 
 /* Check a stream id: not empty, not too long. */
 void
@@ -303,9 +279,13 @@ typedef struct EsStreamLookup
 	ScanKeyData keys[2];
 } EsStreamLookup;
 
-/* Start a lookup in index (stream_id = sid [, second column = key2]). */
+/*
+ * Start a lookup in index (stream_id = sid [, second column <op> key2]),
+ * op being the btree strategy and key2_proc its comparison function.
+ */
 static void
-es_lookup_begin(EsStreamLookup *lk, EsStore *st, Oid indexoid, Datum sid, Oid key2_proc, Datum key2)
+es_lookup_begin(EsStreamLookup *lk, EsStore *st, Oid indexoid, Datum sid,
+				StrategyNumber strategy, Oid key2_proc, Datum key2)
 {
 	int			nkeys = OidIsValid(key2_proc) ? 2 : 1;
 
@@ -314,7 +294,7 @@ es_lookup_begin(EsStreamLookup *lk, EsStore *st, Oid indexoid, Datum sid, Oid ke
 	ScanKeyEntryInitialize(&lk->keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   lk->index->rd_indcollation[0], F_TEXTEQ, sid);
 	if (nkeys == 2)
-		ScanKeyEntryInitialize(&lk->keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+		ScanKeyEntryInitialize(&lk->keys[1], 0, 2, strategy, InvalidOid,
 							   lk->index->rd_indcollation[1], key2_proc, key2);
 	lk->scan = index_beginscan(lk->heap, lk->index, SnapshotSelf, nkeys, 0);
 	index_rescan(lk->scan, lk->keys, nkeys, NULL, 0);
@@ -330,14 +310,64 @@ es_lookup_end(EsStreamLookup *lk)
 	table_close(lk->heap, NoLock);
 }
 
-/* An int8 column of the events row in slot, by name. */
+/* An int8 column of the store's row in slot. */
 static int64
-es_slot_int8(TupleTableSlot *slot, const char *column)
+es_slot_int8(EsStore *st, TupleTableSlot *slot, EsColumn column)
 {
 	bool		isnull;
 
-	return DatumGetInt64(slot_getattr(slot,
-									  get_attnum(slot->tts_tableOid, column), &isnull));
+	return DatumGetInt64(slot_getattr(slot, st->attnum[column], &isnull));
+}
+
+/*
+ * Where a stream's head was last seen by this backend, per store: a hint
+ * that lets the head lookup stop at it.  A btree page is read whole, so
+ * looking for a long stream's last version compares every entry of the
+ * stream on its last leaf page; with the hint the scan asks for versions at
+ * or above it and stops there.  Versions only grow, so a head at or above
+ * the hint is the head; when nothing is found there (a stream deleted and
+ * purged, a rolled-back append, another stream with the same hash slot) the
+ * lookup is done again without the hint.  A wrong hint costs a second
+ * lookup, never a wrong answer.
+ */
+#define ES_HEAD_HINTS 1024
+
+typedef struct EsHeadHint
+{
+	Oid			store;
+	uint64		hash;			/* of the stream id */
+	int64		version;
+} EsHeadHint;
+
+static EsHeadHint es_head_hints[ES_HEAD_HINTS];
+
+/* The last event of a stream at or above version from (from 0: any). */
+static bool
+es_head_lookup(EsStore *st, Datum stream_id, int64 from, int64 *version, TimestampTz *last_time)
+{
+	EsStreamLookup lk;
+	bool		found;
+
+	if (from > 1)
+		es_lookup_begin(&lk, st, st->version_index, stream_id, BTGreaterEqualStrategyNumber,
+						F_INT8GE, Int64GetDatum(from));
+	else
+		es_lookup_begin(&lk, st, st->version_index, stream_id, InvalidStrategy,
+						InvalidOid, (Datum) 0);
+	found = index_getnext_slot(lk.scan, BackwardScanDirection, lk.slot);
+	if (found)
+	{
+		*version = es_slot_int8(st, lk.slot, ES_COL_VERSION);
+		if (last_time)
+		{
+			bool		isnull;
+
+			*last_time = DatumGetTimestampTz(slot_getattr(lk.slot, st->attnum[ES_COL_CREATED_AT],
+														  &isnull));
+		}
+	}
+	es_lookup_end(&lk);
+	return found;
 }
 
 /*
@@ -347,25 +377,20 @@ es_slot_int8(TupleTableSlot *slot, const char *column)
 int64
 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time)
 {
-	EsStreamLookup lk;
+	text	   *sid = (text *) DatumGetPointer(stream_id);
+	uint64		h = hash_bytes_extended((const unsigned char *) VARDATA_ANY(sid),
+										VARSIZE_ANY_EXHDR(sid), 0);
+	EsHeadHint *hint = &es_head_hints[h % ES_HEAD_HINTS];
+	int64		from = (hint->store == st->relid && hint->hash == h) ? hint->version : 0;
 	int64		version = 0;
 
 	if (last_time)
 		*last_time = 0;
-	es_lookup_begin(&lk, st, st->version_index, stream_id, InvalidOid, (Datum) 0);
-	if (index_getnext_slot(lk.scan, BackwardScanDirection, lk.slot))
-	{
-		version = es_slot_int8(lk.slot, "stream_version");
-		if (last_time)
-		{
-			bool		isnull;
-
-			*last_time = DatumGetTimestampTz(slot_getattr(lk.slot,
-														  get_attnum(st->relid, "created_at"),
-														  &isnull));
-		}
-	}
-	es_lookup_end(&lk);
+	if (!es_head_lookup(st, stream_id, from, &version, last_time) && from > 1)
+		(void) es_head_lookup(st, stream_id, 0, &version, last_time);
+	hint->store = st->relid;
+	hint->hash = h;
+	hint->version = version;
 	return version;
 }
 
@@ -432,14 +457,14 @@ es_check_retry(EsStore *st, Datum stream_id, EsNewEvent *events, int n,
 			retry = false;
 			continue;
 		}
-		es_lookup_begin(&lk, st, st->event_id_index, stream_id, F_UUID_EQ,
-						UUIDPGetDatum(&events[i].event_id));
+		es_lookup_begin(&lk, st, st->event_id_index, stream_id, BTEqualStrategyNumber,
+						F_UUID_EQ, UUIDPGetDatum(&events[i].event_id));
 		found = index_getnext_slot(lk.scan, ForwardScanDirection, lk.slot);
 		if (found)
 		{
-			v = es_slot_int8(lk.slot, "stream_version");
+			v = es_slot_int8(st, lk.slot, ES_COL_VERSION);
 			if (i == n - 1)
-				last_position = es_slot_int8(lk.slot, "global_position");
+				last_position = es_slot_int8(st, lk.slot, ES_COL_POSITION);
 		}
 		es_lookup_end(&lk);
 
@@ -520,123 +545,143 @@ es_events_bytes(EsNewEvent *events, int n)
 	return bytes;
 }
 
-/* The insert statement into st for a batch or not, returning the rows or not. */
-static SPIPlanPtr
-es_insert_plan(EsStore *st, bool tags, bool batch, bool returning, Oid *argtypes)
-{
-	EsPlanSlot	slot = ES_PLAN_INSERT + tags * 4 + batch * 2 + returning;
-	char	   *sql;
-	SPIPlanPtr	plan;
-
-	if (st->plans[slot] != NULL)
-		return st->plans[slot];
-	sql = psprintf(es_insert_sql[tags][batch], st->name);
-	if (returning)
-		sql = psprintf("%s RETURNING *", sql);
-	plan = es_store_plan(st, slot, sql, tags ? (batch ? 11 : 9) : 8, argtypes, 0);
-	pfree(sql);
-	return plan;
-}
-
 /*
- * Insert the prepared events at versions current+1.. with fresh positions.
- * With returning, the stored rows are left in SPI_tuptable.
+ * Insert the prepared events at versions current+1.. with fresh positions,
+ * through the executor's own insert path for one table, as COPY FROM does:
+ * the table access method, the indexes, the check constraints and the
+ * table's triggers (statement and row, before and after, transition
+ * tables), without planning or running an INSERT statement.  st is the
+ * table holding the stream (the store, or a Citus shard of it); its row
+ * lock mode (ROW EXCLUSIVE) is taken here.  With rows, the stored rows are
+ * returned (in the current memory context) with their descriptor, for the
+ * projections and the hook.
  */
 static int64
 es_insert_events(EsStore *st, Datum stream_id, EsNewEvent *events, int n, int64 current,
-				 TimestampTz created_at, bool returning, int64 *positions_out)
+				 TimestampTz created_at, int64 *positions_out,
+				 HeapTuple **rows, TupleDesc *rows_desc)
 {
 	Oid			seq = es_position_seqid();	/* one sequence for every store */
+	MemoryContext caller = CurrentMemoryContext;
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TransitionCaptureState *capture;
+	Relation	rel;
+	TupleTableSlot *slot;
 	int64		last_position = 0;
-	int			expected_rc = returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT;
-	bool		with_tags = st->has_tags;
+	int			ndefaults = 0;
+	AttrNumber *default_attnum;
+	ExprState **default_expr;
 
-	if (n == 1)
+	LockRelationOid(st->relid, RowExclusiveLock);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = st->relid;
+	rte->relkind = RELKIND_RELATION;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT;
+	ExecInitRangeTable(estate, list_make1(rte));
+	ExecInitResultRelation(estate, rri, 1);
+	rel = rri->ri_RelationDesc;
+	ExecOpenIndices(rri, false);
+	estate->es_output_cid = GetCurrentCommandId(true);
+
+	/*
+	 * Columns the user added to the type (ALTER TYPE ... ADD ATTRIBUTE) get
+	 * their defaults, as an INSERT naming only our columns would give them.
+	 */
+	default_attnum = palloc(sizeof(AttrNumber) * RelationGetDescr(rel)->natts);
+	default_expr = palloc(sizeof(ExprState *) * RelationGetDescr(rel)->natts);
+	for (AttrNumber a = 1; a <= RelationGetDescr(rel)->natts; a++)
 	{
-		Oid			argtypes[9] = {INT8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
-		TIMESTAMPTZOID, TEXTARRAYOID};
-		Datum		values[9];
-		char		nulls[9] = "         ";
-		SPIPlanPtr	plan;
+		bool		ours = false;
+		Node	   *expr;
 
-		plan = es_insert_plan(st, with_tags, false, returning, argtypes);
+		if (TupleDescAttr(RelationGetDescr(rel), a - 1)->attisdropped)
+			continue;
+		for (int c = 0; c < ES_NCOLS && !ours; c++)
+			ours = (st->attnum[c] == a);
+		if (ours || (expr = build_column_default(rel, a)) == NULL)
+			continue;
+		default_attnum[ndefaults] = a;
+		default_expr[ndefaults++] = ExecInitExpr(expression_planner((Expr *) expr), NULL);
+	}
+
+	AfterTriggerBeginQuery();
+	capture = MakeTransitionCaptureState(rel->trigdesc, st->relid, CMD_INSERT);
+	ExecBSInsertTriggers(estate, rri);
+	slot = table_slot_create(rel, &estate->es_tupleTable);
+	if (rows)
+	{
+		*rows = MemoryContextAlloc(caller, sizeof(HeapTuple) * n);
+		/* an anonymous row shape, as INSERT ... RETURNING * gave */
+		*rows_desc = CreateTupleDescCopy(RelationGetDescr(rel));
+		(*rows_desc)->tdtypeid = RECORDOID;
+		(*rows_desc)->tdtypmod = -1;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		Datum	   *values = slot->tts_values;
+		bool	   *isnull = slot->tts_isnull;
+		List	   *recheck;
+
+		ResetPerTupleExprContext(estate);
+		ExecClearTuple(slot);
+		memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 		last_position = es_allocate(ES_COUNTER_POSITION, seq);
-		positions_out[0] = last_position;
-		values[0] = Int64GetDatum(last_position);
-		values[1] = stream_id;
-		values[2] = Int64GetDatum(current + 1);
-		values[3] = UUIDPGetDatum(&events[0].event_id);
-		values[4] = events[0].event_type;
-		values[5] = events[0].data;
-		values[6] = events[0].metadata;
-		if (events[0].metadata == (Datum) 0)
-			nulls[6] = 'n';
-		values[7] = TimestampTzGetDatum(created_at);
-		values[8] = events[0].tags;
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != expected_rc)
-			elog(ERROR, "eventstore: inserting the event failed");
-	}
-	else
-	{
-		Oid			argtypes[11] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, UUIDARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID, TEXTARRAYOID,
-		INT4ARRAYOID, INT4ARRAYOID};
-		Datum		values[11];
-		Datum	   *los = palloc(sizeof(Datum) * n);
-		Datum	   *his = palloc(sizeof(Datum) * n);
-		Datum	   *flat = NULL;
-		int			nflat = 0;
-		Datum	   *positions = palloc(sizeof(Datum) * n);
-		Datum	   *versions = palloc(sizeof(Datum) * n);
-		Datum	   *ids = palloc(sizeof(Datum) * n);
-		Datum	   *types = palloc(sizeof(Datum) * n);
-		Datum	   *datas = palloc(sizeof(Datum) * n);
-		Datum	   *metas = palloc(sizeof(Datum) * n);
-		bool	   *meta_nulls = palloc(sizeof(bool) * n);
-		int			dims[1] = {n};
-		int			lbs[1] = {1};
-		SPIPlanPtr	plan;
+		positions_out[i] = last_position;
+#define ES_SET(col, value) (values[st->attnum[col] - 1] = (value), isnull[st->attnum[col] - 1] = false)
+		ES_SET(ES_COL_POSITION, Int64GetDatum(last_position));
+		ES_SET(ES_COL_STREAM, stream_id);
+		ES_SET(ES_COL_VERSION, Int64GetDatum(current + 1 + i));
+		ES_SET(ES_COL_ID, UUIDPGetDatum(&events[i].event_id));
+		ES_SET(ES_COL_TYPE, events[i].event_type);
+		ES_SET(ES_COL_DATA, events[i].data);
+		if (events[i].metadata != (Datum) 0)
+			ES_SET(ES_COL_METADATA, events[i].metadata);
+		ES_SET(ES_COL_CREATED_AT, TimestampTzGetDatum(created_at));
+		if (st->has_tags)
+			ES_SET(ES_COL_TAGS, events[i].tags);
+#undef ES_SET
+		for (int d = 0; d < ndefaults; d++)
+			values[default_attnum[d] - 1] =
+				ExecEvalExpr(default_expr[d], GetPerTupleExprContext(estate),
+							 &isnull[default_attnum[d] - 1]);
+		ExecStoreVirtualTuple(slot);
 
-		plan = es_insert_plan(st, with_tags, true, returning, argtypes);
-		for (int i = 0; i < n; i++)
+		if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+			!ExecBRInsertTriggers(estate, rri, slot))
+			ereport(ERROR,
+					(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+					 errmsg("a trigger on %s skipped event %d of the append", st->name, i + 1),
+					 errdetail("A BEFORE ROW trigger of a store must not return NULL: the stream's versions and positions are taken.")));
+		if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
+			ES_COMPUTE_STORED_GENERATED(rri, estate, slot);
+		if (rel->rd_att->constr)
+			ExecConstraints(rri, slot, estate);
+		table_tuple_insert(rel, slot, estate->es_output_cid, 0, NULL);
+		recheck = rri->ri_NumIndices > 0
+			? ES_INSERT_INDEX_TUPLES(rri, slot, estate) : NIL;
+		ExecARInsertTriggers(estate, rri, slot, recheck, capture);
+		list_free(recheck);
+		if (rows)
 		{
-			Datum	   *elems;
-			int			nelems;
+			MemoryContext old = MemoryContextSwitchTo(caller);
 
-			deconstruct_array(DatumGetArrayTypeP(events[i].tags), TEXTOID, -1, false,
-							  TYPALIGN_INT, &elems, NULL, &nelems);
-			los[i] = Int32GetDatum(nflat + 1);
-			his[i] = Int32GetDatum(nflat + nelems);
-			flat = flat ? repalloc(flat, sizeof(Datum) * (nflat + nelems + 1))
-				: palloc(sizeof(Datum) * (nelems + 1));
-			memcpy(flat + nflat, elems, sizeof(Datum) * nelems);
-			nflat += nelems;
-
-			last_position = es_allocate(ES_COUNTER_POSITION, seq);
-			positions_out[i] = last_position;
-			positions[i] = Int64GetDatum(last_position);
-			versions[i] = Int64GetDatum(current + 1 + i);
-			ids[i] = UUIDPGetDatum(&events[i].event_id);
-			types[i] = events[i].event_type;
-			datas[i] = events[i].data;
-			metas[i] = events[i].metadata;
-			meta_nulls[i] = events[i].metadata == (Datum) 0;
+			(*rows)[i] = ExecCopySlotHeapTuple(slot);
+			MemoryContextSwitchTo(old);
 		}
-		values[0] = stream_id;
-		values[1] = PointerGetDatum(construct_array(positions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		values[2] = PointerGetDatum(construct_array(versions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		values[3] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-		values[4] = PointerGetDatum(construct_array(types, n, TEXTOID, -1, false, TYPALIGN_INT));
-		values[5] = PointerGetDatum(construct_array(datas, n, JSONBOID, -1, false, TYPALIGN_INT));
-		values[6] = PointerGetDatum(construct_md_array(metas, meta_nulls, 1, dims, lbs,
-													   JSONBOID, -1, false, TYPALIGN_INT));
-		values[7] = TimestampTzGetDatum(created_at);
-		values[8] = PointerGetDatum(construct_array(flat, nflat, TEXTOID, -1, false, TYPALIGN_INT));
-		values[9] = PointerGetDatum(construct_array(los, n, INT4OID, 4, true, TYPALIGN_INT));
-		values[10] = PointerGetDatum(construct_array(his, n, INT4OID, 4, true, TYPALIGN_INT));
-		if (SPI_execute_plan(plan, values, NULL, false, 0) != expected_rc)
-			elog(ERROR, "eventstore: inserting the events failed");
 	}
+	ExecASInsertTriggers(estate, rri, capture);
+	AfterTriggerEndQuery(estate);
+
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	ExecCloseResultRelations(estate);
+	ExecCloseRangeTableRelations(estate);
+	FreeExecutorState(estate);
+
+	/* What follows in this transaction (projections, reads) sees the rows. */
+	CommandCounterIncrement();
 	return last_position;
 }
 
@@ -664,8 +709,8 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	int64	   *positions;
 	Datum	   *types;
 	Datum	   *tags;
-	SPITupleTable *rows;
-	uint64		nrows;
+	HeapTuple  *rows = NULL;
+	TupleDesc	rows_desc = NULL;
 
 	if (!any_version && expected < -1)
 		ereport(ERROR,
@@ -774,10 +819,9 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		es_dcb_check(st, cond, sid);
 	dispatch = es_projections_wanted(st, types, n);
 	positions = palloc(sizeof(int64) * n);
-	*position = es_insert_events(at, sid, events, n, current, created_at, dispatch, positions);
+	*position = es_insert_events(at, sid, events, n, current, created_at, positions,
+								 dispatch ? &rows : NULL, &rows_desc);
 	*version = current + n;
-	rows = dispatch ? SPI_tuptable : NULL;
-	nrows = SPI_processed;
 	es_stats_append(st, sid, n, es_events_bytes(events, n));
 
 	/* Outbox rows for the routes that match, in the same transaction. */
@@ -789,7 +833,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	 */
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (dispatch)
-		es_stats_dispatch(st, sid, rows->vals, nrows, rows->tupdesc);
+		es_stats_dispatch(st, sid, rows, n, rows_desc);
 	SPI_finish();
 
 	/* Snapshot policies whose period this append crossed (aggregate.c). */

@@ -290,6 +290,19 @@ es_store_type(void)
 	return es_store_type_oid;
 }
 
+/* The column names of a store, in EsColumn order. */
+static const char *const es_column_names[ES_NCOLS] = {
+	[ES_COL_POSITION] = "global_position",
+	[ES_COL_STREAM] = "stream_id",
+	[ES_COL_VERSION] = "stream_version",
+	[ES_COL_ID] = "event_id",
+	[ES_COL_TYPE] = "event_type",
+	[ES_COL_DATA] = "data",
+	[ES_COL_METADATA] = "metadata",
+	[ES_COL_CREATED_AT] = "created_at",
+	[ES_COL_TAGS] = "tags",
+};
+
 /* A unique btree index on exactly (stream_id, second) without predicate or expressions. */
 static bool
 es_is_key_index(Oid indexoid, AttrNumber stream_att, AttrNumber second_att)
@@ -394,10 +407,15 @@ es_store_fill(EsStore *st)
 	st->nspid = cls->relnamespace;
 	ReleaseSysCache(tup);
 
-	stream_att = get_attnum(relid, "stream_id");
-	version_att = get_attnum(relid, "stream_version");
-	id_att = get_attnum(relid, "event_id");
-	st->has_tags = get_attnum(relid, "tags") != InvalidAttrNumber;
+	for (int c = 0; c < ES_NCOLS; c++)
+		st->attnum[c] = get_attnum(relid, es_column_names[c]);
+	stream_att = st->attnum[ES_COL_STREAM];
+	version_att = st->attnum[ES_COL_VERSION];
+	id_att = st->attnum[ES_COL_ID];
+	st->has_tags = st->attnum[ES_COL_TAGS] != InvalidAttrNumber;
+	for (int c = 0; c < ES_COL_TAGS; c++)
+		if (st->attnum[c] == InvalidAttrNumber)
+			es_not_a_store(relid, psprintf("It has no column %s.", es_column_names[c]));
 
 	rel = table_open(relid, AccessShareLock);
 	st->version_index = InvalidOid;

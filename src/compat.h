@@ -128,4 +128,22 @@ es_spi_into_dest(SPIPlanPtr plan, int nargs, Oid *argtypes,
 #endif
 }
 
+/* ExecInsertIndexTuples() gained onlySummarizing in 16. */
+#if PG_VERSION_NUM >= 160000
+#define ES_INSERT_INDEX_TUPLES(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#else
+#define ES_INSERT_INDEX_TUPLES(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#endif
+
+/* ExecComputeStoredGenerated() took the ResultRelInfo from 14 on. */
+#if PG_VERSION_NUM >= 140000
+#define ES_COMPUTE_STORED_GENERATED(rri, estate, slot) \
+	ExecComputeStoredGenerated((rri), (estate), (slot), CMD_INSERT)
+#else
+#define ES_COMPUTE_STORED_GENERATED(rri, estate, slot) \
+	ExecComputeStoredGenerated((estate), (slot), CMD_INSERT)
+#endif
+
 #endif							/* EVENTSTORE_COMPAT_H */

@@ -61,8 +61,6 @@ extern char *es_relay_databases;
  */
 typedef enum EsPlanSlot
 {
-	ES_PLAN_INSERT,				/* append.c: [tags][batch][returning], 8 slots */
-	ES_PLAN_INSERT_LAST = ES_PLAN_INSERT + 7,
 	ES_PLAN_READ,				/* read.c: [kind][upcast] */
 	ES_PLAN_READ_LAST = ES_PLAN_READ + 7,
 	ES_PLAN_FOLD,				/* aggregate.c: a stream's events to fold, [upcast] */
@@ -77,6 +75,21 @@ typedef enum EsPlanSlot
 	ES_NPLANS = 48
 } EsPlanSlot;
 
+/* The columns of a store (the attributes of eventstore.event_store). */
+typedef enum EsColumn
+{
+	ES_COL_POSITION,			/* global_position */
+	ES_COL_STREAM,				/* stream_id */
+	ES_COL_VERSION,				/* stream_version */
+	ES_COL_ID,					/* event_id */
+	ES_COL_TYPE,				/* event_type */
+	ES_COL_DATA,				/* data */
+	ES_COL_METADATA,			/* metadata */
+	ES_COL_CREATED_AT,			/* created_at */
+	ES_COL_TAGS,				/* tags (0.5.0 on; InvalidAttrNumber before) */
+	ES_NCOLS
+} EsColumn;
+
 typedef struct EsStore
 {
 	Oid			relid;			/* hash key: the table */
@@ -89,6 +102,7 @@ typedef struct EsStore
 	Oid			nspid;
 	Oid			version_index;	/* unique (stream_id, stream_version) */
 	Oid			event_id_index; /* unique (stream_id, event_id) */
+	AttrNumber	attnum[ES_NCOLS];	/* the table's attribute number of each column */
 	char	   *name;			/* schema-qualified and quoted, for SQL text and messages */
 	SPIPlanPtr	plans[ES_NPLANS];
 	Oid			acl_user;		/* privileges below were checked for this role */

@@ -1,0 +1,79 @@
+-- The append inserts through the executor's insert path (as COPY FROM
+-- does), not through an INSERT statement: what an INSERT would do to the
+-- table must still happen -- the table's own triggers (row and statement,
+-- before and after, transition tables), check constraints, the defaults of
+-- columns the user added to the row type.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS eventstore CASCADE;
+CREATE EXTENSION eventstore;
+\set VERBOSITY terse
+CREATE SCHEMA ip;
+SELECT eventstore.create_store('ip.events');
+
+CREATE TABLE ip.seen (kind text, stream_id text, stream_version bigint,
+                      global_position bigint, n int);
+
+CREATE FUNCTION ip.after_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ip.seen VALUES ('row', NEW.stream_id, NEW.stream_version, NEW.global_position, NULL);
+    RETURN NULL;
+END $$;
+CREATE FUNCTION ip.after_stmt() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ip.seen SELECT 'statement', min(stream_id), max(stream_version), NULL, count(*) FROM new_rows;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION ip.before_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.event_type = 'Dropped' THEN RETURN NULL; END IF;
+    NEW.data := NEW.data || '{"stamped": true}';
+    RETURN NEW;
+END $$;
+CREATE TRIGGER seen_row AFTER INSERT ON ip.events FOR EACH ROW EXECUTE FUNCTION ip.after_row();
+CREATE TRIGGER seen_stmt AFTER INSERT ON ip.events REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ip.after_stmt();
+CREATE TRIGGER stamp BEFORE INSERT ON ip.events FOR EACH ROW EXECUTE FUNCTION ip.before_row();
+
+-- one append of three events: three row triggers, one statement trigger
+-- whose transition table holds the three rows
+SELECT eventstore.append('ip-1', 0, ARRAY[eventstore.event('A', '{}'),
+                                          eventstore.event('B', '{}'),
+                                          eventstore.event('C', '{}')], store => 'ip.events');
+SELECT kind, stream_id, stream_version, n,
+       global_position = (SELECT global_position FROM ip.events e
+                           WHERE e.stream_id = s.stream_id AND e.stream_version = s.stream_version) AS position_matches
+FROM ip.seen s ORDER BY kind, stream_version;
+-- the BEFORE ROW trigger's change is what is stored
+SELECT stream_version, data FROM ip.events ORDER BY stream_version;
+
+-- a BEFORE ROW trigger that skips an event would leave a hole in the stream:
+-- refused (09000), nothing of the append stays
+\set VERBOSITY sqlstate
+SELECT eventstore.append('ip-1', 3, ARRAY[eventstore.event('D', '{}'),
+                                          eventstore.event('Dropped', '{}')], store => 'ip.events');
+\set VERBOSITY terse
+SELECT eventstore.stream_version('ip-1', store => 'ip.events');
+
+-- a check constraint on the store vetoes an append (23514)
+\set VERBOSITY sqlstate
+ALTER TABLE ip.events ADD CONSTRAINT no_secrets CHECK (NOT data ? 'password');
+SELECT eventstore.append_event('ip-2', NULL, 'Registered', '{"password": "hunter2"}', store => 'ip.events');
+\set VERBOSITY terse
+SELECT count(*) FROM ip.events WHERE stream_id = 'ip-2';
+
+-- a column added to the row type gets the store's default
+ALTER TYPE eventstore.event_store ADD ATTRIBUTE tenant text CASCADE;
+ALTER TABLE ip.events ALTER tenant SET DEFAULT 'acme';
+SELECT eventstore.append_event('ip-3', NULL, 'Opened', '{}', store => 'ip.events');
+SELECT stream_id, tenant FROM ip.events WHERE stream_id = 'ip-3';
+SELECT eventstore.append_event('ip-3', NULL, 'Opened', '{}');   -- the default store: no default, NULL
+SELECT tenant IS NULL AS no_default FROM eventstore.events WHERE stream_id = 'ip-3';
+SELECT event_type, stream_version FROM eventstore.read_stream('ip-3', store => 'ip.events');
+ALTER TYPE eventstore.event_store DROP ATTRIBUTE tenant CASCADE;
+-- and appends go on once it is dropped again
+SELECT eventstore.append_event('ip-3', NULL, 'Closed', '{}', store => 'ip.events');
+SELECT event_type, stream_version FROM eventstore.read_stream('ip-3', store => 'ip.events');
+
+SELECT eventstore.drop_store('ip.events');
+DROP SCHEMA ip CASCADE;
+DROP EXTENSION eventstore CASCADE;
