@@ -18,8 +18,9 @@ import_case() {
                 printf "%d\timp%d-%d\t%d\tImported\t{\"amount\": 42, \"note\": \"a typical small event\"}\t\\N\t2020-01-01 00:00:00+00\t%08x-0000-4000-8000-%012x\n",
                        k + 1, r, k % s, int(k / s) + 1, r, k
         }' > "$WORK/import.tsv"
-        # the same rows in the column order of eventstore.events (position = ord)
-        awk -F'\t' '{printf "%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", $1 + 1000000000 * '"$round"', $2, $3, $8, $4, $5, $6, $7}' \
+        # the same rows in the column order of eventstore.events (position = ord,
+        # no tags)
+        awk -F'\t' '{printf "%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t{}\n", $1 + 1000000000 * '"$round"', $2, $3, $8, $4, $5, $6, $7}' \
             "$WORK/import.tsv" > "$WORK/raw.tsv"
         chmod 644 "$WORK/import.tsv" "$WORK/raw.tsv"
         raw=$(es_psql -d bench -At -c '\timing on' -c "COPY raw_events FROM '$WORK/raw.tsv'" |
