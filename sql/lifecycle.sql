@@ -21,7 +21,7 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 
 -- every read path of one stream, as versions: read_stream, backwards,
--- read_all, read_category, read_all_until, stream_version
+-- read_all, read_category, read_all_until, read_query, stream_version
 CREATE FUNCTION pg_temp.reads(sid text, st regclass DEFAULT 'eventstore.events') RETURNS text
 LANGUAGE sql AS $$
     SELECT concat_ws(' | ',
@@ -30,6 +30,7 @@ LANGUAGE sql AS $$
         'all ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_all(0, NULL, st) WHERE stream_id = sid), '-'),
         'cat ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_category(split_part(sid, '-', 1), 0, NULL, st) WHERE stream_id = sid), '-'),
         'until ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_all_until('infinity', 0, NULL) WHERE stream_id = sid AND st = 'eventstore.events'::regclass), '-'),
+        'query ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_query('{}', 0, NULL, st) WHERE stream_id = sid), '-'),
         'version ' || eventstore.stream_version(sid, st))
 $$;
 
@@ -194,6 +195,7 @@ SELECT data FROM eventstore.read_stream('patient-1');
 SELECT data FROM eventstore.read_stream_backwards('patient-2');
 SELECT stream_id, data FROM eventstore.read_all(0, NULL) WHERE stream_id LIKE 'patient-%';
 SELECT stream_id, data FROM eventstore.read_category('patient');
+SELECT stream_id, data FROM eventstore.read_query('{"items": [{"types": ["Admitted", "Moved"]}]}') WHERE stream_id LIKE 'patient-%';
 CREATE FUNCTION pg_temp.chart(s jsonb, e eventstore.events) RETURNS jsonb LANGUAGE sql AS $$
     SELECT s || (e.data - 'ward') || jsonb_build_object('ward', e.data->'ward') $$;
 SELECT eventstore.aggregate('patient-1', 'pg_temp.chart(jsonb, eventstore.events)');
@@ -214,6 +216,7 @@ SELECT eventstore.forget('subject-1', 'again: nothing to forget');
 SELECT data FROM eventstore.read_stream('patient-1');
 SELECT stream_id, data FROM eventstore.read_all(0, NULL) WHERE stream_id LIKE 'patient-%';
 SELECT stream_id, data FROM eventstore.read_category('patient');
+SELECT stream_id, data FROM eventstore.read_query('{"items": [{"types": ["Admitted", "Moved"]}]}') WHERE stream_id LIKE 'patient-%';
 SELECT eventstore.aggregate('patient-1', 'pg_temp.chart(jsonb, eventstore.events)');
 SELECT eventstore.decrypt(data) FROM eventstore.events WHERE stream_id = 'patient-1' ORDER BY stream_version;
 -- the snapshot folded in clear is gone; the other subject's stays

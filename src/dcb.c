@@ -857,7 +857,8 @@ es_dcb_materialize(FunctionCallInfo fcinfo)
  *						 max_count integer DEFAULT 1000, store regclass DEFAULT
  *						 'eventstore.events') RETURNS SETOF events:
  * events of the store matching query in (after_position, horizon], in
- * position order.  The caller reads with its own rights (SELECT on the store).
+ * position order, hidden events left out and data decrypted as read_all
+ * does.  The caller reads with its own rights (SELECT on the store).
  */
 Datum
 eventstore_read_query(PG_FUNCTION_ARGS)
@@ -873,7 +874,9 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 	SPIPlanPtr	plan;
 	bool		temporary;
 	DestReceiver *dest;
-	bool		upcast;
+	const char *cols;
+	const char *from;
+	const char *filter;
 	EsStore    *st;
 
 	if (PG_ARGISNULL(0))
@@ -903,16 +906,22 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	upcast = es_upcasting(st);
+	/*
+	 * As read_all: with stream metadata, deleted streams or keys in the
+	 * store, hidden events are left out (before the limit) and data is
+	 * decrypted (read.c).
+	 */
+	es_read_sql_parts(st, es_upcasting(st), es_lifecycle_active(st->relid, snapshot),
+					  &cols, &from, &filter);
 	es_dcb_sql_init(&sql, q, 3);
 	appendStringInfo(&sql.text, "SELECT %s FROM %s e%s WHERE e.global_position OPERATOR(pg_catalog.>) ",
-					 upcast ? "u.*" : "e.*", st->name,
-					 upcast ? es_upcast_sql(st) : "");
+					 cols, st->name, from);
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(after));
 	appendStringInfoString(&sql.text, " AND e.global_position OPERATOR(pg_catalog.<=) ");
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(horizon));
 	appendStringInfoString(&sql.text, " AND ");
 	es_dcb_where(&sql, q);
+	appendStringInfoString(&sql.text, filter);
 	appendStringInfoString(&sql.text, " ORDER BY e.global_position LIMIT ");
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(limit));
 	sql.nulls[sql.nparams - 1] = !limited;
