@@ -812,7 +812,7 @@ static void
 es_dcb_materialize(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext per_query = rsinfo->econtext->ecxt_per_query_memory;
+	MemoryContext per_query;
 	MemoryContext old;
 	MemoryContextCallback *cb;
 	TupleDesc	desc;
@@ -831,6 +831,7 @@ es_dcb_materialize(FunctionCallInfo fcinfo)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("materialize mode required, but it is not allowed in this context")));
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
 	if (es_dcb_result_cxt == NULL)
 		es_dcb_result_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore read_query result",
 												  ES_DCB_RESULT_KEEP, ES_DCB_RESULT_KEEP,
