@@ -366,6 +366,29 @@ SELECT count(*) AS ids_in_clear FROM eventstore.lifecycle_log l
  WHERE l::text LIKE '%user-42%' OR l::text LIKE '%acct-1%';
 
 ------------------------------------------------------------------------
+-- DCB: a condition looks at what read_query returns.  An event hidden by a
+-- delete or by stream metadata neither comes back from read_query nor fails
+-- a condition (else "read again and decide again" could never succeed: the
+-- event that fails it is never read).  A visible one still fails it.
+------------------------------------------------------------------------
+SELECT stream_version FROM eventstore.append_event('member-1', 0, 'Registered', '{}', tags => ARRAY['name:ann']);
+SELECT stream_version FROM eventstore.append_event('member-2', 0, 'Registered', '{}', tags => ARRAY['name:bob']);
+SELECT stream_version FROM eventstore.append_event('member-2', 1, 'Renamed', '{}', tags => ARRAY['name:bob']);
+SELECT eventstore.delete_stream('member-1', 1);
+SELECT eventstore.set_stream_metadata('member-2', max_count => 1);
+SELECT count(*) AS ann_read FROM eventstore.read_query('{"items": [{"types": ["Registered"], "tags": ["name:ann"]}]}');
+SELECT count(*) AS bob_registered_read FROM eventstore.read_query('{"items": [{"types": ["Registered"], "tags": ["name:bob"]}]}');
+SELECT pg_temp.try($$SELECT eventstore.append_event('member-3', 0, 'Registered', '{}', tags => ARRAY['name:ann'],
+    condition => '{"fail_if_events_match": {"items": [{"types": ["Registered"], "tags": ["name:ann"]}]}}')$$) AS ann_again;
+SELECT pg_temp.try($$SELECT eventstore.append_event('member-4', 0, 'Registered', '{}', tags => ARRAY['name:bob'],
+    condition => '{"fail_if_events_match": {"items": [{"types": ["Registered"], "tags": ["name:bob"]}]}}')$$) AS bob_again;
+-- visible: member-3's registration, member-2's rename
+SELECT pg_temp.try($$SELECT eventstore.append_event('member-5', 0, 'Registered', '{}', tags => ARRAY['name:ann'],
+    condition => '{"fail_if_events_match": {"items": [{"types": ["Registered"], "tags": ["name:ann"]}]}}')$$) AS ann_taken;
+SELECT pg_temp.try($$SELECT eventstore.append_event('member-6', 0, 'Registered', '{}', tags => ARRAY['name:bob'],
+    condition => '{"fail_if_events_match": {"items": [{"tags": ["name:bob"]}]}}')$$) AS bob_renamed;
+
+------------------------------------------------------------------------
 -- Clean up
 ------------------------------------------------------------------------
 SELECT eventstore.drop_store('public.lc_store');

@@ -13,6 +13,13 @@
  * empty arrays, non-string or empty strings, more than ES_DCB_MAX_ITEMS
  * items (see es_dcb_parse_query).  Filtering is on the stored type and tags.
  *
+ * Lifecycle.  read_query leaves out events hidden by stream metadata or
+ * deletes (lifecycle.c) and decrypts data, as read_all does; a condition
+ * ignores hidden events too (es_dcb_check), so that whatever fails it is
+ * something a read returns.  Hidden or not is decided when the condition
+ * is checked; metadata changes take none of the locks below, so a
+ * condition is exact about the events, as visible at its check.
+ *
  * Consistency position.  read_query stops at the read horizon (horizon.c),
  * like read_all.  The position a client hands back as `after` is the
  * position of the last event read_query returned, or the after_position it
@@ -727,20 +734,20 @@ es_dcb_check_after(EsDcbCondition *cond)
 }
 
 /*
- * The condition check, run with the append's locks held and SPI connected:
- * the first event matching the query with a position above after, in
- * committed state plus this transaction's own rows (SnapshotSelf).  Raises
- * ES412 naming it.  The query selects tags, which no btree index holds: an
- * index-only scan cannot run with a non-MVCC snapshot.
+ * The first event matching cond's query with a position above its after, in
+ * committed state plus this transaction's own rows (SnapshotSelf); with
+ * visible, only events the lifecycle lets be read (as read_query does: see
+ * es_dcb_check).  Returns false when there is none.  The query selects
+ * tags, which no btree index holds: an index-only scan cannot run with a
+ * non-MVCC snapshot.
  */
-void
-es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
+static bool
+es_dcb_first_match(EsStore *st, EsDcbCondition *cond, bool visible, int64 *found)
 {
 	EsDcbSql	sql;
 	SPIPlanPtr	plan;
 	bool		temporary;
 	char	   *cnulls;
-	int64		found;
 	bool		isnull;
 
 	es_dcb_sql_init(&sql, cond->query, 1);
@@ -749,6 +756,9 @@ es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(cond->after));
 	appendStringInfoString(&sql.text, " AND ");
 	es_dcb_where(&sql, cond->query);
+	if (visible)
+		appendStringInfo(&sql.text, " AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
+						 " e.stream_id, e.stream_version, e.created_at)", st->relid);
 
 	/*
 	 * Usually nothing matches: walking the position index in order, which
@@ -766,8 +776,30 @@ es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
 	if (temporary)
 		SPI_freeplan(plan);
 	if (SPI_processed == 0)
+		return false;
+	*found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return true;
+}
+
+/*
+ * The condition check, run with the append's locks held and SPI connected:
+ * raises ES412 naming the first event matching the query with a position
+ * above after.  An event hidden by the lifecycle (stream metadata, deletes;
+ * lifecycle.c) does not count: read_query does not return it, so a client
+ * could never read past it, and it would fail every retry.  Hidden or not
+ * is decided at the check, with the same fresh look.  Usually nothing
+ * matches at all, and then no lifecycle lookup is made.
+ */
+void
+es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
+{
+	int64		found;
+
+	if (!es_dcb_first_match(st, cond, false, &found))
 		return;
-	found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (es_lifecycle_active(st->relid, GetLatestSnapshot()) &&
+		!es_dcb_first_match(st, cond, true, &found))
+		return;
 	es_stats_conflict(st, stream_id);
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_CONDITION_FAILED),
