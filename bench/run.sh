@@ -89,7 +89,7 @@ for c in $CLIENT_SET; do
     add_case "append + projection|1|$c||ours_projection.sql|hand:hand_projection.sql"
     add_case "read_stream 1000|1000|$c||ours_read_stream.sql|raw:raw_read_stream.sql"
     add_case "read_all batches of 1000|1000|$c||ours_read_all.sql|raw:raw_read_all.sql"
-    add_case "conditional append, one-item query (DCB)|1|$c||ours_dcb_append.sql|plain:ours_append.sql"
+    add_case "conditional append, one-item query (DCB)|1|$c||ours_dcb_append.sql|plain:ours_append.sql tagged:ours_tagged_append.sql"
     add_case "read_query of 1000 tagged events|1000|$c||ours_read_query.sql|select:hand_read_query.sql"
 done
 add_case "hot stream (successes)|1|8||ours_hot.sql|plpgsql:plpgsql_hot.sql"

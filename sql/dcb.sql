@@ -118,6 +118,31 @@ SELECT global_position FROM eventstore.read_query('{"items": [{"tags": ["nobody"
 SELECT (SELECT array_agg(global_position) FROM eventstore.read_query('{"items": [{"tags": ["course:1"]}]}'))
      = (SELECT array_agg(global_position ORDER BY global_position) FROM eventstore.events
          WHERE tags @> ARRAY['course:1']) AS same_as_select;
+-- The result goes in a context the backend keeps (its first block kept
+-- across calls; README "Consistency across streams (DCB)"), one result at a
+-- time: a second read_query while the first one's result is still read (a
+-- join, a subquery per row, an open cursor) builds its own, and an error
+-- gives the context back.
+SELECT name, total_bytes BETWEEN 512 * 1024 AND 600 * 1024 AS kept_first_block
+  FROM pg_backend_memory_contexts WHERE name = 'eventstore read_query result';
+SELECT a.global_position, b.global_position
+  FROM eventstore.read_query('{"items": [{"tags": ["course:1"]}]}') a
+  JOIN eventstore.read_query('{"items": [{"tags": ["student:1"]}]}') b USING (global_position)
+ ORDER BY 1;
+SELECT t, (SELECT array_agg(global_position)
+             FROM eventstore.read_query(jsonb_build_object('items', jsonb_build_array(
+                                        jsonb_build_object('tags', jsonb_build_array(t))))))
+  FROM unnest(ARRAY['course:1', 'student:1', 'nobody']) t;
+SELECT (eventstore.read_query('{"items": [{"tags": ["course:1"]}]}')).global_position;
+BEGIN;
+DECLARE c CURSOR FOR SELECT global_position, event_type, tags FROM eventstore.read_query('{}');
+FETCH 2 FROM c;
+SELECT array_agg(global_position) AS meanwhile FROM eventstore.read_query('{"items": [{"tags": ["course:1"]}]}');
+SELECT array_agg(event_type) AS meanwhile FROM eventstore.read_query('{"items": [{"tags": ["student:1"]}]}');
+FETCH ALL FROM c;
+COMMIT;
+SELECT pg_temp.try($$SELECT 1 / (global_position - global_position) FROM eventstore.read_query('{}')$$);
+SELECT array_agg(global_position) AS after_error FROM eventstore.read_query('{"items": [{"tags": ["course:1"]}]}');
 
 ------------------------------------------------------------------------
 -- Conditional append

@@ -21,7 +21,7 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 
 -- every read path of one stream, as versions: read_stream, backwards,
--- read_all, read_category, read_all_until, stream_version
+-- read_all, read_category, read_all_until, read_query, stream_version
 CREATE FUNCTION pg_temp.reads(sid text, st regclass DEFAULT 'eventstore.events') RETURNS text
 LANGUAGE sql AS $$
     SELECT concat_ws(' | ',
@@ -30,6 +30,7 @@ LANGUAGE sql AS $$
         'all ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_all(0, NULL, st) WHERE stream_id = sid), '-'),
         'cat ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_category(split_part(sid, '-', 1), 0, NULL, st) WHERE stream_id = sid), '-'),
         'until ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_all_until('infinity', 0, NULL) WHERE stream_id = sid AND st = 'eventstore.events'::regclass), '-'),
+        'query ' || coalesce((SELECT string_agg(stream_version::text, ',' ORDER BY global_position) FROM eventstore.read_query('{}', 0, NULL, st) WHERE stream_id = sid), '-'),
         'version ' || eventstore.stream_version(sid, st))
 $$;
 
@@ -194,6 +195,7 @@ SELECT data FROM eventstore.read_stream('patient-1');
 SELECT data FROM eventstore.read_stream_backwards('patient-2');
 SELECT stream_id, data FROM eventstore.read_all(0, NULL) WHERE stream_id LIKE 'patient-%';
 SELECT stream_id, data FROM eventstore.read_category('patient');
+SELECT stream_id, data FROM eventstore.read_query('{"items": [{"types": ["Admitted", "Moved"]}]}') WHERE stream_id LIKE 'patient-%';
 CREATE FUNCTION pg_temp.chart(s jsonb, e eventstore.events) RETURNS jsonb LANGUAGE sql AS $$
     SELECT s || (e.data - 'ward') || jsonb_build_object('ward', e.data->'ward') $$;
 SELECT eventstore.aggregate('patient-1', 'pg_temp.chart(jsonb, eventstore.events)');
@@ -214,6 +216,7 @@ SELECT eventstore.forget('subject-1', 'again: nothing to forget');
 SELECT data FROM eventstore.read_stream('patient-1');
 SELECT stream_id, data FROM eventstore.read_all(0, NULL) WHERE stream_id LIKE 'patient-%';
 SELECT stream_id, data FROM eventstore.read_category('patient');
+SELECT stream_id, data FROM eventstore.read_query('{"items": [{"types": ["Admitted", "Moved"]}]}') WHERE stream_id LIKE 'patient-%';
 SELECT eventstore.aggregate('patient-1', 'pg_temp.chart(jsonb, eventstore.events)');
 SELECT eventstore.decrypt(data) FROM eventstore.events WHERE stream_id = 'patient-1' ORDER BY stream_version;
 -- the snapshot folded in clear is gone; the other subject's stays
@@ -361,6 +364,29 @@ SELECT actor, store_name, action, stream_hash = sha256(convert_to('user-42', 'UT
   FROM eventstore.lifecycle_log ORDER BY id;
 SELECT count(*) AS ids_in_clear FROM eventstore.lifecycle_log l
  WHERE l::text LIKE '%user-42%' OR l::text LIKE '%acct-1%';
+
+------------------------------------------------------------------------
+-- DCB: a condition looks at what read_query returns.  An event hidden by a
+-- delete or by stream metadata neither comes back from read_query nor fails
+-- a condition (else "read again and decide again" could never succeed: the
+-- event that fails it is never read).  A visible one still fails it.
+------------------------------------------------------------------------
+SELECT stream_version FROM eventstore.append_event('member-1', 0, 'Registered', '{}', tags => ARRAY['name:ann']);
+SELECT stream_version FROM eventstore.append_event('member-2', 0, 'Registered', '{}', tags => ARRAY['name:bob']);
+SELECT stream_version FROM eventstore.append_event('member-2', 1, 'Renamed', '{}', tags => ARRAY['name:bob']);
+SELECT eventstore.delete_stream('member-1', 1);
+SELECT eventstore.set_stream_metadata('member-2', max_count => 1);
+SELECT count(*) AS ann_read FROM eventstore.read_query('{"items": [{"types": ["Registered"], "tags": ["name:ann"]}]}');
+SELECT count(*) AS bob_registered_read FROM eventstore.read_query('{"items": [{"types": ["Registered"], "tags": ["name:bob"]}]}');
+SELECT pg_temp.try($$SELECT eventstore.append_event('member-3', 0, 'Registered', '{}', tags => ARRAY['name:ann'],
+    condition => '{"fail_if_events_match": {"items": [{"types": ["Registered"], "tags": ["name:ann"]}]}}')$$) AS ann_again;
+SELECT pg_temp.try($$SELECT eventstore.append_event('member-4', 0, 'Registered', '{}', tags => ARRAY['name:bob'],
+    condition => '{"fail_if_events_match": {"items": [{"types": ["Registered"], "tags": ["name:bob"]}]}}')$$) AS bob_again;
+-- visible: member-3's registration, member-2's rename
+SELECT pg_temp.try($$SELECT eventstore.append_event('member-5', 0, 'Registered', '{}', tags => ARRAY['name:ann'],
+    condition => '{"fail_if_events_match": {"items": [{"types": ["Registered"], "tags": ["name:ann"]}]}}')$$) AS ann_taken;
+SELECT pg_temp.try($$SELECT eventstore.append_event('member-6', 0, 'Registered', '{}', tags => ARRAY['name:bob'],
+    condition => '{"fail_if_events_match": {"items": [{"tags": ["name:bob"]}]}}')$$) AS bob_renamed;
 
 ------------------------------------------------------------------------
 -- Clean up

@@ -13,6 +13,13 @@
  * empty arrays, non-string or empty strings, more than ES_DCB_MAX_ITEMS
  * items (see es_dcb_parse_query).  Filtering is on the stored type and tags.
  *
+ * Lifecycle.  read_query leaves out events hidden by stream metadata or
+ * deletes (lifecycle.c) and decrypts data, as read_all does; a condition
+ * ignores hidden events too (es_dcb_check), so that whatever fails it is
+ * something a read returns.  Hidden or not is decided when the condition
+ * is checked; metadata changes take none of the locks below, so a
+ * condition is exact about the events, as visible at its check.
+ *
  * Consistency position.  read_query stops at the read horizon (horizon.c),
  * like read_all.  The position a client hands back as `after` is the
  * position of the last event read_query returned, or the after_position it
@@ -93,7 +100,9 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 
 #include "compat.h"
 #include "eventstore.h"
@@ -725,20 +734,20 @@ es_dcb_check_after(EsDcbCondition *cond)
 }
 
 /*
- * The condition check, run with the append's locks held and SPI connected:
- * the first event matching the query with a position above after, in
- * committed state plus this transaction's own rows (SnapshotSelf).  Raises
- * ES412 naming it.  The query selects tags, which no btree index holds: an
- * index-only scan cannot run with a non-MVCC snapshot.
+ * The first event matching cond's query with a position above its after, in
+ * committed state plus this transaction's own rows (SnapshotSelf); with
+ * visible, only events the lifecycle lets be read (as read_query does: see
+ * es_dcb_check).  Returns false when there is none.  The query selects
+ * tags, which no btree index holds: an index-only scan cannot run with a
+ * non-MVCC snapshot.
  */
-void
-es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
+static bool
+es_dcb_first_match(EsStore *st, EsDcbCondition *cond, bool visible, int64 *found)
 {
 	EsDcbSql	sql;
 	SPIPlanPtr	plan;
 	bool		temporary;
 	char	   *cnulls;
-	int64		found;
 	bool		isnull;
 
 	es_dcb_sql_init(&sql, cond->query, 1);
@@ -747,6 +756,9 @@ es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(cond->after));
 	appendStringInfoString(&sql.text, " AND ");
 	es_dcb_where(&sql, cond->query);
+	if (visible)
+		appendStringInfo(&sql.text, " AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
+						 " e.stream_id, e.stream_version, e.created_at)", st->relid);
 
 	/*
 	 * Usually nothing matches: walking the position index in order, which
@@ -764,8 +776,30 @@ es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
 	if (temporary)
 		SPI_freeplan(plan);
 	if (SPI_processed == 0)
+		return false;
+	*found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return true;
+}
+
+/*
+ * The condition check, run with the append's locks held and SPI connected:
+ * raises ES412 naming the first event matching the query with a position
+ * above after.  An event hidden by the lifecycle (stream metadata, deletes;
+ * lifecycle.c) does not count: read_query does not return it, so a client
+ * could never read past it, and it would fail every retry.  Hidden or not
+ * is decided at the check, with the same fresh look.  Usually nothing
+ * matches at all, and then no lifecycle lookup is made.
+ */
+void
+es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
+{
+	int64		found;
+
+	if (!es_dcb_first_match(st, cond, false, &found))
 		return;
-	found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (es_lifecycle_active(st->relid, GetLatestSnapshot()) &&
+		!es_dcb_first_match(st, cond, true, &found))
+		return;
 	es_stats_conflict(st, stream_id);
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_CONDITION_FAILED),
@@ -778,11 +812,86 @@ es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
 /* ---------------------------------------------------------------- reads */
 
 /*
+ * read_query's result.  A result of 1,000 events is a few hundred kB of
+ * tuples: allocated in the per-query context, it is freed back to the
+ * operating system at the end of every call and faulted in again by the next
+ * (most of read_query's cost over the plain SELECT, measured in page
+ * faults).  So the result goes in a context of the backend that keeps its
+ * first block, ES_DCB_RESULT_KEEP bytes, across calls.  One result at a time
+ * uses it: from the call that takes it until the end of that call's query
+ * (a reset callback on the per-query context gives it back and resets it, on
+ * error too).  A second read_query in the same query, while the first one's
+ * result is still held, builds its result in the per-query context as before.
+ */
+#define ES_DCB_RESULT_KEEP (512 * 1024)
+
+static MemoryContext es_dcb_result_cxt = NULL;
+static bool es_dcb_result_busy = false;
+
+static void
+es_dcb_result_release(void *arg)
+{
+	(void) arg;
+	MemoryContextReset(es_dcb_result_cxt);
+	es_dcb_result_busy = false;
+}
+
+/*
+ * InitMaterializedSRF, with the tuplestore in the backend's result context
+ * when it is free.
+ */
+static void
+es_dcb_materialize(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext per_query;
+	MemoryContext old;
+	MemoryContextCallback *cb;
+	TupleDesc	desc;
+
+	if (es_dcb_result_busy)
+	{
+		InitMaterializedSRF(fcinfo, 0);
+		return;
+	}
+	/* the checks InitMaterializedSRF makes */
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	if (es_dcb_result_cxt == NULL)
+		es_dcb_result_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore read_query result",
+												  ES_DCB_RESULT_KEEP, ES_DCB_RESULT_KEEP,
+												  ALLOCSET_DEFAULT_MAXSIZE);
+	old = MemoryContextSwitchTo(per_query);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "eventstore: read_query must return a row type");
+	desc = CreateTupleDescCopy(desc);
+	cb = palloc(sizeof(MemoryContextCallback));
+	cb->func = es_dcb_result_release;
+	cb->arg = NULL;
+	MemoryContextRegisterResetCallback(per_query, cb);
+	es_dcb_result_busy = true;
+	MemoryContextSwitchTo(es_dcb_result_cxt);
+	rsinfo->setResult = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
+											  false, work_mem);
+	MemoryContextSwitchTo(old);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setDesc = desc;
+}
+
+/*
  * eventstore.read_query(query jsonb, after_position bigint DEFAULT 0,
  *						 max_count integer DEFAULT 1000, store regclass DEFAULT
  *						 'eventstore.events') RETURNS SETOF events:
  * events of the store matching query in (after_position, horizon], in
- * position order.  The caller reads with its own rights (SELECT on the store).
+ * position order, hidden events left out and data decrypted as read_all
+ * does.  The caller reads with its own rights (SELECT on the store).
  */
 Datum
 eventstore_read_query(PG_FUNCTION_ARGS)
@@ -798,7 +907,9 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 	SPIPlanPtr	plan;
 	bool		temporary;
 	DestReceiver *dest;
-	bool		upcast;
+	const char *cols;
+	const char *from;
+	const char *filter;
 	EsStore    *st;
 
 	if (PG_ARGISNULL(0))
@@ -818,7 +929,7 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 
 	st = es_store_arg(fcinfo, 3, ACL_SELECT);
 
-	InitMaterializedSRF(fcinfo, 0);
+	es_dcb_materialize(fcinfo);
 	horizon = es_read_horizon(ES_COUNTER_POSITION, es_position_seqid(), &snapshot);
 	if (after >= horizon)
 	{
@@ -828,16 +939,22 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	upcast = es_upcasting(st);
+	/*
+	 * As read_all: with stream metadata, deleted streams or keys in the
+	 * store, hidden events are left out (before the limit) and data is
+	 * decrypted (read.c).
+	 */
+	es_read_sql_parts(st, es_upcasting(st), es_lifecycle_active(st->relid, snapshot),
+					  &cols, &from, &filter);
 	es_dcb_sql_init(&sql, q, 3);
 	appendStringInfo(&sql.text, "SELECT %s FROM %s e%s WHERE e.global_position OPERATOR(pg_catalog.>) ",
-					 upcast ? "u.*" : "e.*", st->name,
-					 upcast ? es_upcast_sql(st) : "");
+					 cols, st->name, from);
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(after));
 	appendStringInfoString(&sql.text, " AND e.global_position OPERATOR(pg_catalog.<=) ");
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(horizon));
 	appendStringInfoString(&sql.text, " AND ");
 	es_dcb_where(&sql, q);
+	appendStringInfoString(&sql.text, filter);
 	appendStringInfoString(&sql.text, " ORDER BY e.global_position LIMIT ");
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(limit));
 	sql.nulls[sql.nparams - 1] = !limited;

@@ -158,6 +158,10 @@ extern void es_lifecycle_switch_store(EsStore *st);
 extern void es_lifecycle_forget_snapshots(EsStore *st, const char *needle);
 extern void es_lifecycle_log_forget(EsStore *st, text *subject, text *reason);
 
+/* read.c */
+extern void es_read_sql_parts(EsStore *st, bool upcast, bool lifecycle,
+							  const char **cols, const char **from, const char **filter);
+
 /* shred.c: crypto-shredding */
 extern bool es_shred_active(Oid store, Snapshot snapshot);
 

@@ -73,6 +73,40 @@ static const char *const es_read_range[ES_READ_KINDS] = {
 	" AND e.stream_version OPERATOR(pg_catalog.<=) $3 ORDER BY e.stream_version DESC",
 };
 
+/*
+ * The parts of a read of store st that depend on upcasters and lifecycle
+ * (read_query, dcb.c, uses them too): the select list, what follows
+ * "FROM store e", and a condition to AND to the WHERE clause (or "").
+ */
+void
+es_read_sql_parts(EsStore *st, bool upcast, bool lifecycle,
+				  const char **cols, const char **from, const char **filter)
+{
+	*cols = upcast ? "u.*" : "e.*";
+	*from = upcast ? es_upcast_sql(st) : "";
+	*filter = "";
+
+	/*
+	 * With lifecycle rows for the store (lifecycle.c), every stored row is
+	 * checked against its stream's metadata before it is upcast or counted
+	 * against the limit, and its data decrypted (shred.c), before
+	 * upcasting: the columns are those of eventstore.event_store, 0.6.0 on.
+	 */
+	if (lifecycle)
+	{
+		char	   *row = psprintf("e.global_position, e.stream_id, e.stream_version, e.event_id,"
+								   " e.event_type, eventstore.decrypt(e.data, %u::pg_catalog.oid::pg_catalog.regclass),"
+								   " e.metadata, e.created_at, e.tags", st->relid);
+
+		*filter = psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
+						   " e.stream_id, e.stream_version, e.created_at)", st->relid);
+		if (upcast)
+			*from = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events) u", row);
+		else
+			*cols = row;
+	}
+}
+
 static SPIPlanPtr
 es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *argtypes)
 {
@@ -80,33 +114,12 @@ es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *arg
 
 	if (st->plans[slot] == NULL)
 	{
-		/*
-		 * With lifecycle rows for the store (lifecycle.c), every stored row
-		 * is checked against its stream's metadata before it is upcast or
-		 * counted against the limit.
-		 */
-		char	   *filter = "";
-		char	   *cols = upcast ? "u.*" : "e.*";
-		const char *from = upcast ? es_upcast_sql(st) : "";
+		const char *cols;
+		const char *from;
+		const char *filter;
 		char	   *sql;
 
-		/*
-		 * ... and its data decrypted (shred.c), before upcasting: the
-		 * columns are those of eventstore.event_store, 0.6.0 on.
-		 */
-		if (lifecycle)
-		{
-			char	   *row = psprintf("e.global_position, e.stream_id, e.stream_version, e.event_id,"
-									   " e.event_type, eventstore.decrypt(e.data, %u::pg_catalog.oid::pg_catalog.regclass),"
-									   " e.metadata, e.created_at, e.tags", st->relid);
-
-			filter = psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
-							  " e.stream_id, e.stream_version, e.created_at)", st->relid);
-			if (upcast)
-				from = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events) u", row);
-			else
-				cols = row;
-		}
+		es_read_sql_parts(st, upcast, lifecycle, &cols, &from, &filter);
 		sql = psprintf("SELECT %s FROM %s e%s"
 					   " WHERE %s%s AND %s LIMIT $4",
 					   cols, st->name, from,

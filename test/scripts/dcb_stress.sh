@@ -32,10 +32,10 @@
 # 40001 from read_query's snapshot, retried) and that every kind of decision
 # both succeeded and conflicted at least once (the race was exercised).
 #
-#   DCB_DURATION  seconds (default 20)      DCB_CLIENTS  clients (default 8)
+#   DCB_DURATION  seconds (default 30)      DCB_CLIENTS  clients (default 8)
 set -uo pipefail
 
-DURATION=${DCB_DURATION:-20}
+DURATION=${DCB_DURATION:-30}
 CLIENTS=${DCB_CLIENTS:-8}
 DB=eventstore_dcb_stress_$$
 PSQL=${PSQL:-psql}
