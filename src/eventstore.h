@@ -158,6 +158,10 @@ extern void es_lifecycle_switch_store(EsStore *st);
 extern void es_lifecycle_forget_snapshots(EsStore *st, const char *needle);
 extern void es_lifecycle_log_forget(EsStore *st, text *subject, text *reason);
 
+/* read.c: the lifecycle read (hidden events skipped, data decrypted) as SQL */
+extern char *es_lifecycle_row_sql(EsStore *st);
+extern char *es_lifecycle_filter_sql(EsStore *st);
+
 /* shred.c: crypto-shredding */
 extern bool es_shred_active(Oid store, Snapshot snapshot);
 

@@ -73,6 +73,27 @@ static const char *const es_read_range[ES_READ_KINDS] = {
 	" AND e.stream_version OPERATOR(pg_catalog.<=) $3 ORDER BY e.stream_version DESC",
 };
 
+/*
+ * The lifecycle read of store st (lifecycle.c, shred.c): the columns of a row
+ * of e with its data decrypted (or the forgotten marker), and the condition
+ * that keeps only the rows the metadata lets be read (" AND ...").  The
+ * reads and rebuild_projection (projection.c) replay exactly these rows.
+ */
+char *
+es_lifecycle_row_sql(EsStore *st)
+{
+	return psprintf("e.global_position, e.stream_id, e.stream_version, e.event_id,"
+					" e.event_type, eventstore.decrypt(e.data, %u::pg_catalog.oid::pg_catalog.regclass),"
+					" e.metadata, e.created_at, e.tags", st->relid);
+}
+
+char *
+es_lifecycle_filter_sql(EsStore *st)
+{
+	return psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
+					" e.stream_id, e.stream_version, e.created_at)", st->relid);
+}
+
 static SPIPlanPtr
 es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *argtypes)
 {
@@ -96,12 +117,9 @@ es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *arg
 		 */
 		if (lifecycle)
 		{
-			char	   *row = psprintf("e.global_position, e.stream_id, e.stream_version, e.event_id,"
-									   " e.event_type, eventstore.decrypt(e.data, %u::pg_catalog.oid::pg_catalog.regclass),"
-									   " e.metadata, e.created_at, e.tags", st->relid);
+			char	   *row = es_lifecycle_row_sql(st);
 
-			filter = psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
-							  " e.stream_id, e.stream_version, e.created_at)", st->relid);
+			filter = es_lifecycle_filter_sql(st);
 			if (upcast)
 				from = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events) u", row);
 			else

@@ -1,0 +1,73 @@
+--
+-- lifecycle_derived: what derives from the log sees what reads see.
+-- rebuild_projection replays what read_all returns (hidden events skipped,
+-- data decrypted, the forgotten marker); relay payloads and outbox_messages
+-- leave out hidden events and show the marker for forgotten keys;
+-- import_events honours deletions; a retry of an append whose events were
+-- purged.
+--
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS eventstore CASCADE;
+CREATE EXTENSION eventstore;
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+RESET client_min_messages;
+\set VERBOSITY terse
+
+CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+CREATE FUNCTION pg_temp.fill(sid text, n int, st regclass DEFAULT 'eventstore.events') RETURNS void
+LANGUAGE sql AS $$
+    SELECT eventstore.append(sid, NULL, ARRAY(SELECT eventstore.event('E', jsonb_build_object('n', i)) FROM generate_series(1, n) i), store => st)
+$$;
+
+------------------------------------------------------------------------
+-- rebuild_projection replays what read_all returns
+------------------------------------------------------------------------
+CREATE TABLE lcd_seen (stream_id text, stream_version bigint, data jsonb);
+CREATE FUNCTION lcd_project(e eventstore.events) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO lcd_seen VALUES (e.stream_id, e.stream_version, e.data) $$;
+CREATE FUNCTION lcd_reset() RETURNS void LANGUAGE sql AS $$ DELETE FROM lcd_seen $$;
+SELECT eventstore.register_projection('lcd', 'lcd_project(eventstore.events)',
+                                      reset_handler => 'lcd_reset()');
+SELECT pg_temp.fill('acct-1', 4);
+SELECT pg_temp.fill('order-1', 2);
+SELECT eventstore.append_event('patient-1', 0, 'Admitted', jsonb_build_object(
+           'ward', 'B', 'name', eventstore.encrypt('person-1', '"Jane Roe"'))) IS NOT NULL AS appended;
+SELECT eventstore.append_event('patient-2', 0, 'Admitted', jsonb_build_object(
+           'ward', 'C', 'name', eventstore.encrypt('person-2', '"John Doe"'))) IS NOT NULL AS appended;
+-- live: every event, data in clear
+SELECT eventstore.rebuild_projection('lcd');
+SELECT stream_id, stream_version, data FROM lcd_seen ORDER BY stream_id, stream_version;
+-- max_count, a soft delete, a forget: the rebuild sees what read_all sees
+SELECT eventstore.set_stream_metadata('acct-1', max_count => 2);
+SELECT eventstore.delete_stream('order-1', 2);
+SELECT eventstore.forget('person-1');
+SELECT eventstore.rebuild_projection('lcd');
+SELECT stream_id, stream_version, data FROM lcd_seen ORDER BY stream_id, stream_version;
+SELECT (SELECT array_agg(row(stream_id, stream_version, data)::text ORDER BY stream_id, stream_version) FROM lcd_seen)
+     = (SELECT array_agg(row(stream_id, stream_version, data)::text ORDER BY stream_id, stream_version)
+          FROM eventstore.read_all(0, NULL)) AS same_as_read_all;
+-- another store, with upcasters: decrypted before the upcaster, hidden ones skipped
+SELECT eventstore.create_store('public.lcd_store');
+CREATE FUNCTION lcd_up(e eventstore.events) RETURNS eventstore.events LANGUAGE sql AS $$
+    SELECT (e.global_position, e.stream_id, e.stream_version, e.event_id, 'Upcast',
+            e.data || '{"up": true}', e.metadata, e.created_at, e.tags)::eventstore.events $$;
+SELECT eventstore.register_upcaster('E', 'lcd_up(eventstore.events)', store => 'public.lcd_store');
+CREATE TABLE lcd_seen_2 (stream_id text, stream_version bigint, event_type text, data jsonb);
+CREATE FUNCTION lcd_project_2(e eventstore.events) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO lcd_seen_2 VALUES (e.stream_id, e.stream_version, e.event_type, e.data) $$;
+SELECT eventstore.register_projection('lcd_2', 'lcd_project_2(eventstore.events)', store => 'public.lcd_store');
+SELECT pg_temp.fill('acct-1', 3, 'public.lcd_store');
+SELECT eventstore.append_event('p-1', 0, 'E', eventstore.encrypt('person-3', '{"name": "Ann"}', 'public.lcd_store'),
+                               store => 'public.lcd_store') IS NOT NULL AS appended;
+SELECT eventstore.set_stream_metadata('acct-1', truncate_before => 3, store => 'public.lcd_store');
+SELECT eventstore.forget('person-3', store => 'public.lcd_store');
+TRUNCATE lcd_seen_2;
+SELECT eventstore.rebuild_projection('lcd_2');
+SELECT stream_id, stream_version, event_type, data FROM lcd_seen_2 ORDER BY stream_id, stream_version;
