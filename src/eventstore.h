@@ -150,6 +150,11 @@ extern int64 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_
 /* lifecycle.c: stream metadata, deletion, purge */
 extern Oid	es_purging;
 extern bool es_lifecycle_active(Oid store, Snapshot snapshot);
+extern bool es_lifecycle_active_cached(Oid store);
+typedef struct EsVisibleCache EsVisibleCache;
+extern bool es_lifecycle_visible(EsVisibleCache **cachep, MemoryContext cxt, EsStore *st, text *sid,
+								 int64 version, TimestampTz created_at);
+extern Oid	es_lifecycle_visible_store(EsVisibleCache *cache);
 extern bool es_lifecycle_append_check(EsStore *st, Datum stream_id, int64 *current);
 extern int64 es_lifecycle_version_floor(EsStore *st, text *stream_id);
 extern void es_lifecycle_forget_derived(EsStore *st, text *stream_id);
@@ -164,6 +169,7 @@ extern char *es_lifecycle_filter_sql(EsStore *st);
 
 /* shred.c: crypto-shredding */
 extern bool es_shred_active(Oid store, Snapshot snapshot);
+extern Datum es_shred_seal(Oid store, Jsonb *value);
 
 /* dcb.c: tags, queries, conditional appends (limits documented in the README) */
 #define ES_DCB_MAX_TAGS			64		/* tags per event, and per query item */
@@ -209,6 +215,7 @@ extern void es_projections_dispatch(EsStore *st, HeapTuple *rows, uint64 nrows, 
 extern void es_outbox_init(void);
 extern void es_outbox_route(EsStore *st, Datum stream_id, Datum *event_types, int64 *positions, int n);
 extern text *es_channel_arg(FunctionCallInfo fcinfo, int argno);
+extern EsStore *es_outbox_reader_store(Oid relid);
 
 /* relay.c: one relay pass; relay_worker.c: the background workers */
 extern int	es_relay_pass(int max_count, bool prune);
