@@ -71,3 +71,49 @@ SELECT eventstore.forget('person-3', store => 'public.lcd_store');
 TRUNCATE lcd_seen_2;
 SELECT eventstore.rebuild_projection('lcd_2');
 SELECT stream_id, stream_version, event_type, data FROM lcd_seen_2 ORDER BY stream_id, stream_version;
+
+------------------------------------------------------------------------
+-- import_events honours deletions like append: a tombstone refuses the
+-- stream (ES410); a soft-deleted (here also purged) stream continues its
+-- version, and is recreated
+------------------------------------------------------------------------
+SELECT pg_temp.fill('user-1', 2);
+SELECT eventstore.delete_stream('user-1', 2, hard => true);
+CREATE TEMP TABLE staging (LIKE eventstore.import_row);
+INSERT INTO staging VALUES (10, 'user-1', 3, 'E', '{"n": 3}', NULL, now(), NULL);
+SELECT pg_temp.try($$SELECT eventstore.import_events('staging')$$);
+-- purged, a tombstone with no events left is a tombstone too; the other
+-- rows go nowhere
+SELECT eventstore.purge(1000) > 0 AS purged;
+SELECT count(*) AS stored FROM eventstore.events WHERE stream_id IN ('user-1', 'order-1');
+TRUNCATE staging;
+INSERT INTO staging VALUES (10, 'acct-9', 1, 'E', '{}', NULL, now(), NULL),
+                           (20, 'user-1', 1, 'E', '{}', NULL, now(), NULL);
+SELECT pg_temp.try($$SELECT eventstore.import_events('staging')$$);
+SELECT count(*) AS imported FROM eventstore.events WHERE stream_id = 'acct-9';
+-- order-1 was deleted at version 2 and purged: it continues at 3
+TRUNCATE staging;
+INSERT INTO staging VALUES (10, 'order-1', 1, 'Reopened', '{}', NULL, now(), NULL);
+SELECT pg_temp.try($$SELECT eventstore.import_events('staging')$$);
+TRUNCATE staging;
+INSERT INTO staging VALUES (10, 'order-1', 3, 'Reopened', '{"n": 3}', NULL, now(), NULL),
+                           (20, 'order-1', 4, 'E', '{"n": 4}', NULL, now(), NULL);
+SELECT eventstore.import_events('staging');
+SELECT stream_version, event_type, data FROM eventstore.read_stream('order-1');
+SELECT * FROM eventstore.stream_metadata('order-1');
+-- another store: the same
+SELECT eventstore.delete_stream('acct-1', NULL, hard => true, store => 'public.lcd_store');
+TRUNCATE staging;
+INSERT INTO staging VALUES (10, 'acct-1', 4, 'E', '{}', NULL, now(), NULL);
+SELECT pg_temp.try($$SELECT eventstore.import_events('staging', 'public.lcd_store')$$);
+
+------------------------------------------------------------------------
+-- Clean up
+------------------------------------------------------------------------
+SELECT eventstore.drop_store('public.lcd_store');
+DROP TABLE lcd_seen, lcd_seen_2, staging;
+DROP FUNCTION pg_temp.fill(text, int, regclass);
+DROP FUNCTION lcd_project(eventstore.events), lcd_project_2(eventstore.events), lcd_reset(), lcd_up(eventstore.events);
+DROP EXTENSION eventstore;
+DROP SCHEMA IF EXISTS eventstore;
+DROP EXTENSION pgcrypto;
