@@ -108,6 +108,45 @@ INSERT INTO staging VALUES (10, 'acct-1', 4, 'E', '{}', NULL, now(), NULL);
 SELECT pg_temp.try($$SELECT eventstore.import_events('staging', 'public.lcd_store')$$);
 
 ------------------------------------------------------------------------
+-- A retry of an append whose events were since hidden or purged: the
+-- idempotency check finds stored event ids only.  Hidden but stored, the
+-- retry is recognised; purged, it is a new append, decided by its expected
+-- version (README, Retention: "Retries after a purge")
+------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.call(sid text, expected bigint, ids text[]) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    SELECT * INTO r FROM eventstore.append(sid, expected,
+        ARRAY(SELECT eventstore.event('E', jsonb_build_object('id', i), event_id => ('00000000-0000-4000-8000-00000000000' || i)::uuid)
+                FROM unnest(ids) i));
+    RETURN 'version ' || r.stream_version;
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+CREATE FUNCTION pg_temp.stored(sid text) RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(string_agg(stream_version || ':' || right(event_id::text, 1), ',' ORDER BY stream_version), '-')
+      FROM eventstore.events WHERE stream_id = sid $$;
+-- soft-deleted, not purged: the retry is recognised and writes nothing
+SELECT pg_temp.call('retry-1', 0, ARRAY['1', '2']);
+SELECT eventstore.delete_stream('retry-1', 2);
+SELECT pg_temp.call('retry-1', 0, ARRAY['1', '2']) AS retry_while_stored, pg_temp.stored('retry-1');
+-- purged: a retry with expected version 0 recreates the stream with the
+-- same events again (as any append with 0 to a deleted stream does)
+SELECT eventstore.purge(1000) > 0 AS purged;
+SELECT pg_temp.call('retry-1', 0, ARRAY['1', '2']) AS retry_after_purge, pg_temp.stored('retry-1');
+-- max_count 1, purged: a retry of the whole call finds only its last event
+-- (23505); an exact expected version conflicts (ES409); any version (NULL)
+-- appends again
+SELECT pg_temp.call('retry-2', 0, ARRAY['3', '4', '5']);
+SELECT eventstore.set_stream_metadata('retry-2', max_count => 1);
+SELECT eventstore.purge(1000) > 0 AS purged, pg_temp.stored('retry-2');
+SELECT pg_temp.call('retry-2', 0, ARRAY['3', '4', '5']) AS partly_purged;
+SELECT pg_temp.call('retry-2', 0, ARRAY['3']) AS exact_version;
+SELECT pg_temp.call('retry-2', NULL, ARRAY['3']) AS any_version, pg_temp.stored('retry-2');
+DROP FUNCTION pg_temp.call(text, bigint, text[]), pg_temp.stored(text);
+
+------------------------------------------------------------------------
 -- Clean up
 ------------------------------------------------------------------------
 SELECT eventstore.drop_store('public.lcd_store');
