@@ -108,9 +108,13 @@ typedef struct EsStore
 	Oid			acl_user;		/* privileges below were checked for this role */
 	bool		acl_usage;		/* USAGE on the schema */
 	AclMode		acl_granted;	/* of ACL_SELECT | ACL_INSERT */
+	/* lifecycle.c: has it lifecycle rows or keys (forgotten with the entry's invalidation) */
+	bool		lifecycle_known;
+	bool		lifecycle_active;
 } EsStore;
 
 extern EsStore *es_store(Oid relid);
+extern EsStore *es_store_entry(Oid relid);
 extern EsStore *es_default_store(void);
 extern EsStore *es_store_arg(FunctionCallInfo fcinfo, int argno, AclMode required);
 extern void es_store_check(EsStore *st, AclMode required);

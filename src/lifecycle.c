@@ -870,53 +870,26 @@ eventstore_purge(PG_FUNCTION_ARGS)
 }
 
 /*
- * Which stores have lifecycle rows, as last seen by this backend with a
- * fresh snapshot; forgotten on any relcache invalidation of the lifecycle
- * table or of a store.  The functions that add the first row of a store (or
- * remove a category's) invalidate both, so a cached answer never outlives
- * the state it was read from by more than the moment between a commit and
- * its invalidation; the plans that folded it are invalidated with it.
+ * Does store have lifecycle rows, as last seen by this backend with a fresh
+ * snapshot?  Kept in the store's entry (catalog.c), forgotten on a relcache
+ * invalidation of the store.  The functions that add the first row of a
+ * store (or remove a category's) invalidate it (es_lifecycle_switch), so a
+ * cached answer never outlives the state it was read from by more than the
+ * moment between a commit and its invalidation; the plans that folded it
+ * are invalidated with it.
  */
-typedef struct EsActiveEntry
-{
-	Oid			store;
-	bool		active;
-} EsActiveEntry;
-
-static EsActiveEntry *es_active = NULL;
-static int	es_nactive = 0;
-static bool es_active_callback = false;
-
-static void
-es_active_reset(Datum arg, Oid relid)
-{
-	(void) arg;
-	(void) relid;
-	es_nactive = 0;
-}
-
 bool
 es_lifecycle_active_cached(Oid store)
 {
+	EsStore    *st = es_store_entry(store);
 	bool		active;
 
-	if (!es_active_callback)
-	{
-		CacheRegisterRelcacheCallback(es_active_reset, (Datum) 0);
-		es_active = MemoryContextAlloc(TopMemoryContext, sizeof(EsActiveEntry) * 64);
-		es_active_callback = true;
-	}
-	for (int i = 0; i < es_nactive; i++)
-		if (es_active[i].store == store)
-			return es_active[i].active;
+	if (st->lifecycle_known)
+		return st->lifecycle_active;
 	/* a parallel query cannot take a new snapshot; the active one serves */
 	active = es_lifecycle_active(store, IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
-	if (es_nactive < 64)
-	{
-		es_active[es_nactive].store = store;
-		es_active[es_nactive].active = active;
-		es_nactive++;
-	}
+	st->lifecycle_active = active;
+	st->lifecycle_known = true;
 	return active;
 }
 
