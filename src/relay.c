@@ -40,6 +40,10 @@
  *	  table's owner, and its payload names the store ("store": the table's
  *	  schema-qualified name).  A store dropped meanwhile took its rows
  *	  with it, and the pass fails at marking them (the next one goes on).
+ *	- The lifecycle (lifecycle.c, shred.c) as of the pass: an event that
+ *	  the store's metadata or a deletion hides is not notified at all (its
+ *	  row is marked published with the others), and in data the envelopes
+ *	  of forgotten keys go as the marker; those of live keys stay sealed.
  */
 #include "postgres.h"
 

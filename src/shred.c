@@ -22,6 +22,11 @@
  * deleted the key, every read returns {"$es_forgotten": true} in its place.
  * Keys are looked up under the reading query's snapshot and never cached
  * across calls, so nothing decrypts after the key's deletion commits.
+ *
+ * The outbox (relay.c, outbox_messages) does not decrypt: NOTIFY reaches
+ * whoever can LISTEN, and a consumer's copy of an envelope is erased with
+ * its key.  It shows the marker for envelopes whose key is forgotten
+ * (es_shred_seal) and leaves the others sealed.
  */
 #include "postgres.h"
 
@@ -479,7 +484,8 @@ eventstore_plain(PG_FUNCTION_ARGS)
 /*
  * value with the envelopes of the forgotten keys of store replaced by the
  * marker, and those of live keys left sealed: what the outbox publishes
- * (relay.c, outbox_messages).  The value itself when store never had a key.
+ * (relay.c, outbox_messages).  The value itself when store has neither
+ * lifecycle rows nor keys (the cached answer).
  */
 Datum
 es_shred_seal(Oid store, Jsonb *value)
