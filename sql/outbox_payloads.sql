@@ -120,9 +120,54 @@ SELECT eventstore.relay_once() AS published;
 \o
 
 ------------------------------------------------------------------------
+-- The lifecycle: an event hidden (stream metadata) before the relay
+-- publishes it is not published at all, nor shown by outbox_messages;
+-- in data, the envelopes of forgotten keys go as the marker, those of live
+-- keys sealed (ciphertext and key id filtered below: they are random)
+------------------------------------------------------------------------
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+RESET client_min_messages;
+UNLISTEN *;
+SELECT eventstore.add_route('lc', categories => ARRAY['lc', 'pt']);
+SELECT eventstore.create_store('public.op_lc');
+SELECT eventstore.add_route('lc_store', categories => ARRAY['lc'], store => 'public.op_lc');
+LISTEN lc;
+LISTEN lc_store;
+SELECT global_position FROM eventstore.append_event('lc-1', NULL, 'E', '{"n": 1}', NULL, '00000000-0000-4000-8000-000000000101');
+SELECT global_position FROM eventstore.append_event('lc-1', NULL, 'E', '{"n": 2}', NULL, '00000000-0000-4000-8000-000000000102');
+SELECT global_position FROM eventstore.append_event('lc-1', NULL, 'E', '{"n": 3}', NULL, '00000000-0000-4000-8000-000000000103');
+SELECT global_position FROM eventstore.append_event('pt-1', 0, 'Admitted',
+    jsonb_build_object('ward', 'B', 'name', eventstore.encrypt('person-1', '"Jane Roe"')), NULL, '00000000-0000-4000-8000-000000000104');
+SELECT global_position FROM eventstore.append_event('pt-2', 0, 'Admitted',
+    jsonb_build_object('ward', 'C', 'name', eventstore.encrypt('person-2', '"John Doe"')), NULL, '00000000-0000-4000-8000-000000000105');
+SELECT global_position FROM eventstore.append_event('lc-1', NULL, 'E', '{"n": 1}', NULL, '00000000-0000-4000-8000-000000000106', store => 'public.op_lc');
+SELECT global_position FROM eventstore.append_event('lc-1', NULL, 'E', '{"n": 2}', NULL, '00000000-0000-4000-8000-000000000107', store => 'public.op_lc');
+SELECT eventstore.set_stream_metadata('lc-1', max_count => 1);
+SELECT eventstore.set_stream_metadata('lc-1', truncate_before => 2, store => 'public.op_lc');
+SELECT eventstore.forget('person-1');
+-- outbox_messages: the hidden events' rows are not shown
+SELECT id, message->>'stream_id' AS stream_id, message->'stream_version' AS version,
+       regexp_replace(message->>'data', '"c": "[^"]*", "k": "[^"]*"', '"c": "<c>", "k": "<k>"') AS data
+  FROM eventstore.outbox_messages WHERE channel IN ('lc', 'lc_store') ORDER BY id;
+-- the relay publishes the same
+\o | perl -0777 -pe 's/ PID \d+\./ PID N./g; s/"c": "[^"]*"/"c": "<c>"/g; s/"k": "[0-9a-f-]{36}"/"k": "<k>"/g'
+SELECT eventstore.relay_once() AS published;
+\o
+SELECT count(*) AS unpublished FROM eventstore.outbox WHERE channel IN ('lc', 'lc_store') AND published_at IS NULL;
+-- published, then hidden or forgotten: a consumer that reads later gets
+-- what reads return then
+SELECT eventstore.set_stream_metadata('lc-1', truncate_before => 4);
+SELECT eventstore.forget('person-2');
+SELECT id, message->>'stream_id' AS stream_id, message->'stream_version' AS version, message->'data' AS data
+  FROM eventstore.consumer_poll('lc_reader', 'lc') ORDER BY id;
+SELECT eventstore.drop_store('public.op_lc');
+
+------------------------------------------------------------------------
 -- Clean up
 ------------------------------------------------------------------------
 UNLISTEN *;
 DROP EXTENSION eventstore;
+DROP EXTENSION pgcrypto;
 ALTER SYSTEM RESET eventstore.relay_databases;
 SELECT pg_reload_conf();

@@ -209,6 +209,7 @@ es_store_invalidate(Oid relid)
 		{
 			st->valid = false;
 			st->acl_user = InvalidOid;
+			st->lifecycle_known = false;
 		}
 		return;
 	}
@@ -217,6 +218,7 @@ es_store_invalidate(Oid relid)
 	{
 		st->valid = false;
 		st->acl_user = InvalidOid;
+		st->lifecycle_known = false;
 	}
 }
 
@@ -479,9 +481,14 @@ es_store_refill(EsStore *st)
 	es_store_fill(st);
 }
 
-/* The store with OID relid, checked; an error if the table is not a store. */
+/*
+ * The entry of relid, made unchecked (valid false) when absent: what a
+ * module caches per store that need not be a checked store -- lifecycle.c's
+ * answer whether it has lifecycle rows, asked of any relation by
+ * _lifecycle_active().  es_store() checks the entry.
+ */
 EsStore *
-es_store(Oid relid)
+es_store_entry(Oid relid)
 {
 	EsStore    *st;
 	bool		found;
@@ -502,9 +509,16 @@ es_store(Oid relid)
 	}
 	st = hash_search(es_stores, &relid, HASH_ENTER, &found);
 	if (!found)
-	{
 		memset(((char *) st) + sizeof(Oid), 0, sizeof(EsStore) - sizeof(Oid));
-	}
+	return st;
+}
+
+/* The store with OID relid, checked; an error if the table is not a store. */
+EsStore *
+es_store(Oid relid)
+{
+	EsStore    *st = es_store_entry(relid);
+
 	if (OidIsValid(st->shard_of))
 	{
 		/* named as a store itself, a shard is checked as one */

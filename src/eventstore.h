@@ -108,9 +108,13 @@ typedef struct EsStore
 	Oid			acl_user;		/* privileges below were checked for this role */
 	bool		acl_usage;		/* USAGE on the schema */
 	AclMode		acl_granted;	/* of ACL_SELECT | ACL_INSERT */
+	/* lifecycle.c: has it lifecycle rows or keys (forgotten with the entry's invalidation) */
+	bool		lifecycle_known;
+	bool		lifecycle_active;
 } EsStore;
 
 extern EsStore *es_store(Oid relid);
+extern EsStore *es_store_entry(Oid relid);
 extern EsStore *es_default_store(void);
 extern EsStore *es_store_arg(FunctionCallInfo fcinfo, int argno, AclMode required);
 extern void es_store_check(EsStore *st, AclMode required);
@@ -150,6 +154,11 @@ extern int64 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_
 /* lifecycle.c: stream metadata, deletion, purge */
 extern Oid	es_purging;
 extern bool es_lifecycle_active(Oid store, Snapshot snapshot);
+extern bool es_lifecycle_active_cached(Oid store);
+typedef struct EsVisibleCache EsVisibleCache;
+extern bool es_lifecycle_visible(EsVisibleCache **cachep, MemoryContext cxt, EsStore *st, text *sid,
+								 int64 version, TimestampTz created_at);
+extern Oid	es_lifecycle_visible_store(EsVisibleCache *cache);
 extern bool es_lifecycle_append_check(EsStore *st, Datum stream_id, int64 *current);
 extern int64 es_lifecycle_version_floor(EsStore *st, text *stream_id);
 extern void es_lifecycle_forget_derived(EsStore *st, text *stream_id);
@@ -158,12 +167,15 @@ extern void es_lifecycle_switch_store(EsStore *st);
 extern void es_lifecycle_forget_snapshots(EsStore *st, const char *needle);
 extern void es_lifecycle_log_forget(EsStore *st, text *subject, text *reason);
 
-/* read.c */
+/* read.c: the read SQL (upcasting; the lifecycle read: hidden events skipped, data decrypted) */
 extern void es_read_sql_parts(EsStore *st, bool upcast, bool lifecycle,
 							  const char **cols, const char **from, const char **filter);
+extern char *es_lifecycle_row_sql(EsStore *st);
+extern char *es_lifecycle_filter_sql(EsStore *st);
 
 /* shred.c: crypto-shredding */
 extern bool es_shred_active(Oid store, Snapshot snapshot);
+extern Datum es_shred_seal(Oid store, Jsonb *value);
 
 /* dcb.c: tags, queries, conditional appends (limits documented in the README) */
 #define ES_DCB_MAX_TAGS			64		/* tags per event, and per query item */
@@ -209,6 +221,7 @@ extern void es_projections_dispatch(EsStore *st, HeapTuple *rows, uint64 nrows, 
 extern void es_outbox_init(void);
 extern void es_outbox_route(EsStore *st, Datum stream_id, Datum *event_types, int64 *positions, int n);
 extern text *es_channel_arg(FunctionCallInfo fcinfo, int argno);
+extern EsStore *es_outbox_reader_store(Oid relid);
 
 /* relay.c: one relay pass; relay_worker.c: the background workers */
 extern int	es_relay_pass(int max_count, bool prune);

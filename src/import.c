@@ -105,18 +105,22 @@ static const struct
 
 /*
  * The first row that breaks a rule, in import order, with the number of the
- * rule (0 when none does).  Rules 1-10 concern one row; 20-23 the sequence of
+ * rule (0 when none does).  Rules 1-10 concern one row; 20-24 the sequence of
  * a stream, whose rows are numbered rn in import order and continue the
- * stream's last stored event (head).
+ * stream's version: that of its last stored event (head), or the version
+ * its deletions and purges kept (floor), whichever is higher; a tombstoned
+ * stream (tomb) takes none.  floor and tomb are 0 and false for a store
+ * without lifecycle rows (the format's third and fourth arguments).
  */
 static const char es_import_check_sql[] =
 "SELECT c.kind, c.ord, c.stream_id, c.stream_version, c.expected, c.created_at, c.previous_at"
 " FROM (SELECT r.ord, r.stream_id, r.stream_version, r.created_at,"
-"  pg_catalog.int8pl(COALESCE(r.prev_version, (r.head).stream_version, 0), 1) AS expected,"
+"  pg_catalog.int8pl(COALESCE(r.prev_version, pg_catalog.int8larger(COALESCE((r.head).stream_version, 0), r.floor)), 1) AS expected,"
 "  COALESCE(r.prev_at, (r.head).created_at) AS previous_at,"
 "  CASE WHEN r.bad OPERATOR(pg_catalog.<>) 0 THEN r.bad"
+"   WHEN r.rn OPERATOR(pg_catalog.=) 1 AND r.tomb THEN 24"
 "   WHEN r.rn OPERATOR(pg_catalog.=) 1 AND r.stream_version OPERATOR(pg_catalog.<>)"
-"    (COALESCE((r.head).stream_version, 0) OPERATOR(pg_catalog.+) 1) THEN 20"
+"    (pg_catalog.int8larger(COALESCE((r.head).stream_version, 0), r.floor) OPERATOR(pg_catalog.+) 1) THEN 20"
 "   WHEN r.stream_version OPERATOR(pg_catalog.=) r.prev_version THEN 21"
 "   WHEN r.stream_version OPERATOR(pg_catalog.<>) (r.prev_version OPERATOR(pg_catalog.+) 1) THEN 22"
 "   WHEN r.created_at OPERATOR(pg_catalog.<) COALESCE(r.prev_at, (r.head).created_at) THEN 23"
@@ -124,7 +128,9 @@ static const char es_import_check_sql[] =
 /* head: the stream's last stored event, looked up once per stream (rn = 1) */
 "  FROM (SELECT w.*, CASE WHEN w.rn OPERATOR(pg_catalog.=) 1 THEN"
 "     (SELECT e FROM %s e WHERE e.stream_id OPERATOR(pg_catalog.=) w.stream_id"
-"       ORDER BY e.stream_version DESC LIMIT 1) END AS head"
+"       ORDER BY e.stream_version DESC LIMIT 1) END AS head,"
+"    CASE WHEN w.rn OPERATOR(pg_catalog.=) 1 THEN %s ELSE 0 END AS floor,"
+"    CASE WHEN w.rn OPERATOR(pg_catalog.=) 1 THEN %s ELSE false END AS tomb"
 "   FROM (SELECT s.ord, s.stream_id, s.stream_version, s.created_at,"
 "     pg_catalog.row_number() OVER win AS rn,"
 "     pg_catalog.lag(s.stream_version) OVER win AS prev_version,"
@@ -246,6 +252,13 @@ es_import_report(HeapTuple row, TupleDesc desc)
 					 errmsg("imported row %s is too large", ord),
 					 errdetail("eventstore.max_event_size is %d bytes. Nothing was imported.",
 							   es_max_event_size)));
+			break;
+		case 24:
+			ereport(ERROR,
+					(errcode(ERRCODE_ES_STREAM_DELETED),
+					 errmsg("stream \"%s\" is deleted for ever", stream),
+					 errdetail("A hard delete left a tombstone: the stream id cannot be used again (row %s). Nothing was imported.", ord),
+					 errhint("Import the events into another stream.")));
 			break;
 		case 20:
 			ereport(ERROR,
@@ -419,7 +432,23 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 		Oid			argtypes[1] = {INT4OID};
 		Datum		values[1] = {Int32GetDatum(es_max_event_size)};
 
-		rc = es_import_execute(psprintf(es_import_check_sql, st->name, source_name), 1, argtypes, values, 1);
+		char	   *floor = "0";
+		char	   *tomb = "false";
+
+		/*
+		 * With lifecycle rows (lifecycle.c), a stream continues the version
+		 * its deletions and purges kept, as an append does (a soft-deleted
+		 * stream is recreated), and a tombstone refuses it (ES410).
+		 */
+		if (es_lifecycle_active(st->relid, GetLatestSnapshot()))
+		{
+			floor = psprintf("eventstore._version_floor(%u::pg_catalog.oid::pg_catalog.regclass, w.stream_id)",
+							 st->relid);
+			tomb = psprintf("(eventstore.stream_metadata(w.stream_id, %u::pg_catalog.oid::pg_catalog.regclass)).tombstone",
+							st->relid);
+		}
+		rc = es_import_execute(psprintf(es_import_check_sql, st->name, floor, tomb, source_name),
+							   1, argtypes, values, 1);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "eventstore: the import check failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed > 0)

@@ -100,7 +100,6 @@ typedef struct EsLifeRow
 
 static void es_lifecycle_switch(EsStore *st, bool always);
 static void es_lifecycle_require(void);
-static bool es_lifecycle_active_cached(Oid store);
 static uint64 es_life_write(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls);
 static void es_life_audit(EsStore *st, const char *action, text *stream_id, text *category,
 						  int64 from_version, int64 to_version, int64 events, text *reason);
@@ -871,53 +870,26 @@ eventstore_purge(PG_FUNCTION_ARGS)
 }
 
 /*
- * Which stores have lifecycle rows, as last seen by this backend with a
- * fresh snapshot; forgotten on any relcache invalidation of the lifecycle
- * table or of a store.  The functions that add the first row of a store (or
- * remove a category's) invalidate both, so a cached answer never outlives
- * the state it was read from by more than the moment between a commit and
- * its invalidation; the plans that folded it are invalidated with it.
+ * Does store have lifecycle rows, as last seen by this backend with a fresh
+ * snapshot?  Kept in the store's entry (catalog.c), forgotten on a relcache
+ * invalidation of the store.  The functions that add the first row of a
+ * store (or remove a category's) invalidate it (es_lifecycle_switch), so a
+ * cached answer never outlives the state it was read from by more than the
+ * moment between a commit and its invalidation; the plans that folded it
+ * are invalidated with it.
  */
-typedef struct EsActiveEntry
-{
-	Oid			store;
-	bool		active;
-} EsActiveEntry;
-
-static EsActiveEntry *es_active = NULL;
-static int	es_nactive = 0;
-static bool es_active_callback = false;
-
-static void
-es_active_reset(Datum arg, Oid relid)
-{
-	(void) arg;
-	(void) relid;
-	es_nactive = 0;
-}
-
-static bool
+bool
 es_lifecycle_active_cached(Oid store)
 {
+	EsStore    *st = es_store_entry(store);
 	bool		active;
 
-	if (!es_active_callback)
-	{
-		CacheRegisterRelcacheCallback(es_active_reset, (Datum) 0);
-		es_active = MemoryContextAlloc(TopMemoryContext, sizeof(EsActiveEntry) * 64);
-		es_active_callback = true;
-	}
-	for (int i = 0; i < es_nactive; i++)
-		if (es_active[i].store == store)
-			return es_active[i].active;
+	if (st->lifecycle_known)
+		return st->lifecycle_active;
 	/* a parallel query cannot take a new snapshot; the active one serves */
 	active = es_lifecycle_active(store, IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
-	if (es_nactive < 64)
-	{
-		es_active[es_nactive].store = store;
-		es_active[es_nactive].active = active;
-		es_nactive++;
-	}
+	st->lifecycle_active = active;
+	st->lifecycle_known = true;
 	return active;
 }
 
@@ -949,48 +921,45 @@ eventstore_lifecycle_active(PG_FUNCTION_ARGS)
 }
 
 /*
- * eventstore._visible(store, stream_id, stream_version, created_at): does
- * the metadata let this event be read?  The bounds of the last 64 streams
- * asked about are kept for the query.
+ * Does the metadata let this event of st be read, under the active snapshot?
+ * The bounds of the last 64 streams asked about are kept in *cachep
+ * (allocated in cxt when NULL, emptied when st is another store), for one
+ * query (_visible) or one relay pass.
  */
 #define ES_VISIBLE_SLOTS 64
 
 typedef struct EsVisibleSlot
 {
 	uint32		hash;
-	text	   *stream_id;		/* in fn_mcxt; NULL: empty slot */
+	text	   *stream_id;		/* in the cache's context; NULL: empty slot */
 	EsBounds	bounds;
 } EsVisibleSlot;
 
-typedef struct EsVisibleCache
+struct EsVisibleCache
 {
 	EsStore    *st;
 	Oid			store;
+	MemoryContext cxt;
 	int			next;			/* the slot replaced next */
 	EsVisibleSlot slots[ES_VISIBLE_SLOTS];
-} EsVisibleCache;
+};
 
-Datum
-eventstore_visible(PG_FUNCTION_ARGS)
+bool
+es_lifecycle_visible(EsVisibleCache **cachep, MemoryContext cxt, EsStore *st, text *sid,
+					 int64 version, TimestampTz created_at)
 {
-	EsVisibleCache *c = (EsVisibleCache *) fcinfo->flinfo->fn_extra;
+	EsVisibleCache *c = *cachep;
 	EsVisibleSlot *slot = NULL;
-	text	   *sid;
 	int			len;
 	uint32		h;
-	int64		version;
-	TimestampTz created_at;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("store, stream_id, stream_version and created_at must not be null")));
-	if (c == NULL || c->store != PG_GETARG_OID(0))
+	if (c == NULL || c->store != st->relid)
 	{
-		EsStore    *st = es_store_arg(fcinfo, 0, ACL_SELECT);
-
 		if (c == NULL)
-			c = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(EsVisibleCache));
+		{
+			c = MemoryContextAllocZero(cxt, sizeof(EsVisibleCache));
+			c->cxt = cxt;
+		}
 		for (int i = 0; i < ES_VISIBLE_SLOTS; i++)
 		{
 			if (c->slots[i].stream_id)
@@ -999,15 +968,12 @@ eventstore_visible(PG_FUNCTION_ARGS)
 		}
 		c->st = st;
 		c->store = st->relid;
-		fcinfo->flinfo->fn_extra = c;
+		*cachep = c;
 	}
-	sid = PG_GETARG_TEXT_PP(1);
-	version = PG_GETARG_INT64(2);
-	created_at = PG_GETARG_TIMESTAMPTZ(3);
 	len = VARSIZE_ANY_EXHDR(sid);
 	h = hash_bytes((const unsigned char *) VARDATA_ANY(sid), len);
 
-	/* the bounds of the last streams seen in this query (a log interleaves streams) */
+	/* the bounds of the last streams seen (a log interleaves streams) */
 	for (int i = 0; i < ES_VISIBLE_SLOTS; i++)
 	{
 		EsVisibleSlot *s = &c->slots[i];
@@ -1029,12 +995,40 @@ eventstore_visible(PG_FUNCTION_ARGS)
 			pfree(slot->stream_id);
 		slot->stream_id = NULL;
 		es_lifecycle_bounds(c->st, sid, GetActiveSnapshot(), &slot->bounds);
-		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		old = MemoryContextSwitchTo(c->cxt);
 		slot->stream_id = DatumGetTextPCopy(PointerGetDatum(sid));
 		MemoryContextSwitchTo(old);
 		slot->hash = h;
 	}
-	PG_RETURN_BOOL(version >= slot->bounds.first && created_at >= slot->bounds.oldest);
+	return version >= slot->bounds.first && created_at >= slot->bounds.oldest;
+}
+
+/* The store whose bounds cache holds. */
+Oid
+es_lifecycle_visible_store(EsVisibleCache *cache)
+{
+	return cache->store;
+}
+
+/*
+ * eventstore._visible(store, stream_id, stream_version, created_at): does
+ * the metadata let this event be read?  Needs SELECT on the store.
+ */
+Datum
+eventstore_visible(PG_FUNCTION_ARGS)
+{
+	EsVisibleCache *c = (EsVisibleCache *) fcinfo->flinfo->fn_extra;
+	EsStore    *st;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("store, stream_id, stream_version and created_at must not be null")));
+	/* the privilege is checked once per store and query */
+	st = c != NULL && c->store == PG_GETARG_OID(0) ? c->st : es_store_arg(fcinfo, 0, ACL_SELECT);
+	PG_RETURN_BOOL(es_lifecycle_visible((EsVisibleCache **) &fcinfo->flinfo->fn_extra,
+										fcinfo->flinfo->fn_mcxt, st, PG_GETARG_TEXT_PP(1),
+										PG_GETARG_INT64(2), PG_GETARG_TIMESTAMPTZ(3)));
 }
 
 /*

@@ -46,6 +46,7 @@ PG_FUNCTION_INFO_V1(eventstore_add_route);
 PG_FUNCTION_INFO_V1(eventstore_remove_route);
 PG_FUNCTION_INFO_V1(eventstore_channel_arg);
 PG_FUNCTION_INFO_V1(eventstore_outbox_event);
+PG_FUNCTION_INFO_V1(eventstore_outbox_shown);
 
 typedef struct EsRoute
 {
@@ -456,13 +457,64 @@ eventstore_enqueue(PG_FUNCTION_ARGS)
  * read as the store's owner.  Others need SELECT on the store.  Nothing when
  * the table is gone.
  */
+/*
+ * The store relid for a reader of outbox_messages: checked that the caller
+ * may read the view or the store; NULL when the table is gone.
+ */
+EsStore *
+es_outbox_reader_store(Oid relid)
+{
+	EsStore    *st;
+	Oid			view;
+
+	LockRelationOid(relid, AccessShareLock);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		return NULL;
+	st = es_store(relid);
+	view = get_relname_relid("outbox_messages", es_schema_oid());
+	if (!OidIsValid(view) || pg_class_aclcheck(view, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		es_store_check(st, ACL_SELECT);
+	return st;
+}
+
+/*
+ * eventstore._outbox_shown(store regclass, stream_id text, stream_version
+ * bigint, created_at timestamptz): does outbox_messages show this event's
+ * row?  Not when the store's lifecycle hides the event (lifecycle.c); a
+ * message's row (NULLs) and the row of an event gone with its table are
+ * shown.  Whoever may read outbox_messages or the store may call it.
+ */
+Datum
+eventstore_outbox_shown(PG_FUNCTION_ARGS)
+{
+	EsVisibleCache **cachep = (EsVisibleCache **) &fcinfo->flinfo->fn_extra;
+	Oid			relid;
+	EsStore    *st;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_BOOL(true);
+	relid = PG_GETARG_OID(0);
+	if (!es_lifecycle_active_cached(relid))
+		PG_RETURN_BOOL(true);
+	/* the privilege is checked once per store and query (the cache is of one store) */
+	if (*cachep == NULL || es_lifecycle_visible_store(*cachep) != relid)
+	{
+		st = es_outbox_reader_store(relid);
+		if (st == NULL)
+			PG_RETURN_BOOL(true);
+	}
+	else
+		st = es_store(relid);
+	PG_RETURN_BOOL(es_lifecycle_visible(cachep, fcinfo->flinfo->fn_mcxt, st, PG_GETARG_TEXT_PP(1),
+										PG_GETARG_INT64(2), PG_GETARG_TIMESTAMPTZ(3)));
+}
+
 Datum
 eventstore_outbox_event(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			relid;
 	EsStore    *st;
-	Oid			view;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
 	Oid			save_userid;
@@ -473,13 +525,8 @@ eventstore_outbox_event(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		return (Datum) 0;
 	relid = PG_GETARG_OID(0);
-	LockRelationOid(relid, AccessShareLock);
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+	if ((st = es_outbox_reader_store(relid)) == NULL)
 		return (Datum) 0;
-	st = es_store(relid);
-	view = get_relname_relid("outbox_messages", es_schema_oid());
-	if (!OidIsValid(view) || pg_class_aclcheck(view, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		es_store_check(st, ACL_SELECT);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);

@@ -465,7 +465,8 @@ eventstore_disable_projection(PG_FUNCTION_ARGS)
 
 /*
  * eventstore.rebuild_projection(name) RETURNS bigint: reset, then replay the
- * whole log of the projection's store through the handler.  Appends wait for
+ * whole log of the projection's store through the handler, as read_all reads
+ * it: without the events the lifecycle hides, with data decrypted.  Appends wait for
  * the rebuild: it locks the store's table in SHARE mode, which waits for open
  * appending transactions and holds new ones back until the rebuilding
  * transaction ends, then reads every committed event with a fresh snapshot.
@@ -556,7 +557,12 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	PushActiveSnapshot(snapshot);
-	sql = psprintf("SELECT e.* FROM %s e ORDER BY e.global_position", st->name);
+	/* what read_all returns: hidden events skipped, data decrypted or forgotten */
+	if (es_lifecycle_active(st->relid, snapshot))
+		sql = psprintf("SELECT %s FROM %s e WHERE true%s ORDER BY e.global_position",
+					   es_lifecycle_row_sql(st), st->name, es_lifecycle_filter_sql(st));
+	else
+		sql = psprintf("SELECT e.* FROM %s e ORDER BY e.global_position", st->name);
 	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
 	PopActiveSnapshot();
 

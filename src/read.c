@@ -74,6 +74,28 @@ static const char *const es_read_range[ES_READ_KINDS] = {
 };
 
 /*
+ * The lifecycle read of store st (lifecycle.c, shred.c): the columns of a row
+ * of e with its data decrypted (or the forgotten marker), and the condition
+ * that keeps only the rows the metadata lets be read (" AND ...").  The
+ * reads, read_query (dcb.c) and rebuild_projection (projection.c) replay
+ * exactly these rows.
+ */
+char *
+es_lifecycle_row_sql(EsStore *st)
+{
+	return psprintf("e.global_position, e.stream_id, e.stream_version, e.event_id,"
+					" e.event_type, eventstore.decrypt(e.data, %u::pg_catalog.oid::pg_catalog.regclass),"
+					" e.metadata, e.created_at, e.tags", st->relid);
+}
+
+char *
+es_lifecycle_filter_sql(EsStore *st)
+{
+	return psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
+					" e.stream_id, e.stream_version, e.created_at)", st->relid);
+}
+
+/*
  * The parts of a read of store st that depend on upcasters and lifecycle
  * (read_query, dcb.c, uses them too): the select list, what follows
  * "FROM store e", and a condition to AND to the WHERE clause (or "").
@@ -94,12 +116,9 @@ es_read_sql_parts(EsStore *st, bool upcast, bool lifecycle,
 	 */
 	if (lifecycle)
 	{
-		char	   *row = psprintf("e.global_position, e.stream_id, e.stream_version, e.event_id,"
-								   " e.event_type, eventstore.decrypt(e.data, %u::pg_catalog.oid::pg_catalog.regclass),"
-								   " e.metadata, e.created_at, e.tags", st->relid);
+		char	   *row = es_lifecycle_row_sql(st);
 
-		*filter = psprintf(" AND eventstore._visible(%u::pg_catalog.oid::pg_catalog.regclass,"
-						   " e.stream_id, e.stream_version, e.created_at)", st->relid);
+		*filter = es_lifecycle_filter_sql(st);
 		if (upcast)
 			*from = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events) u", row);
 		else

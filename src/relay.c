@@ -40,6 +40,10 @@
  *	  table's owner, and its payload names the store ("store": the table's
  *	  schema-qualified name).  A store dropped meanwhile took its rows
  *	  with it, and the pass fails at marking them (the next one goes on).
+ *	- The lifecycle (lifecycle.c, shred.c) as of the pass: an event that
+ *	  the store's metadata or a deletion hides is not notified at all (its
+ *	  row is marked published with the others), and in data the envelopes
+ *	  of forgotten keys go as the marker; those of live keys stay sealed.
  */
 #include "postgres.h"
 
@@ -99,7 +103,7 @@ es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
  */
 #define ES_PENDING_QUERY(with_data, store) \
 	"SELECT o.id, o.channel, o.global_position, e.stream_id, e.stream_version," \
-	" e.event_type, e.event_id, e.data, o.payload, o.headers, " with_data ", " store \
+	" e.event_type, e.event_id, e.data, o.payload, o.headers, " with_data ", " store ", e.created_at" \
 	" FROM eventstore.outbox o LEFT JOIN eventstore.events e" \
 	"   ON e.global_position OPERATOR(pg_catalog.=) o.global_position" \
 	" WHERE o.id OPERATOR(pg_catalog.>) (SELECT s.last_published_id FROM eventstore.relay_state s)" \
@@ -110,7 +114,8 @@ es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 enum
 {
 	PEND_ID = 1, PEND_CHANNEL, PEND_POSITION, PEND_STREAM_ID, PEND_VERSION,
-	PEND_TYPE, PEND_EVENT_ID, PEND_DATA, PEND_PAYLOAD, PEND_HEADERS, PEND_WITH_DATA, PEND_STORE
+	PEND_TYPE, PEND_EVENT_ID, PEND_DATA, PEND_PAYLOAD, PEND_HEADERS, PEND_WITH_DATA, PEND_STORE,
+	PEND_CREATED_AT
 };
 
 static void
@@ -209,6 +214,7 @@ typedef struct EsRelayStore
 	char	   *name;			/* schema-qualified, quoted */
 	Oid			owner;
 	SPIPlanPtr	plan;			/* prepared for this pass only */
+	EsVisibleCache *visible;	/* its lifecycle bounds, for this pass */
 } EsRelayStore;
 
 /*
@@ -221,7 +227,8 @@ typedef struct EsRelayStore
  * which the pass notices when it marks them.
  */
 static HeapTuple
-es_relay_store_row(HeapTuple tup, TupleDesc desc, Oid relid, List **stores, char **name)
+es_relay_store_row(HeapTuple tup, TupleDesc desc, Oid relid, List **stores, char **name,
+				   EsVisibleCache ***visible)
 {
 	EsRelayStore *rs = NULL;
 	ListCell   *lc;
@@ -232,7 +239,7 @@ es_relay_store_row(HeapTuple tup, TupleDesc desc, Oid relid, List **stores, char
 	Oid			save_userid;
 	int			save_sec;
 	int			rc;
-	static const int cols[] = {PEND_STREAM_ID, PEND_VERSION, PEND_TYPE, PEND_EVENT_ID, PEND_DATA};
+	static const int cols[] = {PEND_STREAM_ID, PEND_VERSION, PEND_TYPE, PEND_EVENT_ID, PEND_DATA, PEND_CREATED_AT};
 
 	foreach(lc, *stores)
 		if (((EsRelayStore *) lfirst(lc))->relid == relid)
@@ -255,14 +262,15 @@ es_relay_store_row(HeapTuple tup, TupleDesc desc, Oid relid, List **stores, char
 		rs->name = quote_qualified_identifier(get_namespace_name(((Form_pg_class) GETSTRUCT(cls))->relnamespace),
 											  NameStr(((Form_pg_class) GETSTRUCT(cls))->relname));
 		ReleaseSysCache(cls);
-		rs->plan = SPI_prepare(psprintf("SELECT e.stream_id, e.stream_version, e.event_type, e.event_id, e.data"
-										" FROM %s e WHERE e.global_position OPERATOR(pg_catalog.=) $1",
+		rs->plan = SPI_prepare(psprintf("SELECT e.stream_id, e.stream_version, e.event_type, e.event_id, e.data,"
+										" e.created_at FROM %s e WHERE e.global_position OPERATOR(pg_catalog.=) $1",
 										rs->name), 1, argtypes);
 		if (rs->plan == NULL)
 			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		*stores = lappend(*stores, rs);
 	}
 	*name = rs->name;
+	*visible = &rs->visible;
 
 	values = palloc(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);
@@ -282,6 +290,43 @@ es_relay_store_row(HeapTuple tup, TupleDesc desc, Oid relid, List **stores, char
 		else
 			nulls[cols[i] - 1] = true;
 	}
+	return heap_form_tuple(desc, values, nulls);
+}
+
+/*
+ * The pending row tup of an event of store relid as the lifecycle lets it
+ * go (lifecycle.c, shred.c): NULL when the store's metadata or a deletion
+ * hides the event (it is not published at all), else the row with the
+ * envelopes of forgotten keys in its data replaced by the marker (those of
+ * live keys stay sealed).  The row itself for a store without lifecycle
+ * rows or keys, and for an event whose row is gone.  *visible caches the
+ * store's bounds for the pass.  Under the active snapshot.
+ */
+static HeapTuple
+es_relay_lifecycle_row(HeapTuple tup, TupleDesc desc, Oid relid, EsVisibleCache **visible)
+{
+	bool		isnull;
+	Datum		sid;
+	Datum		data;
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (!es_lifecycle_active_cached(relid))
+		return tup;
+	sid = SPI_getbinval(tup, desc, PEND_STREAM_ID, &isnull);
+	if (isnull)
+		return tup;
+	if (!es_lifecycle_visible(visible, CurrentMemoryContext, es_store(relid), DatumGetTextPP(sid),
+							  DatumGetInt64(SPI_getbinval(tup, desc, PEND_VERSION, &isnull)),
+							  DatumGetTimestampTz(SPI_getbinval(tup, desc, PEND_CREATED_AT, &isnull))))
+		return NULL;
+	data = SPI_getbinval(tup, desc, PEND_DATA, &isnull);
+	if (isnull)
+		return tup;
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(tup, desc, values, nulls);
+	values[PEND_DATA - 1] = es_shred_seal(relid, DatumGetJsonbP(data));
 	return heap_form_tuple(desc, values, nulls);
 }
 
@@ -379,6 +424,7 @@ es_relay_pass(int max_count, bool prune)
 	Oid			outbox;
 	Oid			events;
 	List	   *stores = NIL;
+	EsVisibleCache *default_visible = NULL;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -452,6 +498,8 @@ es_relay_pass(int max_count, bool prune)
 									 GUC_ACTION_LOCAL, true, ERROR, false);
 
 		ids = palloc(sizeof(Datum) * n);
+		/* the lifecycle as of now: what was hidden or forgotten meanwhile */
+		PushActiveSnapshot(GetLatestSnapshot());
 		for (uint64 i = 0; i < n; i++)
 		{
 			HeapTuple	tup = pending->vals[i];
@@ -459,6 +507,7 @@ es_relay_pass(int max_count, bool prune)
 			char	   *channel;
 			Datum		store;
 			char	   *store_name = NULL;
+			EsVisibleCache **visible = &default_visible;
 
 			ids[i] = SPI_getbinval(tup, pending->tupdesc, PEND_ID, &isnull);
 			channel = TextDatumGetCString(SPI_getbinval(tup, pending->tupdesc, PEND_CHANNEL, &isnull));
@@ -466,13 +515,26 @@ es_relay_pass(int max_count, bool prune)
 			if (!isnull && DatumGetObjectId(store) != events)
 			{
 				HeapTuple	row = es_relay_store_row(tup, pending->tupdesc, DatumGetObjectId(store),
-													 &stores, &store_name);
+													 &stores, &store_name, &visible);
 
-				if (row != NULL)
-					tup = row;
+				if (row == NULL)
+				{
+					/* the store is gone: published as it is, marked below */
+					Async_Notify(channel, es_notify_payload(tup, pending->tupdesc, store_name));
+					continue;
+				}
+				tup = row;
 			}
+			else
+				store = ObjectIdGetDatum(events);
+			/* an event hidden before it was published is not published */
+			(void) SPI_getbinval(tup, pending->tupdesc, PEND_POSITION, &isnull);
+			if (!isnull &&
+				(tup = es_relay_lifecycle_row(tup, pending->tupdesc, DatumGetObjectId(store), visible)) == NULL)
+				continue;
 			Async_Notify(channel, es_notify_payload(tup, pending->tupdesc, store_name));
 		}
+		PopActiveSnapshot();
 		/*
 		 * The rows just read are every visible row of ids (cursor, last]:
 		 * mark that range, through the primary key, and move the cursor.

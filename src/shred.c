@@ -22,6 +22,11 @@
  * deleted the key, every read returns {"$es_forgotten": true} in its place.
  * Keys are looked up under the reading query's snapshot and never cached
  * across calls, so nothing decrypts after the key's deletion commits.
+ *
+ * The outbox (relay.c, outbox_messages) does not decrypt: NOTIFY reaches
+ * whoever can LISTEN, and a consumer's copy of an envelope is erased with
+ * its key.  It shows the marker for envelopes whose key is forgotten
+ * (es_shred_seal) and leaves the others sealed.
  */
 #include "postgres.h"
 
@@ -57,6 +62,7 @@
 PG_FUNCTION_INFO_V1(eventstore_encrypt);
 PG_FUNCTION_INFO_V1(eventstore_plain);
 PG_FUNCTION_INFO_V1(eventstore_forget);
+PG_FUNCTION_INFO_V1(eventstore_outbox_data);
 
 #define ES_ENC_KEY		"$es_enc"
 #define ES_FORGOTTEN	"$es_forgotten"
@@ -339,6 +345,7 @@ typedef struct EsPlainCtx
 {
 	Oid			store;
 	Oid			dec;			/* pgp_sym_decrypt_bytea, or InvalidOid without pgcrypto */
+	bool		seal;			/* leave envelopes whose key lives as they are */
 } EsPlainCtx;
 
 /* What replaces the envelope env (its "$es_enc" value): the clear value, or the marker. */
@@ -377,6 +384,8 @@ es_open_envelope(EsPlainCtx *ctx, JsonbValue *env)
 												CStringGetDatum(pnstrdup(kid->val.string.val, kid->val.string.len))));
 	if (!es_key_lookup(ctx->store, NULL, &key_id, &key, GetActiveSnapshot()))
 		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"" ES_FORGOTTEN "\": true}")));
+	if (ctx->seal)
+		return NULL;			/* sealed: left as it is */
 	if (!OidIsValid(ctx->dec))
 		ctx->dec = es_pgcrypto_fn("pgp_sym_decrypt_bytea", false);
 	cipher = DirectFunctionCall2(binary_decode,
@@ -470,6 +479,47 @@ eventstore_plain(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = ctx;
 	}
 	PG_RETURN_DATUM(es_plain(ctx, PG_GETARG_JSONB_P(0)));
+}
+
+/*
+ * value with the envelopes of the forgotten keys of store replaced by the
+ * marker, and those of live keys left sealed: what the outbox publishes
+ * (relay.c, outbox_messages).  The value itself when store has neither
+ * lifecycle rows nor keys (the cached answer).
+ */
+Datum
+es_shred_seal(Oid store, Jsonb *value)
+{
+	EsPlainCtx	ctx = {.store = store, .dec = InvalidOid, .seal = true};
+
+	if (!es_lifecycle_active_cached(store))
+		return JsonbPGetDatum(value);
+	return es_plain(&ctx, value);
+}
+
+/*
+ * eventstore._outbox_data(data jsonb, store regclass): data of an event of
+ * store as outbox_messages shows it (es_shred_seal).  Whoever may read
+ * outbox_messages or the store may call it.
+ */
+Datum
+eventstore_outbox_data(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(1))
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	/* the privilege is checked once per store and query */
+	if (fcinfo->flinfo->fn_extra == NULL ||
+		*(Oid *) fcinfo->flinfo->fn_extra != PG_GETARG_OID(1))
+	{
+		if (es_outbox_reader_store(PG_GETARG_OID(1)) == NULL)
+			PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+		if (fcinfo->flinfo->fn_extra == NULL)
+			fcinfo->flinfo->fn_extra = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(Oid));
+		*(Oid *) fcinfo->flinfo->fn_extra = PG_GETARG_OID(1);
+	}
+	PG_RETURN_DATUM(es_shred_seal(PG_GETARG_OID(1), PG_GETARG_JSONB_P(0)));
 }
 
 /*

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(654);
+SELECT plan(662);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -145,7 +145,9 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._horizon_status()',
     'eventstore._lifecycle_active(regclass)',
     'eventstore._log_horizon()',
+    'eventstore._outbox_data(jsonb,regclass)',
     'eventstore._outbox_event(regclass,bigint)',
+    'eventstore._outbox_shown(regclass,text,bigint,timestamp with time zone)',
     'eventstore._registry_changed()',
     'eventstore._relay_state_merge()',
     'eventstore._relay_wakeup()',
@@ -239,7 +241,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 107 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 109 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1127,6 +1129,14 @@ SELECT pg_temp.x('_outbox_event', 'NULL store: nothing', 'ok 0', $$SELECT count(
 SELECT pg_temp.x('_outbox_event', 'NULL position: nothing', 'ok 0', $$SELECT count(*) FROM eventstore._outbox_event('eventstore.events', NULL)$$);
 SELECT pg_temp.x('_outbox_event', 'OID 0: nothing', 'ok 0', $$SELECT count(*) FROM eventstore._outbox_event(0, 1)$$);
 SELECT pg_temp.x('_outbox_event', 'a plain table', 'error 42809', $$SELECT count(*) FROM eventstore._outbox_event('bi_nasty', 1)$$);
+SELECT pg_temp.x('_outbox_data', 'NULL data: NULL', 'ok true', $$SELECT eventstore._outbox_data(NULL, 'eventstore.events') IS NULL$$);
+SELECT pg_temp.x('_outbox_data', 'NULL store: as it is', 'ok {"a": 1}', $$SELECT eventstore._outbox_data('{"a": 1}', NULL)$$);
+SELECT pg_temp.x('_outbox_data', 'OID 0: as it is', 'ok {"a": 1}', $$SELECT eventstore._outbox_data('{"a": 1}', 0)$$);
+SELECT pg_temp.x('_outbox_data', 'a plain table', 'error 42809', $$SELECT eventstore._outbox_data('{"a": 1}', 'bi_nasty')$$);
+SELECT pg_temp.x('_outbox_shown', 'NULL store: shown', 'ok true', $$SELECT eventstore._outbox_shown(NULL, 'bi-1', 1, now())$$);
+SELECT pg_temp.x('_outbox_shown', 'NULL stream (a message): shown', 'ok true', $$SELECT eventstore._outbox_shown('eventstore.events', NULL, NULL, NULL)$$);
+SELECT pg_temp.x('_outbox_shown', 'OID 0: shown', 'ok true', $$SELECT eventstore._outbox_shown(0, 'bi-1', 1, now())$$);
+SELECT pg_temp.x('_outbox_shown', 'bi-1 version 1: shown', 'ok true', $$SELECT eventstore._outbox_shown('eventstore.events', 'bi-1', 1, now())$$);
 SELECT pg_temp.x('_subscription_alter', 'unknown', 'error 42704', $$SELECT eventstore._subscription_alter('bi_none', NULL, NULL, NULL, NULL, NULL, 10)$$);
 SELECT pg_temp.x('_subscription_alter', 'NULL caller', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_alter('bi_sub', NULL, NULL, NULL, NULL, NULL, NULL)$$);

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(353);
+SELECT plan(355);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -160,7 +160,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                  WHERE p.pronamespace = 'eventstore'::regnamespace
                    AND has_function_privilege('es_tap_pv_usage', p.oid, 'EXECUTE') ORDER BY 1),
-          ARRAY['_channel_arg', '_count_arg', '_event_size', '_lifecycle_active', '_outbox_event', '_store_arg', '_store_has', '_stream_arg',
+          ARRAY['_channel_arg', '_count_arg', '_event_size', '_lifecycle_active', '_outbox_data', '_outbox_event', '_outbox_shown', '_store_arg', '_store_has', '_stream_arg',
                 '_time_arg', '_upcast', '_upcast', '_upcasting', '_version_floor', '_visible', 'aggregate',
                 'category', 'decrypt', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_node', 'read_query',
                 'read_stream', 'read_stream_backwards', 'read_stream_until', 'refuse_change', 'relay_status',
