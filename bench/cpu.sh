@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# CPU cost per call, by instruction count: noise-free where the pgbench
+# figures of a shared machine are not.  Not in CI; needs valgrind.
+#
+#   bash bench/cpu.sh [N] [CASE...]        (default: 2000 ours raw tagged)
+#
+# Each case runs N and 200 prepared EXECUTEs in a single-user postgres under
+# callgrind (a fresh cluster of its own, library preloaded,
+# synchronous_commit and fsync off) and prints the difference divided by
+# N - 200: the instructions one call costs, start-up excluded.  Cases:
+#   ours    append_event to one growing stream
+#   raw     the raw baseline of make bench: a one-row INSERT into a table
+#           LIKE eventstore.events INCLUDING ALL, position from one sequence
+#   tagged  append_event with one tag
+source "$(dirname "$0")/../scripts/cluster.sh"
+N=${1:-2000}; shift || true
+CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(ours raw tagged)
+[ "$N" -gt 200 ] || { echo "N must be above 200" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "bench/cpu.sh needs valgrind" >&2; exit 2; }
+BIN=$(es_bindir)
+WORK=$(mktemp -d /tmp/eventstore-cpu.XXXXXX); chmod 777 "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+es_as_pg "$BIN/initdb" -D "$WORK/data" -A trust -U postgres --no-sync >/dev/null
+printf '%s\n' "shared_preload_libraries = 'eventstore'" "synchronous_commit = off" "fsync = off" |
+    es_as_pg tee -a "$WORK/data/postgresql.conf" >/dev/null
+single() { es_as_pg "$BIN/postgres" --single -D "$WORK/data" postgres; }
+single >/dev/null <<'SQL'
+CREATE EXTENSION eventstore;
+CREATE SEQUENCE raw_seq;
+CREATE TABLE raw_events (LIKE eventstore.events INCLUDING ALL);
+SQL
+statement() {
+    case $1 in
+        ours)   echo "SELECT eventstore.append_event('s-1', NULL, 'T', '{\"amount\": 42}')" ;;
+        tagged) echo "SELECT eventstore.append_event('t-1', NULL, 'T', '{\"amount\": 42}', tags => ARRAY['t:1'])" ;;
+        raw)    echo "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, data, created_at)" \
+                     "SELECT n, 's-1', n, gen_random_uuid(), 'T', '{\"amount\": 42}', now() FROM nextval('raw_seq') n" ;;
+        *) echo "unknown case $1" >&2; exit 2 ;;
+    esac
+}
+# (single-user mode ends a statement at a newline: one line each)
+instructions() {    # case calls -> total instructions of the process
+    { echo "PREPARE p AS $(statement "$1");"; for ((i = 0; i < $2; i++)); do echo 'EXECUTE p;'; done; } > "$WORK/in.sql"
+    rm -f "$WORK/cg.out"
+    es_as_pg valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+        "$BIN/postgres" --single -D "$WORK/data" postgres < "$WORK/in.sql" >/dev/null 2>&1
+    awk '/^(summary|totals):/ {print $2; exit}' "$WORK/cg.out"
+}
+declare -A per
+for c in "${CASES[@]}"; do
+    lo=$(instructions "$c" 200); hi=$(instructions "$c" "$N")
+    per[$c]=$(( (hi - lo) / (N - 200) ))
+    printf '%-8s %9d instructions per call\n' "$c" "${per[$c]}"
+done
+if [ -n "${per[ours]:-}" ] && [ -n "${per[raw]:-}" ]; then
+    awk -v o="${per[ours]}" -v r="${per[raw]}" 'BEGIN {printf "raw / ours: %.2f (the CPU-bound ratio an append can reach)\n", r / o}'
+fi
