@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(654);
+SELECT plan(660);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -173,6 +173,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_reset(text,bigint,timestamp with time zone,oid)',
     'eventstore._subscription_start(text,bigint,timestamp with time zone,regclass)',
     'eventstore._subscription_state(oid)',
+    'eventstore._subscription_wake(bigint,bigint)',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
     'eventstore._upcast(eventstore.events,regclass)',
@@ -236,10 +237,11 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.stream_metadata(text,regclass)',
     'eventstore.stream_version(text,regclass)',
     'eventstore.stream_version_at(text,timestamp with time zone,regclass)',
+    'eventstore.subscription_channel(text)',
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 107 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 109 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1076,7 +1078,17 @@ SELECT pg_temp.x('subscription_status', 'one row per partition', 'ok 3',
     $$SELECT count(*) FROM eventstore.subscription_status() WHERE subscription = 'bi_sub'$$);
 SELECT pg_temp.x('_log_horizon', 'below this transaction''s own events', 'ok true',
     $$SELECT eventstore._log_horizon() < (SELECT min(global_position) FROM eventstore.events WHERE stream_id = 'bi-1')$$);
+SELECT pg_temp.x('subscription_channel', 'NULL', 'ok <null>', $$SELECT eventstore.subscription_channel(NULL)$$);
+SELECT pg_temp.x('subscription_channel', 'mixed case, kept', 'ok eventstore_sub_Mail Er',
+    $$SELECT eventstore.subscription_channel('Mail Er')$$);
+SELECT pg_temp.x('subscription_channel', '200 characters of 2 bytes: hashed, within a channel''s 63 bytes', 'ok 47',
+    $$SELECT octet_length(eventstore.subscription_channel(repeat('é', 200)))$$);
 -- the owner-only bodies (a superuser may call them)
+SELECT pg_temp.x('_subscription_wake', 'NULL range: none', 'ok 0', $$SELECT eventstore._subscription_wake(NULL, NULL)$$);
+SELECT pg_temp.x('_subscription_wake', 'empty range: none', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_wake(5, 5)$$);
+SELECT pg_temp.x('_subscription_wake', 'a jump past 10,000 positions: every subscription', 'ok 1',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_wake(0, 20000)$$);
 SELECT pg_temp.x('_subscription_arg', 'NULL', 'error 22004', $$SELECT eventstore._subscription_arg(NULL, 'x')$$);
 SELECT pg_temp.x('_subscription_arg', 'empty', 'error 22023', $$SELECT eventstore._subscription_arg('', 'x')$$);
 SELECT pg_temp.x('_subscription_arg', 'unicode', 'ok ストリーム-3', $$SELECT eventstore._subscription_arg('ストリーム-3', 'x')$$);
