@@ -72,6 +72,210 @@ CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS
     $$;
 REVOKE ALL ON FUNCTION eventstore._subscription_wake(bigint, bigint) FROM PUBLIC;
 
+-- poll delivers events upcast, like the reads: the store's upcasters run on
+-- each delivered event (after decryption), in the statement's last step, so
+-- only delivered events are upcast.  Filters (categories, event_types) and
+-- partition keys are of the stored event.
+CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, consumer text, max_count integer, caller oid)
+    RETURNS TABLE (partition integer, global_position bigint, stream_id text, stream_version bigint,
+                   event_type text, data jsonb, metadata jsonb, created_at timestamptz, attempt integer)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller);
+        me text := eventstore._subscription_arg($2, 'consumer');
+        clock timestamptz := pg_catalog.clock_timestamp();
+        live integer;
+        rank integer;
+        target integer;
+        held integer;
+        horizon bigint;
+        p record;
+        cps bigint[];
+        replays integer[] := '{}';
+        lo bigint;
+        retrying boolean;
+        waiting integer[];
+        replaying integer[];
+        renew integer[] := '{}';
+        upcasting boolean;
+    BEGIN
+        IF max_count IS NULL OR max_count OPERATOR(pg_catalog.<) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'max_count must be zero or more';
+        END IF;
+        INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen)
+        VALUES (s.name, me, clock)
+        ON CONFLICT ON CONSTRAINT subscription_consumers_pkey DO UPDATE SET last_seen = EXCLUDED.last_seen;
+        DELETE FROM eventstore.subscription_consumers c
+         WHERE c.subscription OPERATOR(pg_catalog.=) s.name
+           AND c.last_seen OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) (s.lease OPERATOR(pg_catalog.*) 10));
+        SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE c.consumer OPERATOR(pg_catalog.<) me)
+          INTO live, rank
+          FROM eventstore.subscription_consumers c
+         WHERE c.subscription OPERATOR(pg_catalog.=) s.name
+           AND c.last_seen OPERATOR(pg_catalog.>=) (clock OPERATOR(pg_catalog.-) s.lease);
+        target := (s.partitions OPERATOR(pg_catalog./) live)
+                  OPERATOR(pg_catalog.+) (rank OPERATOR(pg_catalog.<) (s.partitions OPERATOR(pg_catalog.%) live))::integer;
+        SELECT pg_catalog.count(*) INTO held FROM eventstore.subscription_partitions x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.holder OPERATOR(pg_catalog.=) me
+           AND x.lease_until OPERATOR(pg_catalog.>=) clock;
+        cps := pg_catalog.array_fill(NULL::bigint, ARRAY[s.partitions]);
+        -- partitions whose retry is not due yet, and those with replayed parked events
+        SELECT COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.next_attempt_at OPERATOR(pg_catalog.>) clock), '{}'),
+               COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.global_position OPERATOR(pg_catalog.<=) x.checkpoint), '{}'),
+               pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
+          INTO waiting, replaying, retrying
+          FROM eventstore.subscription_retries r
+          JOIN eventstore.subscription_partitions x
+            ON x.subscription OPERATOR(pg_catalog.=) r.subscription AND x.partition OPERATOR(pg_catalog.=) r.partition
+         WHERE r.subscription OPERATOR(pg_catalog.=) s.name;
+
+        FOR p IN SELECT x.* FROM eventstore.subscription_partitions x
+                  WHERE x.subscription OPERATOR(pg_catalog.=) s.name
+                    AND (x.holder OPERATOR(pg_catalog.=) me OR x.holder IS NULL
+                         OR x.lease_until OPERATOR(pg_catalog.<) clock)
+                  ORDER BY (x.holder IS NOT DISTINCT FROM me
+                            AND x.lease_until OPERATOR(pg_catalog.>=) clock) DESC,
+                           x.partition
+                  FOR UPDATE SKIP LOCKED LOOP
+            IF p.holder IS NOT DISTINCT FROM me AND p.lease_until OPERATOR(pg_catalog.>=) clock THEN
+                -- held: release the excess (nothing in flight), else renew
+                IF held OPERATOR(pg_catalog.>) target AND p.delivered_to IS NULL THEN
+                    UPDATE eventstore.subscription_partitions x
+                       SET holder = NULL, lease_until = NULL, acquired_at = NULL
+                     WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                    UPDATE eventstore.subscription_leases l SET ended_at = clock
+                     WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                       AND l.consumer OPERATOR(pg_catalog.=) me AND l.acquired_at OPERATOR(pg_catalog.=) p.acquired_at;
+                    held := held OPERATOR(pg_catalog.-) 1;
+                    CONTINUE;
+                END IF;
+                renew := renew OPERATOR(pg_catalog.||) p.partition;
+            ELSE
+                -- free or expired: take it while under the share
+                IF held OPERATOR(pg_catalog.>=) target THEN
+                    CONTINUE;
+                END IF;
+                IF p.holder IS NOT NULL THEN
+                    UPDATE eventstore.subscription_leases l SET ended_at = p.lease_until
+                     WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                       AND l.consumer OPERATOR(pg_catalog.=) p.holder AND l.acquired_at OPERATOR(pg_catalog.=) p.acquired_at;
+                END IF;
+                UPDATE eventstore.subscription_partitions x
+                   SET holder = me, lease_until = clock OPERATOR(pg_catalog.+) s.lease, acquired_at = clock,
+                       delivered_to = NULL, delivered_at = NULL
+                 WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                INSERT INTO eventstore.subscription_leases (subscription, partition, consumer, acquired_at)
+                VALUES (s.name, p.partition, me, clock);
+                held := held OPERATOR(pg_catalog.+) 1;
+                p.delivered_to := NULL;
+            END IF;
+            -- deliverable: no run in flight (or one not acked within the
+            -- lease), no retry waiting
+            IF (p.delivered_to IS NULL OR p.delivered_at OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) s.lease))
+               AND NOT p.partition OPERATOR(pg_catalog.=) ANY (waiting) THEN
+                cps[p.partition OPERATOR(pg_catalog.+) 1] := p.checkpoint;
+                IF p.partition OPERATOR(pg_catalog.=) ANY (replaying) THEN
+                    replays := replays OPERATOR(pg_catalog.||) p.partition;
+                END IF;
+            END IF;
+        END LOOP;
+        IF pg_catalog.cardinality(renew) OPERATOR(pg_catalog.>) 0 THEN
+            UPDATE eventstore.subscription_partitions x
+               SET lease_until = clock OPERATOR(pg_catalog.+) s.lease
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew);
+        END IF;
+
+        IF max_count OPERATOR(pg_catalog.=) 0 THEN
+            RETURN;
+        END IF;
+        -- A partition with replayed parked events delivers only those this time.
+        FOREACH rank IN ARRAY replays LOOP
+            cps[rank OPERATOR(pg_catalog.+) 1] := NULL;
+        END LOOP;
+        SELECT pg_catalog.min(c) INTO lo FROM pg_catalog.unnest(cps) c;
+        IF lo IS NULL AND pg_catalog.cardinality(replays) OPERATOR(pg_catalog.=) 0 THEN
+            RETURN;
+        END IF;
+        horizon := CASE WHEN lo IS NULL THEN 0 ELSE eventstore._log_horizon() END;
+        upcasting := EXISTS (SELECT FROM eventstore.upcasters x WHERE x.store OPERATOR(pg_catalog.=) s.store);
+        RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH batch AS (
+            SELECT b.* FROM (
+                SELECT r.partition AS part, e.global_position, e.stream_id, e.stream_version, e.event_type,
+                       %3$s AS data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,
+                       true AS replay, e.event_id, e.tags
+                  FROM eventstore.subscription_retries r
+                  JOIN %1$s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position
+                 WHERE r.subscription OPERATOR(pg_catalog.=) $1
+                   AND r.partition OPERATOR(pg_catalog.=) ANY ($2)
+                   AND r.global_position OPERATOR(pg_catalog.<=) (SELECT x.checkpoint
+                         FROM eventstore.subscription_partitions x
+                        WHERE x.subscription OPERATOR(pg_catalog.=) $1
+                          AND x.partition OPERATOR(pg_catalog.=) r.partition)
+                   AND %2$s
+                UNION ALL
+                (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, %3$s AS data,
+                        e.metadata, e.created_at,
+                        CASE WHEN $3 THEN
+                            COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r
+                                       WHERE r.subscription OPERATOR(pg_catalog.=) $1
+                                         AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)
+                            OPERATOR(pg_catalog.+) 1
+                        ELSE 1 END,
+                        false, e.event_id, e.tags
+                   FROM %1$s e
+                  CROSS JOIN LATERAL (SELECT eventstore._subscription_partition(
+                          eventstore._subscription_key($4, e.stream_id, e.metadata, e.global_position),
+                          $5) AS part) k
+                  WHERE e.global_position OPERATOR(pg_catalog.>) $6
+                    AND e.global_position OPERATOR(pg_catalog.<=) $7
+                    AND ($8 IS NULL
+                         OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($8))
+                    AND ($9 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($9))
+                    AND e.global_position OPERATOR(pg_catalog.>) ($10)[k.part OPERATOR(pg_catalog.+) 1]
+                    AND %2$s
+                  ORDER BY e.global_position
+                  LIMIT $11)) b
+             ORDER BY b.replay DESC, b.global_position
+             LIMIT $11),
+        marked AS (
+            UPDATE eventstore.subscription_partitions x
+               SET delivered_to = m.last, delivered_at = $12
+              FROM (SELECT bb.part, pg_catalog.max(bb.global_position) AS last FROM batch bb GROUP BY bb.part) m
+             WHERE x.subscription OPERATOR(pg_catalog.=) $1 AND x.partition OPERATOR(pg_catalog.=) m.part
+            RETURNING x.partition)
+        SELECT b.part, b.global_position, b.stream_id, b.stream_version, %5$s.event_type, %5$s.data, %5$s.metadata,
+               b.created_at, b.attempt
+          FROM batch b%4$s
+         WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.>=) 0
+         ORDER BY b.replay DESC, b.global_position
+        $q$, s.store,
+            -- the store's lifecycle (lifecycle.c): what reads hide, a
+            -- subscription never delivers; data is decrypted like a read's
+            CASE WHEN eventstore._lifecycle_active(s.store)
+                 THEN pg_catalog.format('eventstore._visible(%L::pg_catalog.regclass, e.stream_id, e.stream_version, e.created_at)', s.store)
+                 ELSE 'true' END,
+            CASE WHEN eventstore._lifecycle_active(s.store)
+                 THEN pg_catalog.format('eventstore.decrypt(e.data, %L::pg_catalog.regclass)', s.store)
+                 ELSE 'e.data' END,
+            -- the store's upcasters (upcast.c), on the delivered events
+            -- only, after decryption, as a read applies them
+            CASE WHEN upcasting
+                 THEN pg_catalog.format(' CROSS JOIN LATERAL eventstore._upcast(ROW(b.global_position, b.stream_id,'
+                                        ' b.stream_version, b.event_id, b.event_type, b.data, b.metadata, b.created_at,'
+                                        ' b.tags)::eventstore.events, %L::pg_catalog.regclass) u', s.store)
+                 ELSE '' END,
+            CASE WHEN upcasting THEN 'u' ELSE 'b' END)
+        USING s.name, replays, retrying, s.partition_by, s.partitions, lo, horizon,
+              s.categories, s.event_types, cps, max_count, clock;
+    END
+    $$;
+
+
 -- == Lifecycle ==============================================================
 
 -- == Consistency across streams (DCB) =======================================

@@ -260,6 +260,47 @@ SELECT eventstore.drop_subscription('sub_owned');
 RESET ROLE;
 SELECT count(*) FROM eventstore.subscription_partitions WHERE subscription = 'sub_owned';
 
+------------------------------------------------------------------------
+-- upcasters: poll delivers events as the reads do (the store's upcasters,
+-- applied to the delivered events); filters and partitions see the stored
+-- event
+------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.sub_up(e eventstore.events) RETURNS eventstore.events LANGUAGE plpgsql AS $$
+BEGIN
+    e.event_type := 'UpV2';
+    e.data := e.data || '{"upcast": true}';
+    e.metadata := coalesce(e.metadata, '{}') || '{"v": 2}';
+    RETURN e;
+END $$;
+SELECT eventstore.register_upcaster('UpV1', 'pg_temp.sub_up(eventstore.events)');
+SELECT eventstore.create_store('sub_up_store');
+SELECT count(*) FROM (
+    SELECT eventstore.append_event('subup-1', NULL, 'UpV1', '{"n": 1}'),
+           eventstore.append_event('subup-1', NULL, 'Other', '{"n": 2}'),
+           eventstore.append_event('subup-2', NULL, 'UpV1', '{"n": 3}', store => 'sub_up_store')) x;
+SELECT eventstore.create_subscription('sub_up', categories => '{subup}', event_types => '{UpV1,Other}', partitions => 1);
+CREATE TEMP TABLE up_got AS SELECT * FROM eventstore.poll('sub_up', 'c1', 10);
+SELECT stream_version, event_type, data, metadata FROM up_got ORDER BY global_position;
+-- exactly what read_category returns
+SELECT (SELECT array_agg(ROW(g.event_type, g.data, g.metadata) ORDER BY g.global_position) FROM up_got g)
+     = (SELECT array_agg(ROW(r.event_type, r.data, r.metadata) ORDER BY r.global_position)
+          FROM eventstore.read_category('subup') r) AS same_as_read;
+-- acks are by position, as stored
+SELECT eventstore.ack('sub_up', 'c1', max(global_position)) FROM up_got;
+SELECT count(*) FROM eventstore.poll('sub_up', 'c1', 10);
+-- a filter on the upcast type matches nothing: filters see the stored type
+SELECT eventstore.create_subscription('sub_up_v2', categories => '{subup}', event_types => '{UpV2}');
+SELECT count(*) FROM eventstore.poll('sub_up_v2', 'c1', 10);
+-- another store: its own upcasters, not the default store's
+SELECT eventstore.create_subscription('sub_up_other', store => 'sub_up_store', partitions => 1);
+SELECT event_type, data FROM eventstore.poll('sub_up_other', 'c1', 10);
+SELECT eventstore.reset_subscription('sub_up_other', 0);
+SELECT eventstore.register_upcaster('UpV1', 'pg_temp.sub_up(eventstore.events)', store => 'sub_up_store');
+SELECT event_type, data FROM eventstore.poll('sub_up_other', 'c1', 10);
+SELECT eventstore.unregister_upcaster('UpV1');
+SELECT eventstore.drop_store('sub_up_store');
+DROP FUNCTION pg_temp.sub_up(eventstore.events);
+
 -- drop removes everything of a subscription
 SELECT eventstore.drop_subscription(name) FROM eventstore.subscriptions ORDER BY name;
 SELECT (SELECT count(*) FROM eventstore.subscription_partitions) + (SELECT count(*) FROM eventstore.subscription_consumers)
