@@ -72,6 +72,20 @@ CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS
     $$;
 REVOKE ALL ON FUNCTION eventstore._subscription_wake(bigint, bigint) FROM PUBLIC;
 
+-- subscription_leases keeps the last 100 holdings of each partition: poll
+-- deletes older ones when it records a new holding (below); an existing
+-- history is cut to that here, once.
+DELETE FROM eventstore.subscription_leases l
+ USING (SELECT k.subscription, k.partition, k.acquired_at,
+               pg_catalog.row_number() OVER (PARTITION BY k.subscription, k.partition
+                                             ORDER BY k.acquired_at DESC) AS n
+          FROM eventstore.subscription_leases k) old
+ WHERE old.n OPERATOR(pg_catalog.>) 100
+   AND l.subscription OPERATOR(pg_catalog.=) old.subscription AND l.partition OPERATOR(pg_catalog.=) old.partition
+   AND l.acquired_at OPERATOR(pg_catalog.=) old.acquired_at;
+COMMENT ON TABLE eventstore.subscription_leases IS
+    'The last 100 holdings of each partition of each subscription (poll deletes older ones).';
+
 -- poll delivers events upcast, like the reads: the store's upcasters run on
 -- each delivered event (after decryption), in the statement's last step, so
 -- only delivered events are upcast.  Filters (categories, event_types) and
@@ -170,6 +184,14 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, cons
                  WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
                 INSERT INTO eventstore.subscription_leases (subscription, partition, consumer, acquired_at)
                 VALUES (s.name, p.partition, me, clock);
+                -- the history keeps the partition's last 100 holdings
+                DELETE FROM eventstore.subscription_leases l
+                 WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                   AND l.acquired_at OPERATOR(pg_catalog.<) (
+                       SELECT k.acquired_at FROM eventstore.subscription_leases k
+                        WHERE k.subscription OPERATOR(pg_catalog.=) s.name
+                          AND k.partition OPERATOR(pg_catalog.=) p.partition
+                        ORDER BY k.acquired_at DESC OFFSET 99 LIMIT 1);
                 held := held OPERATOR(pg_catalog.+) 1;
                 p.delivered_to := NULL;
             END IF;

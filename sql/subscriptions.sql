@@ -301,6 +301,27 @@ SELECT eventstore.unregister_upcaster('UpV1');
 SELECT eventstore.drop_store('sub_up_store');
 DROP FUNCTION pg_temp.sub_up(eventstore.events);
 
+------------------------------------------------------------------------
+-- the lease history keeps the last 100 holdings of each partition
+------------------------------------------------------------------------
+SELECT eventstore.create_subscription('sub_lease', categories => '{subt}', partitions => 2);
+-- 105 takeovers of both partitions, each by a new consumer (the holder's
+-- lease made to expire and the group forgotten first)
+DO $$
+BEGIN
+    FOR i IN 1..105 LOOP
+        UPDATE eventstore.subscription_partitions SET lease_until = clock_timestamp() - interval '1 second'
+         WHERE subscription = 'sub_lease' AND holder IS NOT NULL;
+        DELETE FROM eventstore.subscription_consumers WHERE subscription = 'sub_lease';
+        PERFORM count(*) FROM eventstore.poll('sub_lease', 'k' || lpad(i::text, 3, '0'), 0);
+    END LOOP;
+END $$;
+SELECT partition, count(*) AS holdings, min(consumer) AS oldest_kept, max(consumer) AS newest,
+       count(*) FILTER (WHERE ended_at IS NULL) AS open, bool_and(consumer >= 'k006') AS older_gone
+  FROM eventstore.subscription_leases WHERE subscription = 'sub_lease' GROUP BY partition ORDER BY partition;
+-- other subscriptions' histories are untouched
+SELECT count(*) > 0 AS sub_a_history_kept FROM eventstore.subscription_leases WHERE subscription = 'sub_a';
+
 -- drop removes everything of a subscription
 SELECT eventstore.drop_subscription(name) FROM eventstore.subscriptions ORDER BY name;
 SELECT (SELECT count(*) FROM eventstore.subscription_partitions) + (SELECT count(*) FROM eventstore.subscription_consumers)
