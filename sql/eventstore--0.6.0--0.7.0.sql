@@ -86,6 +86,163 @@ DELETE FROM eventstore.subscription_leases l
 COMMENT ON TABLE eventstore.subscription_leases IS
     'The last 100 holdings of each partition of each subscription (poll deletes older ones).';
 
+-- ack of many positions in one call: each as ack(position) would, in
+-- ascending order (so a later position of a partition's run comes after an
+-- earlier one), in one statement: all or none.
+CREATE FUNCTION eventstore._subscription_ack_many(subscription text, consumer text, positions bigint[], caller oid)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        p bigint;
+    BEGIN
+        IF pg_catalog.array_ndims(positions) OPERATOR(pg_catalog.>) 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'array_subscript_error',
+                MESSAGE = 'global_positions must be a one-dimensional array';
+        END IF;
+        IF positions IS NULL OR pg_catalog.array_position(positions, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'global_positions must not be null or contain NULL';
+        END IF;
+        PERFORM eventstore._subscription_get($1, caller);
+        FOR p IN SELECT DISTINCT u.p FROM pg_catalog.unnest(positions) u(p) ORDER BY u.p LOOP
+            PERFORM eventstore._subscription_ack($1, $2, p, caller);
+        END LOOP;
+    END
+    $$;
+REVOKE ALL ON FUNCTION eventstore._subscription_ack_many(text, text, bigint[], oid) FROM PUBLIC;
+
+-- A name of its own: an overload of ack would make ack(unknown, unknown,
+-- unknown) ambiguous, which is how clients that send untyped parameters
+-- (node-postgres) call it.
+CREATE FUNCTION eventstore.ack_many(subscription text, consumer text, global_positions bigint[]) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_ack_many';
+REVOKE ALL ON FUNCTION eventstore.ack_many(text, text, bigint[]) FROM PUBLIC;
+-- grant_access(role, 'consumer' or 'admin') gives ack_many too (the same
+-- function as 0.6.0's otherwise) ...
+CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text,
+                                        store regclass DEFAULT 'eventstore.events') RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        writer text[] := ARRAY['append', 'append_event', 'enqueue', 'save_snapshot', 'encrypt'];
+        consumer text[] := ARRAY['consumer_poll', 'consumer_ack', 'drop_consumer', 'consumer_status',
+                                 'create_subscription', 'alter_subscription', 'drop_subscription',
+                                 'reset_subscription', 'poll', 'ack', 'ack_many', 'nack', 'parked', 'replay_parked',
+                                 'subscription_status'];
+        admin text[] := ARRAY['register_projection', 'unregister_projection', 'enable_projection',
+                              'disable_projection', 'rebuild_projection', 'add_route', 'remove_route',
+                              'relay_once', 'register_upcaster', 'unregister_upcaster',
+                              'set_snapshot_policy', 'remove_snapshot_policy', 'import_events',
+                              'create_store', '_store_adopt', 'drop_store'];
+        lifecycle text[] := ARRAY['set_stream_metadata', 'set_category_metadata', 'delete_stream', 'purge', 'forget'];
+        names text[];
+        t regclass;
+        f regprocedure;
+    BEGIN
+        IF role IS NULL OR access IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'role and access must not be null';
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('role with OID %s does not exist', role::oid);
+        END IF;
+        IF access NOT IN ('reader', 'writer', 'consumer', 'admin', 'lifecycle') THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown access "%s"', access),
+                HINT = 'Use reader, writer, consumer, admin or lifecycle.';
+        END IF;
+        t := eventstore._store_arg(store);
+        IF access OPERATOR(pg_catalog.=) 'admin' AND t OPERATOR(pg_catalog.<>) 'eventstore.events'::regclass THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('admin access is given for the default store only; the admin of %s is its owner', t),
+                HINT = pg_catalog.format('Make the role a member of the role that owns %s, or give it writer access.', t);
+        END IF;
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA eventstore TO %s', role);
+        -- a consumer reads the store's events through its subscriptions, so
+        -- it may read them (SELECT on the store) like a reader
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', t, role);
+        IF access IN ('reader', 'writer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.projections,'
+                                      ' eventstore.routes, eventstore.snapshots TO %s', role);
+        END IF;
+        IF access IN ('writer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT INSERT ON %s TO %s', t, role);
+        END IF;
+        -- lifecycle (section "Lifecycle"): DELETE on the store is the right to
+        -- delete through the lifecycle functions (the triggers still refuse a
+        -- DELETE statement); admin does not include it.
+        IF access OPERATOR(pg_catalog.=) 'lifecycle' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT, DELETE ON %s TO %s', t, role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stream_lifecycle,'
+                                      ' eventstore.lifecycle_log TO %s', role);
+        END IF;
+        names := CASE access
+            WHEN 'reader' THEN ARRAY[]::text[]
+            WHEN 'writer' THEN writer
+            WHEN 'lifecycle' THEN lifecycle
+            WHEN 'consumer' THEN consumer
+            ELSE writer OPERATOR(pg_catalog.||) consumer OPERATOR(pg_catalog.||) admin
+        END;
+        IF access IN ('consumer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.consumer_status,'
+                                      ' eventstore.subscription_status TO %s', role);
+        END IF;
+        IF access OPERATOR(pg_catalog.=) 'admin' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.outbox, eventstore.consumers,'
+                                      ' eventstore.outbox_messages, eventstore.relay_state,'
+                                      ' eventstore.relay_status TO %s', role);
+            EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.consumers TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.subscriptions, eventstore.subscription_partitions,'
+                                      ' eventstore.subscription_consumers, eventstore.subscription_retries,'
+                                      ' eventstore.subscription_parked, eventstore.subscription_leases TO %s', role);
+            EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.subscriptions TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stats, eventstore.category_stats,'
+                                      ' eventstore.projection_stats, eventstore.horizon_status,'
+                                      ' eventstore.relay_lag, eventstore.consumer_lag TO %s', role);
+            -- functions a view calls are checked against the view's user, not its owner
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION eventstore._stats(),'
+                                      ' eventstore._horizon_status() TO %s', role);
+        END IF;
+        FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'eventstore'::regnamespace
+                    AND p.proname::text OPERATOR(pg_catalog.=) ANY (names)
+                  ORDER BY p.oid LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', f, role);
+        END LOOP;
+    END
+    $$;
+-- ... and roles that may ack one position may ack many
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.oid OPERATOR(pg_catalog.=) 'eventstore.ack(text, text, bigint)'::pg_catalog.regprocedure
+                AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0 LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION eventstore.ack_many(text, text, bigint[]) TO %s',
+                                  g.grantee::pg_catalog.regrole);
+    END LOOP;
+END
+$$;
+-- Those grants, run by this script, were recorded as the extension's initial
+-- privileges, which pg_dump does not dump: keep there only the owner's (a
+-- fresh install grants ack_many to nobody else), so that they stay grants the
+-- DBA made, dumped and restored (as 0.6.0's "Initial privileges" does).
+UPDATE pg_catalog.pg_init_privs i
+   SET initprivs = ARRAY(SELECT item FROM pg_catalog.unnest(i.initprivs) AS item
+                          WHERE NOT EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[item]) x
+                                             WHERE x.grantee OPERATOR(pg_catalog.<>) (
+                                                   SELECT e.extowner FROM pg_catalog.pg_extension e
+                                                    WHERE e.extname OPERATOR(pg_catalog.=) 'eventstore')))
+ WHERE i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+   AND i.objoid OPERATOR(pg_catalog.=) 'eventstore.ack_many(text, text, bigint[])'::pg_catalog.regprocedure
+   AND i.objsubid OPERATOR(pg_catalog.=) 0 AND i.privtype OPERATOR(pg_catalog.=) 'e';
+
 -- poll delivers events upcast, like the reads: the store's upcasters run on
 -- each delivered event (after decryption), in the statement's last step, so
 -- only delivered events are upcast.  Filters (categories, event_types) and

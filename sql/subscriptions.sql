@@ -302,6 +302,31 @@ SELECT eventstore.drop_store('sub_up_store');
 DROP FUNCTION pg_temp.sub_up(eventstore.events);
 
 ------------------------------------------------------------------------
+-- ack of many positions: each as ack(position) would, in one statement
+------------------------------------------------------------------------
+SELECT eventstore.create_subscription('sub_many', categories => '{subt}', partitions => 4);
+CREATE TEMP TABLE many_got AS SELECT * FROM eventstore.poll('sub_many', 'c1', 100);
+SELECT count(*) AS delivered, count(DISTINCT partition) AS runs FROM many_got;
+-- all or nothing: a position not delivered, another consumer, NULLs
+SELECT eventstore.ack_many('sub_many', 'c1', (SELECT array_agg(global_position) FROM many_got) || 999999999::bigint);
+SELECT eventstore.ack_many('sub_many', 'c2', (SELECT array_agg(global_position) FROM many_got));
+SELECT eventstore.ack_many('sub_many', 'c1', NULL::bigint[]);
+SELECT eventstore.ack_many('sub_many', 'c1', ARRAY[pg_temp.p(1), NULL]);
+SELECT eventstore.ack_many('sub_none', 'c1', '{}'::bigint[]);
+SELECT count(*) FILTER (WHERE delivered_to IS NOT NULL) AS in_flight, max(checkpoint) = 0 AS none_acked
+  FROM eventstore.subscription_partitions WHERE subscription = 'sub_many';
+-- nothing: a no-op
+SELECT eventstore.ack_many('sub_many', 'c1', '{}'::bigint[]);
+-- every delivered position, in any order, twice: each run is done
+SELECT eventstore.ack_many('sub_many', 'c1', (SELECT array_agg(global_position ORDER BY global_position DESC) FROM many_got)
+                                        || (SELECT array_agg(global_position) FROM many_got));
+SELECT bool_and(x.checkpoint = (SELECT max(g.global_position) FROM many_got g WHERE g.partition = x.partition))
+           AS at_run_ends,
+       count(*) FILTER (WHERE x.delivered_to IS NOT NULL) AS in_flight
+  FROM eventstore.subscription_partitions x WHERE x.subscription = 'sub_many';
+SELECT count(*) FROM eventstore.poll('sub_many', 'c1', 100);
+
+------------------------------------------------------------------------
 -- the lease history keeps the last 100 holdings of each partition
 ------------------------------------------------------------------------
 SELECT eventstore.create_subscription('sub_lease', categories => '{subt}', partitions => 2);

@@ -44,6 +44,7 @@ PG_FUNCTION_INFO_V1(eventstore_drop_subscription);
 PG_FUNCTION_INFO_V1(eventstore_reset_subscription);
 PG_FUNCTION_INFO_V1(eventstore_poll);
 PG_FUNCTION_INFO_V1(eventstore_ack);
+PG_FUNCTION_INFO_V1(eventstore_ack_many);
 PG_FUNCTION_INFO_V1(eventstore_nack);
 PG_FUNCTION_INFO_V1(eventstore_parked);
 PG_FUNCTION_INFO_V1(eventstore_replay_parked);
@@ -251,6 +252,18 @@ eventstore_ack(PG_FUNCTION_ARGS)
 	static SPIPlanPtr plan = NULL;
 
 	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_ack($1, $2, $3, $4)",
+					 argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* ack(subscription, consumer, global_positions bigint[]): every position, in one statement */
+Datum
+eventstore_ack_many(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[3] = {TEXTOID, TEXTOID, INT8ARRAYOID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_ack_many($1, $2, $3, $4)",
 					 argtypes, false, false);
 	PG_RETURN_VOID();
 }

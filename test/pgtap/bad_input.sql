@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(660);
+SELECT plan(670);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -156,6 +156,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._store_has(regclass,text)',
     'eventstore._stream_arg(text)',
     'eventstore._subscription_ack(text,text,bigint,oid)',
+    'eventstore._subscription_ack_many(text,text,bigint[],oid)',
     'eventstore._subscription_alter(text,text[],text[],integer,interval,interval,oid)',
     'eventstore._subscription_arg(text,text)',
     'eventstore._subscription_backlog(eventstore.subscriptions,integer,bigint,bigint)',
@@ -181,6 +182,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._version_floor(regclass,text)',
     'eventstore._visible(regclass,text,bigint,timestamp with time zone)',
     'eventstore.ack(text,text,bigint)',
+    'eventstore.ack_many(text,text,bigint[])',
     'eventstore.add_route(text,text[],text[],boolean,regclass)',
     'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text,regclass)',
     'eventstore.alter_subscription(text,text[],text[],integer,interval,interval)',
@@ -241,7 +243,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 109 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 111 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1046,6 +1048,19 @@ SELECT pg_temp.x('poll', 'SQL-looking consumer: nothing (bi-1 is this transactio
     $$SELECT eventstore.create_subscription('bi_sub', categories => ARRAY['bi'])$$,
     $$SELECT count(*) FROM eventstore.poll('bi_sub', $s$c'); DROP TABLE eventstore.events; --$s$, 2147483647)$$);
 SELECT pg_temp.x('ack', 'unknown subscription', 'error 42704', $$SELECT eventstore.ack('bi_none', 'c', 1)$$);
+SELECT pg_temp.x('ack_many', 'unknown subscription', 'error 42704', $$SELECT eventstore.ack_many('bi_none', 'c', '{1}')$$);
+SELECT pg_temp.x('ack_many', 'NULL positions', 'error 22004',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', NULL)$$);
+SELECT pg_temp.x('ack_many', 'a NULL position', 'error 22004',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', '{1,NULL}')$$);
+SELECT pg_temp.x('ack_many', 'two dimensions', 'error 2202E',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', '{{1},{2}}')$$);
+SELECT pg_temp.x('ack_many', 'a position never delivered', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', '{1}')$$);
+SELECT pg_temp.x('ack_many', 'none: a no-op', 'ok ',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', '{}')$$);
+SELECT pg_temp.x('ack', 'untyped arguments resolve to the one ack (ack_many has its own name)', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack('bi_sub', 'c', '0')$$);
 SELECT pg_temp.x('ack', 'NULL position', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack('bi_sub', 'c', NULL)$$);
 SELECT pg_temp.x('ack', 'a position never delivered', 'error 22023',
@@ -1171,6 +1186,11 @@ SELECT pg_temp.x('_subscription_ack', 'negative position', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack('bi_sub', 'c', -1, 10)$$);
 SELECT pg_temp.x('_subscription_ack', 'NULL caller', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack('bi_sub', 'c', 1, NULL)$$);
+SELECT pg_temp.x('_subscription_ack_many', 'unknown', 'error 42704', $$SELECT eventstore._subscription_ack_many('bi_none', 'c', '{1}', 10)$$);
+SELECT pg_temp.x('_subscription_ack_many', 'negative position', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{-1}', 10)$$);
+SELECT pg_temp.x('_subscription_ack_many', 'NULL caller', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{1}', NULL)$$);
 SELECT pg_temp.x('_subscription_nack', 'unknown', 'error 42704', $$SELECT eventstore._subscription_nack('bi_none', 'c', 1, NULL, NULL, 10)$$);
 SELECT pg_temp.x('_subscription_nack', 'negative retry_after', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_nack('bi_sub', 'c', 1, '-1 s', NULL, 10)$$);
