@@ -243,6 +243,71 @@ UPDATE pg_catalog.pg_init_privs i
    AND i.objoid OPERATOR(pg_catalog.=) 'eventstore.ack_many(text, text, bigint[])'::pg_catalog.regprocedure
    AND i.objsubid OPERATOR(pg_catalog.=) 0 AND i.privtype OPERATOR(pg_catalog.=) 'e';
 
+-- ack and nack look the event up with a static query for the default store
+-- (dynamic SQL, parsed and planned at every call, made an ack cost ~0.5 ms)
+CREATE OR REPLACE FUNCTION eventstore._subscription_delivered(s eventstore.subscriptions, consumer text, "position" bigint,
+                                                   OUT part eventstore.subscription_partitions,
+                                                   OUT replay boolean, OUT attempts integer,
+                                                   OUT first_failed_at timestamptz, OUT acked boolean)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        e eventstore.events;
+        n integer;
+        r eventstore.subscription_retries;
+    BEGIN
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'subscription must not be null';
+        END IF;
+        PERFORM eventstore._subscription_arg(consumer, 'consumer');
+        IF "position" IS NULL OR "position" OPERATOR(pg_catalog.<=) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'global_position must be a positive position';
+        END IF;
+        IF s.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass THEN
+            -- the default store: a static query, planned once per session
+            SELECT * INTO e FROM eventstore.events x WHERE x.global_position OPERATOR(pg_catalog.=) "position";
+        ELSE
+            EXECUTE pg_catalog.format('SELECT * FROM %s x WHERE x.global_position OPERATOR(pg_catalog.=) $1', s.store)
+               INTO e USING "position";
+        END IF;
+        IF e.global_position IS NULL
+           OR NOT (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
+           OR NOT (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s was not delivered by subscription "%s"', "position", s.name),
+                DETAIL = 'There is no event of the subscription at this position.';
+        END IF;
+        n := eventstore._subscription_partition(
+                 eventstore._subscription_key(s.partition_by, e.stream_id, e.metadata, e.global_position), s.partitions);
+        SELECT * INTO part FROM eventstore.subscription_partitions x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) n FOR UPDATE;
+        IF part.holder IS DISTINCT FROM consumer OR part.lease_until OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('consumer "%s" does not hold partition %s of subscription "%s"',
+                                            consumer, n, s.name),
+                DETAIL = CASE WHEN part.holder IS DISTINCT FROM consumer
+                              THEN 'Another consumer holds it, or nobody does.'
+                              ELSE 'Its lease has expired.' END,
+                HINT = 'Poll again: a partition is acked only by its holder, within its lease.';
+        END IF;
+        SELECT * INTO r FROM eventstore.subscription_retries x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.global_position OPERATOR(pg_catalog.=) "position";
+        replay := r.global_position IS NOT NULL AND "position" OPERATOR(pg_catalog.<=) part.checkpoint;
+        attempts := COALESCE(r.attempts, 0);
+        first_failed_at := r.first_failed_at;
+        acked := false;
+        IF "position" OPERATOR(pg_catalog.<=) part.checkpoint AND NOT replay THEN
+            acked := true;          -- acked or parked before: nothing to do
+        ELSIF part.delivered_to IS NULL OR "position" OPERATOR(pg_catalog.>) part.delivered_to THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s was not delivered by subscription "%s"', "position", s.name),
+                DETAIL = pg_catalog.format('Partition %s has %s in flight.', n,
+                                           COALESCE('the run up to ' OPERATOR(pg_catalog.||) part.delivered_to, 'nothing'));
+        END IF;
+    END
+    $$;
+
 -- poll delivers events upcast, like the reads: the store's upcasters run on
 -- each delivered event (after decryption), in the statement's last step, so
 -- only delivered events are upcast.  Filters (categories, event_types) and
