@@ -3,6 +3,523 @@
 
 -- == Subscriptions ==========================================================
 
+-- Wake-ups (subscription.c, relay.c): a consumer LISTENs on its
+-- subscription's channel; the relay worker NOTIFYs it when events of the
+-- subscription pass the read horizon.  Appends cache the subscriptions
+-- (a registry, like routes) to know when to ask for the worker.
+CREATE TRIGGER subscriptions_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON eventstore.subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._registry_changed();
+
+-- The NOTIFY channel of a subscription: eventstore_sub_<name>, or for a name
+-- longer than 48 bytes eventstore_sub_<md5 of the name> (a channel has at
+-- most 63 bytes).
+CREATE FUNCTION eventstore.subscription_channel(name text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+        SELECT 'eventstore_sub_' OPERATOR(pg_catalog.||)
+               CASE WHEN pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 48 THEN name
+                    ELSE pg_catalog.md5(name) END
+    $$;
+COMMENT ON FUNCTION eventstore.subscription_channel(text) IS
+    'The channel the relay NOTIFYs when events of the subscription pass the read horizon.';
+
+-- Called by the relay pass (relay.c) when the log horizon it publishes moves
+-- from after to upto: NOTIFY the channel of every subscription with an event
+-- in (after, upto], payload upto (the horizon: poll sees every event up to
+-- it).  A jump of more than 10,000 positions (the first pass, a restore:
+-- log_horizon starts at 0) wakes every subscription without looking.
+CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s record;
+        hit boolean;
+        woken integer := 0;
+    BEGIN
+        FOR s IN SELECT x.name, x.categories, x.event_types, x.store FROM eventstore.subscriptions x
+                  ORDER BY x.name COLLATE "C" LOOP
+            IF upto OPERATOR(pg_catalog.-) after OPERATOR(pg_catalog.>) 10000 THEN
+                hit := true;
+            ELSIF s.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass THEN
+                -- the default store: a static query, planned once per session
+                hit := EXISTS (SELECT FROM eventstore.events e
+                                WHERE e.global_position OPERATOR(pg_catalog.>) after
+                                  AND e.global_position OPERATOR(pg_catalog.<=) upto
+                                  AND (s.categories IS NULL
+                                       OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
+                                  AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types)));
+            ELSE
+                EXECUTE pg_catalog.format($q$
+                    SELECT EXISTS (SELECT FROM %s e
+                                    WHERE e.global_position OPERATOR(pg_catalog.>) $1
+                                      AND e.global_position OPERATOR(pg_catalog.<=) $2
+                                      AND ($3 IS NULL
+                                           OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($3))
+                                      AND ($4 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($4)))
+                    $q$, s.store)
+                   INTO hit USING after, upto, s.categories, s.event_types;
+            END IF;
+            IF hit THEN
+                PERFORM pg_catalog.pg_notify(eventstore.subscription_channel(s.name), upto::text);
+                woken := woken OPERATOR(pg_catalog.+) 1;
+            END IF;
+        END LOOP;
+        RETURN woken;
+    END
+    $$;
+REVOKE ALL ON FUNCTION eventstore._subscription_wake(bigint, bigint) FROM PUBLIC;
+
+-- subscription_leases keeps the last 100 holdings of each partition: poll
+-- deletes older ones when it records a new holding (below); an existing
+-- history is cut to that here, once.
+DELETE FROM eventstore.subscription_leases l
+ USING (SELECT k.subscription, k.partition, k.acquired_at,
+               pg_catalog.row_number() OVER (PARTITION BY k.subscription, k.partition
+                                             ORDER BY k.acquired_at DESC) AS n
+          FROM eventstore.subscription_leases k) old
+ WHERE old.n OPERATOR(pg_catalog.>) 100
+   AND l.subscription OPERATOR(pg_catalog.=) old.subscription AND l.partition OPERATOR(pg_catalog.=) old.partition
+   AND l.acquired_at OPERATOR(pg_catalog.=) old.acquired_at;
+COMMENT ON TABLE eventstore.subscription_leases IS
+    'The last 100 holdings of each partition of each subscription (poll deletes older ones).';
+
+-- ack of many positions in one call: each as ack(position) would, in
+-- ascending order (so a later position of a partition's run comes after an
+-- earlier one), in one statement: all or none.
+CREATE FUNCTION eventstore._subscription_ack_many(subscription text, consumer text, positions bigint[], caller oid)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        p bigint;
+    BEGIN
+        IF pg_catalog.array_ndims(positions) OPERATOR(pg_catalog.>) 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'array_subscript_error',
+                MESSAGE = 'global_positions must be a one-dimensional array';
+        END IF;
+        IF positions IS NULL OR pg_catalog.array_position(positions, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'global_positions must not be null or contain NULL';
+        END IF;
+        PERFORM eventstore._subscription_get($1, caller);
+        FOR p IN SELECT DISTINCT u.p FROM pg_catalog.unnest(positions) u(p) ORDER BY u.p LOOP
+            PERFORM eventstore._subscription_ack($1, $2, p, caller);
+        END LOOP;
+    END
+    $$;
+REVOKE ALL ON FUNCTION eventstore._subscription_ack_many(text, text, bigint[], oid) FROM PUBLIC;
+
+-- A name of its own: an overload of ack would make ack(unknown, unknown,
+-- unknown) ambiguous, which is how clients that send untyped parameters
+-- (node-postgres) call it.
+CREATE FUNCTION eventstore.ack_many(subscription text, consumer text, global_positions bigint[]) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_ack_many';
+REVOKE ALL ON FUNCTION eventstore.ack_many(text, text, bigint[]) FROM PUBLIC;
+-- grant_access(role, 'consumer' or 'admin') gives ack_many too (the same
+-- function as 0.6.0's otherwise) ...
+CREATE OR REPLACE FUNCTION eventstore.grant_access(role regrole, access text,
+                                        store regclass DEFAULT 'eventstore.events') RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        writer text[] := ARRAY['append', 'append_event', 'enqueue', 'save_snapshot', 'encrypt'];
+        consumer text[] := ARRAY['consumer_poll', 'consumer_ack', 'drop_consumer', 'consumer_status',
+                                 'create_subscription', 'alter_subscription', 'drop_subscription',
+                                 'reset_subscription', 'poll', 'ack', 'ack_many', 'nack', 'parked', 'replay_parked',
+                                 'subscription_status'];
+        admin text[] := ARRAY['register_projection', 'unregister_projection', 'enable_projection',
+                              'disable_projection', 'rebuild_projection', 'add_route', 'remove_route',
+                              'relay_once', 'register_upcaster', 'unregister_upcaster',
+                              'set_snapshot_policy', 'remove_snapshot_policy', 'import_events',
+                              'create_store', '_store_adopt', 'drop_store'];
+        lifecycle text[] := ARRAY['set_stream_metadata', 'set_category_metadata', 'delete_stream', 'purge', 'forget'];
+        names text[];
+        t regclass;
+        f regprocedure;
+    BEGIN
+        IF role IS NULL OR access IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'role and access must not be null';
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('role with OID %s does not exist', role::oid);
+        END IF;
+        IF access NOT IN ('reader', 'writer', 'consumer', 'admin', 'lifecycle') THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown access "%s"', access),
+                HINT = 'Use reader, writer, consumer, admin or lifecycle.';
+        END IF;
+        t := eventstore._store_arg(store);
+        IF access OPERATOR(pg_catalog.=) 'admin' AND t OPERATOR(pg_catalog.<>) 'eventstore.events'::regclass THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('admin access is given for the default store only; the admin of %s is its owner', t),
+                HINT = pg_catalog.format('Make the role a member of the role that owns %s, or give it writer access.', t);
+        END IF;
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA eventstore TO %s', role);
+        -- a consumer reads the store's events through its subscriptions, so
+        -- it may read them (SELECT on the store) like a reader
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', t, role);
+        IF access IN ('reader', 'writer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.projections,'
+                                      ' eventstore.routes, eventstore.snapshots TO %s', role);
+        END IF;
+        IF access IN ('writer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT INSERT ON %s TO %s', t, role);
+        END IF;
+        -- lifecycle (section "Lifecycle"): DELETE on the store is the right to
+        -- delete through the lifecycle functions (the triggers still refuse a
+        -- DELETE statement); admin does not include it.
+        IF access OPERATOR(pg_catalog.=) 'lifecycle' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT, DELETE ON %s TO %s', t, role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stream_lifecycle,'
+                                      ' eventstore.lifecycle_log TO %s', role);
+        END IF;
+        names := CASE access
+            WHEN 'reader' THEN ARRAY[]::text[]
+            WHEN 'writer' THEN writer
+            WHEN 'lifecycle' THEN lifecycle
+            WHEN 'consumer' THEN consumer
+            ELSE writer OPERATOR(pg_catalog.||) consumer OPERATOR(pg_catalog.||) admin
+        END;
+        IF access IN ('consumer', 'admin') THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.consumer_status,'
+                                      ' eventstore.subscription_status TO %s', role);
+        END IF;
+        IF access OPERATOR(pg_catalog.=) 'admin' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.outbox, eventstore.consumers,'
+                                      ' eventstore.outbox_messages, eventstore.relay_state,'
+                                      ' eventstore.relay_status TO %s', role);
+            EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.consumers TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.subscriptions, eventstore.subscription_partitions,'
+                                      ' eventstore.subscription_consumers, eventstore.subscription_retries,'
+                                      ' eventstore.subscription_parked, eventstore.subscription_leases TO %s', role);
+            EXECUTE pg_catalog.format('GRANT UPDATE ON eventstore.subscriptions TO %s', role);
+            EXECUTE pg_catalog.format('GRANT SELECT ON eventstore.stats, eventstore.category_stats,'
+                                      ' eventstore.projection_stats, eventstore.horizon_status,'
+                                      ' eventstore.relay_lag, eventstore.consumer_lag TO %s', role);
+            -- functions a view calls are checked against the view's user, not its owner
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION eventstore._stats(),'
+                                      ' eventstore._horizon_status() TO %s', role);
+        END IF;
+        FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'eventstore'::regnamespace
+                    AND p.proname::text OPERATOR(pg_catalog.=) ANY (names)
+                  ORDER BY p.oid LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', f, role);
+        END LOOP;
+    END
+    $$;
+-- ... and roles that may ack one position may ack many
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.oid OPERATOR(pg_catalog.=) 'eventstore.ack(text, text, bigint)'::pg_catalog.regprocedure
+                AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0 LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION eventstore.ack_many(text, text, bigint[]) TO %s',
+                                  g.grantee::pg_catalog.regrole);
+    END LOOP;
+END
+$$;
+-- Those grants, run by this script, were recorded as the extension's initial
+-- privileges, which pg_dump does not dump: keep there only the owner's (a
+-- fresh install grants ack_many to nobody else), so that they stay grants the
+-- DBA made, dumped and restored (as 0.6.0's "Initial privileges" does).
+UPDATE pg_catalog.pg_init_privs i
+   SET initprivs = ARRAY(SELECT item FROM pg_catalog.unnest(i.initprivs) AS item
+                          WHERE NOT EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[item]) x
+                                             WHERE x.grantee OPERATOR(pg_catalog.<>) (
+                                                   SELECT e.extowner FROM pg_catalog.pg_extension e
+                                                    WHERE e.extname OPERATOR(pg_catalog.=) 'eventstore')))
+ WHERE i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+   AND i.objoid OPERATOR(pg_catalog.=) 'eventstore.ack_many(text, text, bigint[])'::pg_catalog.regprocedure
+   AND i.objsubid OPERATOR(pg_catalog.=) 0 AND i.privtype OPERATOR(pg_catalog.=) 'e';
+
+-- ack and nack look the event up with a static query for the default store
+-- (dynamic SQL, parsed and planned at every call, made an ack cost ~0.5 ms)
+CREATE OR REPLACE FUNCTION eventstore._subscription_delivered(s eventstore.subscriptions, consumer text, "position" bigint,
+                                                   OUT part eventstore.subscription_partitions,
+                                                   OUT replay boolean, OUT attempts integer,
+                                                   OUT first_failed_at timestamptz, OUT acked boolean)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        e eventstore.events;
+        n integer;
+        r eventstore.subscription_retries;
+    BEGIN
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'subscription must not be null';
+        END IF;
+        PERFORM eventstore._subscription_arg(consumer, 'consumer');
+        IF "position" IS NULL OR "position" OPERATOR(pg_catalog.<=) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'global_position must be a positive position';
+        END IF;
+        IF s.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass THEN
+            -- the default store: a static query, planned once per session
+            SELECT * INTO e FROM eventstore.events x WHERE x.global_position OPERATOR(pg_catalog.=) "position";
+        ELSE
+            EXECUTE pg_catalog.format('SELECT * FROM %s x WHERE x.global_position OPERATOR(pg_catalog.=) $1', s.store)
+               INTO e USING "position";
+        END IF;
+        IF e.global_position IS NULL
+           OR NOT (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
+           OR NOT (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s was not delivered by subscription "%s"', "position", s.name),
+                DETAIL = 'There is no event of the subscription at this position.';
+        END IF;
+        n := eventstore._subscription_partition(
+                 eventstore._subscription_key(s.partition_by, e.stream_id, e.metadata, e.global_position), s.partitions);
+        SELECT * INTO part FROM eventstore.subscription_partitions x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) n FOR UPDATE;
+        IF part.holder IS DISTINCT FROM consumer OR part.lease_until OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('consumer "%s" does not hold partition %s of subscription "%s"',
+                                            consumer, n, s.name),
+                DETAIL = CASE WHEN part.holder IS DISTINCT FROM consumer
+                              THEN 'Another consumer holds it, or nobody does.'
+                              ELSE 'Its lease has expired.' END,
+                HINT = 'Poll again: a partition is acked only by its holder, within its lease.';
+        END IF;
+        SELECT * INTO r FROM eventstore.subscription_retries x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.global_position OPERATOR(pg_catalog.=) "position";
+        replay := r.global_position IS NOT NULL AND "position" OPERATOR(pg_catalog.<=) part.checkpoint;
+        attempts := COALESCE(r.attempts, 0);
+        first_failed_at := r.first_failed_at;
+        acked := false;
+        IF "position" OPERATOR(pg_catalog.<=) part.checkpoint AND NOT replay THEN
+            acked := true;          -- acked or parked before: nothing to do
+        ELSIF part.delivered_to IS NULL OR "position" OPERATOR(pg_catalog.>) part.delivered_to THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('position %s was not delivered by subscription "%s"', "position", s.name),
+                DETAIL = pg_catalog.format('Partition %s has %s in flight.', n,
+                                           COALESCE('the run up to ' OPERATOR(pg_catalog.||) part.delivered_to, 'nothing'));
+        END IF;
+    END
+    $$;
+
+-- poll delivers events upcast, like the reads: the store's upcasters run on
+-- each delivered event (after decryption), in the statement's last step, so
+-- only delivered events are upcast.  Filters (categories, event_types) and
+-- partition keys are of the stored event.
+CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, consumer text, max_count integer, caller oid)
+    RETURNS TABLE (partition integer, global_position bigint, stream_id text, stream_version bigint,
+                   event_type text, data jsonb, metadata jsonb, created_at timestamptz, attempt integer)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions := eventstore._subscription_get($1, caller);
+        me text := eventstore._subscription_arg($2, 'consumer');
+        clock timestamptz := pg_catalog.clock_timestamp();
+        live integer;
+        rank integer;
+        target integer;
+        held integer;
+        horizon bigint;
+        p record;
+        cps bigint[];
+        replays integer[] := '{}';
+        lo bigint;
+        retrying boolean;
+        waiting integer[];
+        replaying integer[];
+        renew integer[] := '{}';
+        upcasting boolean;
+    BEGIN
+        IF max_count IS NULL OR max_count OPERATOR(pg_catalog.<) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'max_count must be zero or more';
+        END IF;
+        INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen)
+        VALUES (s.name, me, clock)
+        ON CONFLICT ON CONSTRAINT subscription_consumers_pkey DO UPDATE SET last_seen = EXCLUDED.last_seen;
+        DELETE FROM eventstore.subscription_consumers c
+         WHERE c.subscription OPERATOR(pg_catalog.=) s.name
+           AND c.last_seen OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) (s.lease OPERATOR(pg_catalog.*) 10));
+        SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE c.consumer OPERATOR(pg_catalog.<) me)
+          INTO live, rank
+          FROM eventstore.subscription_consumers c
+         WHERE c.subscription OPERATOR(pg_catalog.=) s.name
+           AND c.last_seen OPERATOR(pg_catalog.>=) (clock OPERATOR(pg_catalog.-) s.lease);
+        target := (s.partitions OPERATOR(pg_catalog./) live)
+                  OPERATOR(pg_catalog.+) (rank OPERATOR(pg_catalog.<) (s.partitions OPERATOR(pg_catalog.%) live))::integer;
+        SELECT pg_catalog.count(*) INTO held FROM eventstore.subscription_partitions x
+         WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.holder OPERATOR(pg_catalog.=) me
+           AND x.lease_until OPERATOR(pg_catalog.>=) clock;
+        cps := pg_catalog.array_fill(NULL::bigint, ARRAY[s.partitions]);
+        -- partitions whose retry is not due yet, and those with replayed parked events
+        SELECT COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.next_attempt_at OPERATOR(pg_catalog.>) clock), '{}'),
+               COALESCE(pg_catalog.array_agg(DISTINCT r.partition)
+                            FILTER (WHERE r.global_position OPERATOR(pg_catalog.<=) x.checkpoint), '{}'),
+               pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
+          INTO waiting, replaying, retrying
+          FROM eventstore.subscription_retries r
+          JOIN eventstore.subscription_partitions x
+            ON x.subscription OPERATOR(pg_catalog.=) r.subscription AND x.partition OPERATOR(pg_catalog.=) r.partition
+         WHERE r.subscription OPERATOR(pg_catalog.=) s.name;
+
+        FOR p IN SELECT x.* FROM eventstore.subscription_partitions x
+                  WHERE x.subscription OPERATOR(pg_catalog.=) s.name
+                    AND (x.holder OPERATOR(pg_catalog.=) me OR x.holder IS NULL
+                         OR x.lease_until OPERATOR(pg_catalog.<) clock)
+                  ORDER BY (x.holder IS NOT DISTINCT FROM me
+                            AND x.lease_until OPERATOR(pg_catalog.>=) clock) DESC,
+                           x.partition
+                  FOR UPDATE SKIP LOCKED LOOP
+            IF p.holder IS NOT DISTINCT FROM me AND p.lease_until OPERATOR(pg_catalog.>=) clock THEN
+                -- held: release the excess (nothing in flight), else renew
+                IF held OPERATOR(pg_catalog.>) target AND p.delivered_to IS NULL THEN
+                    UPDATE eventstore.subscription_partitions x
+                       SET holder = NULL, lease_until = NULL, acquired_at = NULL
+                     WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                    UPDATE eventstore.subscription_leases l SET ended_at = clock
+                     WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                       AND l.consumer OPERATOR(pg_catalog.=) me AND l.acquired_at OPERATOR(pg_catalog.=) p.acquired_at;
+                    held := held OPERATOR(pg_catalog.-) 1;
+                    CONTINUE;
+                END IF;
+                renew := renew OPERATOR(pg_catalog.||) p.partition;
+            ELSE
+                -- free or expired: take it while under the share
+                IF held OPERATOR(pg_catalog.>=) target THEN
+                    CONTINUE;
+                END IF;
+                IF p.holder IS NOT NULL THEN
+                    UPDATE eventstore.subscription_leases l SET ended_at = p.lease_until
+                     WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                       AND l.consumer OPERATOR(pg_catalog.=) p.holder AND l.acquired_at OPERATOR(pg_catalog.=) p.acquired_at;
+                END IF;
+                UPDATE eventstore.subscription_partitions x
+                   SET holder = me, lease_until = clock OPERATOR(pg_catalog.+) s.lease, acquired_at = clock,
+                       delivered_to = NULL, delivered_at = NULL
+                 WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) p.partition;
+                INSERT INTO eventstore.subscription_leases (subscription, partition, consumer, acquired_at)
+                VALUES (s.name, p.partition, me, clock);
+                -- the history keeps the partition's last 100 holdings
+                DELETE FROM eventstore.subscription_leases l
+                 WHERE l.subscription OPERATOR(pg_catalog.=) s.name AND l.partition OPERATOR(pg_catalog.=) p.partition
+                   AND l.acquired_at OPERATOR(pg_catalog.<) (
+                       SELECT k.acquired_at FROM eventstore.subscription_leases k
+                        WHERE k.subscription OPERATOR(pg_catalog.=) s.name
+                          AND k.partition OPERATOR(pg_catalog.=) p.partition
+                        ORDER BY k.acquired_at DESC OFFSET 99 LIMIT 1);
+                held := held OPERATOR(pg_catalog.+) 1;
+                p.delivered_to := NULL;
+            END IF;
+            -- deliverable: no run in flight (or one not acked within the
+            -- lease), no retry waiting
+            IF (p.delivered_to IS NULL OR p.delivered_at OPERATOR(pg_catalog.<) (clock OPERATOR(pg_catalog.-) s.lease))
+               AND NOT p.partition OPERATOR(pg_catalog.=) ANY (waiting) THEN
+                cps[p.partition OPERATOR(pg_catalog.+) 1] := p.checkpoint;
+                IF p.partition OPERATOR(pg_catalog.=) ANY (replaying) THEN
+                    replays := replays OPERATOR(pg_catalog.||) p.partition;
+                END IF;
+            END IF;
+        END LOOP;
+        IF pg_catalog.cardinality(renew) OPERATOR(pg_catalog.>) 0 THEN
+            UPDATE eventstore.subscription_partitions x
+               SET lease_until = clock OPERATOR(pg_catalog.+) s.lease
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew);
+        END IF;
+
+        IF max_count OPERATOR(pg_catalog.=) 0 THEN
+            RETURN;
+        END IF;
+        -- A partition with replayed parked events delivers only those this time.
+        FOREACH rank IN ARRAY replays LOOP
+            cps[rank OPERATOR(pg_catalog.+) 1] := NULL;
+        END LOOP;
+        SELECT pg_catalog.min(c) INTO lo FROM pg_catalog.unnest(cps) c;
+        IF lo IS NULL AND pg_catalog.cardinality(replays) OPERATOR(pg_catalog.=) 0 THEN
+            RETURN;
+        END IF;
+        horizon := CASE WHEN lo IS NULL THEN 0 ELSE eventstore._log_horizon() END;
+        upcasting := EXISTS (SELECT FROM eventstore.upcasters x WHERE x.store OPERATOR(pg_catalog.=) s.store);
+        RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH batch AS (
+            SELECT b.* FROM (
+                SELECT r.partition AS part, e.global_position, e.stream_id, e.stream_version, e.event_type,
+                       %3$s AS data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,
+                       true AS replay, e.event_id, e.tags
+                  FROM eventstore.subscription_retries r
+                  JOIN %1$s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position
+                 WHERE r.subscription OPERATOR(pg_catalog.=) $1
+                   AND r.partition OPERATOR(pg_catalog.=) ANY ($2)
+                   AND r.global_position OPERATOR(pg_catalog.<=) (SELECT x.checkpoint
+                         FROM eventstore.subscription_partitions x
+                        WHERE x.subscription OPERATOR(pg_catalog.=) $1
+                          AND x.partition OPERATOR(pg_catalog.=) r.partition)
+                   AND %2$s
+                UNION ALL
+                (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, %3$s AS data,
+                        e.metadata, e.created_at,
+                        CASE WHEN $3 THEN
+                            COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r
+                                       WHERE r.subscription OPERATOR(pg_catalog.=) $1
+                                         AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)
+                            OPERATOR(pg_catalog.+) 1
+                        ELSE 1 END,
+                        false, e.event_id, e.tags
+                   FROM %1$s e
+                  CROSS JOIN LATERAL (SELECT eventstore._subscription_partition(
+                          eventstore._subscription_key($4, e.stream_id, e.metadata, e.global_position),
+                          $5) AS part) k
+                  WHERE e.global_position OPERATOR(pg_catalog.>) $6
+                    AND e.global_position OPERATOR(pg_catalog.<=) $7
+                    AND ($8 IS NULL
+                         OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($8))
+                    AND ($9 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($9))
+                    AND e.global_position OPERATOR(pg_catalog.>) ($10)[k.part OPERATOR(pg_catalog.+) 1]
+                    AND %2$s
+                  ORDER BY e.global_position
+                  LIMIT $11)) b
+             ORDER BY b.replay DESC, b.global_position
+             LIMIT $11),
+        marked AS (
+            UPDATE eventstore.subscription_partitions x
+               SET delivered_to = m.last, delivered_at = $12
+              FROM (SELECT bb.part, pg_catalog.max(bb.global_position) AS last FROM batch bb GROUP BY bb.part) m
+             WHERE x.subscription OPERATOR(pg_catalog.=) $1 AND x.partition OPERATOR(pg_catalog.=) m.part
+            RETURNING x.partition)
+        SELECT b.part, b.global_position, b.stream_id, b.stream_version, %5$s.event_type, %5$s.data, %5$s.metadata,
+               b.created_at, b.attempt
+          FROM batch b%4$s
+         WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.>=) 0
+         ORDER BY b.replay DESC, b.global_position
+        $q$, s.store,
+            -- the store's lifecycle (lifecycle.c): what reads hide, a
+            -- subscription never delivers; data is decrypted like a read's
+            CASE WHEN eventstore._lifecycle_active(s.store)
+                 THEN pg_catalog.format('eventstore._visible(%L::pg_catalog.regclass, e.stream_id, e.stream_version, e.created_at)', s.store)
+                 ELSE 'true' END,
+            CASE WHEN eventstore._lifecycle_active(s.store)
+                 THEN pg_catalog.format('eventstore.decrypt(e.data, %L::pg_catalog.regclass)', s.store)
+                 ELSE 'e.data' END,
+            -- the store's upcasters (upcast.c), on the delivered events
+            -- only, after decryption, as a read applies them
+            CASE WHEN upcasting
+                 THEN pg_catalog.format(' CROSS JOIN LATERAL eventstore._upcast(ROW(b.global_position, b.stream_id,'
+                                        ' b.stream_version, b.event_id, b.event_type, b.data, b.metadata, b.created_at,'
+                                        ' b.tags)::eventstore.events, %L::pg_catalog.regclass) u', s.store)
+                 ELSE '' END,
+            CASE WHEN upcasting THEN 'u' ELSE 'b' END)
+        USING s.name, replays, retrying, s.partition_by, s.partitions, lo, horizon,
+              s.categories, s.event_types, cps, max_count, clock;
+    END
+    $$;
+
+
 -- == Lifecycle ==============================================================
 
 -- The outbox publishes what reads return (relay.c): an event that the

@@ -457,6 +457,60 @@ SELECT published_total - :before AS published_since, pending, oldest_pending_age
   FROM eventstore.relay_status WHERE database = current_database();
 
 ------------------------------------------------------------------------
+-- Subscription wake-ups: a relay pass NOTIFYs the channel of every
+-- subscription with events between the log horizon it last published and
+-- the new one, at its commit, with the new horizon as payload
+------------------------------------------------------------------------
+UNLISTEN *;
+SELECT eventstore.subscription_channel('mailer') AS channel,
+       eventstore.subscription_channel(repeat('x', 48)) = 'eventstore_sub_' || repeat('x', 48) AS short_kept,
+       eventstore.subscription_channel(repeat('y', 49)) = 'eventstore_sub_' || md5(repeat('y', 49)) AS long_hashed,
+       octet_length(eventstore.subscription_channel(repeat('é', 200))) AS long_bytes;
+SELECT eventstore.relay_once() >= 0 AS settled;
+SELECT eventstore.create_subscription('wake_orders', categories => '{order}', event_types => '{Placed}');
+SELECT eventstore.create_store('wake_store');
+SELECT eventstore.create_subscription('wake_other_store', store => 'wake_store');
+LISTEN eventstore_sub_wake_orders;
+LISTEN eventstore_sub_wake_other_store;
+-- a matching event: one notification, payload the new horizon (its position)
+SELECT global_position FROM eventstore.append_event('order-9', NULL, 'Placed', '{}');
+\o | perl -0777 -pe 's/ PID \d+\./ PID N./g'
+SELECT eventstore.relay_once() AS published;
+\o
+-- another type, another category, another store's subscription: none
+SELECT global_position FROM eventstore.append_event('order-9', NULL, 'Shipped', '{}');
+SELECT global_position FROM eventstore.append_event('invoice-9', NULL, 'Placed', '{}');
+\o | perl -0777 -pe 's/ PID \d+\./ PID N./g'
+SELECT eventstore.relay_once() AS published;
+\o
+-- a rolled-back append: none
+BEGIN;
+SELECT global_position FROM eventstore.append_event('order-10', NULL, 'Placed', '{}');
+ROLLBACK;
+\o | perl -0777 -pe 's/ PID \d+\./ PID N./g'
+SELECT eventstore.relay_once() AS published;
+\o
+-- two matching events, and one of the other store, in one pass: one
+-- notification per subscription
+SELECT global_position FROM eventstore.append_event('order-11', NULL, 'Placed', '{}');
+SELECT global_position FROM eventstore.append_event('order-12', NULL, 'Placed', '{}');
+SELECT global_position FROM eventstore.append_event('s-1', NULL, 'X', '{}', store => 'wake_store');
+\o | perl -0777 -pe 's/ PID \d+\./ PID N./g'
+SELECT eventstore.relay_once() AS published;
+\o
+-- a pass that rolls back notifies nothing; the next one does
+SELECT global_position FROM eventstore.append_event('order-13', NULL, 'Placed', '{}');
+BEGIN;
+SELECT eventstore.relay_once() AS published;
+ROLLBACK;
+\o | perl -0777 -pe 's/ PID \d+\./ PID N./g'
+SELECT eventstore.relay_once() AS published;
+\o
+UNLISTEN *;
+SELECT eventstore.drop_subscription('wake_orders');
+SELECT eventstore.drop_store('wake_store');
+
+------------------------------------------------------------------------
 -- Clean up: the extension, and the relay worker allowed back
 ------------------------------------------------------------------------
 UNLISTEN *;

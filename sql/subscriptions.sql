@@ -260,6 +260,93 @@ SELECT eventstore.drop_subscription('sub_owned');
 RESET ROLE;
 SELECT count(*) FROM eventstore.subscription_partitions WHERE subscription = 'sub_owned';
 
+------------------------------------------------------------------------
+-- upcasters: poll delivers events as the reads do (the store's upcasters,
+-- applied to the delivered events); filters and partitions see the stored
+-- event
+------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.sub_up(e eventstore.events) RETURNS eventstore.events LANGUAGE plpgsql AS $$
+BEGIN
+    e.event_type := 'UpV2';
+    e.data := e.data || '{"upcast": true}';
+    e.metadata := coalesce(e.metadata, '{}') || '{"v": 2}';
+    RETURN e;
+END $$;
+SELECT eventstore.register_upcaster('UpV1', 'pg_temp.sub_up(eventstore.events)');
+SELECT eventstore.create_store('sub_up_store');
+SELECT count(*) FROM (
+    SELECT eventstore.append_event('subup-1', NULL, 'UpV1', '{"n": 1}'),
+           eventstore.append_event('subup-1', NULL, 'Other', '{"n": 2}'),
+           eventstore.append_event('subup-2', NULL, 'UpV1', '{"n": 3}', store => 'sub_up_store')) x;
+SELECT eventstore.create_subscription('sub_up', categories => '{subup}', event_types => '{UpV1,Other}', partitions => 1);
+CREATE TEMP TABLE up_got AS SELECT * FROM eventstore.poll('sub_up', 'c1', 10);
+SELECT stream_version, event_type, data, metadata FROM up_got ORDER BY global_position;
+-- exactly what read_category returns
+SELECT (SELECT array_agg(ROW(g.event_type, g.data, g.metadata) ORDER BY g.global_position) FROM up_got g)
+     = (SELECT array_agg(ROW(r.event_type, r.data, r.metadata) ORDER BY r.global_position)
+          FROM eventstore.read_category('subup') r) AS same_as_read;
+-- acks are by position, as stored
+SELECT eventstore.ack('sub_up', 'c1', max(global_position)) FROM up_got;
+SELECT count(*) FROM eventstore.poll('sub_up', 'c1', 10);
+-- a filter on the upcast type matches nothing: filters see the stored type
+SELECT eventstore.create_subscription('sub_up_v2', categories => '{subup}', event_types => '{UpV2}');
+SELECT count(*) FROM eventstore.poll('sub_up_v2', 'c1', 10);
+-- another store: its own upcasters, not the default store's
+SELECT eventstore.create_subscription('sub_up_other', store => 'sub_up_store', partitions => 1);
+SELECT event_type, data FROM eventstore.poll('sub_up_other', 'c1', 10);
+SELECT eventstore.reset_subscription('sub_up_other', 0);
+SELECT eventstore.register_upcaster('UpV1', 'pg_temp.sub_up(eventstore.events)', store => 'sub_up_store');
+SELECT event_type, data FROM eventstore.poll('sub_up_other', 'c1', 10);
+SELECT eventstore.unregister_upcaster('UpV1');
+SELECT eventstore.drop_store('sub_up_store');
+DROP FUNCTION pg_temp.sub_up(eventstore.events);
+
+------------------------------------------------------------------------
+-- ack of many positions: each as ack(position) would, in one statement
+------------------------------------------------------------------------
+SELECT eventstore.create_subscription('sub_many', categories => '{subt}', partitions => 4);
+CREATE TEMP TABLE many_got AS SELECT * FROM eventstore.poll('sub_many', 'c1', 100);
+SELECT count(*) AS delivered, count(DISTINCT partition) AS runs FROM many_got;
+-- all or nothing: a position not delivered, another consumer, NULLs
+SELECT eventstore.ack_many('sub_many', 'c1', (SELECT array_agg(global_position) FROM many_got) || 999999999::bigint);
+SELECT eventstore.ack_many('sub_many', 'c2', (SELECT array_agg(global_position) FROM many_got));
+SELECT eventstore.ack_many('sub_many', 'c1', NULL::bigint[]);
+SELECT eventstore.ack_many('sub_many', 'c1', ARRAY[pg_temp.p(1), NULL]);
+SELECT eventstore.ack_many('sub_none', 'c1', '{}'::bigint[]);
+SELECT count(*) FILTER (WHERE delivered_to IS NOT NULL) AS in_flight, max(checkpoint) = 0 AS none_acked
+  FROM eventstore.subscription_partitions WHERE subscription = 'sub_many';
+-- nothing: a no-op
+SELECT eventstore.ack_many('sub_many', 'c1', '{}'::bigint[]);
+-- every delivered position, in any order, twice: each run is done
+SELECT eventstore.ack_many('sub_many', 'c1', (SELECT array_agg(global_position ORDER BY global_position DESC) FROM many_got)
+                                        || (SELECT array_agg(global_position) FROM many_got));
+SELECT bool_and(x.checkpoint = (SELECT max(g.global_position) FROM many_got g WHERE g.partition = x.partition))
+           AS at_run_ends,
+       count(*) FILTER (WHERE x.delivered_to IS NOT NULL) AS in_flight
+  FROM eventstore.subscription_partitions x WHERE x.subscription = 'sub_many';
+SELECT count(*) FROM eventstore.poll('sub_many', 'c1', 100);
+
+------------------------------------------------------------------------
+-- the lease history keeps the last 100 holdings of each partition
+------------------------------------------------------------------------
+SELECT eventstore.create_subscription('sub_lease', categories => '{subt}', partitions => 2);
+-- 105 takeovers of both partitions, each by a new consumer (the holder's
+-- lease made to expire and the group forgotten first)
+DO $$
+BEGIN
+    FOR i IN 1..105 LOOP
+        UPDATE eventstore.subscription_partitions SET lease_until = clock_timestamp() - interval '1 second'
+         WHERE subscription = 'sub_lease' AND holder IS NOT NULL;
+        DELETE FROM eventstore.subscription_consumers WHERE subscription = 'sub_lease';
+        PERFORM count(*) FROM eventstore.poll('sub_lease', 'k' || lpad(i::text, 3, '0'), 0);
+    END LOOP;
+END $$;
+SELECT partition, count(*) AS holdings, min(consumer) AS oldest_kept, max(consumer) AS newest,
+       count(*) FILTER (WHERE ended_at IS NULL) AS open, bool_and(consumer >= 'k006') AS older_gone
+  FROM eventstore.subscription_leases WHERE subscription = 'sub_lease' GROUP BY partition ORDER BY partition;
+-- other subscriptions' histories are untouched
+SELECT count(*) > 0 AS sub_a_history_kept FROM eventstore.subscription_leases WHERE subscription = 'sub_a';
+
 -- drop removes everything of a subscription
 SELECT eventstore.drop_subscription(name) FROM eventstore.subscriptions ORDER BY name;
 SELECT (SELECT count(*) FROM eventstore.subscription_partitions) + (SELECT count(*) FROM eventstore.subscription_consumers)

@@ -827,6 +827,9 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	/* Outbox rows for the routes that match, in the same transaction. */
 	es_outbox_route(st, sid, types, positions, n);
 
+	/* The relay wakes the listeners of matching subscriptions (subscription.c). */
+	es_subscriptions_wake(st, sid, types, n, positions[n - 1]);
+
 	/*
 	 * Back to the appending user, still connected: the hook runs as that
 	 * user, projection handlers as their registered owners (es_call_as).

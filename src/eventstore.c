@@ -146,6 +146,7 @@ _PG_init(void)
 	es_horizon_init();
 	es_projection_init();
 	es_outbox_init();
+	es_subscription_init();
 	es_relay_worker_init();
 	es_upcast_init();
 	es_aggregate_init();

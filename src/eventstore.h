@@ -222,12 +222,21 @@ extern void es_outbox_init(void);
 extern void es_outbox_route(EsStore *st, Datum stream_id, Datum *event_types, int64 *positions, int n);
 extern text *es_channel_arg(FunctionCallInfo fcinfo, int argno);
 extern EsStore *es_outbox_reader_store(Oid relid);
+extern bool es_in_list(char **list, int n, const char *s, int len);
+
+/* subscription.c: wake-ups of subscriptions' listeners */
+extern void es_subscription_init(void);
+extern void es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int n, int64 last);
 
 /* relay.c: one relay pass; relay_worker.c: the background workers */
 extern int	es_relay_pass(int max_count, bool prune);
 extern void es_relay_worker_init(void);
 extern void es_relay_xact(XactEvent event);
 extern void es_relay_wakeup_at_commit(void);
+extern void es_relay_wake_position(int64 position);
+extern bool es_relay_wake_pending(int64 horizon);
+extern bool es_relay_outbox_woken(bool clear);
+extern int64 es_relay_log_horizon;
 extern void es_relay_report(int published, const char *error);
 
 /* registry.c: shared by the registries (projections, routes, upcasters, snapshot policies) */

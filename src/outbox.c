@@ -154,7 +154,8 @@ es_routes_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 	reg->cache = routes;
 }
 
-static bool
+/* Whether s (len bytes) is in list (n < 0: a list of everything). */
+bool
 es_in_list(char **list, int n, const char *s, int len)
 {
 	if (n < 0)

@@ -55,6 +55,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "parser/parse_func.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -81,6 +82,10 @@ static SPIPlanPtr es_plan_mark = NULL;
 static SPIPlanPtr es_plan_prune = NULL;
 static SPIPlanPtr es_plan_prune_due = NULL;
 static SPIPlanPtr es_plan_log_publish = NULL;
+static SPIPlanPtr es_plan_wake = NULL;
+
+/* The log horizon this backend last published (relay_worker.c waits on it). */
+int64		es_relay_log_horizon = 0;
 
 static SPIPlanPtr
 es_relay_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
@@ -381,24 +386,45 @@ es_relay_prune(void)
  * snapshot.  Those commits precede this transaction's in the WAL, so a
  * standby that sees P has replayed them all, and can read up to P without
  * ever skipping an event.  Written only when it moves.
+ *
+ * When it moves, from old to P, the subscriptions with events in (old, P]
+ * are woken: eventstore._subscription_wake NOTIFYs their channels, at this
+ * pass's commit (a schema before 0.7.0 has no such function).  Every
+ * position is in exactly one such range, so every committed event of a
+ * subscription wakes it once, and only when poll can see it.
  */
 static void
 es_publish_log_horizon(void)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		values[2];
+	bool		isnull;
+	List	   *wake_name;
 
 	if (!OidIsValid(get_relname_relid("log_horizon", es_schema_oid())))
 		return;					/* schema older than 0.4.0 */
 
 	/* one horizon for every store, settled for a later snapshot (horizon.c) */
-	values[0] = Int64GetDatum(es_settled_horizon(ES_COUNTER_POSITION, es_position_seqid()));
+	values[1] = Int64GetDatum(es_settled_horizon(ES_COUNTER_POSITION, es_position_seqid()));
+	es_relay_log_horizon = Max(es_relay_log_horizon, DatumGetInt64(values[1]));
 	if (SPI_execute_plan(es_relay_plan(&es_plan_log_publish,
 									   "UPDATE eventstore.log_horizon h SET position = $1"
-									   " WHERE h.position OPERATOR(pg_catalog.<) $1",
+									   " FROM (SELECT o.position FROM eventstore.log_horizon o) old"
+									   " WHERE h.position OPERATOR(pg_catalog.<) $1 RETURNING old.position",
 									   1, argtypes),
-						 values, NULL, false, 0) != SPI_OK_UPDATE)
+						 values + 1, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "eventstore: publishing the log horizon failed");
+	if (SPI_processed != 1)
+		return;
+	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	wake_name = list_make2(makeString("eventstore"), makeString("_subscription_wake"));
+	if (isnull || !OidIsValid(LookupFuncName(wake_name, 2, argtypes, true)))
+		return;
+	if (SPI_execute_plan(es_relay_plan(&es_plan_wake,
+									   "SELECT eventstore._subscription_wake($1, $2)",
+									   2, argtypes),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: waking subscriptions failed");
 }
 
 /*

@@ -51,6 +51,8 @@ PG_FUNCTION_INFO_V1(eventstore_relay_wakeup);
 
 EsRelayShared *es_relay = NULL;
 static bool es_wakeup_at_commit = false;
+static int64 es_wake_position = 0;	/* for subscriptions, at commit (0: none) */
+static bool es_wakeup_outbox = false;	/* for outbox rows or messages */
 
 #ifdef ES_HAVE_SHMEM_REQUEST_HOOK
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -114,11 +116,21 @@ es_relay_entry(Oid dbid, bool create)
 void
 es_relay_xact(XactEvent event)
 {
+	int64		wake_position = es_wake_position;
+
+	bool		outbox = es_wakeup_outbox;
+
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+	{
 		es_wakeup_at_commit = false;
+		es_wake_position = 0;
+		es_wakeup_outbox = false;
+	}
 	if (event != XACT_EVENT_COMMIT || !es_wakeup_at_commit)
 		return;
 	es_wakeup_at_commit = false;
+	es_wake_position = 0;
+	es_wakeup_outbox = false;
 	if (es_relay == NULL)
 		return;
 
@@ -126,6 +138,10 @@ es_relay_xact(XactEvent event)
 	{
 		EsRelayDb  *entry = es_relay_entry(MyDatabaseId, true);
 
+		if (entry != NULL && wake_position > entry->wake_position)
+			entry->wake_position = wake_position;
+		if (entry != NULL && outbox)
+			entry->outbox_wake = true;
 		if (entry != NULL && entry->pid != 0 && entry->latch != NULL)
 			SetLatch(entry->latch);
 		else
@@ -144,6 +160,53 @@ void
 es_relay_wakeup_at_commit(void)
 {
 	es_wakeup_at_commit = true;
+	es_wakeup_outbox = true;
+}
+
+/*
+ * Ask for the relay worker at commit for a subscription's wake-up: the
+ * transaction appended a matching event at position (or below).  The
+ * worker keeps passing, at short intervals, until its log horizon reaches
+ * the highest such position (es_relay_wake_pending).
+ */
+void
+es_relay_wake_position(int64 position)
+{
+	es_wakeup_at_commit = true;
+	es_wake_position = Max(es_wake_position, position);
+}
+
+/* Whether a committed append matching a subscription lies above horizon (the worker's own entry). */
+bool
+es_relay_wake_pending(int64 horizon)
+{
+	bool		pending;
+
+	if (es_relay == NULL || es_my_entry == NULL)
+		return false;
+	LWLockAcquire(es_relay->lock, LW_SHARED);
+	pending = es_my_entry->wake_position > horizon;
+	LWLockRelease(es_relay->lock);
+	return pending;
+}
+
+/*
+ * In the worker: whether a commit with outbox rows woke it since the last
+ * call (which clears the flag, when clear).
+ */
+bool
+es_relay_outbox_woken(bool clear)
+{
+	bool		woken;
+
+	if (es_relay == NULL || es_my_entry == NULL)
+		return true;
+	LWLockAcquire(es_relay->lock, clear ? LW_EXCLUSIVE : LW_SHARED);
+	woken = es_my_entry->outbox_wake;
+	if (clear)
+		es_my_entry->outbox_wake = false;
+	LWLockRelease(es_relay->lock);
+	return woken;
 }
 
 /* eventstore._relay_wakeup(): the install script calls it so the new database is served. */

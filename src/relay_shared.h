@@ -22,6 +22,8 @@
 #define ES_START_TIMEOUT_MS	30000	/* a worker not up by then is started again */
 #define ES_YIELD_IDLE_MS	1000	/* idle this long: give the slot to a waiting database */
 #define ES_YIELD_BUSY_MS	10000	/* busy this long: give it up too, and queue again */
+#define ES_WAKE_RETRY_MAX_MS	50	/* a subscription's wake-up waits for the horizon: retry this often */
+#define ES_WAKE_MIN_INTERVAL_MS	5	/* passes woken for subscriptions only: at most this often */
 
 typedef enum EsRelayExit
 {
@@ -45,6 +47,8 @@ typedef struct EsRelayDb
 	TimestampTz waiting_since;	/* no worker slot was free for it since; 0: not waiting */
 	char		state[32];
 	uint64		published;
+	int64		wake_position;	/* a committed append matching a subscription, up to here */
+	bool		outbox_wake;	/* a commit with outbox rows woke the worker since its last pass */
 	char		last_error[ES_RELAY_ERRLEN];
 	TimestampTz last_error_at;
 } EsRelayDb;

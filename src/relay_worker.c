@@ -342,6 +342,7 @@ eventstore_relay_worker_main(Datum arg)
 	Oid			dbid = DatumGetObjectId(arg);
 	TimestampTz last_pass = 0;
 	TimestampTz last_work;
+	long		wake_retry_ms = 0;	/* a subscription's event above the horizon: pass again soon */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -410,6 +411,7 @@ eventstore_relay_worker_main(Datum arg)
 		else
 		{
 			es_relay_set_state("publishing");
+			(void) es_relay_outbox_woken(true);
 			published = es_worker_pass();
 			last_pass = GetCurrentTimestamp();
 			es_relay_set_state(published < 0 ? "idle: after error" : "idle");
@@ -426,6 +428,18 @@ eventstore_relay_worker_main(Datum arg)
 		es_worker_maybe_yield(last_work);
 
 		/*
+		 * An append matching a subscription committed above the horizon this
+		 * pass published (a lower position was still in flight): pass again
+		 * after 1, 2, 4 ... ms, at most ES_WAKE_RETRY_MAX_MS, until the
+		 * horizon passes it.  The commit that settles the lower position need
+		 * not wake us: it may match no subscription and write no outbox row.
+		 */
+		if (published >= 0 && es_relay_wake_pending(es_relay_log_horizon))
+			wake_retry_ms = wake_retry_ms == 0 ? 1 : Min(wake_retry_ms * 2, ES_WAKE_RETRY_MAX_MS);
+		else
+			wake_retry_ms = 0;
+
+		/*
 		 * Sleep until woken, the naptime passes, or it is time to look for a
 		 * pending DROP DATABASE.
 		 */
@@ -435,14 +449,31 @@ eventstore_relay_worker_main(Datum arg)
 
 			now = GetCurrentTimestamp();
 			wait_ms = es_relay_naptime - (long) (TimestampDifferenceMilliseconds(last_pass, now));
+			if (wake_retry_ms > 0)
+				wait_ms = Min(wait_ms, wake_retry_ms - (long) TimestampDifferenceMilliseconds(last_pass, now));
 			if (wait_ms <= 0)
 				break;
 			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						   Min(wait_ms, ES_DROP_POLL_MS), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
-			if ((rc & WL_LATCH_SET) || ConfigReloadPending)
+			if (ConfigReloadPending)
 				break;
+			if (rc & WL_LATCH_SET)
+			{
+				/*
+				 * Woken by appends for subscriptions only: at most one pass
+				 * every ES_WAKE_MIN_INTERVAL_MS, so that a stream of small
+				 * commits costs the worker a pass per interval, not one per
+				 * commit; outbox rows are published at once, as before.
+				 */
+				long		since = (long) TimestampDifferenceMilliseconds(last_pass, GetCurrentTimestamp());
+
+				if (since < ES_WAKE_MIN_INTERVAL_MS && !es_relay_outbox_woken(false))
+					(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									 ES_WAKE_MIN_INTERVAL_MS - since, PG_WAIT_EXTENSION);
+				break;
+			}
 			es_worker_maybe_yield(last_work);
 			if (!RecoveryInProgress())
 			{

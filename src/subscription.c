@@ -16,6 +16,15 @@
  * snapshots taken after the horizon, which see every event at or below it
  * that will ever be visible; a transaction snapshot (REPEATABLE READ,
  * SERIALIZABLE) may be older than the horizon, so poll() refuses it.
+ *
+ * Wake-ups: the subscriptions are a registry (registry.c), cached per
+ * backend.  An append whose events match a subscription of its store asks,
+ * at commit, for the relay worker with the append's last position
+ * (es_relay_wake_position); the worker's pass notifies the channel of each
+ * subscription with events between the last published log horizon and the
+ * new one (eventstore._subscription_wake, called by relay.c).  The append
+ * writes nothing and sends no NOTIFY itself: with no subscription on the
+ * store it costs one cached test.
  */
 #include "postgres.h"
 
@@ -23,6 +32,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/snapmgr.h"
 
 #include "eventstore.h"
@@ -34,10 +44,111 @@ PG_FUNCTION_INFO_V1(eventstore_drop_subscription);
 PG_FUNCTION_INFO_V1(eventstore_reset_subscription);
 PG_FUNCTION_INFO_V1(eventstore_poll);
 PG_FUNCTION_INFO_V1(eventstore_ack);
+PG_FUNCTION_INFO_V1(eventstore_ack_many);
 PG_FUNCTION_INFO_V1(eventstore_nack);
 PG_FUNCTION_INFO_V1(eventstore_parked);
 PG_FUNCTION_INFO_V1(eventstore_replay_parked);
 PG_FUNCTION_INFO_V1(eventstore_subscription_status);
+
+/* A subscription as the wake-up check needs it. */
+typedef struct EsSubFilter
+{
+	Oid			store;
+	int			ntypes;			/* -1: every event type */
+	char	  **types;
+	int			ncategories;	/* -1: every category */
+	char	  **categories;
+} EsSubFilter;
+
+typedef struct EsSubFilters
+{
+	int			n;
+	EsSubFilter *items;
+} EsSubFilters;
+
+static void es_subscriptions_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
+
+/* subscriptions.store exists from 0.6.0 on; before, every one reads the default store */
+static EsRegistry es_subscriptions_registry = {
+	.relname = "subscriptions",
+	.query = "SELECT s.store::pg_catalog.oid, s.event_types, s.categories FROM eventstore.subscriptions s",
+	.since_column = "store",
+	.query_before = "SELECT NULL::pg_catalog.oid, s.event_types, s.categories FROM eventstore.subscriptions s",
+	.fill = es_subscriptions_fill,
+};
+
+void
+es_subscription_init(void)
+{
+	es_registry_init(&es_subscriptions_registry);
+}
+
+static void
+es_subscriptions_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
+{
+	EsSubFilters *subs = MemoryContextAllocZero(cxt, sizeof(EsSubFilters));
+	uint64		n = rows ? rows->numvals : 0;
+
+	subs->items = MemoryContextAllocZero(cxt, sizeof(EsSubFilter) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		EsSubFilter *f = &subs->items[i];
+		bool		isnull;
+		Datum		d;
+
+		d = SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull);
+		f->store = isnull ? InvalidOid : DatumGetObjectId(d);
+		d = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
+		f->ntypes = es_copy_text_array(d, isnull, cxt, &f->types);
+		d = SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull);
+		f->ncategories = es_copy_text_array(d, isnull, cxt, &f->categories);
+	}
+	subs->n = (int) n;
+	reg->cache = subs;
+}
+
+/*
+ * An append to store st of n events (stream stream_id, types event_types,
+ * the last at position last) is about to finish: if any event matches a
+ * subscription of st, ask for the relay worker at commit, with the
+ * position, so that it notifies the subscription's channel once the
+ * position is below the horizon.
+ */
+void
+es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int n, int64 last)
+{
+	EsSubFilters *subs;
+	text	   *sid;
+	const char *dash;
+	int			catlen;
+
+	es_registry_load(&es_subscriptions_registry);
+	subs = es_subscriptions_registry.cache;
+	if (subs->n == 0)
+		return;
+	sid = DatumGetTextPP(stream_id);
+	dash = memchr(VARDATA_ANY(sid), '-', VARSIZE_ANY_EXHDR(sid));
+	catlen = dash ? (int) (dash - VARDATA_ANY(sid)) : (int) VARSIZE_ANY_EXHDR(sid);
+	for (int s = 0; s < subs->n; s++)
+	{
+		EsSubFilter *f = &subs->items[s];
+
+		if (OidIsValid(f->store) ? f->store != st->relid : !st->is_default)
+			continue;
+		if (!es_in_list(f->categories, f->ncategories, VARDATA_ANY(sid), catlen))
+			continue;
+		for (int i = 0; i < n; i++)
+		{
+			text	   *type = DatumGetTextPP(event_types[i]);
+
+			if (es_in_list(f->types, f->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+			{
+				es_relay_wake_position(last);
+				return;
+			}
+		}
+	}
+}
 
 /*
  * eventstore._log_horizon() RETURNS bigint: the read horizon of the log: no
@@ -141,6 +252,18 @@ eventstore_ack(PG_FUNCTION_ARGS)
 	static SPIPlanPtr plan = NULL;
 
 	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_ack($1, $2, $3, $4)",
+					 argtypes, false, false);
+	PG_RETURN_VOID();
+}
+
+/* ack(subscription, consumer, global_positions bigint[]): every position, in one statement */
+Datum
+eventstore_ack_many(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[3] = {TEXTOID, TEXTOID, INT8ARRAYOID};
+	static SPIPlanPtr plan = NULL;
+
+	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_ack_many($1, $2, $3, $4)",
 					 argtypes, false, false);
 	PG_RETURN_VOID();
 }

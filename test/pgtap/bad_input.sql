@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(662);
+SELECT plan(678);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -158,6 +158,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._store_has(regclass,text)',
     'eventstore._stream_arg(text)',
     'eventstore._subscription_ack(text,text,bigint,oid)',
+    'eventstore._subscription_ack_many(text,text,bigint[],oid)',
     'eventstore._subscription_alter(text,text[],text[],integer,interval,interval,oid)',
     'eventstore._subscription_arg(text,text)',
     'eventstore._subscription_backlog(eventstore.subscriptions,integer,bigint,bigint)',
@@ -175,6 +176,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_reset(text,bigint,timestamp with time zone,oid)',
     'eventstore._subscription_start(text,bigint,timestamp with time zone,regclass)',
     'eventstore._subscription_state(oid)',
+    'eventstore._subscription_wake(bigint,bigint)',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
     'eventstore._upcast(eventstore.events,regclass)',
@@ -182,6 +184,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._version_floor(regclass,text)',
     'eventstore._visible(regclass,text,bigint,timestamp with time zone)',
     'eventstore.ack(text,text,bigint)',
+    'eventstore.ack_many(text,text,bigint[])',
     'eventstore.add_route(text,text[],text[],boolean,regclass)',
     'eventstore.aggregate(text,regprocedure,jsonb,bigint,timestamp with time zone,text,regclass)',
     'eventstore.alter_subscription(text,text[],text[],integer,interval,interval)',
@@ -238,10 +241,11 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.stream_metadata(text,regclass)',
     'eventstore.stream_version(text,regclass)',
     'eventstore.stream_version_at(text,timestamp with time zone,regclass)',
+    'eventstore.subscription_channel(text)',
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 109 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 113 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1046,6 +1050,19 @@ SELECT pg_temp.x('poll', 'SQL-looking consumer: nothing (bi-1 is this transactio
     $$SELECT eventstore.create_subscription('bi_sub', categories => ARRAY['bi'])$$,
     $$SELECT count(*) FROM eventstore.poll('bi_sub', $s$c'); DROP TABLE eventstore.events; --$s$, 2147483647)$$);
 SELECT pg_temp.x('ack', 'unknown subscription', 'error 42704', $$SELECT eventstore.ack('bi_none', 'c', 1)$$);
+SELECT pg_temp.x('ack_many', 'unknown subscription', 'error 42704', $$SELECT eventstore.ack_many('bi_none', 'c', '{1}')$$);
+SELECT pg_temp.x('ack_many', 'NULL positions', 'error 22004',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', NULL)$$);
+SELECT pg_temp.x('ack_many', 'a NULL position', 'error 22004',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', '{1,NULL}')$$);
+SELECT pg_temp.x('ack_many', 'two dimensions', 'error 2202E',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', '{{1},{2}}')$$);
+SELECT pg_temp.x('ack_many', 'a position never delivered', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', '{1}')$$);
+SELECT pg_temp.x('ack_many', 'none: a no-op', 'ok ',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack_many('bi_sub', 'c', '{}')$$);
+SELECT pg_temp.x('ack', 'untyped arguments resolve to the one ack (ack_many has its own name)', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack('bi_sub', 'c', '0')$$);
 SELECT pg_temp.x('ack', 'NULL position', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore.ack('bi_sub', 'c', NULL)$$);
 SELECT pg_temp.x('ack', 'a position never delivered', 'error 22023',
@@ -1078,7 +1095,17 @@ SELECT pg_temp.x('subscription_status', 'one row per partition', 'ok 3',
     $$SELECT count(*) FROM eventstore.subscription_status() WHERE subscription = 'bi_sub'$$);
 SELECT pg_temp.x('_log_horizon', 'below this transaction''s own events', 'ok true',
     $$SELECT eventstore._log_horizon() < (SELECT min(global_position) FROM eventstore.events WHERE stream_id = 'bi-1')$$);
+SELECT pg_temp.x('subscription_channel', 'NULL', 'ok <null>', $$SELECT eventstore.subscription_channel(NULL)$$);
+SELECT pg_temp.x('subscription_channel', 'mixed case, kept', 'ok eventstore_sub_Mail Er',
+    $$SELECT eventstore.subscription_channel('Mail Er')$$);
+SELECT pg_temp.x('subscription_channel', '200 characters of 2 bytes: hashed, within a channel''s 63 bytes', 'ok 47',
+    $$SELECT octet_length(eventstore.subscription_channel(repeat('é', 200)))$$);
 -- the owner-only bodies (a superuser may call them)
+SELECT pg_temp.x('_subscription_wake', 'NULL range: none', 'ok 0', $$SELECT eventstore._subscription_wake(NULL, NULL)$$);
+SELECT pg_temp.x('_subscription_wake', 'empty range: none', 'ok 0',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_wake(5, 5)$$);
+SELECT pg_temp.x('_subscription_wake', 'a jump past 10,000 positions: every subscription', 'ok 1',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_wake(0, 20000)$$);
 SELECT pg_temp.x('_subscription_arg', 'NULL', 'error 22004', $$SELECT eventstore._subscription_arg(NULL, 'x')$$);
 SELECT pg_temp.x('_subscription_arg', 'empty', 'error 22023', $$SELECT eventstore._subscription_arg('', 'x')$$);
 SELECT pg_temp.x('_subscription_arg', 'unicode', 'ok ストリーム-3', $$SELECT eventstore._subscription_arg('ストリーム-3', 'x')$$);
@@ -1169,6 +1196,11 @@ SELECT pg_temp.x('_subscription_ack', 'negative position', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack('bi_sub', 'c', -1, 10)$$);
 SELECT pg_temp.x('_subscription_ack', 'NULL caller', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack('bi_sub', 'c', 1, NULL)$$);
+SELECT pg_temp.x('_subscription_ack_many', 'unknown', 'error 42704', $$SELECT eventstore._subscription_ack_many('bi_none', 'c', '{1}', 10)$$);
+SELECT pg_temp.x('_subscription_ack_many', 'negative position', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{-1}', 10)$$);
+SELECT pg_temp.x('_subscription_ack_many', 'NULL caller', 'error 42501',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{1}', NULL)$$);
 SELECT pg_temp.x('_subscription_nack', 'unknown', 'error 42704', $$SELECT eventstore._subscription_nack('bi_none', 'c', 1, NULL, NULL, 10)$$);
 SELECT pg_temp.x('_subscription_nack', 'negative retry_after', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_nack('bi_sub', 'c', 1, '-1 s', NULL, 10)$$);

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(355);
+SELECT plan(359);
 
 ------------------------------------------------------------------------
 -- Roles
@@ -164,7 +164,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                 '_time_arg', '_upcast', '_upcast', '_upcasting', '_version_floor', '_visible', 'aggregate',
                 'category', 'decrypt', 'event', 'load_snapshot', 'read_all', 'read_all_until', 'read_category', 'read_node', 'read_query',
                 'read_stream', 'read_stream_backwards', 'read_stream_until', 'refuse_change', 'relay_status',
-                'stream_metadata', 'stream_version', 'stream_version_at'],
+                'stream_metadata', 'stream_version', 'stream_version_at', 'subscription_channel'],
           'PUBLIC may execute exactly the functions that write nothing');
 SELECT is(ARRAY(SELECT c.relname || ': ' || a.privilege_type || ' to ' || a.grantee::regrole::text
                   FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
