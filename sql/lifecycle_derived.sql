@@ -71,6 +71,11 @@ SELECT eventstore.forget('person-3', store => 'public.lcd_store');
 TRUNCATE lcd_seen_2;
 SELECT eventstore.rebuild_projection('lcd_2');
 SELECT stream_id, stream_version, event_type, data FROM lcd_seen_2 ORDER BY stream_id, stream_version;
+-- the reads of that store apply its own upcasters, also when its lifecycle
+-- rows make them filter and decrypt (they applied the default store's)
+SELECT stream_id, stream_version, event_type, data
+  FROM eventstore.read_all(0, NULL, store => 'public.lcd_store') ORDER BY global_position;
+SELECT stream_version, event_type FROM eventstore.read_stream('p-1', store => 'public.lcd_store');
 
 ------------------------------------------------------------------------
 -- import_events honours deletions like append: a tombstone refuses the

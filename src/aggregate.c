@@ -234,7 +234,7 @@ es_fold_plan(EsStore *st, bool upcast)
 						   " AND e.stream_version OPERATOR(pg_catalog.<=) $3"
 						   " ORDER BY e.stream_version",
 						   upcast ? "u.*" : "e.*", st->name,
-						   upcast ? es_upcast_sql(st) : "");
+						   upcast ? es_upcast_sql(st, NULL) : "");
 
 		(void) es_store_plan(st, slot, sql, 3, argtypes, 0);
 		pfree(sql);

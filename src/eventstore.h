@@ -295,7 +295,7 @@ extern EsStore *es_registry_store_arg(FunctionCallInfo fcinfo, int argno, const 
 /* upcast.c: upcasters applied to events as they are read */
 extern void es_upcast_init(void);
 extern bool es_upcasting(EsStore *st);
-extern const char *es_upcast_sql(EsStore *st);
+extern const char *es_upcast_sql(EsStore *st, const char *row);
 extern Datum es_upcast_row(EsStore *st, Datum row);
 
 /* aggregate.c: snapshots, folding, snapshot policies */

@@ -105,7 +105,7 @@ es_read_sql_parts(EsStore *st, bool upcast, bool lifecycle,
 				  const char **cols, const char **from, const char **filter)
 {
 	*cols = upcast ? "u.*" : "e.*";
-	*from = upcast ? es_upcast_sql(st) : "";
+	*from = upcast ? es_upcast_sql(st, NULL) : "";
 	*filter = "";
 
 	/*
@@ -120,7 +120,7 @@ es_read_sql_parts(EsStore *st, bool upcast, bool lifecycle,
 
 		*filter = es_lifecycle_filter_sql(st);
 		if (upcast)
-			*from = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events) u", row);
+			*from = es_upcast_sql(st, row);
 		else
 			*cols = row;
 	}

@@ -137,16 +137,22 @@ es_upcasting(EsStore *st)
 
 /*
  * The FROM-clause addition that upcasts row e of st into u (of type
- * eventstore.events).  The default store's rows are of that type already;
- * another store's are made into it, and name their store to _upcast.
+ * eventstore.events); with row, the columns of the row to upcast instead of
+ * e's (the lifecycle read's, with data decrypted).  The default store's rows
+ * are of that type already; another store's are made into it, and name
+ * their store to _upcast, which applies that store's upcasters.
  */
 const char *
-es_upcast_sql(EsStore *st)
+es_upcast_sql(EsStore *st, const char *row)
 {
-	if (st->is_default)
+	if (row == NULL && st->is_default)
 		return " CROSS JOIN LATERAL eventstore._upcast(e) u";
-	return psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(e.*)::eventstore.events,"
-					" %u::pg_catalog.oid::pg_catalog.regclass) u", st->relid);
+	if (row == NULL)
+		row = "e.*";
+	if (st->is_default)
+		return psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events) u", row);
+	return psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(%s)::eventstore.events,"
+					" %u::pg_catalog.oid::pg_catalog.regclass) u", row, st->relid);
 }
 
 static EsUpcaster *
