@@ -27,16 +27,18 @@
 #
 #   SCALE_SIZES   sizes in events, ascending   (default "0 1000000 10000000")
 #   SCALE_SECS    seconds per pgbench run      (default 5)
+#   SCALE_ROUNDS  runs per figure, interleaved; the median is kept (default 3)
 #   SCALE_CHUNK   events per import_events call (default 1000000)
 #   ES_PORT       port of the throwaway cluster (default 54334)
 #   SCALE_NO_BUILD=1  use the installed extension as it is (no make clean all install)
 # The full run needs up to about 10 GB of disk in /tmp and, on 2 cores, about
-# 30 minutes (estimated from a 10^6 smoke run: the load is most of it).
+# 25 minutes with 3 rounds (the load of 10^7 events takes about 10).
 ES_PORT=${ES_PORT:-54334}
 source "$(dirname "$0")/../scripts/cluster.sh"
 
 SIZES=${SCALE_SIZES:-0 1000000 10000000}
 SECS=${SCALE_SECS:-5}
+ROUNDS=${SCALE_ROUNDS:-3}
 CHUNK=${SCALE_CHUNK:-1000000}
 STREAMS=100000
 BENCH=$ES_ROOT/bench
@@ -83,6 +85,12 @@ EOF
 cat > "$S/read_stream.sql" <<'EOF'
 \set s random(1, 100000)
 SELECT * FROM eventstore.read_stream(CASE WHEN :s % 10000 = 0 THEN 'rare' ELSE 'c' || (:s % 10) END || '-' || :s, 1, 10);
+EOF
+cat > "$S/read_stream_hand.sql" <<'EOF'
+\set s random(1, 100000)
+SELECT * FROM eventstore.events
+ WHERE stream_id = CASE WHEN :s % 10000 = 0 THEN 'rare' ELSE 'c' || (:s % 10) END || '-' || :s
+   AND stream_version > 1 AND stream_version <= 11 ORDER BY stream_version;
 EOF
 cat > "$S/stream_version.sql" <<'EOF'
 \set s random(1, 100000)
@@ -150,11 +158,12 @@ EOF
         grep -v '^NOTICE:\|Query Text\|^\s*$' | sed 's/^/    /'
 }
 
-declare -A FIG
+declare -A FIG SIZE_MB
 NAMES=("append tps, 1 client" "append tps, 8 clients" "read_all, tail (100 events)"
        "read_category, common (100 events)" "read_category, rare (first 100)"
        "read_stream (10 events)" "stream_version"
-       "fresh category after a burst, before ANALYZE" "same, after ANALYZE")
+       "fresh category after a burst, before ANALYZE" "same, after ANALYZE"
+       "read_stream's SELECT by hand on the table (baseline)")
 loaded=0
 PLANS=$WORK/plans.txt; : > "$PLANS"
 for size in $SIZES; do
@@ -163,13 +172,23 @@ for size in $SIZES; do
     es_log "size $size: VACUUM ANALYZE, CHECKPOINT"
     es_psql -d scale -c 'VACUUM ANALYZE eventstore.events' -c 'CHECKPOINT' >/dev/null
     tail=$(q "SELECT coalesce(max(global_position), 0) FROM eventstore.events")
-    FIG["$size|2"]=$(tps read_all_tail.sql 1 -D tail="$tail")
-    FIG["$size|3"]=$(tps read_category_common.sql 1 -D tail="$tail")
-    FIG["$size|4"]=$(tps read_category_rare.sql 1)
-    FIG["$size|5"]=$(tps read_stream.sql 1)
-    FIG["$size|6"]=$(tps stream_version.sql 1)
-    FIG["$size|0"]=$(tps append.sql 1)
-    FIG["$size|1"]=$(tps append.sql 8)
+    # ROUNDS runs of every figure, round by round (noise hits them alike),
+    # the median of each kept
+    declare -A RUNS=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        RUNS[2]+="$(tps read_all_tail.sql 1 -D tail="$tail") "
+        RUNS[3]+="$(tps read_category_common.sql 1 -D tail="$tail") "
+        RUNS[4]+="$(tps read_category_rare.sql 1) "
+        RUNS[5]+="$(tps read_stream.sql 1) "
+        RUNS[9]+="$(tps read_stream_hand.sql 1) "
+        RUNS[6]+="$(tps stream_version.sql 1) "
+        RUNS[0]+="$(tps append.sql 1) "
+        RUNS[1]+="$(tps append.sql 8) "
+    done
+    for i in "${!RUNS[@]}"; do
+        FIG["$size|$i"]=$(printf '%s\n' ${RUNS[$i]} | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+    done
+    SIZE_MB[$size]=$(q "SELECT pg_total_relation_size('eventstore.events') / 1048576")
     {
         echo "-- size $size: plan of read_category('rare', 0, 100), 7th call in a session:"
         plan "read_category('rare', 0, 100)"
@@ -214,7 +233,8 @@ TABLE=$WORK/table.md
     done
     echo
     echo "In parentheses: the ratio to the previous size (target: >= 0.8 from 10^6 to 10^7)."
-    echo "pgbench -M prepared, ${SECS}s per figure, 1 client unless stated; $(nproc) cores;"
+    echo "Table and indexes (MB):$(for size in $SIZES; do printf ' %s at %s events;' "${SIZE_MB[$size]}" "$size"; done)"
+    echo "pgbench -M prepared, medians of ${ROUNDS} interleaved runs of ${SECS}s per figure, 1 client unless stated; $(nproc) cores;"
     echo "$("$(es_bindir)/postgres" --version); shared_buffers 512MB, fsync on, autovacuum off; $(date -u +%Y-%m-%d)."
     echo "Command: SCALE_SIZES=\"$SIZES\" bash bench/scale.sh (make bench-scale)."
 } > "$TABLE"
