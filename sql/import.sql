@@ -50,6 +50,24 @@ SELECT count(DISTINCT event_id) = count(*) AS ids_distinct FROM eventstore.event
 SELECT eventstore.stream_version('acc-1'), eventstore.stream_version('acc-2'), eventstore.stream_version('acc-3');
 SELECT stream_version FROM eventstore.append_event('acc-2', 2, 'Closed', '{}');
 SELECT count(*) FROM eventstore.read_all(0, 100);
+-- 2,500 events of 250 streams, stored in import order and then in the
+-- reverse order: either way positions follow (ord, stream_version), every
+-- event once (rows are inserted 1,000 at a time, so this crosses batches)
+TRUNCATE staging;
+INSERT INTO staging SELECT i, 'bulk-' || (i % 250), i / 250 + 1, 'T', jsonb_build_object('i', i), NULL,
+                           '2020-01-01', NULL FROM generate_series(0, 2499) i ORDER BY i;
+SELECT eventstore.import_events('staging');
+TRUNCATE staging;
+INSERT INTO staging SELECT 2500 - i, 'bulk-' || (i % 250), 10 - i / 250 + 10, 'T', jsonb_build_object('i', 4999 - i), NULL,
+                           '2020-01-01', NULL FROM generate_series(0, 2499) i ORDER BY i;
+SELECT eventstore.import_events('staging');
+SELECT count(*), count(DISTINCT global_position), max(global_position) - min(global_position) + 1 AS span,
+       bool_and((data->>'i')::int = rn - 1) AS positions_in_ord_order
+  FROM (SELECT data, global_position, row_number() OVER (ORDER BY global_position) AS rn
+          FROM eventstore.events WHERE stream_id LIKE 'bulk-%') b;
+SELECT count(*) AS streams, bool_and(v = 20) AS all_at_20
+  FROM (SELECT stream_id, max(stream_version) AS v FROM eventstore.events
+         WHERE stream_id LIKE 'bulk-%' GROUP BY stream_id) s;
 -- an empty source imports nothing
 TRUNCATE staging;
 SELECT eventstore.import_events('staging');

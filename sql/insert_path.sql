@@ -74,6 +74,41 @@ ALTER TYPE eventstore.event_store DROP ATTRIBUTE tenant CASCADE;
 SELECT eventstore.append_event('ip-3', NULL, 'Closed', '{}', store => 'ip.events');
 SELECT event_type, stream_version FROM eventstore.read_stream('ip-3', store => 'ip.events');
 
+-- import_events() inserts the same way: row triggers per event, one
+-- statement trigger whose transition table holds every imported row, the
+-- BEFORE ROW trigger's change stored
+TRUNCATE ip.seen;
+CREATE TABLE ip.staging (LIKE eventstore.import_row);
+INSERT INTO ip.staging VALUES (1, 'ip-4', 1, 'A', '{}', NULL, now(), NULL),
+                              (2, 'ip-5', 1, 'B', '{}', NULL, now(), NULL),
+                              (3, 'ip-4', 2, 'C', '{}', NULL, now(), NULL);
+SELECT eventstore.import_events('ip.staging', 'ip.events');
+SELECT kind, stream_id, stream_version, n,
+       global_position = (SELECT global_position FROM ip.events e
+                           WHERE e.stream_id = s.stream_id AND e.stream_version = s.stream_version) AS position_matches
+FROM ip.seen s ORDER BY kind, global_position;
+SELECT stream_id, stream_version, data FROM ip.events WHERE stream_id IN ('ip-4', 'ip-5') ORDER BY global_position;
+-- a BEFORE ROW trigger that skips an imported event is refused (09000), nothing is imported
+TRUNCATE ip.staging;
+INSERT INTO ip.staging VALUES (1, 'ip-6', 1, 'A', '{}', NULL, now(), NULL),
+                              (2, 'ip-6', 2, 'Dropped', '{}', NULL, now(), NULL);
+\set VERBOSITY sqlstate
+SELECT eventstore.import_events('ip.staging', 'ip.events');
+\set VERBOSITY terse
+SELECT count(*) FROM ip.events WHERE stream_id = 'ip-6';
+-- without a BEFORE ROW trigger, rows are inserted 1,000 at a time: every
+-- row's AFTER trigger fires, the transition table holds all 2,500
+DROP TRIGGER stamp ON ip.events;
+TRUNCATE ip.seen, ip.staging;
+INSERT INTO ip.staging SELECT i, 'ip-7', i, 'Bulk', '{}', NULL, now(), NULL FROM generate_series(1, 2500) i;
+SELECT eventstore.import_events('ip.staging', 'ip.events');
+SELECT kind, count(*), sum(n) AS rows_in_transition_table, count(DISTINCT stream_version) AS versions,
+       bool_and(global_position = (SELECT global_position FROM ip.events e
+                                    WHERE e.stream_id = s.stream_id AND e.stream_version = s.stream_version)) AS positions_match
+FROM ip.seen s GROUP BY kind ORDER BY kind;
+CREATE TRIGGER stamp BEFORE INSERT ON ip.events FOR EACH ROW EXECUTE FUNCTION ip.before_row();
+DROP TABLE ip.staging;
+
 SELECT eventstore.drop_store('ip.events');
 DROP SCHEMA ip CASCADE;
 DROP EXTENSION eventstore CASCADE;

@@ -32,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -546,52 +547,69 @@ es_events_bytes(EsNewEvent *events, int n)
 }
 
 /*
- * Insert the prepared events at versions current+1.. with fresh positions,
- * through the executor's own insert path for one table, as COPY FROM does:
- * the table access method, the indexes, the check constraints and the
- * table's triggers (statement and row, before and after, transition
- * tables), without planning or running an INSERT statement.  st is the
- * table holding the stream (the store, or a Citus shard of it); its row
- * lock mode (ROW EXCLUSIVE) is taken here.  With rows, the stored rows are
- * returned (in the current memory context) with their descriptor, for the
- * projections and the hook.
+ * The executor's own insert path for one store, as COPY FROM uses it: the
+ * table access method, the indexes, the check constraints, the defaults of
+ * columns the user added to the row type, and the table's triggers
+ * (statement and row, before and after, transition tables), without
+ * planning or running an INSERT statement.  append() inserts a row at a
+ * time; import_events() (import.c) buffers rows and hands each full buffer
+ * to table_multi_insert() with a BulkInsertState, as COPY does, unless the
+ * store has BEFORE ROW triggers (which may look at the rows inserted before,
+ * so those stores get a row at a time, as with COPY).
  */
-static int64
-es_insert_events(EsStore *st, Datum stream_id, EsNewEvent *events, int n, int64 current,
-				 TimestampTz created_at, int64 *positions_out,
-				 HeapTuple **rows, TupleDesc *rows_desc)
+#define ES_INSERT_BUFFER 1000
+
+struct EsInserter
 {
-	Oid			seq = es_position_seqid();	/* one sequence for every store */
-	MemoryContext caller = CurrentMemoryContext;
-	EState	   *estate = CreateExecutorState();
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	TransitionCaptureState *capture;
+	EsStore    *st;
+	const char *what;			/* "append" or "import", for messages */
+	EState	   *estate;
+	ResultRelInfo *rri;
 	Relation	rel;
-	TupleTableSlot *slot;
-	int64		last_position = 0;
-	int			ndefaults = 0;
+	TransitionCaptureState *capture;
+	int			ndefaults;
 	AttrNumber *default_attnum;
 	ExprState **default_expr;
+	int			nslots;			/* 1, or ES_INSERT_BUFFER when buffering */
+	TupleTableSlot **slots;
+	int			used;			/* slots filled and not yet inserted */
+	int64		ordinal;		/* rows put so far, for messages */
+	BulkInsertState bistate;	/* when buffering */
+};
+
+/*
+ * Start inserting into st (the store, or a Citus shard of it); its row lock
+ * mode (ROW EXCLUSIVE) is taken here.  With bulk, rows may be buffered.
+ */
+EsInserter *
+es_inserter_begin(EsStore *st, bool bulk, const char *what)
+{
+	EsInserter *ins = palloc0(sizeof(EsInserter));
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	Relation	rel;
 
 	LockRelationOid(st->relid, RowExclusiveLock);
+	ins->st = st;
+	ins->what = what;
+	ins->estate = CreateExecutorState();
+	ins->rri = makeNode(ResultRelInfo);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = st->relid;
 	rte->relkind = RELKIND_RELATION;
 	rte->rellockmode = RowExclusiveLock;
 	rte->requiredPerms = ACL_INSERT;
-	ExecInitRangeTable(estate, list_make1(rte));
-	ExecInitResultRelation(estate, rri, 1);
-	rel = rri->ri_RelationDesc;
-	ExecOpenIndices(rri, false);
-	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecInitRangeTable(ins->estate, list_make1(rte));
+	ExecInitResultRelation(ins->estate, ins->rri, 1);
+	rel = ins->rel = ins->rri->ri_RelationDesc;
+	ExecOpenIndices(ins->rri, false);
+	ins->estate->es_output_cid = GetCurrentCommandId(true);
 
 	/*
 	 * Columns the user added to the type (ALTER TYPE ... ADD ATTRIBUTE) get
 	 * their defaults, as an INSERT naming only our columns would give them.
 	 */
-	default_attnum = palloc(sizeof(AttrNumber) * RelationGetDescr(rel)->natts);
-	default_expr = palloc(sizeof(ExprState *) * RelationGetDescr(rel)->natts);
+	ins->default_attnum = palloc(sizeof(AttrNumber) * RelationGetDescr(rel)->natts);
+	ins->default_expr = palloc(sizeof(ExprState *) * RelationGetDescr(rel)->natts);
 	for (AttrNumber a = 1; a <= RelationGetDescr(rel)->natts; a++)
 	{
 		bool		ours = false;
@@ -603,31 +621,171 @@ es_insert_events(EsStore *st, Datum stream_id, EsNewEvent *events, int n, int64 
 			ours = (st->attnum[c] == a);
 		if (ours || (expr = build_column_default(rel, a)) == NULL)
 			continue;
-		default_attnum[ndefaults] = a;
-		default_expr[ndefaults++] = ExecInitExpr(expression_planner((Expr *) expr), NULL);
+		ins->default_attnum[ins->ndefaults] = a;
+		ins->default_expr[ins->ndefaults++] = ExecInitExpr(expression_planner((Expr *) expr), NULL);
 	}
 
 	AfterTriggerBeginQuery();
-	capture = MakeTransitionCaptureState(rel->trigdesc, st->relid, CMD_INSERT);
-	ExecBSInsertTriggers(estate, rri);
-	slot = table_slot_create(rel, &estate->es_tupleTable);
+	ins->capture = MakeTransitionCaptureState(rel->trigdesc, st->relid, CMD_INSERT);
+	ExecBSInsertTriggers(ins->estate, ins->rri);
+
+	ins->nslots = (bulk && !(ins->rri->ri_TrigDesc &&
+							 ins->rri->ri_TrigDesc->trig_insert_before_row))
+		? ES_INSERT_BUFFER : 1;
+	ins->slots = palloc0(sizeof(TupleTableSlot *) * ins->nslots);
+	if (ins->nslots > 1)
+		ins->bistate = GetBulkInsertState();
+	return ins;
+}
+
+/*
+ * The slot to fill for the next row: every column null, the per-row memory
+ * reset.  Set the store's columns, then call es_inserter_put().
+ */
+TupleTableSlot *
+es_inserter_slot(EsInserter *ins)
+{
+	TupleTableSlot *slot;
+
+	if (ins->slots[ins->used] == NULL)
+		ins->slots[ins->used] = table_slot_create(ins->rel, &ins->estate->es_tupleTable);
+	slot = ins->slots[ins->used];
+	if (ins->nslots == 1)
+		ResetPerTupleExprContext(ins->estate);
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	return slot;
+}
+
+/* Index entries and AFTER ROW triggers of the rows in slots [0, n). */
+static void
+es_inserter_after(EsInserter *ins, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		TupleTableSlot *slot = ins->slots[i];
+		List	   *recheck;
+
+		if (ins->nslots > 1)
+			ResetPerTupleExprContext(ins->estate);
+		recheck = ins->rri->ri_NumIndices > 0
+			? ES_INSERT_INDEX_TUPLES(ins->rri, slot, ins->estate) : NIL;
+		ExecARInsertTriggers(ins->estate, ins->rri, slot, recheck, ins->capture);
+		list_free(recheck);
+	}
+}
+
+/* Insert the buffered rows. */
+static void
+es_inserter_flush(EsInserter *ins)
+{
+	if (ins->used == 0)
+		return;
+	table_multi_insert(ins->rel, ins->slots, ins->used, ins->estate->es_output_cid,
+					   0, ins->bistate);
+	es_inserter_after(ins, ins->used);
+	ins->used = 0;
+	if (ins->nslots > 1)
+		ResetPerTupleExprContext(ins->estate);
+}
+
+/*
+ * Insert the row filled in the slot es_inserter_slot() gave (or buffer it).
+ * Returns the slot, which holds the row as stored once it is inserted: at
+ * once when rows are not buffered.
+ */
+TupleTableSlot *
+es_inserter_put(EsInserter *ins)
+{
+	TupleTableSlot *slot = ins->slots[ins->used];
+	EState	   *estate = ins->estate;
+	Datum	   *values = slot->tts_values;
+	bool	   *isnull = slot->tts_isnull;
+
+	ins->ordinal++;
+	for (int d = 0; d < ins->ndefaults; d++)
+		values[ins->default_attnum[d] - 1] =
+			ExecEvalExpr(ins->default_expr[d], GetPerTupleExprContext(estate),
+						 &isnull[ins->default_attnum[d] - 1]);
+	ExecStoreVirtualTuple(slot);
+
+	if (ins->rri->ri_TrigDesc && ins->rri->ri_TrigDesc->trig_insert_before_row &&
+		!ExecBRInsertTriggers(estate, ins->rri, slot))
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+				 errmsg("a trigger on %s skipped event " INT64_FORMAT " of the %s",
+						ins->st->name, ins->ordinal, ins->what),
+				 errdetail("A BEFORE ROW trigger of a store must not return NULL: the stream's versions and positions are taken.")));
+	if (ins->rel->rd_att->constr && ins->rel->rd_att->constr->has_generated_stored)
+		ES_COMPUTE_STORED_GENERATED(ins->rri, estate, slot);
+	if (ins->rel->rd_att->constr)
+		ExecConstraints(ins->rri, slot, estate);
+	if (ins->nslots == 1)
+	{
+		table_tuple_insert(ins->rel, slot, estate->es_output_cid, 0, NULL);
+		es_inserter_after(ins, 1);
+		return slot;
+	}
+	/* the row must outlive the per-row memory and the caller's values */
+	ExecMaterializeSlot(slot);
+	if (++ins->used == ins->nslots)
+		es_inserter_flush(ins);
+	return slot;
+}
+
+/* Insert what is buffered, fire the statement's AFTER triggers, clean up. */
+void
+es_inserter_end(EsInserter *ins)
+{
+	es_inserter_flush(ins);
+	ExecASInsertTriggers(ins->estate, ins->rri, ins->capture);
+	AfterTriggerEndQuery(ins->estate);
+	if (ins->bistate)
+		FreeBulkInsertState(ins->bistate);
+	ExecResetTupleTable(ins->estate->es_tupleTable, false);
+	ExecCloseResultRelations(ins->estate);
+	ExecCloseRangeTableRelations(ins->estate);
+	FreeExecutorState(ins->estate);
+	pfree(ins->default_attnum);
+	pfree(ins->default_expr);
+	pfree(ins->slots);
+	pfree(ins);
+
+	/* What follows in this transaction (projections, reads) sees the rows. */
+	CommandCounterIncrement();
+}
+
+/*
+ * Insert the prepared events at versions current+1.. with fresh positions,
+ * a row at a time (es_inserter_*).  st is the table holding the stream (the
+ * store, or a Citus shard of it).  With rows, the stored rows are returned
+ * (in the current memory context) with their descriptor, for the
+ * projections and the hook.
+ */
+static int64
+es_insert_events(EsStore *st, Datum stream_id, EsNewEvent *events, int n, int64 current,
+				 TimestampTz created_at, int64 *positions_out,
+				 HeapTuple **rows, TupleDesc *rows_desc)
+{
+	Oid			seq = es_position_seqid();	/* one sequence for every store */
+	MemoryContext caller = CurrentMemoryContext;
+	EsInserter *ins = es_inserter_begin(st, false, "append");
+	int64		last_position = 0;
+
 	if (rows)
 	{
-		*rows = MemoryContextAlloc(caller, sizeof(HeapTuple) * n);
+		*rows = palloc(sizeof(HeapTuple) * n);
 		/* an anonymous row shape, as INSERT ... RETURNING * gave */
-		*rows_desc = CreateTupleDescCopy(RelationGetDescr(rel));
+		*rows_desc = CreateTupleDescCopy(RelationGetDescr(ins->rel));
 		(*rows_desc)->tdtypeid = RECORDOID;
 		(*rows_desc)->tdtypmod = -1;
 	}
 	for (int i = 0; i < n; i++)
 	{
+		TupleTableSlot *slot = es_inserter_slot(ins);
 		Datum	   *values = slot->tts_values;
 		bool	   *isnull = slot->tts_isnull;
-		List	   *recheck;
 
-		ResetPerTupleExprContext(estate);
-		ExecClearTuple(slot);
-		memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 		last_position = es_allocate(ES_COUNTER_POSITION, seq);
 		positions_out[i] = last_position;
 #define ES_SET(col, value) (values[st->attnum[col] - 1] = (value), isnull[st->attnum[col] - 1] = false)
@@ -643,27 +801,7 @@ es_insert_events(EsStore *st, Datum stream_id, EsNewEvent *events, int n, int64 
 		if (st->has_tags)
 			ES_SET(ES_COL_TAGS, events[i].tags);
 #undef ES_SET
-		for (int d = 0; d < ndefaults; d++)
-			values[default_attnum[d] - 1] =
-				ExecEvalExpr(default_expr[d], GetPerTupleExprContext(estate),
-							 &isnull[default_attnum[d] - 1]);
-		ExecStoreVirtualTuple(slot);
-
-		if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
-			!ExecBRInsertTriggers(estate, rri, slot))
-			ereport(ERROR,
-					(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
-					 errmsg("a trigger on %s skipped event %d of the append", st->name, i + 1),
-					 errdetail("A BEFORE ROW trigger of a store must not return NULL: the stream's versions and positions are taken.")));
-		if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
-			ES_COMPUTE_STORED_GENERATED(rri, estate, slot);
-		if (rel->rd_att->constr)
-			ExecConstraints(rri, slot, estate);
-		table_tuple_insert(rel, slot, estate->es_output_cid, 0, NULL);
-		recheck = rri->ri_NumIndices > 0
-			? ES_INSERT_INDEX_TUPLES(rri, slot, estate) : NIL;
-		ExecARInsertTriggers(estate, rri, slot, recheck, capture);
-		list_free(recheck);
+		slot = es_inserter_put(ins);
 		if (rows)
 		{
 			MemoryContext old = MemoryContextSwitchTo(caller);
@@ -672,16 +810,7 @@ es_insert_events(EsStore *st, Datum stream_id, EsNewEvent *events, int n, int64 
 			MemoryContextSwitchTo(old);
 		}
 	}
-	ExecASInsertTriggers(estate, rri, capture);
-	AfterTriggerEndQuery(estate);
-
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	ExecCloseResultRelations(estate);
-	ExecCloseRangeTableRelations(estate);
-	FreeExecutorState(estate);
-
-	/* What follows in this transaction (projections, reads) sees the rows. */
-	CommandCounterIncrement();
+	es_inserter_end(ins);
 	return last_position;
 }
 

@@ -16,6 +16,7 @@
 #include "access/htup.h"
 #include "access/xact.h"
 #include "access/tupdesc.h"
+#include "executor/tuptable.h"
 #include "utils/snapshot.h"
 #include "portability/instr_time.h"
 #include "utils/jsonb.h"
@@ -150,6 +151,11 @@ extern void es_check_stream_id(text *stream_id);
 extern text *es_stream_id_arg(FunctionCallInfo fcinfo, int argno);
 extern bool es_lock_stream(EsStore *st, text *stream_id, bool nowait);
 extern int64 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time);
+typedef struct EsInserter EsInserter;
+extern EsInserter *es_inserter_begin(EsStore *st, bool bulk, const char *what);
+extern TupleTableSlot *es_inserter_slot(EsInserter *ins);
+extern TupleTableSlot *es_inserter_put(EsInserter *ins);
+extern void es_inserter_end(EsInserter *ins);
 
 /* lifecycle.c: stream metadata, deletion, purge */
 extern Oid	es_purging;

@@ -4,8 +4,11 @@
  *		one set-based statement.
  *
  * The caller fills a staging relation (normally with COPY) whose columns are
- * those of the type eventstore.import_row; import_events() checks it and
- * inserts every row with one INSERT ... SELECT.  Rows are imported in order
+ * those of the type eventstore.import_row; import_events() checks it with
+ * one query, then reads the rows in import order (without a sort when they
+ * are stored in that order) and inserts them through append.c's executor
+ * insert path, 1,000 rows per table_multi_insert() as COPY FROM does.  The
+ * store's triggers fire as for an append.  Rows are imported in order
  * of (ord, stream_version) and get consecutive global positions in that
  * order: the first through es_allocate(), so the transaction is in flight
  * for the read horizon like any append, the rest as the block that follows
@@ -73,6 +76,7 @@
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/syscache.h"
 #include "utils/fmgrprotos.h"
@@ -131,10 +135,12 @@ static const char es_import_check_sql[] =
 "       ORDER BY e.stream_version DESC LIMIT 1) END AS head,"
 "    CASE WHEN w.rn OPERATOR(pg_catalog.=) 1 THEN %s ELSE 0 END AS floor,"
 "    CASE WHEN w.rn OPERATOR(pg_catalog.=) 1 THEN %s ELSE false END AS tomb"
-"   FROM (SELECT s.ord, s.stream_id, s.stream_version, s.created_at,"
+"   FROM (SELECT s.ord, s.stream_id, s.stream_version, s.created_at, s.bad,"
 "     pg_catalog.row_number() OVER win AS rn,"
 "     pg_catalog.lag(s.stream_version) OVER win AS prev_version,"
-"     pg_catalog.lag(s.created_at) OVER win AS prev_at,"
+"     pg_catalog.lag(s.created_at) OVER win AS prev_at"
+/* the rules on one row, below the window (OFFSET 0): the sort carries no data */
+"    FROM (SELECT s.ord, s.stream_id, s.stream_version, s.created_at,"
 "     CASE WHEN s.ord IS NULL THEN 1"
 "      WHEN s.stream_id IS NULL THEN 2"
 "      WHEN s.stream_version IS NULL THEN 3"
@@ -148,28 +154,147 @@ static const char es_import_check_sql[] =
 "       AND pg_catalog.jsonb_typeof(s.metadata) OPERATOR(pg_catalog.<>) 'object' THEN 10"
 "      WHEN eventstore._event_size(s.data, s.event_type, s.metadata) OPERATOR(pg_catalog.>) $1 THEN 11"
 "      ELSE 0 END AS bad"
-"    FROM ONLY %s s"
+"     FROM ONLY %s s OFFSET 0) s"
 "    WINDOW win AS (PARTITION BY s.stream_id COLLATE pg_catalog.\"C\" ORDER BY s.ord, s.stream_version)) w"
 "   OFFSET 0) r) c"
 " WHERE c.kind OPERATOR(pg_catalog.<>) 0"
 " ORDER BY c.ord NULLS FIRST, c.stream_version NULLS FIRST LIMIT 1";
 
 /*
- * The insert.  Row number rn in import order gets position $1 + rn - 1: the
- * block of positions starting at the one es_allocate() took, which no other
- * transaction can take meanwhile (see the file header); the sequence is moved
- * past the block afterwards.
+ * The rows to insert, in import order.  Row number n (from 1) gets position
+ * first + n - 1: the block of positions starting at the one es_allocate()
+ * took, which no other transaction can take meanwhile (see the file header);
+ * the sequence is moved past the block afterwards.
  */
-static const char es_import_insert_sql[] =
-"INSERT INTO %s (global_position, stream_id, stream_version,"
-" event_id, event_type, data, metadata, created_at)"
-" SELECT $1 OPERATOR(pg_catalog.+) (t.rn OPERATOR(pg_catalog.-) 1),"
-"  t.stream_id, t.stream_version, COALESCE(t.event_id, pg_catalog.gen_random_uuid()),"
-"  t.event_type, t.data, t.metadata, t.created_at"
-" FROM (SELECT s.stream_id, s.stream_version, s.event_id, s.event_type, s.data,"
-"   s.metadata, s.created_at,"
-"   pg_catalog.row_number() OVER (ORDER BY s.ord, s.stream_version) AS rn"
-"  FROM ONLY %s s) t";
+static const char es_import_rows_sql[] =
+"SELECT s.stream_id, s.stream_version, COALESCE(s.event_id, pg_catalog.gen_random_uuid()),"
+" s.event_type, s.data, s.metadata, s.created_at"
+" FROM ONLY %s s%s";
+
+/* The import order of the source's rows, read as they are stored. */
+static const char es_import_order_sql[] =
+"SELECT s.ord, s.stream_version FROM ONLY %s s";
+
+/* Rows fetched from the cursor at a time. */
+#define ES_IMPORT_FETCH 1000
+
+/*
+ * A cursor on sql, read with a snapshot taken now, after our locks (the
+ * source does not change under its SHARE lock: every cursor sees the same
+ * rows, and a plain scan returns them in the same order, as synchronized
+ * scans are off).
+ */
+static Portal
+es_import_cursor(const char *sql)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, 0, NULL, CURSOR_OPT_NO_SCROLL);
+	Portal		portal;
+
+	if (plan == NULL)
+		elog(ERROR, "eventstore: SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	PushActiveSnapshot(GetLatestSnapshot());
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	PopActiveSnapshot();
+	return portal;
+}
+
+/*
+ * True when a plain scan of the source returns its rows in import order
+ * (ord, stream_version): a table filled by one COPY of a history in order
+ * does.  Then the rows are inserted as they are read, without sorting them:
+ * one pass over two columns instead of a sort of every row.  Rows equal in
+ * (ord, stream_version) have no order among them either way.  The check has
+ * refused null ords and versions already.
+ */
+static bool
+es_import_in_order(const char *source_name)
+{
+	Portal		portal = es_import_cursor(psprintf(es_import_order_sql, source_name));
+	bool		first = true;
+	bool		in_order = true;
+	int64		prev_ord = 0;
+	int64		prev_version = 0;
+
+	while (in_order)
+	{
+		SPI_cursor_fetch(portal, true, 10 * ES_IMPORT_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 r = 0; r < SPI_processed && in_order; r++)
+		{
+			bool		isnull;
+			int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+			int64		version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+
+			in_order = first || ord > prev_ord || (ord == prev_ord && version >= prev_version);
+			first = false;
+			prev_ord = ord;
+			prev_version = version;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	return in_order;
+}
+
+/*
+ * Insert the source's rows into the store in import order, positions from
+ * first on, through the executor's insert path for one table that append()
+ * uses too (append.c), buffered and handed to table_multi_insert() as COPY
+ * does.  Reads with a snapshot taken now, after our locks.  Returns the
+ * number of rows inserted.
+ */
+static uint64
+es_import_insert(EsStore *st, const char *source_name, int64 first)
+{
+	Portal		portal;
+	EsInserter *ins;
+	Datum		no_tags = PointerGetDatum(construct_empty_array(TEXTOID));
+	uint64		n = 0;
+
+	portal = es_import_cursor(psprintf(es_import_rows_sql, source_name,
+									   es_import_in_order(source_name)
+									   ? "" : " ORDER BY s.ord, s.stream_version"));
+	ins = es_inserter_begin(st, true, "import");
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, ES_IMPORT_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			TupleTableSlot *slot = es_inserter_slot(ins);
+			Datum	   *values = slot->tts_values;
+			bool	   *isnull = slot->tts_isnull;
+			Datum		row[7];
+			bool		row_null[7];
+
+			heap_deform_tuple(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, row, row_null);
+#define ES_SET(col, value) (values[st->attnum[col] - 1] = (value), isnull[st->attnum[col] - 1] = false)
+			ES_SET(ES_COL_POSITION, Int64GetDatum(first + (int64) n));
+			ES_SET(ES_COL_STREAM, row[0]);
+			ES_SET(ES_COL_VERSION, row[1]);
+			ES_SET(ES_COL_ID, row[2]);
+			ES_SET(ES_COL_TYPE, row[3]);
+			ES_SET(ES_COL_DATA, row[4]);
+			if (!row_null[5])
+				ES_SET(ES_COL_METADATA, row[5]);
+			ES_SET(ES_COL_CREATED_AT, row[6]);
+			if (st->has_tags)
+				ES_SET(ES_COL_TAGS, no_tags);
+#undef ES_SET
+			(void) es_inserter_put(ins);
+			n++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	es_inserter_end(ins);
+	SPI_cursor_close(portal);
+	return n;
+}
 
 /* Refuse a source that lacks a column of eventstore.import_row or types it otherwise. */
 static void
@@ -413,7 +538,7 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 		elog(ERROR, "eventstore: SPI_connect failed");
 
 	/*
-	 * Two sorts of the whole source: give them maintenance_work_mem, as a
+	 * Up to two sorts of the whole source: give them maintenance_work_mem, as a
 	 * bulk load, and no JIT (compiling costs more than it saves here).
 	 */
 	save_nestlevel = NewGUCNestLevel();
@@ -426,6 +551,9 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 								 GUC_ACTION_SAVE, true, 0, false);
 	}
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* every plain scan of the source starts at its first block */
+	(void) set_config_option("synchronize_seqscans", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 
 	{
@@ -456,18 +584,12 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 	}
 
 	{
-		Oid			argtypes[1] = {INT8OID};
-		Datum		values[1];
 		Oid			seq = es_position_seqid();
 		int64		first;
 
 		/* The first position registers the transaction as in flight. */
 		first = es_allocate(ES_COUNTER_POSITION, seq);
-		values[0] = Int64GetDatum(first);
-		rc = es_import_execute(psprintf(es_import_insert_sql, st->name, source_name), 1, argtypes, values, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "eventstore: the import failed: %s", SPI_result_code_string(rc));
-		imported = SPI_processed;
+		imported = es_import_insert(st, source_name, first);
 		if (imported > 1)
 		{
 			if (es_sequence_last_value(seq) != first)
