@@ -49,6 +49,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -687,6 +688,7 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 	Datum		dvalues[4];
 	char	   *actor = GetUserNameFromId(GetUserId(), false);
 	MemoryContext outer = CurrentMemoryContext;
+	int			nestlevel;
 
 	if (category)
 		nulls[2] = ' ';
@@ -700,6 +702,15 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
+	/*
+	 * A stream's events by plain index scans, never a bitmap scan: an index
+	 * scan marks the index entries of events purged before as dead, so the
+	 * next batch passes a drained stream without visiting its heap pages; a
+	 * bitmap scan revisits every one of them, every batch.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	PG_TRY();
 	{
 		es_purging = st->relid;
@@ -712,6 +723,7 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 		es_purging = InvalidOid;
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(true, nestlevel);
 	n = (int64) SPI_processed;
 	sids = MemoryContextAlloc(outer, sizeof(Datum) * Max(n, 1));
 	versions = MemoryContextAlloc(outer, sizeof(Datum) * Max(n, 1));
@@ -802,11 +814,13 @@ eventstore_purge(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(0);
 
 	done += es_purge_batch(st,
-						   psprintf("SELECT e.stream_id, e.stream_version"
-									" FROM eventstore.stream_lifecycle l JOIN %s e"
-									" ON e.stream_id OPERATOR(pg_catalog.=) l.name"
+						   psprintf("SELECT v.stream_id, v.stream_version"
+									" FROM eventstore.stream_lifecycle l CROSS JOIN LATERAL"
+									" (SELECT e.stream_id, e.stream_version FROM %s e"
+									"  WHERE e.stream_id OPERATOR(pg_catalog.=) l.name"
+									"  AND NOT eventstore._visible($1, e.stream_id, e.stream_version, e.created_at)"
+									"  ORDER BY e.stream_version LIMIT $2) v"
 									" WHERE l.store OPERATOR(pg_catalog.=) $1 AND NOT l.category AND l.pending"
-									" AND NOT eventstore._visible($1, e.stream_id, e.stream_version, e.created_at)"
 									" AND $3 IS NULL LIMIT $2", st->name),
 						   limit, NULL);
 
