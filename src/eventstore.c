@@ -26,7 +26,7 @@ int			es_relay_naptime = 1000;
 int			es_relay_batch_size = 1000;
 bool		es_relay_purge = true;
 int			es_purge_batch_size = 500;
-int			es_purge_delay = 100;
+int			es_purge_delay = 200;
 int			es_outbox_retention = 86400;
 char	   *es_relay_databases = NULL;
 
@@ -136,7 +136,7 @@ _PG_init(void)
 							"How long the relay worker's purge sleeps between batches while there is more to purge.",
 							NULL,
 							&es_purge_delay,
-							100,
+							200,
 							0,
 							3600 * 1000,
 							PGC_SIGHUP,
