@@ -665,8 +665,10 @@ es_lifecycle_forget_derived(EsStore *st, text *stream_id)
 }
 
 /*
- * Delete the rows chosen by victims (a query returning stream_id and
- * stream_version of st, with $1 the store and $2 the limit, $3 a category)
+ * Delete the rows chosen by victims (a query returning the ctid of rows of
+ * st as victim, with $1 the store and $2 the limit, $3 a category: the
+ * DELETE fetches them by TID scans, in the statement that found them; the
+ * store's rows are never updated, so a ctid names one event throughout)
  * as the store's owner with the triggers letting this statement through,
  * then bring derived data in step.  Returns the number deleted.
  */
@@ -693,8 +695,7 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 	if (category)
 		nulls[2] = ' ';
 	sql = psprintf("DELETE FROM %s e USING (%s) v"
-				   " WHERE e.stream_id OPERATOR(pg_catalog.=) v.stream_id"
-				   " AND e.stream_version OPERATOR(pg_catalog.=) v.stream_version"
+				   " WHERE e.ctid OPERATOR(pg_catalog.=) v.victim"
 				   " RETURNING e.stream_id, e.stream_version, e.global_position",
 				   st->name, victims);
 
@@ -814,9 +815,9 @@ eventstore_purge(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(0);
 
 	done += es_purge_batch(st,
-						   psprintf("SELECT v.stream_id, v.stream_version"
+						   psprintf("SELECT v.victim"
 									" FROM eventstore.stream_lifecycle l CROSS JOIN LATERAL"
-									" (SELECT e.stream_id, e.stream_version FROM %s e"
+									" (SELECT e.ctid AS victim FROM %s e"
 									"  WHERE e.stream_id OPERATOR(pg_catalog.=) l.name"
 									"  AND NOT eventstore._visible($1, e.stream_id, e.stream_version, e.created_at)"
 									"  ORDER BY e.stream_version LIMIT $2) v"
@@ -874,7 +875,7 @@ eventstore_purge(PG_FUNCTION_ARGS)
 		if (done >= limit)
 			break;
 		done += es_purge_batch(st,
-							   psprintf("SELECT e.stream_id, e.stream_version FROM %s e"
+							   psprintf("SELECT e.ctid AS victim FROM %s e"
 										" WHERE pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) $3"
 										" AND NOT eventstore._visible($1, e.stream_id, e.stream_version, e.created_at)"
 										" LIMIT $2", st->name),
