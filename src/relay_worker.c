@@ -426,9 +426,13 @@ eventstore_relay_worker_main(Datum arg)
 		if (ConfigReloadPending)
 		{
 			char	   *dbname;
+			bool		purge_was_on = es_relay_purge;
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* the purge just switched on: its first batch is due now */
+			if (es_relay_purge && !purge_was_on)
+				es_purge_next = 0;
 			StartTransactionCommand();
 			dbname = get_database_name(MyDatabaseId);
 			if (dbname != NULL && !es_relay_wanted(dbname))
