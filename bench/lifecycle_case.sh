@@ -4,17 +4,37 @@
 # lifecycle_case N SECS ROUNDS: a database of its own (purgebench).  Each
 # round loads N events in 1,000 streams with import_events and soft-deletes
 # every stream, then runs 8 clients appending (one stream each, as in the
-# append case) for SECS seconds twice: alone, then while one session purges
-# (purge(1000), one transaction per batch).  Prints "purge_per_s
-# append_tps_alone append_tps_during_purge" (medians over the rounds).
+# append case) for SECS seconds three times:
+#   - alone (the relay worker's purge off);
+#   - while the relay worker purges with its default pacing
+#     (eventstore.purge_batch_size, eventstore.purge_delay): what a user
+#     gets without doing anything;
+#   - while one session purges flat out (purge(1000) in a loop, one
+#     transaction per batch, no pause): what a user's own loop gets.
+# Each purge rate is events purged over the span of its batches (audit log).
+# Prints "worker_purge_per_s append_tps_alone append_tps_during_worker
+# loop_purge_per_s append_tps_during_loop" (medians over the rounds).
+lifecycle_append() {
+    (cd "$WORK" && "$PGBENCH" -n -M prepared -c 8 -j 8 -T "$1" -f "$BENCH/scripts/ours_append.sql" purgebench 2>&1 |
+        awk '/^tps = / {printf "%.0f", $3; exit}')
+}
+lifecycle_mark() { es_psql -d purgebench -At -c 'SELECT coalesce(max(id), 0) FROM eventstore.lifecycle_log'; }
+# events/s purged by the batches whose audit rows have ids in (from, to]
+lifecycle_rate() {
+    es_psql -d purgebench -At -c "SELECT coalesce(round(sum(events) / nullif(extract(epoch FROM max(at) - min(at)), 0)), 0)
+                                    FROM eventstore.lifecycle_log
+                                   WHERE action = 'purge' AND id > $1 AND id <= $2"
+}
+lifecycle_worker_purge() {
+    es_psql -d postgres -c "ALTER SYSTEM SET eventstore.relay_purge = $1" -c 'SELECT pg_reload_conf()' >/dev/null
+}
 lifecycle_case() {
-    local n=$1 secs=$2 rounds=$3 round alone during purged span
-    local purge_rates='' alone_rates='' during_rates=''
+    local n=$1 secs=$2 rounds=$3 round alone during_w during_l m0 m1 m2 rate_w rate_l
+    local rates_w='' rates_l='' alone_rates='' during_w_rates='' during_l_rates=''
     es_psql -d postgres -c 'DROP DATABASE IF EXISTS purgebench' -c 'CREATE DATABASE purgebench' >/dev/null
     es_psql -d purgebench -c 'CREATE EXTENSION eventstore' >/dev/null
-    # The relay worker's own purge (every 10 s) would purge in the "alone"
-    # runs too and take the measured purge's rows: only our session purges.
-    es_psql -d postgres -c 'ALTER SYSTEM SET eventstore.relay_purge = off' -c 'SELECT pg_reload_conf()' >/dev/null
+    # Only the phase that measures it purges: off in the "alone" runs.
+    lifecycle_worker_purge off
     for round in $(seq 1 "$rounds"); do
         es_psql -d purgebench -c 'CREATE UNLOGGED TABLE staging (LIKE eventstore.import_row)' \
             -c "INSERT INTO staging SELECT k, 'old$round-' || (k % 1000), k / 1000 + 1, 'Placed',
@@ -23,8 +43,14 @@ lifecycle_case() {
             -c "SELECT eventstore.import_events('staging')" -c 'DROP TABLE staging' \
             -c "SELECT count(eventstore.delete_stream('old$round-' || i, NULL)) FROM generate_series(0, 999) i" \
             -c 'VACUUM ANALYZE' >/dev/null
-        alone=$(cd "$WORK" && "$PGBENCH" -n -M prepared -c 8 -j 8 -T "$secs" -f "$BENCH/scripts/ours_append.sql" purgebench 2>&1 |
-                awk '/^tps = / {printf "%.0f", $3; exit}')
+        alone=$(lifecycle_append "$secs")
+        es_psql -d purgebench -c 'CHECKPOINT' >/dev/null
+        m0=$(lifecycle_mark)
+        lifecycle_worker_purge on
+        during_w=$(lifecycle_append "$secs")
+        lifecycle_worker_purge off
+        sleep 1                             # let a batch under way commit
+        m1=$(lifecycle_mark)
         es_psql -d purgebench -c 'CHECKPOINT' >/dev/null
         ( es_psql -d purgebench -c "DO \$\$
             DECLARE t0 timestamptz := clock_timestamp();
@@ -35,23 +61,26 @@ lifecycle_case() {
                 END LOOP;
             END \$\$" >/dev/null 2>&1 ) &
         local purger=$!
-        during=$(cd "$WORK" && "$PGBENCH" -n -M prepared -c 8 -j 8 -T "$secs" -f "$BENCH/scripts/ours_append.sql" purgebench 2>&1 |
-                 awk '/^tps = / {printf "%.0f", $3; exit}')
+        during_l=$(lifecycle_append "$secs")
         wait "$purger"
-        read -r purged span <<<"$(es_psql -d purgebench -At -F ' ' -c "SELECT coalesce(sum(events), 0),
-                   extract(epoch FROM max(at) - min(at)) FROM eventstore.lifecycle_log
-                  WHERE action = 'purge' AND at > now() - interval '1 hour'
-                    AND id > coalesce((SELECT max(id) FROM eventstore.lifecycle_log WHERE action = 'delete'), 0)")"
-        es_log "round $round: purged $purged events in ${span}s; append alone ${alone} tps, during the purge ${during} tps"
-        purge_rates+="$(awk -v n="$purged" -v t="$span" 'BEGIN {if (t > 0) printf "%.0f", n / t; else print 0}')
+        m2=$(lifecycle_mark)
+        rate_w=$(lifecycle_rate "$m0" "$m1")
+        rate_l=$(lifecycle_rate "$m1" "$m2")
+        es_log "round $round: append alone ${alone} tps; worker purge ${rate_w} events/s, append ${during_w} tps; purge() loop ${rate_l} events/s, append ${during_l} tps"
+        rates_w+="$rate_w
+"
+        rates_l+="$rate_l
 "
         alone_rates+="$alone
 "
-        during_rates+="$during
+        during_w_rates+="$during_w
+"
+        during_l_rates+="$during_l
 "
         # what is left goes before the next round
         es_psql -d purgebench -c "DO \$\$ BEGIN LOOP EXIT WHEN eventstore.purge(10000) = 0; COMMIT; END LOOP; END \$\$" >/dev/null
     done
     es_psql -d postgres -c 'ALTER SYSTEM RESET eventstore.relay_purge' -c 'SELECT pg_reload_conf()' >/dev/null
-    echo "$(printf '%s' "$purge_rates" | median) $(printf '%s' "$alone_rates" | median) $(printf '%s' "$during_rates" | median)"
+    echo "$(printf '%s' "$rates_w" | median) $(printf '%s' "$alone_rates" | median) $(printf '%s' "$during_w_rates" | median)" \
+         "$(printf '%s' "$rates_l" | median) $(printf '%s' "$during_l_rates" | median)"
 }

@@ -25,6 +25,8 @@ int			es_max_projection_depth = 16;
 int			es_relay_naptime = 1000;
 int			es_relay_batch_size = 1000;
 bool		es_relay_purge = true;
+int			es_purge_batch_size = 500;
+int			es_purge_delay = 200;
 int			es_outbox_retention = 86400;
 char	   *es_relay_databases = NULL;
 
@@ -111,13 +113,35 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("eventstore.relay_purge",
-							 "Whether the relay worker runs purge() for every store with lifecycle rows (every 10 s).",
+							 "Whether the relay worker purges what the lifecycle hides, for every store with lifecycle rows.",
 							 NULL,
 							 &es_relay_purge,
 							 true,
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventstore.purge_batch_size",
+							"Most events the relay worker's purge deletes in one transaction (one batch).",
+							NULL,
+							&es_purge_batch_size,
+							500,
+							1,
+							100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventstore.purge_delay",
+							"How long the relay worker's purge sleeps between batches while there is more to purge.",
+							NULL,
+							&es_purge_delay,
+							200,
+							0,
+							3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("eventstore.outbox_retention",
 							"How long published outbox rows are kept once every consumer has acknowledged them; -1 keeps them.",

@@ -52,6 +52,8 @@ extern int	es_max_projection_depth;
 extern int	es_relay_naptime;
 extern int	es_relay_batch_size;
 extern bool es_relay_purge;
+extern int	es_purge_batch_size;
+extern int	es_purge_delay;
 extern int	es_outbox_retention;
 extern char *es_relay_databases;
 

@@ -49,6 +49,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -664,8 +665,10 @@ es_lifecycle_forget_derived(EsStore *st, text *stream_id)
 }
 
 /*
- * Delete the rows chosen by victims (a query returning stream_id and
- * stream_version of st, with $1 the store and $2 the limit, $3 a category)
+ * Delete the rows chosen by victims (a query returning the ctid of rows of
+ * st as victim, with $1 the store and $2 the limit, $3 a category: the
+ * DELETE fetches them by TID scans, in the statement that found them; the
+ * store's rows are never updated, so a ctid names one event throughout)
  * as the store's owner with the triggers letting this statement through,
  * then bring derived data in step.  Returns the number deleted.
  */
@@ -687,12 +690,12 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 	Datum		dvalues[4];
 	char	   *actor = GetUserNameFromId(GetUserId(), false);
 	MemoryContext outer = CurrentMemoryContext;
+	int			nestlevel;
 
 	if (category)
 		nulls[2] = ' ';
 	sql = psprintf("DELETE FROM %s e USING (%s) v"
-				   " WHERE e.stream_id OPERATOR(pg_catalog.=) v.stream_id"
-				   " AND e.stream_version OPERATOR(pg_catalog.=) v.stream_version"
+				   " WHERE e.ctid OPERATOR(pg_catalog.=) v.victim"
 				   " RETURNING e.stream_id, e.stream_version, e.global_position",
 				   st->name, victims);
 
@@ -700,6 +703,15 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
+	/*
+	 * A stream's events by plain index scans, never a bitmap scan: an index
+	 * scan marks the index entries of events purged before as dead, so the
+	 * next batch passes a drained stream without visiting its heap pages; a
+	 * bitmap scan revisits every one of them, every batch.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	PG_TRY();
 	{
 		es_purging = st->relid;
@@ -712,6 +724,7 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 		es_purging = InvalidOid;
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(true, nestlevel);
 	n = (int64) SPI_processed;
 	sids = MemoryContextAlloc(outer, sizeof(Datum) * Max(n, 1));
 	versions = MemoryContextAlloc(outer, sizeof(Datum) * Max(n, 1));
@@ -802,11 +815,13 @@ eventstore_purge(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(0);
 
 	done += es_purge_batch(st,
-						   psprintf("SELECT e.stream_id, e.stream_version"
-									" FROM eventstore.stream_lifecycle l JOIN %s e"
-									" ON e.stream_id OPERATOR(pg_catalog.=) l.name"
+						   psprintf("SELECT v.victim"
+									" FROM eventstore.stream_lifecycle l CROSS JOIN LATERAL"
+									" (SELECT e.ctid AS victim FROM %s e"
+									"  WHERE e.stream_id OPERATOR(pg_catalog.=) l.name"
+									"  AND NOT eventstore._visible($1, e.stream_id, e.stream_version, e.created_at)"
+									"  ORDER BY e.stream_version LIMIT $2) v"
 									" WHERE l.store OPERATOR(pg_catalog.=) $1 AND NOT l.category AND l.pending"
-									" AND NOT eventstore._visible($1, e.stream_id, e.stream_version, e.created_at)"
 									" AND $3 IS NULL LIMIT $2", st->name),
 						   limit, NULL);
 
@@ -860,7 +875,7 @@ eventstore_purge(PG_FUNCTION_ARGS)
 		if (done >= limit)
 			break;
 		done += es_purge_batch(st,
-							   psprintf("SELECT e.stream_id, e.stream_version FROM %s e"
+							   psprintf("SELECT e.ctid AS victim FROM %s e"
 										" WHERE pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) $3"
 										" AND NOT eventstore._visible($1, e.stream_id, e.stream_version, e.created_at)"
 										" LIMIT $2", st->name),

@@ -126,15 +126,24 @@ es_database_drop_pending(void)
 
 /*
  * The physical purge of what the stores' lifecycle hides (lifecycle.c), one
- * batch per store that has lifecycle rows, each in its own transaction,
- * every ES_PRUNE_MS: purge() takes no stream lock and no position, so
- * appends and readers do not wait for it.  An error is logged and the next
- * store is tried; publishing is never held up by it.
+ * batch of eventstore.purge_batch_size events per store that has lifecycle
+ * rows, each in its own transaction: purge() takes no stream lock and no
+ * position, so appends and readers do not wait for it.  An error is logged
+ * and the next store is tried; publishing is never held up by it.
+ *
+ * Paced like autovacuum's cost delay: while a batch comes back full, the
+ * next one is due eventstore.purge_delay after this one ended; once every
+ * store is drained, after ES_PRUNE_MS.  The worker sleeps on its latch in
+ * between and relays as usual; a commit's wake-up does not bring the next
+ * batch forward (es_purge_next is a time, not a flag).
  */
-static void
+static TimestampTz es_purge_next = 0;
+
+static bool
 es_worker_purge(void)
 {
 	List	   *volatile stores = NIL;
+	volatile bool more = false;
 	ListCell   *lc;
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -172,7 +181,7 @@ es_worker_purge(void)
 		MemoryContextSwitchTo(cxt);
 		FlushErrorState();
 		AbortCurrentTransaction();
-		return;
+		return false;
 	}
 	PG_END_TRY();
 
@@ -183,7 +192,8 @@ es_worker_purge(void)
 		PG_TRY();
 		{
 			Oid			argtypes[2] = {INT4OID, OIDOID};
-			Datum		values[2] = {Int32GetDatum(es_relay_batch_size), ObjectIdGetDatum(store)};
+			Datum		values[2] = {Int32GetDatum(es_purge_batch_size), ObjectIdGetDatum(store)};
+			int64		purged = 0;
 
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
@@ -191,14 +201,23 @@ es_worker_purge(void)
 			pgstat_report_activity(STATE_RUNNING, "eventstore purge");
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "eventstore: SPI_connect failed");
-			if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(store)) &&
-				SPI_execute_with_args("SELECT eventstore.purge($1, $2::pg_catalog.regclass)",
-									  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "eventstore: purge failed");
+			if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(store)))
+			{
+				bool		isnull;
+
+				if (SPI_execute_with_args("SELECT eventstore.purge($1, $2::pg_catalog.regclass)",
+										  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT ||
+					SPI_processed != 1)
+					elog(ERROR, "eventstore: purge failed");
+				purged = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			}
 			SPI_finish();
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 			pgstat_report_activity(STATE_IDLE, NULL);
+			if (purged >= es_purge_batch_size)
+				more = true;
+			elog(DEBUG1, "eventstore purge: " INT64_FORMAT " events of store %u", purged, store);
 		}
 		PG_CATCH();
 		{
@@ -216,6 +235,16 @@ es_worker_purge(void)
 		PG_END_TRY();
 	}
 	list_free(stores);
+	return more;
+}
+
+/* Milliseconds until the next purge batch is due (0: now, -1: purge off). */
+static long
+es_purge_wait_ms(void)
+{
+	if (!es_relay_purge || RecoveryInProgress())
+		return -1;
+	return Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), es_purge_next), 0);
 }
 
 /* One pass in its own transaction; returns rows published, -1 after an error. */
@@ -281,8 +310,13 @@ es_worker_pass(void)
 		es_worker_exit(reason, reason == ES_EXIT_DROPPING ? "left: database dropping"
 					   : "left: no extension");
 	es_relay_report(published, NULL);
-	if (prune_due && es_relay_purge && !RecoveryInProgress())
-		es_worker_purge();
+	if (es_purge_wait_ms() == 0)
+	{
+		bool		more = es_worker_purge();
+
+		es_purge_next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													more ? es_purge_delay : ES_PRUNE_MS);
+	}
 	return published;
 }
 
@@ -393,9 +427,13 @@ eventstore_relay_worker_main(Datum arg)
 		if (ConfigReloadPending)
 		{
 			char	   *dbname;
+			bool		purge_was_on = es_relay_purge;
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* the purge just switched on: its first batch is due now */
+			if (es_relay_purge && !purge_was_on)
+				es_purge_next = 0;
 			StartTransactionCommand();
 			dbname = get_database_name(MyDatabaseId);
 			if (dbname != NULL && !es_relay_wanted(dbname))
@@ -440,17 +478,20 @@ eventstore_relay_worker_main(Datum arg)
 			wake_retry_ms = 0;
 
 		/*
-		 * Sleep until woken, the naptime passes, or it is time to look for a
-		 * pending DROP DATABASE.
+		 * Sleep until woken, the naptime passes, the next purge batch is due,
+		 * or it is time to look for a pending DROP DATABASE.
 		 */
 		for (;;)
 		{
 			int			rc;
+			long		purge_ms = es_purge_wait_ms();
 
 			now = GetCurrentTimestamp();
 			wait_ms = es_relay_naptime - (long) (TimestampDifferenceMilliseconds(last_pass, now));
 			if (wake_retry_ms > 0)
 				wait_ms = Min(wait_ms, wake_retry_ms - (long) TimestampDifferenceMilliseconds(last_pass, now));
+			if (purge_ms >= 0)
+				wait_ms = Min(wait_ms, purge_ms);
 			if (wait_ms <= 0)
 				break;
 			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
