@@ -12,6 +12,9 @@
 #   raw     the raw baseline of make bench: a one-row INSERT into a table
 #           LIKE eventstore.events INCLUDING ALL, position from one sequence
 #   tagged  append_event with one tag
+#   plain_store, encrypted   the encryption case of make bench: append_event
+#           to a store of its own, without and with one field encrypted
+#           (eventstore.encrypt, pgcrypto)
 source "$(dirname "$0")/../scripts/cluster.sh"
 N=${1:-2000}; shift || true
 CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(ours raw tagged)
@@ -28,6 +31,9 @@ single >/dev/null <<'SQL'
 CREATE EXTENSION eventstore;
 CREATE SEQUENCE raw_seq;
 CREATE TABLE raw_events (LIKE eventstore.events INCLUDING ALL);
+CREATE EXTENSION pgcrypto;
+SELECT eventstore.create_store('public.bench_secure');
+SELECT eventstore.create_store('public.bench_plain');
 SQL
 statement() {
     case $1 in
@@ -35,6 +41,8 @@ statement() {
         tagged) echo "SELECT eventstore.append_event('t-1', NULL, 'T', '{\"amount\": 42}', tags => ARRAY['t:1'])" ;;
         raw)    echo "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, data, created_at)" \
                      "SELECT n, 's-1', n, gen_random_uuid(), 'T', '{\"amount\": 42}', now() FROM nextval('raw_seq') n" ;;
+        plain_store) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_plain')" ;;
+        encrypted) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', eventstore.encrypt('subject-1', '\"a typical small event\"', 'public.bench_secure')), store => 'public.bench_secure')" ;;
         *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }
@@ -52,6 +60,9 @@ for c in "${CASES[@]}"; do
     per[$c]=$(( (hi - lo) / (N - 200) ))
     printf '%-8s %9d instructions per call\n' "$c" "${per[$c]}"
 done
+if [ -n "${per[encrypted]:-}" ] && [ -n "${per[plain_store]:-}" ]; then
+    awk -v e="${per[encrypted]}" -v p="${per[plain_store]}" 'BEGIN {printf "plain_store / encrypted: %.2f\n", p / e}'
+fi
 if [ -n "${per[ours]:-}" ] && [ -n "${per[raw]:-}" ]; then
     awk -v o="${per[ours]}" -v r="${per[raw]}" 'BEGIN {printf "raw / ours: %.2f (the CPU-bound ratio an append can reach)\n", r / o}'
 fi
