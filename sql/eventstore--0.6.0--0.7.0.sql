@@ -513,27 +513,28 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, cons
                 END IF;
             END IF;
         END LOOP;
+        IF max_count OPERATOR(pg_catalog.>) 0 THEN
+            -- A partition with replayed parked events delivers only those this time.
+            FOREACH rank IN ARRAY replays LOOP
+                cps[rank OPERATOR(pg_catalog.+) 1] := NULL;
+            END LOOP;
+            SELECT pg_catalog.min(c) INTO lo FROM pg_catalog.unnest(cps) c;
+            IF lo IS NOT NULL OR pg_catalog.cardinality(replays) OPERATOR(pg_catalog.>) 0 THEN
+                horizon := CASE WHEN lo IS NULL THEN 0 ELSE eventstore._log_horizon() END;
+                -- the delivery query: prepared once per store (subscription.c);
+                -- it renews the lease of the partitions it delivers from
+                RETURN QUERY SELECT * FROM eventstore._subscription_deliver(s.store, s.name, replays, retrying,
+                    s.partition_by, s.partitions, lo, horizon, s.categories, s.event_types, cps, max_count, clock);
+            END IF;
+        END IF;
+        -- renew the lease of the other partitions held (after the delivery:
+        -- each row is updated once)
         IF pg_catalog.cardinality(renew) OPERATOR(pg_catalog.>) 0 THEN
             UPDATE eventstore.subscription_partitions x
                SET lease_until = clock OPERATOR(pg_catalog.+) s.lease
-             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew);
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew)
+               AND x.lease_until IS DISTINCT FROM clock OPERATOR(pg_catalog.+) s.lease;
         END IF;
-
-        IF max_count OPERATOR(pg_catalog.=) 0 THEN
-            RETURN;
-        END IF;
-        -- A partition with replayed parked events delivers only those this time.
-        FOREACH rank IN ARRAY replays LOOP
-            cps[rank OPERATOR(pg_catalog.+) 1] := NULL;
-        END LOOP;
-        SELECT pg_catalog.min(c) INTO lo FROM pg_catalog.unnest(cps) c;
-        IF lo IS NULL AND pg_catalog.cardinality(replays) OPERATOR(pg_catalog.=) 0 THEN
-            RETURN;
-        END IF;
-        horizon := CASE WHEN lo IS NULL THEN 0 ELSE eventstore._log_horizon() END;
-        -- the delivery query: prepared once per store (subscription.c)
-        RETURN QUERY SELECT * FROM eventstore._subscription_deliver(s.store, s.name, replays, retrying,
-            s.partition_by, s.partitions, lo, horizon, s.categories, s.event_types, cps, max_count, clock);
     END
     $$;
 

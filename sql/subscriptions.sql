@@ -356,6 +356,17 @@ SELECT eventstore.ack_many('sub_many', 'c1', (SELECT array_agg(global_position) 
 SELECT (SELECT count(*) FROM eventstore.subscription_retries WHERE subscription = 'sub_many') AS retries,
        (SELECT count(*) FROM eventstore.subscription_partitions
          WHERE subscription = 'sub_many' AND delivered_to IS NOT NULL) AS in_flight;
+-- poll renews the lease of every partition it holds: those it delivers from
+-- (in the delivering statement) and the others, to one time
+SELECT eventstore.reset_subscription('sub_many', 0);
+CREATE TEMP TABLE many_lease AS
+    SELECT partition, lease_until FROM eventstore.subscription_partitions WHERE subscription = 'sub_many';
+SELECT count(*) FROM (SELECT pg_sleep(0.01)) z;
+SELECT count(*) AS delivered FROM eventstore.poll('sub_many', 'c1', 1);
+SELECT count(*) FILTER (WHERE x.lease_until > l.lease_until) AS renewed, count(*) AS held,
+       count(DISTINCT x.lease_until) AS leases, count(*) FILTER (WHERE x.delivered_to IS NOT NULL) AS delivering
+  FROM eventstore.subscription_partitions x JOIN many_lease l USING (partition)
+ WHERE x.subscription = 'sub_many' AND x.holder = 'c1';
 
 ------------------------------------------------------------------------
 -- the lease history keeps the last 100 holdings of each partition

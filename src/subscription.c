@@ -251,7 +251,7 @@ eventstore_poll(PG_FUNCTION_ARGS)
 /*
  * The delivery query of poll on store st: the events of the partitions
  * given, in log order, at most $11; marks each partition's run in flight
- * (delivered_to, delivered_at = $12).  First the replayed parked events of
+ * (delivered_to, delivered_at = $12) and renews its lease (from $12).  First the replayed parked events of
  * the partitions $2 (at or below their checkpoints), then the partitions'
  * events after their checkpoints ($10, by partition + 1) and up to the
  * horizon $7 ($6: the lowest checkpoint), of the categories $8 and event
@@ -331,7 +331,9 @@ es_subscription_deliver_plan(EsStore *st, bool lifecycle, bool upcast, Oid *argt
 			"  LIMIT $11),"
 			" marked AS ("
 			"  UPDATE eventstore.subscription_partitions x"
-			"     SET delivered_to = m.last, delivered_at = $12"
+			"     SET delivered_to = m.last, delivered_at = $12,"
+			"         lease_until = $12 OPERATOR(pg_catalog.+) (SELECT s.lease FROM eventstore.subscriptions s"
+			"                                                     WHERE s.name OPERATOR(pg_catalog.=) $1)"
 			"    FROM (SELECT bb.part, pg_catalog.max(bb.global_position) AS last FROM batch bb GROUP BY bb.part) m"
 			"   WHERE x.subscription OPERATOR(pg_catalog.=) $1 AND x.partition OPERATOR(pg_catalog.=) m.part"
 			"  RETURNING x.partition)"
