@@ -225,7 +225,7 @@ printf '| import of %s events (COPY to staging + import_events) | 1 | %s/s | raw
 printf ',\n  {"case": "import", "events": %s, "ours_per_s": %s, "baseline": "raw COPY", "baseline_per_s": %s, "ratio": "%s"}' \
     "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/results.json"
 ratio=$(awk -v a="$sub_ours" -v b="$sub_raw" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
-printf '| subscription drain of %s events (poll 1000 + ack per run, 16 partitions) | 1 | %s/s | read_all loop of 1000 | %s/s | %s | | |\n' \
+printf '| subscription drain of %s events (poll 1000 + ack_many of its runs, 16 partitions) | 1 | %s/s | read_all loop of 1000 | %s/s | %s | | |\n' \
     "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/table.md"
 printf ',\n  {"case": "subscription drain", "events": %s, "ours_per_s": %s, "baseline": "read_all loop", "baseline_per_s": %s, "ratio": "%s"}' \
     "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/results.json"

@@ -3,7 +3,8 @@
 # subscription_case N ROUNDS: a database of its own (subbench) with a backlog
 # of N events (1,000 streams, loaded with import_events), drained each round
 #   ours  by one consumer of a subscription (16 partitions, no filter):
-#         poll(1000), ack the last position of each partition's run, COMMIT,
+#         poll(1000), ack the last position of each partition's run (one
+#         ack_many call, as a consumer acking a whole batch would), COMMIT,
 #         until poll returns nothing
 #   raw   by a plain read_all loop of the same batch size, one transaction
 #         per batch
@@ -27,7 +28,7 @@ subscription_case() {
                       FROM (SELECT max(p.global_position) AS last
                               FROM eventstore.poll('drain$round', 'c1', 1000) p GROUP BY p.partition) x;
                     EXIT WHEN runs IS NULL;
-                    PERFORM eventstore.ack('drain$round', 'c1', r) FROM unnest(runs) r;
+                    PERFORM eventstore.ack_many('drain$round', 'c1', runs);
                     COMMIT;
                 END LOOP;
             END \$\$" | awk '/^Time:/ {t = $2} END {print t}')

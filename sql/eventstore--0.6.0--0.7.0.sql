@@ -86,16 +86,39 @@ DELETE FROM eventstore.subscription_leases l
 COMMENT ON TABLE eventstore.subscription_leases IS
     'The last 100 holdings of each partition of each subscription (poll deletes older ones).';
 
+-- The events of a store at some positions (subscription.c: a statement
+-- prepared once per store): ack_many looks its positions up with it.
+CREATE FUNCTION eventstore._subscription_events(store regclass, positions bigint[])
+    RETURNS TABLE (global_position bigint, stream_id text, event_type text, metadata jsonb)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_subscription_events';
+REVOKE ALL ON FUNCTION eventstore._subscription_events(regclass, bigint[]) FROM PUBLIC;
+
 -- ack of many positions in one call: each as ack(position) would, in
 -- ascending order (so a later position of a partition's run comes after an
 -- earlier one), in one statement: all or none.
+--
+-- The common case in one step: when every position is an event of the
+-- subscription in the run in flight of a partition the consumer holds
+-- (after its checkpoint, at or below delivered_to) and those partitions
+-- have no retry or replay pending, acking them one by one leaves each
+-- partition at its highest position, the run done when that is the run's
+-- last: one UPDATE does that.  Anything else (an error to raise, a no-op
+-- ack, a retry to delete) goes one position at a time, through ack.
 CREATE FUNCTION eventstore._subscription_ack_many(subscription text, consumer text, positions bigint[], caller oid)
     RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
+    -- its statements read a few rows of small tables by key: plan them once
+    -- (with custom plans the UPDATE below was planned at every call)
+    SET plan_cache_mode = force_generic_plan
     AS $$
     DECLARE
+        s eventstore.subscriptions;
         p bigint;
+        found_positions bigint[];
+        found_partitions integer[];
+        fits boolean;
     BEGIN
         IF pg_catalog.array_ndims(positions) OPERATOR(pg_catalog.>) 1 THEN
             RAISE EXCEPTION USING ERRCODE = 'array_subscript_error',
@@ -105,7 +128,54 @@ CREATE FUNCTION eventstore._subscription_ack_many(subscription text, consumer te
             RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
                 MESSAGE = 'global_positions must not be null or contain NULL';
         END IF;
-        PERFORM eventstore._subscription_get($1, caller);
+        s := eventstore._subscription_get($1, caller);
+        IF pg_catalog.cardinality(positions) OPERATOR(pg_catalog.>) 0 THEN
+            PERFORM eventstore._subscription_arg(consumer, 'consumer');
+            SELECT pg_catalog.array_agg(e.global_position),
+                   pg_catalog.array_agg(eventstore._subscription_partition(
+                       eventstore._subscription_key(s.partition_by, e.stream_id, e.metadata, e.global_position),
+                       s.partitions)),
+                   pg_catalog.count(*) OPERATOR(pg_catalog.=) (SELECT pg_catalog.count(DISTINCT u.p)
+                                                                FROM pg_catalog.unnest(positions) u(p))
+                   AND pg_catalog.bool_and((s.categories IS NULL
+                                            OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
+                                           AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types)))
+              INTO found_positions, found_partitions, fits
+              FROM eventstore._subscription_events(s.store, positions) e;
+            IF fits THEN
+                -- lock the partitions, as ack does, then look at them
+                PERFORM FROM eventstore.subscription_partitions x
+                  WHERE x.subscription OPERATOR(pg_catalog.=) s.name
+                    AND x.partition OPERATOR(pg_catalog.=) ANY (found_partitions)
+                  ORDER BY x.partition FOR UPDATE;
+                WITH runs AS (
+                    SELECT u.n, pg_catalog.min(u.p) AS first, pg_catalog.max(u.p) AS last
+                      FROM ROWS FROM (pg_catalog.unnest(found_positions), pg_catalog.unnest(found_partitions)) u(p, n)
+                     GROUP BY u.n)
+                UPDATE eventstore.subscription_partitions x
+                   SET checkpoint = r.last,
+                       delivered_to = CASE WHEN r.last OPERATOR(pg_catalog.>=) x.delivered_to THEN NULL ELSE x.delivered_to END,
+                       delivered_at = CASE WHEN r.last OPERATOR(pg_catalog.>=) x.delivered_to THEN NULL ELSE x.delivered_at END,
+                       lease_until = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) s.lease
+                  FROM runs r
+                 WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) r.n
+                   -- every run in flight, held by the consumer, nothing to retry or replay
+                   AND NOT EXISTS (SELECT FROM runs o
+                                    WHERE NOT EXISTS (SELECT FROM eventstore.subscription_partitions y
+                                                       WHERE y.subscription OPERATOR(pg_catalog.=) s.name
+                                                         AND y.partition OPERATOR(pg_catalog.=) o.n
+                                                         AND y.holder OPERATOR(pg_catalog.=) consumer
+                                                         AND y.lease_until OPERATOR(pg_catalog.>=) pg_catalog.clock_timestamp()
+                                                         AND o.first OPERATOR(pg_catalog.>) y.checkpoint
+                                                         AND o.last OPERATOR(pg_catalog.<=) y.delivered_to)
+                                       OR EXISTS (SELECT FROM eventstore.subscription_retries t
+                                                   WHERE t.subscription OPERATOR(pg_catalog.=) s.name
+                                                     AND t.partition OPERATOR(pg_catalog.=) o.n));
+                IF FOUND THEN
+                    RETURN;
+                END IF;
+            END IF;
+        END IF;
         FOR p IN SELECT DISTINCT u.p FROM pg_catalog.unnest(positions) u(p) ORDER BY u.p LOOP
             PERFORM eventstore._subscription_ack($1, $2, p, caller);
         END LOOP;
@@ -308,8 +378,25 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_delivered(s eventstore.subsc
     END
     $$;
 
+-- The delivery query of poll (subscription.c, es_subscription_deliver_plan):
+-- the events of the partitions poll took, in log order, each partition's run
+-- marked in flight.  poll built and planned it at every call (RETURN QUERY
+-- EXECUTE: 1-5 ms of a 1,000-event batch); it is prepared once per store
+-- (and lifecycle, upcasters) and kept in the backend's store cache.
+CREATE FUNCTION eventstore._subscription_deliver(store regclass, subscription text, replays integer[],
+                                                 retrying boolean, partition_by text, partitions integer,
+                                                 lo bigint, horizon bigint, categories text[], event_types text[],
+                                                 checkpoints bigint[], max_count integer, clock timestamptz)
+    RETURNS TABLE (partition integer, global_position bigint, stream_id text, stream_version bigint,
+                   event_type text, data jsonb, metadata jsonb, created_at timestamptz, attempt integer)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'eventstore_subscription_deliver';
+REVOKE ALL ON FUNCTION eventstore._subscription_deliver(regclass, text, integer[], boolean, text, integer, bigint,
+                                                       bigint, text[], text[], bigint[], integer, timestamptz)
+    FROM PUBLIC;
+
 -- poll delivers events upcast, like the reads: the store's upcasters run on
--- each delivered event (after decryption), in the statement's last step, so
+-- each delivered event (after decryption), in the delivery query's last step, so
 -- only delivered events are upcast.  Filters (categories, event_types) and
 -- partition keys are of the stored event.
 CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, consumer text, max_count integer, caller oid)
@@ -334,7 +421,6 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, cons
         waiting integer[];
         replaying integer[];
         renew integer[] := '{}';
-        upcasting boolean;
     BEGIN
         IF max_count IS NULL OR max_count OPERATOR(pg_catalog.<) 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -427,95 +513,28 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_poll(subscription text, cons
                 END IF;
             END IF;
         END LOOP;
+        IF max_count OPERATOR(pg_catalog.>) 0 THEN
+            -- A partition with replayed parked events delivers only those this time.
+            FOREACH rank IN ARRAY replays LOOP
+                cps[rank OPERATOR(pg_catalog.+) 1] := NULL;
+            END LOOP;
+            SELECT pg_catalog.min(c) INTO lo FROM pg_catalog.unnest(cps) c;
+            IF lo IS NOT NULL OR pg_catalog.cardinality(replays) OPERATOR(pg_catalog.>) 0 THEN
+                horizon := CASE WHEN lo IS NULL THEN 0 ELSE eventstore._log_horizon() END;
+                -- the delivery query: prepared once per store (subscription.c);
+                -- it renews the lease of the partitions it delivers from
+                RETURN QUERY SELECT * FROM eventstore._subscription_deliver(s.store, s.name, replays, retrying,
+                    s.partition_by, s.partitions, lo, horizon, s.categories, s.event_types, cps, max_count, clock);
+            END IF;
+        END IF;
+        -- renew the lease of the other partitions held (after the delivery:
+        -- each row is updated once)
         IF pg_catalog.cardinality(renew) OPERATOR(pg_catalog.>) 0 THEN
             UPDATE eventstore.subscription_partitions x
                SET lease_until = clock OPERATOR(pg_catalog.+) s.lease
-             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew);
+             WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) ANY (renew)
+               AND x.lease_until IS DISTINCT FROM clock OPERATOR(pg_catalog.+) s.lease;
         END IF;
-
-        IF max_count OPERATOR(pg_catalog.=) 0 THEN
-            RETURN;
-        END IF;
-        -- A partition with replayed parked events delivers only those this time.
-        FOREACH rank IN ARRAY replays LOOP
-            cps[rank OPERATOR(pg_catalog.+) 1] := NULL;
-        END LOOP;
-        SELECT pg_catalog.min(c) INTO lo FROM pg_catalog.unnest(cps) c;
-        IF lo IS NULL AND pg_catalog.cardinality(replays) OPERATOR(pg_catalog.=) 0 THEN
-            RETURN;
-        END IF;
-        horizon := CASE WHEN lo IS NULL THEN 0 ELSE eventstore._log_horizon() END;
-        upcasting := EXISTS (SELECT FROM eventstore.upcasters x WHERE x.store OPERATOR(pg_catalog.=) s.store);
-        RETURN QUERY EXECUTE pg_catalog.format($q$
-        WITH batch AS (
-            SELECT b.* FROM (
-                SELECT r.partition AS part, e.global_position, e.stream_id, e.stream_version, e.event_type,
-                       %3$s AS data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,
-                       true AS replay, e.event_id, e.tags
-                  FROM eventstore.subscription_retries r
-                  JOIN %1$s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position
-                 WHERE r.subscription OPERATOR(pg_catalog.=) $1
-                   AND r.partition OPERATOR(pg_catalog.=) ANY ($2)
-                   AND r.global_position OPERATOR(pg_catalog.<=) (SELECT x.checkpoint
-                         FROM eventstore.subscription_partitions x
-                        WHERE x.subscription OPERATOR(pg_catalog.=) $1
-                          AND x.partition OPERATOR(pg_catalog.=) r.partition)
-                   AND %2$s
-                UNION ALL
-                (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, %3$s AS data,
-                        e.metadata, e.created_at,
-                        CASE WHEN $3 THEN
-                            COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r
-                                       WHERE r.subscription OPERATOR(pg_catalog.=) $1
-                                         AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)
-                            OPERATOR(pg_catalog.+) 1
-                        ELSE 1 END,
-                        false, e.event_id, e.tags
-                   FROM %1$s e
-                  CROSS JOIN LATERAL (SELECT eventstore._subscription_partition(
-                          eventstore._subscription_key($4, e.stream_id, e.metadata, e.global_position),
-                          $5) AS part) k
-                  WHERE e.global_position OPERATOR(pg_catalog.>) $6
-                    AND e.global_position OPERATOR(pg_catalog.<=) $7
-                    AND ($8 IS NULL
-                         OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($8))
-                    AND ($9 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($9))
-                    AND e.global_position OPERATOR(pg_catalog.>) ($10)[k.part OPERATOR(pg_catalog.+) 1]
-                    AND %2$s
-                  ORDER BY e.global_position
-                  LIMIT $11)) b
-             ORDER BY b.replay DESC, b.global_position
-             LIMIT $11),
-        marked AS (
-            UPDATE eventstore.subscription_partitions x
-               SET delivered_to = m.last, delivered_at = $12
-              FROM (SELECT bb.part, pg_catalog.max(bb.global_position) AS last FROM batch bb GROUP BY bb.part) m
-             WHERE x.subscription OPERATOR(pg_catalog.=) $1 AND x.partition OPERATOR(pg_catalog.=) m.part
-            RETURNING x.partition)
-        SELECT b.part, b.global_position, b.stream_id, b.stream_version, %5$s.event_type, %5$s.data, %5$s.metadata,
-               b.created_at, b.attempt
-          FROM batch b%4$s
-         WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.>=) 0
-         ORDER BY b.replay DESC, b.global_position
-        $q$, s.store,
-            -- the store's lifecycle (lifecycle.c): what reads hide, a
-            -- subscription never delivers; data is decrypted like a read's
-            CASE WHEN eventstore._lifecycle_active(s.store)
-                 THEN pg_catalog.format('eventstore._visible(%L::pg_catalog.regclass, e.stream_id, e.stream_version, e.created_at)', s.store)
-                 ELSE 'true' END,
-            CASE WHEN eventstore._lifecycle_active(s.store)
-                 THEN pg_catalog.format('eventstore.decrypt(e.data, %L::pg_catalog.regclass)', s.store)
-                 ELSE 'e.data' END,
-            -- the store's upcasters (upcast.c), on the delivered events
-            -- only, after decryption, as a read applies them
-            CASE WHEN upcasting
-                 THEN pg_catalog.format(' CROSS JOIN LATERAL eventstore._upcast(ROW(b.global_position, b.stream_id,'
-                                        ' b.stream_version, b.event_id, b.event_type, b.data, b.metadata, b.created_at,'
-                                        ' b.tags)::eventstore.events, %L::pg_catalog.regclass) u', s.store)
-                 ELSE '' END,
-            CASE WHEN upcasting THEN 'u' ELSE 'b' END)
-        USING s.name, replays, retrying, s.partition_by, s.partitions, lo, horizon,
-              s.categories, s.event_types, cps, max_count, clock;
     END
     $$;
 

@@ -325,6 +325,48 @@ SELECT bool_and(x.checkpoint = (SELECT max(g.global_position) FROM many_got g WH
        count(*) FILTER (WHERE x.delivered_to IS NOT NULL) AS in_flight
   FROM eventstore.subscription_partitions x WHERE x.subscription = 'sub_many';
 SELECT count(*) FROM eventstore.poll('sub_many', 'c1', 100);
+-- all but the last event of each run: the checkpoints move to the acked
+-- positions, the runs stay in flight (nothing delivered until they are done)
+SELECT eventstore.reset_subscription('sub_many', 0);
+TRUNCATE many_got;
+INSERT INTO many_got SELECT * FROM eventstore.poll('sub_many', 'c1', 100);
+SELECT eventstore.ack_many('sub_many', 'c1', (SELECT array_agg(g.global_position) FROM many_got g
+                                               WHERE g.global_position < (SELECT max(h.global_position) FROM many_got h
+                                                                           WHERE h.partition = g.partition)));
+SELECT count(*) FILTER (WHERE x.checkpoint = (SELECT max(g.global_position) FROM many_got g
+                                               WHERE g.partition = x.partition
+                                                 AND g.global_position < x.delivered_to)) AS at_acked,
+       count(*) FILTER (WHERE x.delivered_to = (SELECT max(g.global_position) FROM many_got g
+                                                 WHERE g.partition = x.partition)) AS in_flight
+  FROM eventstore.subscription_partitions x WHERE x.subscription = 'sub_many';
+SELECT count(*) FROM eventstore.poll('sub_many', 'c1', 100);
+-- a position acked before (a no-op) with the rest: each as ack would
+SELECT eventstore.ack_many('sub_many', 'c1', (SELECT array_agg(global_position) FROM many_got));
+SELECT count(*) FILTER (WHERE delivered_to IS NOT NULL) AS in_flight FROM eventstore.subscription_partitions
+ WHERE subscription = 'sub_many';
+-- a failed event retried: acking its run deletes its retry, as ack does
+SELECT eventstore.reset_subscription('sub_many', 0);
+TRUNCATE many_got;
+INSERT INTO many_got SELECT * FROM eventstore.poll('sub_many', 'c1', 100);
+SELECT eventstore.nack('sub_many', 'c1', min(global_position), interval '0') FROM many_got;
+-- the failed run again (the other runs are still in flight), then all of them
+SELECT count(*) FILTER (WHERE attempt = 2) AS retried, count(DISTINCT partition) AS runs
+  FROM eventstore.poll('sub_many', 'c1', 100);
+SELECT eventstore.ack_many('sub_many', 'c1', (SELECT array_agg(global_position) FROM many_got));
+SELECT (SELECT count(*) FROM eventstore.subscription_retries WHERE subscription = 'sub_many') AS retries,
+       (SELECT count(*) FROM eventstore.subscription_partitions
+         WHERE subscription = 'sub_many' AND delivered_to IS NOT NULL) AS in_flight;
+-- poll renews the lease of every partition it holds: those it delivers from
+-- (in the delivering statement) and the others, to one time
+SELECT eventstore.reset_subscription('sub_many', 0);
+CREATE TEMP TABLE many_lease AS
+    SELECT partition, lease_until FROM eventstore.subscription_partitions WHERE subscription = 'sub_many';
+SELECT count(*) FROM (SELECT pg_sleep(0.01)) z;
+SELECT count(*) AS delivered FROM eventstore.poll('sub_many', 'c1', 1);
+SELECT count(*) FILTER (WHERE x.lease_until > l.lease_until) AS renewed, count(*) AS held,
+       count(DISTINCT x.lease_until) AS leases, count(*) FILTER (WHERE x.delivered_to IS NOT NULL) AS delivering
+  FROM eventstore.subscription_partitions x JOIN many_lease l USING (partition)
+ WHERE x.subscription = 'sub_many' AND x.holder = 'c1';
 
 ------------------------------------------------------------------------
 -- the lease history keeps the last 100 holdings of each partition

@@ -16,6 +16,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tstoreReceiver.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -73,6 +74,40 @@ es_consumer_call(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql, con
 			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(*plan);
 	}
+#if PG_VERSION_NUM >= 140000
+	if (set)
+	{
+		/*
+		 * The rows go straight into the function's result (a batch of poll
+		 * is 1,000 rows: no copy through SPI_tuptable), each checked against
+		 * the shape the function declares.
+		 */
+		DestReceiver *dest = CreateTuplestoreDestReceiver();
+		ParamListInfo params = makeParamList(nargs + 1);
+		SPIExecuteOptions options;
+
+		for (int i = 0; i <= nargs; i++)
+		{
+			params->params[i].value = values[i];
+			params->params[i].isnull = nulls[i] == 'n';
+			params->params[i].pflags = PARAM_FLAG_CONST;
+			params->params[i].ptype = types[i];
+		}
+		SetTuplestoreDestReceiverParams(dest, rsinfo->setResult, rsinfo->econtext->ecxt_per_query_memory,
+										false, rsinfo->setDesc,
+										"eventstore: a consumer call returned rows of another shape than its function's");
+		memset(&options, 0, sizeof(options));
+		options.params = params;
+		options.read_only = read_only;
+		options.dest = dest;
+		if (SPI_execute_plan_extended(*plan, &options) < 0)
+			elog(ERROR, "eventstore: consumer call failed: %s", sql);
+		dest->rDestroy(dest);
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec);
+		return;
+	}
+#endif
 	if (SPI_execute_plan(*plan, values, nulls, read_only, 0) < 0)
 		elog(ERROR, "eventstore: consumer call failed: %s", sql);
 	if (set)

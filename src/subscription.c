@@ -32,9 +32,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 
+#include "compat.h"
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_log_horizon);
@@ -43,6 +45,8 @@ PG_FUNCTION_INFO_V1(eventstore_alter_subscription);
 PG_FUNCTION_INFO_V1(eventstore_drop_subscription);
 PG_FUNCTION_INFO_V1(eventstore_reset_subscription);
 PG_FUNCTION_INFO_V1(eventstore_poll);
+PG_FUNCTION_INFO_V1(eventstore_subscription_deliver);
+PG_FUNCTION_INFO_V1(eventstore_subscription_events);
 PG_FUNCTION_INFO_V1(eventstore_ack);
 PG_FUNCTION_INFO_V1(eventstore_ack_many);
 PG_FUNCTION_INFO_V1(eventstore_nack);
@@ -241,6 +245,202 @@ eventstore_poll(PG_FUNCTION_ARGS)
 				 errhint("Call poll in its own READ COMMITTED transaction; ack may run in any transaction.")));
 	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_poll($1, $2, $3, $4)",
 					 argtypes, true, false);
+	return (Datum) 0;
+}
+
+/*
+ * The delivery query of poll on store st: the events of the partitions
+ * given, in log order, at most $11; marks each partition's run in flight
+ * (delivered_to, delivered_at = $12) and renews its lease (from $12).  First the replayed parked events of
+ * the partitions $2 (at or below their checkpoints), then the partitions'
+ * events after their checkpoints ($10, by partition + 1) and up to the
+ * horizon $7 ($6: the lowest checkpoint), of the categories $8 and event
+ * types $9, keyed by $4 into $5 partitions; $3: are there retries (an
+ * event's attempt counts them).  $1 is the subscription.
+ *
+ * With lifecycle rows for the store, what reads hide is never delivered and
+ * data is decrypted like a read's; with upcasters, the delivered events
+ * (only) are upcast, after decryption.  Prepared once per store and
+ * (lifecycle, upcast), kept in the store's cache (a generic plan: nothing in
+ * it depends on the values).
+ */
+static SPIPlanPtr
+es_subscription_deliver_plan(EsStore *st, bool lifecycle, bool upcast, Oid *argtypes)
+{
+	EsPlanSlot	slot = ES_PLAN_SUB_DELIVER + lifecycle * 2 + upcast;
+
+	if (st->plans[slot] == NULL)
+	{
+		char	   *visible = "true";
+		char	   *data = "e.data";
+		char	   *upcaster = "";
+		char	   *sql;
+
+		if (lifecycle)
+		{
+			visible = psprintf("eventstore._visible(%s::pg_catalog.regclass,"
+							   " e.stream_id, e.stream_version, e.created_at)",
+							   quote_literal_cstr(st->name));
+			data = psprintf("eventstore.decrypt(e.data, %s::pg_catalog.regclass)",
+							quote_literal_cstr(st->name));
+		}
+		if (upcast)
+			upcaster = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(b.global_position, b.stream_id,"
+								" b.stream_version, b.event_id, b.event_type, b.data, b.metadata, b.created_at,"
+								" b.tags)::eventstore.events, %s::pg_catalog.regclass) u",
+								quote_literal_cstr(st->name));
+		sql = psprintf(
+			"WITH batch AS ("
+			" SELECT b.* FROM ("
+			"  SELECT r.partition AS part, e.global_position, e.stream_id, e.stream_version, e.event_type,"
+			"         %3$s AS data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,"
+			"         true AS replay, e.event_id, e.tags"
+			"    FROM eventstore.subscription_retries r"
+			"    JOIN %1$s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position"
+			"   WHERE r.subscription OPERATOR(pg_catalog.=) $1"
+			"     AND r.partition OPERATOR(pg_catalog.=) ANY ($2)"
+			"     AND r.global_position OPERATOR(pg_catalog.<=) (SELECT x.checkpoint"
+			"           FROM eventstore.subscription_partitions x"
+			"          WHERE x.subscription OPERATOR(pg_catalog.=) $1"
+			"            AND x.partition OPERATOR(pg_catalog.=) r.partition)"
+			"     AND %2$s"
+			"  UNION ALL"
+			"  (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, %3$s AS data,"
+			"          e.metadata, e.created_at,"
+			"          CASE WHEN $3 THEN"
+			"              COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r"
+			"                         WHERE r.subscription OPERATOR(pg_catalog.=) $1"
+			"                           AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)"
+			"              OPERATOR(pg_catalog.+) 1"
+			"          ELSE 1 END,"
+			"          false, e.event_id, e.tags"
+			"     FROM %1$s e"
+			"    CROSS JOIN LATERAL (SELECT eventstore._subscription_partition("
+			"            eventstore._subscription_key($4, e.stream_id, e.metadata, e.global_position),"
+			"            $5) AS part) k"
+			"    WHERE e.global_position OPERATOR(pg_catalog.>) $6"
+			"      AND e.global_position OPERATOR(pg_catalog.<=) $7"
+			"      AND ($8 IS NULL"
+			"           OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($8))"
+			"      AND ($9 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($9))"
+			"      AND e.global_position OPERATOR(pg_catalog.>) ($10)[k.part OPERATOR(pg_catalog.+) 1]"
+			"      AND %2$s"
+			"    ORDER BY e.global_position"
+			"    LIMIT $11)) b"
+			"  ORDER BY b.replay DESC, b.global_position"
+			"  LIMIT $11),"
+			" marked AS ("
+			"  UPDATE eventstore.subscription_partitions x"
+			"     SET delivered_to = m.last, delivered_at = $12,"
+			"         lease_until = $12 OPERATOR(pg_catalog.+) (SELECT s.lease FROM eventstore.subscriptions s"
+			"                                                     WHERE s.name OPERATOR(pg_catalog.=) $1)"
+			"    FROM (SELECT bb.part, pg_catalog.max(bb.global_position) AS last FROM batch bb GROUP BY bb.part) m"
+			"   WHERE x.subscription OPERATOR(pg_catalog.=) $1 AND x.partition OPERATOR(pg_catalog.=) m.part"
+			"  RETURNING x.partition)"
+			" SELECT b.part, b.global_position, b.stream_id, b.stream_version, %5$s.event_type, %5$s.data,"
+			"        %5$s.metadata, b.created_at, b.attempt"
+			"   FROM batch b%4$s"
+			"  WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.>=) 0"
+			"  ORDER BY b.replay DESC, b.global_position",
+			st->name, visible, data, upcaster, upcast ? "u" : "b");
+		(void) es_store_plan(st, slot, sql, 12, argtypes, 0);
+		pfree(sql);
+	}
+	return st->plans[slot];
+}
+
+/*
+ * eventstore._subscription_deliver(store regclass, subscription text,
+ *		replays integer[], retrying boolean, partition_by text, partitions integer,
+ *		lo bigint, horizon bigint, categories text[], event_types text[],
+ *		checkpoints bigint[], max_count integer, clock timestamptz):
+ * the last step of poll (_subscription_poll, which has taken the
+ * partitions and worked out the rest): run the store's delivery query
+ * (es_subscription_deliver_plan, $1..$12 the arguments after the store).
+ * Owner-only; called as the extension's owner.
+ */
+Datum
+eventstore_subscription_deliver(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[12] = {TEXTOID, INT4ARRAYOID, BOOLOID, TEXTOID, INT4OID, INT8OID,
+	INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ParamListInfo params = makeParamList(12);
+	SPIExecuteOptions options;
+	DestReceiver *dest;
+	SPIPlanPtr	plan;
+	EsStore    *st;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("store must not be null")));
+	st = es_store(PG_GETARG_OID(0));
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < 12; i++)
+	{
+		params->params[i].value = PG_ARGISNULL(i + 1) ? (Datum) 0 : PG_GETARG_DATUM(i + 1);
+		params->params[i].isnull = PG_ARGISNULL(i + 1);
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = argtypes[i];
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	plan = es_subscription_deliver_plan(st, es_lifecycle_active(st->relid, GetActiveSnapshot()),
+										es_upcasting(st), argtypes);
+	dest = CreateTuplestoreDestReceiver();
+	es_tuplestore_dest_params(dest, rsinfo->setResult, rsinfo->econtext->ecxt_per_query_memory);
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = false;
+	options.dest = dest;
+	if (SPI_execute_plan_extended(plan, &options) < 0)
+		elog(ERROR, "eventstore: the delivery query of poll failed");
+	dest->rDestroy(dest);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * eventstore._subscription_events(store regclass, positions bigint[])
+ *		RETURNS TABLE (global_position bigint, stream_id text, event_type text, metadata jsonb):
+ * the events of store at positions (those that exist), with what a
+ * subscription's filters and partition keys need; ack_many looks its
+ * positions up with it.  A statement prepared once per store.  Owner-only.
+ */
+Datum
+eventstore_subscription_events(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		values[1];
+	bool		nulls[1] = {false};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DestReceiver *dest;
+	EsStore    *st;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("store and positions must not be null")));
+	st = es_store(PG_GETARG_OID(0));
+	values[0] = PG_GETARG_DATUM(1);
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (st->plans[ES_PLAN_SUB_EVENTS] == NULL)
+	{
+		char	   *sql = psprintf("SELECT e.global_position, e.stream_id, e.event_type, e.metadata FROM %s e"
+								   " WHERE e.global_position OPERATOR(pg_catalog.=) ANY ($1)", st->name);
+
+		(void) es_store_plan(st, ES_PLAN_SUB_EVENTS, sql, 1, argtypes, 0);
+		pfree(sql);
+	}
+	dest = CreateTuplestoreDestReceiver();
+	es_tuplestore_dest_params(dest, rsinfo->setResult, rsinfo->econtext->ecxt_per_query_memory);
+	es_spi_into_dest(st->plans[ES_PLAN_SUB_EVENTS], 1, argtypes, values, nulls, dest);
+	dest->rDestroy(dest);
+	SPI_finish();
 	return (Datum) 0;
 }
 

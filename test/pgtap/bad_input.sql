@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(678);
+SELECT plan(684);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -164,8 +164,10 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_backlog(eventstore.subscriptions,integer,bigint,bigint)',
     'eventstore._subscription_check(text[],text[],integer,interval,interval)',
     'eventstore._subscription_create(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval,regclass,oid)',
+    'eventstore._subscription_deliver(regclass,text,integer[],boolean,text,integer,bigint,bigint,text[],text[],bigint[],integer,timestamp with time zone)',
     'eventstore._subscription_delivered(eventstore.subscriptions,text,bigint)',
     'eventstore._subscription_drop(text,oid)',
+    'eventstore._subscription_events(regclass,bigint[])',
     'eventstore._subscription_get(text,oid,boolean)',
     'eventstore._subscription_key(text,text,jsonb,bigint)',
     'eventstore._subscription_list_parked(text,oid)',
@@ -245,7 +247,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 113 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 115 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1201,6 +1203,18 @@ SELECT pg_temp.x('_subscription_ack_many', 'negative position', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{-1}', 10)$$);
 SELECT pg_temp.x('_subscription_ack_many', 'NULL caller', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{1}', NULL)$$);
+SELECT pg_temp.x('_subscription_deliver', 'NULL store', 'error 22004',
+    $$SELECT count(*) FROM eventstore._subscription_deliver(NULL, 'x', '{}', false, 'stream', 1, 0, 10, NULL, NULL, '{0}', 10, now())$$);
+SELECT pg_temp.x('_subscription_deliver', 'not a store', 'error 42809',
+    $$SELECT count(*) FROM eventstore._subscription_deliver('pg_class', 'x', '{}', false, 'stream', 1, 0, 10, NULL, NULL, '{0}', 10, now())$$);
+SELECT pg_temp.x('_subscription_deliver', 'an empty range', 'ok 0',
+    $$SELECT count(*) FROM eventstore._subscription_deliver('eventstore.events', 'x', '{}', false, 'stream', 1, 0, 0, NULL, NULL, '{0}', 10, now())$$);
+SELECT pg_temp.x('_subscription_events', 'NULL positions', 'error 22004',
+    $$SELECT count(*) FROM eventstore._subscription_events('eventstore.events', NULL)$$);
+SELECT pg_temp.x('_subscription_events', 'not a store', 'error 42809',
+    $$SELECT count(*) FROM eventstore._subscription_events('pg_class', '{1}')$$);
+SELECT pg_temp.x('_subscription_events', 'no such positions', 'ok 0',
+    $$SELECT count(*) FROM eventstore._subscription_events('eventstore.events', '{-1, 0}')$$);
 SELECT pg_temp.x('_subscription_nack', 'unknown', 'error 42704', $$SELECT eventstore._subscription_nack('bi_none', 'c', 1, NULL, NULL, 10)$$);
 SELECT pg_temp.x('_subscription_nack', 'negative retry_after', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_nack('bi_sub', 'c', 1, '-1 s', NULL, 10)$$);
