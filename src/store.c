@@ -44,7 +44,10 @@ eventstore_store_arg(PG_FUNCTION_ARGS)
 /*
  * eventstore._store_dropped(): the sql_drop event trigger.  Tables dropped
  * by the command that no longer exist are forgotten in every table of
- * schema eventstore that has a store column.
+ * schema eventstore that has a store column.  The OIDs and table names are
+ * kept in the caller's memory: SPI_finish frees what was allocated while
+ * connected (before 0.7.0 the DELETEs were built from freed memory, which a
+ * clean-clone test run once caught as "invalid byte sequence").
  */
 Datum
 eventstore_store_dropped(PG_FUNCTION_ARGS)
@@ -56,6 +59,8 @@ eventstore_store_dropped(PG_FUNCTION_ARGS)
 	ArrayType  *arr;
 	Oid			argtypes[1] = {OIDARRAYOID};
 	Datum		values[1];
+	MemoryContext outer = CurrentMemoryContext;	/* outlives SPI_finish */
+	MemoryContext spi;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -68,7 +73,7 @@ eventstore_store_dropped(PG_FUNCTION_ARGS)
 					" WHERE o.object_type OPERATOR(pg_catalog.=) 'table' AND NOT o.is_temporary",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: reading the dropped objects failed");
-	gone = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	gone = MemoryContextAlloc(outer, sizeof(Datum) * Max(SPI_processed, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -90,7 +95,13 @@ eventstore_store_dropped(PG_FUNCTION_ARGS)
 					" ORDER BY c.relname", true, 0) == SPI_OK_SELECT)
 	{
 		for (uint64 i = 0; i < SPI_processed; i++)
-			tables = lappend(tables, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		{
+			char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+			spi = MemoryContextSwitchTo(outer);
+			tables = lappend(tables, pstrdup(name));
+			MemoryContextSwitchTo(spi);
+		}
 	}
 	SPI_finish();
 
