@@ -981,16 +981,53 @@ es_condition_arg(FunctionCallInfo fcinfo, int argno)
 	return es_dcb_parse_condition(PG_GETARG_JSONB_P(argno));
 }
 
+/*
+ * The (version, position) result row.  Its descriptor is resolved once per
+ * backend and function (append, append_event and their older signatures),
+ * as resolving the result type costs a tenth of a one-event append.  A
+ * function whose OUT parameters change is a new function, with a new OID.
+ */
+#define ES_RESULT_DESCS 8
+
+static struct
+{
+	Oid			fn;
+	TupleDesc	desc;
+}			es_result_descs[ES_RESULT_DESCS];
+
 static Datum
 es_result(FunctionCallInfo fcinfo, int64 version, int64 position)
 {
-	TupleDesc	desc;
+	Oid			fn = fcinfo->flinfo->fn_oid;
+	TupleDesc	desc = NULL;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
+	int			i;
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "eventstore: return type must be a row type");
-	desc = BlessTupleDesc(desc);
+	for (i = 0; i < ES_RESULT_DESCS && OidIsValid(es_result_descs[i].fn); i++)
+		if (es_result_descs[i].fn == fn)
+		{
+			desc = es_result_descs[i].desc;
+			break;
+		}
+	if (desc == NULL)
+	{
+		TupleDesc	resolved;
+
+		if (get_call_result_type(fcinfo, NULL, &resolved) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "eventstore: return type must be a row type");
+		if (i == ES_RESULT_DESCS)
+			desc = BlessTupleDesc(resolved);	/* not kept: the cache is full */
+		else
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			desc = BlessTupleDesc(CreateTupleDescCopy(resolved));
+			MemoryContextSwitchTo(old);
+			es_result_descs[i].fn = fn;
+			es_result_descs[i].desc = desc;
+		}
+	}
 	values[0] = Int64GetDatum(version);
 	values[1] = Int64GetDatum(position);
 	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
