@@ -12,34 +12,57 @@
  * each kind separately.
  *
  * With the library in shared_preload_libraries, shared memory holds one slot
- * per backend: the database and the first position its current transaction
- * took (0 when none).  Locking rules:
+ * per backend: the database and, per counter, a value at or below the first
+ * one its current transaction took (0 when none).  No lock is taken: slots
+ * are written by their backend only, with atomics and memory barriers, and
+ * read by anyone, as PostgreSQL's own ProcArray publishes each backend's xid
+ * and xmin.
  *
- *	- A transaction's first position is taken and published in its slot while
- *	  holding es_shared->lock exclusively, so "allocate and register" is
- *	  atomic.  Later positions of the same transaction are higher and need no
- *	  lock: the slot already holds them back.
- *	- A reader holds the lock in shared mode while it scans the slots and
- *	  takes the snapshot it will read with.  Every position below the lowest
- *	  registered one belongs to a finished transaction, and no first position
- *	  can be taken between the scan and the snapshot.
- *	- A slot is cleared from the transaction callback at commit or abort,
- *	  which PostgreSQL runs after the commit became visible to new snapshots.
- *	  Clearing uses an atomic exchange (a full barrier) and no lock: a reader
- *	  that still sees the old value merely stops a little early.
- *	- Registration belongs to the top-level transaction.  A subtransaction
- *	  that took the first position and was rolled back leaves the slot as it
- *	  is: its positions are gaps, and later ones stay held back.
- *	- Nothing that waits for another transaction happens under the lock.
- *	  Before taking it, es_allocate takes the sequence's relation lock (the
- *	  one nextval takes, which an ALTER SEQUENCE in an open transaction
- *	  holds), opens the relation, pins its page and assigns the transaction
- *	  id.  What remains under the lock is nextval's own work: the sequence
- *	  page's buffer content lock (held for microseconds by another nextval,
- *	  or during the page's write by a checkpoint), and, every 32 values or on
- *	  the first change after a checkpoint, a WAL insert, which may wait for
- *	  WAL buffers to be written out.  These are waits on I/O, not on other
- *	  transactions, and end by themselves.
+ * Appender, the first value of a transaction (es_allocate):
+ *	 A1. take the sequence's relation lock (the one nextval takes; an ALTER
+ *		 SEQUENCE in an open transaction holds it), so that no wait on another
+ *		 transaction happens while the slot holds anything;
+ *	 A2. publish a lower bound b of the value nextval will return: the last
+ *		 value this backend took from that sequence, plus one (the sequence's
+ *		 last value, read once per backend and sequence, the first time);
+ *		 published with a full barrier (atomic exchange), the database first;
+ *	 A3. nextval: v >= b;
+ *	 A4. publish v in place of b.
+ * Later values of the same transaction are higher and need nothing: the slot
+ * already holds them back.  The slot is cleared (atomic exchange, a full
+ * barrier) from the transaction callback at commit or abort, which
+ * PostgreSQL runs after the commit became visible to new snapshots, and
+ * when the backend exits.
+ *
+ * Reader (es_read_horizon):
+ *	 R1. read the sequence's last value M (under the sequence page's buffer
+ *		 lock, as nextval writes it);
+ *	 R2. scan the slots of its database: L = the lowest value found;
+ *	 R3. take the snapshot to read with;
+ *	 and read up to min(M, L - 1).
+ *
+ * Why no position p <= min(M, L - 1) that will ever commit is missing from
+ * the snapshot.  Let T be the transaction that took p and f its first value
+ * (f <= p).  p <= M, so the nextval that returned p, and f's before it,
+ * wrote the sequence page before R1 read it (the page's buffer lock orders
+ * them; the sequence has CACHE 1 and only grows).  T published b <= f at A2
+ * before that nextval, with a full barrier, and R1 and R2 are separated by
+ * one too: so when R2 reads T's slot it holds b or f, unless T has ended.
+ * If it holds b or f, L <= f <= p, a contradiction.  So T had ended before
+ * R2 read its slot: T's commit was visible to new snapshots before that, and
+ * R3 comes after R2 (a slot found holding a later transaction's bound means
+ * the same).  import_events takes a block of positions by setval after its
+ * first one: the same argument holds.  Positions above M are not
+ * read; a reader merely stops early when it sees b instead of v, or a value
+ * cleared a moment later.  The bound is below every value nextval can return
+ * because the sequence only grows: a setval or ALTER SEQUENCE RESTART below
+ * a value handed out breaks the unique positions too.  A lookup keyed by
+ * sequence OID covers a store recreated in the same session.
+ *
+ * Registration belongs to the top-level transaction.  A subtransaction that
+ * took the first position and was rolled back (or failed between A2 and A4)
+ * leaves the slot as it is: its positions are gaps, and later ones stay held
+ * back.
  *
  * Without preload there is no shared memory.  Appenders then take a shared
  * advisory lock (ES_LOCKTAG_LOG) before their first position, held by the
@@ -54,6 +77,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/relation.h"
 #include "access/xlog.h"
@@ -82,15 +106,24 @@ typedef struct EsSlot
 
 typedef struct EsHorizonShared
 {
-	LWLock	   *lock;
 	int			nslots;
 	EsSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } EsHorizonShared;
 
 static EsHorizonShared *es_shared = NULL;
 
-/* First value of each counter taken by this backend's transaction, 0 if none. */
+/*
+ * What this backend's transaction published of each counter (its first value,
+ * or the bound before it), 0 if none.
+ */
 static int64 es_my_first[ES_NCOUNTERS];
+
+/* The last value this backend took of each counter, and from which sequence. */
+static struct
+{
+	Oid			seq;
+	int64		value;
+}			es_my_last[ES_NCOUNTERS];
 static bool es_exit_hook_registered = false;
 
 #ifdef ES_HAVE_SHMEM_REQUEST_HOOK
@@ -113,7 +146,6 @@ es_horizon_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	RequestAddinShmemSpace(es_horizon_shmem_size());
-	RequestNamedLWLockTranche("eventstore_horizon", 1);
 }
 
 static void
@@ -128,7 +160,6 @@ es_horizon_shmem_startup(void)
 	es_shared = ShmemInitStruct("eventstore_horizon", es_horizon_shmem_size(), &found);
 	if (!found)
 	{
-		es_shared->lock = &(GetNamedLWLockTranche("eventstore_horizon"))->lock;
 		es_shared->nslots = ES_MAX_BACKEND_SLOTS();
 		for (int i = 0; i < es_shared->nslots; i++)
 		{
@@ -236,9 +267,57 @@ es_log_locktag(LOCKTAG *tag, EsCounter kind)
 }
 
 /*
+ * The last value sequence seqoid handed out (0 before its first nextval),
+ * read from its page under the page's buffer lock, which nextval holds
+ * exclusively while it writes the value.  Only ACCESS SHARE on the sequence:
+ * unlike nextval and pg_sequence_last_value, this does not wait for an
+ * ALTER SEQUENCE in an open transaction.
+ */
+static int64
+es_sequence_peek(Oid seqoid)
+{
+	Relation	seqrel = relation_open(seqoid, AccessShareLock);
+	Buffer		buf = ReadBuffer(seqrel, 0);
+	Page		page;
+	ItemId		lp;
+	HeapTupleData tuple;
+	Form_pg_sequence_data seq;
+	int64		last;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	lp = PageGetItemId(page, FirstOffsetNumber);
+	if (PageGetMaxOffsetNumber(page) < FirstOffsetNumber || !ItemIdIsNormal(lp))
+		elog(ERROR, "eventstore: sequence %u has no row", seqoid);
+	tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+	tuple.t_len = ItemIdGetLength(lp);
+	seq = (Form_pg_sequence_data) GETSTRUCT(&tuple);
+	last = seq->is_called ? seq->last_value : 0;
+	UnlockReleaseBuffer(buf);
+	relation_close(seqrel, AccessShareLock);
+	return last;
+}
+
+/*
+ * A value at or below the next one sequence seqoid hands out: the last one
+ * this backend took from it, plus one; the sequence's last value the first
+ * time (see the file header).
+ */
+static int64
+es_next_bound(EsCounter kind, Oid seqoid)
+{
+	if (es_my_last[kind].seq != seqoid)
+	{
+		es_my_last[kind].value = es_sequence_peek(seqoid);
+		es_my_last[kind].seq = seqoid;
+	}
+	return es_my_last[kind].value + 1;
+}
+
+/*
  * Take the next value of counter kind (from sequence seqoid) for the current
  * transaction, registering the transaction as in flight first if this is its
- * first value of that counter.
+ * first value of that counter (A1-A4 of the file header).
  */
 int64
 es_allocate(EsCounter kind, Oid seqoid)
@@ -246,35 +325,26 @@ es_allocate(EsCounter kind, Oid seqoid)
 	int64		pos;
 
 	if (es_my_first[kind] != 0)
-		return nextval_internal(seqoid, false);
-
-	if (es_shared != NULL)
+		pos = nextval_internal(seqoid, false);
+	else if (es_shared != NULL)
 	{
 		EsSlot	   *slot = es_my_slot();
-		Relation	seqrel;
-		Buffer		buf;
+		int64		bound;
 
-		/*
-		 * Whatever can wait goes before the LWLock, which is cluster-wide,
-		 * exclusive and uncancellable: the sequence's heavyweight lock (the
-		 * one nextval takes; an ALTER SEQUENCE in an open transaction makes
-		 * us wait here, cancellably), the relcache entry, a pin on its page
-		 * (no read I/O below), and the transaction id nextval would assign
-		 * when it writes WAL.  See "what remains" in the file header.
-		 */
-		seqrel = relation_open(seqoid, RowExclusiveLock);
-		buf = ReadBuffer(seqrel, 0);
-		if (!XactReadOnly)		/* else nextval raises its own error */
-			(void) GetTopTransactionId();
+		/* A1: waits for another transaction happen here, with nothing published */
+		LockRelationOid(seqoid, RowExclusiveLock);
+		bound = es_next_bound(kind, seqoid);
 
-		LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
-		pos = nextval_internal(seqoid, false);
+		/* A2 (a subtransaction's error from here on leaves the slot to the end) */
 		slot->dbid = MyDatabaseId;
-		pg_atomic_write_u64(&slot->first[kind], (uint64) pos);
-		LWLockRelease(es_shared->lock);
+		pg_write_barrier();
+		es_my_first[kind] = bound;
+		(void) pg_atomic_exchange_u64(&slot->first[kind], (uint64) bound);
 
-		ReleaseBuffer(buf);
-		relation_close(seqrel, NoLock);
+		pos = nextval_internal(seqoid, false);	/* A3 */
+		Assert(pos >= bound);
+		pg_atomic_write_u64(&slot->first[kind], (uint64) pos);	/* A4 */
+		es_my_first[kind] = pos;
 	}
 	else
 	{
@@ -294,8 +364,10 @@ es_allocate(EsCounter kind, Oid seqoid)
 		(void) LockAcquire(&tag, ShareLock, false, false);
 		CurrentResourceOwner = save_owner;
 		pos = nextval_internal(seqoid, false);
+		es_my_first[kind] = pos;
 	}
-	es_my_first[kind] = pos;
+	es_my_last[kind].seq = seqoid;
+	es_my_last[kind].value = pos;
 	if (!es_exit_hook_registered)
 	{
 		before_shmem_exit(es_horizon_shmem_exit, (Datum) 0);
@@ -337,10 +409,42 @@ es_standby_horizon(EsCounter kind, Snapshot *snapshot_out)
 }
 
 /*
+ * Scan the slots for the lowest value of counter kind in flight in database
+ * dbid: false when there is none; else *lowest, the slot holding it, and
+ * (when count is given) how many slots hold one.
+ */
+static bool
+es_horizon_scan(EsCounter kind, Oid dbid, int64 *lowest, int *slot, int *count)
+{
+	bool		found = false;
+
+	for (int i = 0; i < es_shared->nslots; i++)
+	{
+		uint64		v = pg_atomic_read_u64(&es_shared->slots[i].first[kind]);
+
+		if (v == 0)
+			continue;
+		pg_read_barrier();		/* the database was written before the value */
+		if (es_shared->slots[i].dbid != dbid)
+			continue;
+		if (count)
+			(*count)++;
+		if (!found || (int64) v < *lowest)
+		{
+			*lowest = (int64) v;
+			*slot = i;
+			found = true;
+		}
+	}
+	return found;
+}
+
+/*
  * Compute the read horizon of counter kind in the current database and the
  * snapshot to read with: every value at or below the returned one that will
- * ever be visible is visible in *snapshot_out.  PG_INT64_MAX means no limit.
- * The caller must UnregisterSnapshot() the snapshot.
+ * ever be visible is visible in *snapshot_out, and in any snapshot taken
+ * later.  It is never above the counter's last value read before the
+ * snapshot.  The caller must UnregisterSnapshot() the snapshot.
  *
  * The snapshot is always a fresh one, also in REPEATABLE READ: a tail reader
  * needs the horizon and the rows from the same instant.
@@ -348,29 +452,22 @@ es_standby_horizon(EsCounter kind, Snapshot *snapshot_out)
 int64
 es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 {
-	int64		horizon = PG_INT64_MAX;
+	int64		horizon;
 
 	if (RecoveryInProgress())
 		return es_standby_horizon(kind, snapshot_out);
 
 	if (es_shared != NULL)
 	{
-		uint64		lowest = PG_UINT64_MAX;
+		int			slot;
+		int64		lowest;
 
-		LWLockAcquire(es_shared->lock, LW_SHARED);
-		for (int i = 0; i < es_shared->nslots; i++)
-		{
-			EsSlot	   *slot = &es_shared->slots[i];
-			uint64		first = pg_atomic_read_u64(&slot->first[kind]);
-
-			if (first != 0 && slot->dbid == MyDatabaseId && first < lowest)
-				lowest = first;
-		}
-		*snapshot_out = RegisterSnapshot(GetLatestSnapshot());
-		LWLockRelease(es_shared->lock);
-
-		if (lowest != PG_UINT64_MAX)
-			horizon = (int64) lowest - 1;
+		horizon = es_sequence_peek(seqoid);	/* R1 */
+		pg_memory_barrier();
+		if (es_horizon_scan(kind, MyDatabaseId, &lowest, &slot, NULL))	/* R2 */
+			horizon = Min(horizon, lowest - 1);
+		pg_memory_barrier();
+		*snapshot_out = RegisterSnapshot(GetLatestSnapshot());	/* R3 */
 	}
 	else
 	{
@@ -392,24 +489,21 @@ es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 
 /*
  * The read horizon for a reader that reads with a snapshot taken later than
- * the horizon (a statement of its own): es_read_horizon bounded by the
- * sequence's last value read before it.  es_read_horizon alone returns
- * "no limit" when nothing is in flight, which is right only with the
- * snapshot taken together with it: a position taken afterwards can commit
- * behind a later one before the later snapshot, which would then see the
- * later one and not it.  A position taken after the last value was read is
- * above it; one taken before is settled, or in flight when es_read_horizon
- * looks (registration is atomic with the nextval).
+ * the horizon (a statement of its own).  es_read_horizon is bounded by the
+ * counter's last value read before its snapshot: a position above it could
+ * commit behind it and be seen by a later snapshot before a lower one, but
+ * every position at or below it is settled.  (Before 0.7.0, with preload,
+ * es_read_horizon returned "no limit" when nothing was in flight, and this
+ * function read the last value first.)
  */
 int64
 es_settled_horizon(EsCounter kind, Oid seqoid)
 {
-	int64		last = es_sequence_last_value(seqoid);
 	Snapshot	snapshot;
 	int64		horizon = es_read_horizon(kind, seqoid, &snapshot);
 
 	UnregisterSnapshot(snapshot);
-	return Min(last, horizon);
+	return horizon;
 }
 
 /*
@@ -453,20 +547,6 @@ es_horizon_oldest(EsCounter kind, Oid dbid, int64 *first, int *slot, int *count)
 	*count = 0;
 	if (es_shared == NULL)
 		return false;
-	LWLockAcquire(es_shared->lock, LW_SHARED);
-	for (int i = 0; i < es_shared->nslots; i++)
-	{
-		uint64		v = pg_atomic_read_u64(&es_shared->slots[i].first[kind]);
-
-		if (v == 0 || es_shared->slots[i].dbid != dbid)
-			continue;
-		(*count)++;
-		if (*first == 0 || (int64) v < *first)
-		{
-			*first = (int64) v;
-			*slot = i;
-		}
-	}
-	LWLockRelease(es_shared->lock);
+	(void) es_horizon_scan(kind, dbid, first, slot, count);
 	return true;
 }
