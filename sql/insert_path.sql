@@ -60,6 +60,27 @@ ALTER TABLE ip.events ADD CONSTRAINT no_secrets CHECK (NOT data ? 'password');
 SELECT eventstore.append_event('ip-2', NULL, 'Registered', '{"password": "hunter2"}', store => 'ip.events');
 \set VERBOSITY terse
 SELECT count(*) FROM ip.events WHERE stream_id = 'ip-2';
+-- the backend compiles a store's check constraints once (append.c): a
+-- constraint replaced by another one (as many as before) applies at once
+ALTER TABLE ip.events DROP CONSTRAINT no_secrets;
+ALTER TABLE ip.events ADD CONSTRAINT no_tokens CHECK (NOT data ? 'token');
+SELECT stream_version FROM eventstore.append_event('ip-2', NULL, 'Registered', '{"password": "hunter2"}', store => 'ip.events');
+\set VERBOSITY sqlstate
+SELECT eventstore.append_event('ip-2', NULL, 'Registered', '{"token": "t"}', store => 'ip.events');
+\set VERBOSITY terse
+-- a constraint that calls a user function is compiled by the executor at
+-- every append: a function replaced in this session applies at once
+CREATE FUNCTION ip.allowed(d jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT true $$;
+ALTER TABLE ip.events DROP CONSTRAINT no_tokens;
+ALTER TABLE ip.events ADD CONSTRAINT allowed CHECK (ip.allowed(data));
+SELECT stream_version FROM eventstore.append_event('ip-2', NULL, 'Registered', '{"token": "t"}', store => 'ip.events');
+CREATE OR REPLACE FUNCTION ip.allowed(d jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT NOT d ? 'token' $$;
+\set VERBOSITY sqlstate
+SELECT eventstore.append_event('ip-2', NULL, 'Registered', '{"token": "t"}', store => 'ip.events');
+\set VERBOSITY terse
+ALTER TABLE ip.events DROP CONSTRAINT allowed;
+SELECT stream_version FROM eventstore.append_event('ip-2', NULL, 'Registered', '{"token": "t"}', store => 'ip.events');
+SELECT count(*) FROM ip.events WHERE stream_id = 'ip-2';
 
 -- a column added to the row type gets the store's default
 ALTER TYPE eventstore.event_store ADD ATTRIBUTE tenant text CASCADE;
