@@ -80,6 +80,13 @@ SELECT format_type(seqtypid, NULL) AS type, seqstart, seqincrement, seqcache, se
   FROM pg_sequence
  WHERE seqrelid = 'eventstore.events_global_position_seq'::regclass;
 SELECT pg_get_serial_sequence('eventstore.events', 'global_position') AS owned_sequence;
+-- the read horizon relies on CACHE 1 (horizon.c): reads refuse another (55000)
+ALTER SEQUENCE eventstore.events_global_position_seq CACHE 10;
+\set VERBOSITY sqlstate
+SELECT count(*) FROM eventstore.read_all(0);
+\set VERBOSITY terse
+ALTER SEQUENCE eventstore.events_global_position_seq CACHE 1;
+SELECT count(*) >= 0 AS reads_again FROM eventstore.read_all(0);
 
 ------------------------------------------------------------------------
 -- The type new_event

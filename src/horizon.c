@@ -79,6 +79,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_sequence.h"
 #include "access/relation.h"
 #include "access/xlog.h"
 #include "executor/spi.h"
@@ -91,9 +92,11 @@
 #include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "compat.h"
 #include "eventstore.h"
@@ -440,6 +443,36 @@ es_horizon_scan(EsCounter kind, Oid dbid, int64 *lowest, int *slot, int *count)
 }
 
 /*
+ * Refuse to compute a horizon from a sequence with a CACHE other than 1: a
+ * backend hands out its cached values without writing the sequence's page,
+ * so a value at or below the last value a reader read could be taken after
+ * the reader looked (R1 in the file header, and the last value read without
+ * preload).
+ */
+static void
+es_check_sequence_cache(Oid seqoid)
+{
+	HeapTuple	tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqoid));
+	int64		cache;
+	char	   *name;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "eventstore: cache lookup failed for sequence %u", seqoid);
+	cache = ((Form_pg_sequence) GETSTRUCT(tuple))->seqcache;
+	ReleaseSysCache(tuple);
+	if (cache == 1)
+		return;
+	name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(seqoid)),
+									  get_rel_name(seqoid));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("sequence %s must have CACHE 1", name),
+			 errdetail("Its CACHE is " INT64_FORMAT ": values a backend caches are handed out without passing the sequence's page, and the read horizon could let a reader past one still in flight.",
+					   cache),
+			 errhint("Run ALTER SEQUENCE %s CACHE 1.", name)));
+}
+
+/*
  * Compute the read horizon of counter kind in the current database and the
  * snapshot to read with: every value at or below the returned one that will
  * ever be visible is visible in *snapshot_out, and in any snapshot taken
@@ -456,6 +489,7 @@ es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 
 	if (RecoveryInProgress())
 		return es_standby_horizon(kind, snapshot_out);
+	es_check_sequence_cache(seqoid);
 
 	if (es_shared != NULL)
 	{
