@@ -480,7 +480,12 @@ es_poll_plan(EsStore *st, bool replay, bool lifecycle)
 						   "   AND e.global_position OPERATOR(pg_catalog.<=) $2%s"
 						   " ORDER BY e.global_position LIMIT $3",
 						   cols, st->name, filter);
-		(void) es_store_plan(st, slot, sql, replay ? 2 : 3, replay ? replay_types : scan_types, 0);
+		/*
+		 * A generic plan: the scan's limit is only a bound (the receiver
+		 * stops it), and a custom plan for a long backlog would sort it.
+		 */
+		(void) es_store_plan(st, slot, sql, replay ? 2 : 3, replay ? replay_types : scan_types,
+							 CURSOR_OPT_GENERIC_PLAN);
 		pfree(sql);
 	}
 	return st->plans[slot];
