@@ -255,6 +255,7 @@ typedef struct EsPollReceiver
 	TupleDesc	outdesc;
 	EsStore    *st;
 	TupleDesc	rowdesc;		/* eventstore.events, when upcasting */
+	int		   *rowmap;			/* [attribute of rowdesc]: its column (EsColumn), -1: dropped */
 	int			ncategories;	/* -1: every category */
 	char	  **categories;
 	int			ntypes;			/* -1: every event type */
@@ -389,23 +390,36 @@ es_poll_receive(TupleTableSlot *slot, DestReceiver *self)
 	if (r->rowdesc != NULL)
 	{
 		/* upcast the delivered event (eventstore.events), after decryption */
-		Datum		u = es_upcast_row(r->st, HeapTupleGetDatum(heap_form_tuple(r->rowdesc, v, n)));
-		HeapTupleHeader h = DatumGetHeapTupleHeader(u);
+		int			natts = r->rowdesc->natts;
+		Datum	   *rv = palloc(sizeof(Datum) * natts);
+		bool	   *rn = palloc(sizeof(bool) * natts);
+		Datum		u;
+		HeapTupleHeader h;
 		HeapTupleData tup;
-		Datum		uv[ES_NCOLS];
-		bool		un[ES_NCOLS];
 
+		for (int i = 0; i < natts; i++)
+		{
+			rv[i] = r->rowmap[i] < 0 ? (Datum) 0 : v[r->rowmap[i]];
+			rn[i] = r->rowmap[i] < 0 ? true : n[r->rowmap[i]];
+		}
+		u = es_upcast_row(r->st, HeapTupleGetDatum(heap_form_tuple(r->rowdesc, rv, rn)));
+		h = DatumGetHeapTupleHeader(u);
 		tup.t_len = HeapTupleHeaderGetDatumLength(h);
 		ItemPointerSetInvalid(&tup.t_self);
 		tup.t_tableOid = InvalidOid;
 		tup.t_data = h;
-		heap_deform_tuple(&tup, r->rowdesc, uv, un);
-		out[4] = uv[ES_COL_TYPE];
-		outnulls[4] = un[ES_COL_TYPE];
-		out[5] = uv[ES_COL_DATA];
-		outnulls[5] = un[ES_COL_DATA];
-		out[6] = uv[ES_COL_METADATA];
-		outnulls[6] = un[ES_COL_METADATA];
+		heap_deform_tuple(&tup, r->rowdesc, rv, rn);
+		for (int i = 0; i < natts; i++)
+		{
+			int			col = r->rowmap[i];
+			int			o = col == ES_COL_TYPE ? 4 : col == ES_COL_DATA ? 5 : col == ES_COL_METADATA ? 6 : -1;
+
+			if (o >= 0)
+			{
+				out[o] = rv[i];
+				outnulls[o] = rn[i];
+			}
+		}
 	}
 	else
 	{
@@ -690,7 +704,17 @@ eventstore_poll(PG_FUNCTION_ARGS)
 			bool		lifecycle = es_lifecycle_active(r.st->relid, GetActiveSnapshot());
 
 			if (es_upcasting(r.st))
+			{
+				int			col = 0;
+
+				/* eventstore.events, whose attributes may include dropped ones */
 				r.rowdesc = lookup_rowtype_tupdesc_copy(get_rel_type_id(es_default_store()->relid), -1);
+				r.rowmap = palloc(sizeof(int) * r.rowdesc->natts);
+				for (int i = 0; i < r.rowdesc->natts; i++)
+					r.rowmap[i] = TupleDescAttr(r.rowdesc, i)->attisdropped ? -1 : col++;
+				if (col != ES_NCOLS)
+					elog(ERROR, "eventstore: eventstore.events has %d columns, expected %d", col, ES_NCOLS);
+			}
 			if (nreplays > 0)
 			{
 				Oid			types[2] = {TEXTOID, INT4ARRAYOID};
