@@ -24,7 +24,7 @@ TMP=$(mktemp -d /tmp/eventstore-chart.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 
 # Targets, as stated in issue 15 (append, sync_commit=off, batch, import),
-# issue 11 (append to a named store) and in the README's targets table (the rest).  Key: case|clients|baseline; a
+# issue 11 (append to a named store), issue 12 (subscription drain) and in the README's targets table (the rest).  Key: case|clients|baseline; a
 # clients field of * matches any.  Value: the lowest ratio that meets it.
 targets() {
     cat <<'EOF'
@@ -38,6 +38,8 @@ batch of 100|*|plpgsql	1.00
 append + projection|*|hand	0.87
 read_stream 1000|*|raw	0.95
 read_all batches of 1000|*|raw	0.90
+subscription drain, default synchronous_commit|*|read_all loop	0.80
+subscription drain, consumer's synchronous_commit=off|*|read_all loop	0.80
 hot stream (successes)|*|plpgsql	2.00
 relay throughput|*|hand	1.00
 import|*|raw COPY	0.80

@@ -146,11 +146,25 @@ IMPORT_N=$([ "$MODE" = full ] && echo 1000000 || echo 100000)
 es_log "import: $IMPORT_N events per round"
 read -r imp_ours imp_raw <<<"$(import_case "$IMPORT_N" "$ROUNDS")"
 
-# Subscriptions: one consumer draining a backlog against a read_all loop.
+# Subscriptions: one consumer draining a backlog against a read_all loop
+# (default synchronous_commit and the consumer's synchronous_commit=off),
+# 4 consumers against 1, commit-to-delivery with LISTEN wake-ups, and the
+# append with a matching subscription against none.
 source "$BENCH/subscription_case.sh"
 SUB_N=$([ "$MODE" = full ] && echo 1000000 || echo 100000)
 es_log "subscription: drain of $SUB_N events per round"
-read -r sub_ours sub_raw <<<"$(subscription_case "$SUB_N" "$ROUNDS")"
+read -r sub_on sub_off sub_raw sub_on_cpu sub_off_cpu sub_raw_cpu sub_one sub_four \
+    <<<"$(subscription_case "$SUB_N" "$ROUNDS")"
+es_log "building bench/relay/wakeup_bench.c"
+gcc -O2 -Wall -Wextra -I"$("$(es_pg_config)" --includedir)" -o "$WORK/wakeup_bench" \
+    "$BENCH/relay/wakeup_bench.c" -L"$("$(es_pg_config)" --libdir)" -lpq -lpthread
+SUB_LAT_SECS=$([ "$MODE" = full ] && echo 10 || echo 2)
+es_log "subscription: commit-to-delivery at 1000 appends/s for $SUB_LAT_SECS s per round"
+read -r sub_lat_p50 sub_lat_p99 sub_lat_lost sub_lat_rate <<<"$(subscription_latency_case 1000 "$SUB_LAT_SECS" "$ROUNDS")"
+declare -A SUB_APPEND
+for c in $CLIENT_SET; do
+    SUB_APPEND[$c]=$(subscription_append_case "$c" "$ROUNDS")
+done
 
 # Lifecycle: purge rate while 8 clients append, and their rate without it.
 source "$BENCH/lifecycle_case.sh"
@@ -224,11 +238,32 @@ printf '| import of %s events (COPY to staging + import_events) | 1 | %s/s | raw
     "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/table.md"
 printf ',\n  {"case": "import", "events": %s, "ours_per_s": %s, "baseline": "raw COPY", "baseline_per_s": %s, "ratio": "%s"}' \
     "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/results.json"
-ratio=$(awk -v a="$sub_ours" -v b="$sub_raw" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
-printf '| subscription drain of %s events (poll 1000 + ack_many of its runs, 16 partitions) | 1 | %s/s | read_all loop of 1000 | %s/s | %s | | |\n' \
-    "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/table.md"
-printf ',\n  {"case": "subscription drain", "events": %s, "ours_per_s": %s, "baseline": "read_all loop", "baseline_per_s": %s, "ratio": "%s"}' \
-    "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/results.json"
+for sc in on off; do
+    eval "sub_ours=\$sub_$sc sub_cpu=\$sub_${sc}_cpu"
+    label=$([ $sc = on ] && echo "default synchronous_commit" || echo "consumer's synchronous_commit=off")
+    ratio=$(awk -v a="$sub_ours" -v b="$sub_raw" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
+    printf '| subscription drain of %s events (poll 1000 + ack_many of its runs, 16 partitions, %s; backend CPU per batch %s ms vs %s ms) | 1 | %s/s | read_all loop of 1000 | %s/s | %s | | |\n' \
+        "$SUB_N" "$label" "$sub_cpu" "$sub_raw_cpu" "$sub_ours" "$sub_raw" "$ratio" >> "$WORK/table.md"
+    printf ',\n  {"case": "subscription drain, %s", "events": %s, "ours_per_s": %s, "baseline": "read_all loop", "baseline_per_s": %s, "ratio": "%s", "ours_cpu_ms_per_batch": %s, "baseline_cpu_ms_per_batch": %s}' \
+        "$label" "$SUB_N" "$sub_ours" "$sub_raw" "$ratio" "$sub_cpu" "$sub_raw_cpu" >> "$WORK/results.json"
+done
+ratio=$(awk -v a="$sub_four" -v b="$sub_one" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
+printf '| subscription drain of %s events by 4 consumers on 16 partitions (%s cores: contention, not scaling) | 4 | %s/s | 1 consumer | %s/s | %s | | |\n' \
+    "$SUB_N" "$(nproc)" "$sub_four" "$sub_one" "$ratio" >> "$WORK/table.md"
+printf ',\n  {"case": "subscription drain, 4 consumers vs 1", "events": %s, "cores": %s, "ours_per_s": %s, "baseline": "1 consumer", "baseline_per_s": %s, "ratio": "%s"}' \
+    "$SUB_N" "$(nproc)" "$sub_four" "$sub_one" "$ratio" >> "$WORK/results.json"
+printf '| subscription commit-to-delivery at 1000 appends/s (LISTEN wake-ups, poll + ack_many; writer kept %s/s, %s lost) | 1 | | | | | %s / | %s / |\n' \
+    "$sub_lat_rate" "$sub_lat_lost" "$sub_lat_p50" "$sub_lat_p99" >> "$WORK/table.md"
+printf ',\n  {"case": "subscription commit-to-delivery", "rate": 1000, "appends_per_s": %s, "lost": %s, "ours_p50_ms": %s, "ours_p99_ms": %s}' \
+    "$sub_lat_rate" "$sub_lat_lost" "$sub_lat_p50" "$sub_lat_p99" >> "$WORK/results.json"
+for c in $CLIENT_SET; do
+    read -r sub_with sub_without <<<"${SUB_APPEND[$c]}"
+    ratio=$(awk -v a="$sub_with" -v b="$sub_without" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
+    printf '| append with one matching subscription (a consumer holding it, idle) | %s | %s/s | no subscription | %s/s | %s | | |\n' \
+        "$c" "$sub_with" "$sub_without" "$ratio" >> "$WORK/table.md"
+    printf ',\n  {"case": "append with a matching subscription", "clients": %s, "ours_per_s": %s, "baseline": "no subscription", "baseline_per_s": %s, "ratio": "%s"}' \
+        "$c" "$sub_with" "$sub_without" "$ratio" >> "$WORK/results.json"
+done
 ratio=$(awk -v a="$lc_during" -v b="$lc_alone" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
 printf '| append while the relay worker purges, default pacing (purge: %s deleted events/s) | 8 | %s/s | append without purge | %s/s | %s | | |\n' \
     "$lc_purge" "$lc_during" "$lc_alone" "$ratio" >> "$WORK/table.md"

@@ -95,6 +95,24 @@ ALTER TYPE eventstore.event_store DROP ATTRIBUTE tenant CASCADE;
 SELECT eventstore.append_event('ip-3', NULL, 'Closed', '{}', store => 'ip.events');
 SELECT event_type, stream_version FROM eventstore.read_stream('ip-3', store => 'ip.events');
 
+-- poll upcasts a replayed parked event into eventstore.events, whose row
+-- type now has a dropped attribute after its columns (poll's C delivery
+-- once formed the row from its query's columns by position)
+CREATE FUNCTION ip.up(e eventstore.events) RETURNS eventstore.events LANGUAGE plpgsql AS $$
+BEGIN e.event_type := 'OpenedV2'; e.data := e.data || '{"v": 2}'; RETURN e; END $$;
+SELECT eventstore.register_upcaster('Opened', 'ip.up(eventstore.events)', 'ip.events');
+SELECT eventstore.create_subscription('ip_sub', event_types => ARRAY['Opened'], max_attempts => 1,
+                                      partitions => 1, store => 'ip.events');
+SELECT global_position AS ip_pos, event_type, data, attempt FROM eventstore.poll('ip_sub', 'c1', 1) \gset
+SELECT :'event_type' AS event_type, :'data' AS data, :'attempt' AS attempt;
+SELECT eventstore.nack('ip_sub', 'c1', :ip_pos, reason => 'x');
+SELECT count(*) AS parked FROM eventstore.parked('ip_sub');
+SELECT eventstore.replay_parked('ip_sub');
+SELECT event_type, data, attempt FROM eventstore.poll('ip_sub', 'c1', 1) ORDER BY global_position;
+SELECT eventstore.drop_subscription('ip_sub');
+SELECT eventstore.unregister_upcaster('Opened', 'ip.events');
+DROP FUNCTION ip.up(eventstore.events);
+
 -- import_events() inserts the same way: row triggers per event, one
 -- statement trigger whose transition table holds every imported row, the
 -- BEFORE ROW trigger's change stored

@@ -245,7 +245,7 @@ SELECT eventstore.drop_subscription('sub_owned');
 SELECT eventstore.parked('sub_owned');
 SELECT eventstore.replay_parked('sub_owned');
 SELECT count(*) FROM eventstore.subscription_status WHERE subscription = 'sub_owned';
-SELECT count(*) FROM eventstore._subscription_poll('sub_owned', 'w1', 1, 'regress_sub_a'::regrole::oid);
+SELECT count(*) FROM eventstore._subscription_take('sub_owned', 'w1', 1, 'regress_sub_a'::regrole::oid);
 SELECT count(*) FROM eventstore.subscription_partitions;
 RESET ROLE;
 -- a member of the owning role, and an admin, may

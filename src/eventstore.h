@@ -74,8 +74,10 @@ typedef enum EsPlanSlot
 	ES_PLAN_STREAM_VERSION,		/* read.c: stream_version() */
 	ES_PLAN_READ_LIFECYCLE,		/* read.c: [kind][upcast] with the lifecycle filter */
 	ES_PLAN_READ_LIFECYCLE_LAST = ES_PLAN_READ_LIFECYCLE + 7,
-	ES_PLAN_SUB_DELIVER,		/* subscription.c: poll's delivery, [lifecycle][upcast] */
-	ES_PLAN_SUB_DELIVER_LAST = ES_PLAN_SUB_DELIVER + 3,
+	ES_PLAN_SUB_SCAN,			/* subscription.c: poll's scan of the log, [lifecycle] */
+	ES_PLAN_SUB_SCAN_LAST = ES_PLAN_SUB_SCAN + 1,
+	ES_PLAN_SUB_REPLAY,			/* subscription.c: poll's replayed parked events, [lifecycle] */
+	ES_PLAN_SUB_REPLAY_LAST = ES_PLAN_SUB_REPLAY + 1,
 	ES_PLAN_SUB_EVENTS,			/* subscription.c: _subscription_events() */
 	ES_PLAN_CITUS_SHARD = 47,	/* citus.c: the local shard of a stream (last slot) */
 	ES_NPLANS = 48

@@ -5,7 +5,9 @@
  * The logic is SQL (the install script's section "Subscriptions"): the
  * public functions here take the caller's role and run the owner-only
  * bodies eventstore._subscription_*() as the extension's owner, like the
- * durable consumers (consumer.c, es_consumer_call).  A subscription belongs
+ * durable consumers (consumer.c, es_consumer_call).  poll is the exception
+ * on its hot path: its lease step is SQL (_subscription_take), its delivery
+ * C (eventstore_poll: one scan of the log, rows straight into the result).  A subscription belongs
  * to the role that created it; a body checks the caller against it.
  *
  * Events are read from the subscription's store (subscriptions.store, the
@@ -33,7 +35,15 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "access/htup_details.h"
+#include "common/hashfn.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
 #include "utils/snapmgr.h"
 
 #include "compat.h"
@@ -45,7 +55,6 @@ PG_FUNCTION_INFO_V1(eventstore_alter_subscription);
 PG_FUNCTION_INFO_V1(eventstore_drop_subscription);
 PG_FUNCTION_INFO_V1(eventstore_reset_subscription);
 PG_FUNCTION_INFO_V1(eventstore_poll);
-PG_FUNCTION_INFO_V1(eventstore_subscription_deliver);
 PG_FUNCTION_INFO_V1(eventstore_subscription_events);
 PG_FUNCTION_INFO_V1(eventstore_ack);
 PG_FUNCTION_INFO_V1(eventstore_ack_many);
@@ -230,12 +239,412 @@ eventstore_reset_subscription(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* poll(subscription, consumer, max_count) */
+/*
+ * The receiver poll delivers through: each row of the replay query or of the
+ * scan (es_poll_plan) that the subscription delivers goes straight into
+ * poll's result, upcast when the store has upcasters; the run of each
+ * partition (its last position) is noted for the UPDATE that marks it in
+ * flight.  The scan's rows are filtered here: category, event type, the
+ * partition (its key hashed as _subscription_partition does) and the
+ * partition's checkpoint.  It stops the query at max_count rows.
+ */
+typedef struct EsPollReceiver
+{
+	DestReceiver pub;
+	Tuplestorestate *out;
+	TupleDesc	outdesc;
+	EsStore    *st;
+	TupleDesc	rowdesc;		/* eventstore.events, when upcasting */
+	int		   *rowmap;			/* [attribute of rowdesc]: its column (EsColumn), -1: dropped */
+	int			ncategories;	/* -1: every category */
+	char	  **categories;
+	int			ntypes;			/* -1: every event type */
+	char	  **types;
+	char		partition_by;	/* 's'tream, 'c'orrelation, 'n'one */
+	int			partitions;
+	bool	   *open;			/* [partition]: may deliver after checkpoints[] */
+	int64	   *checkpoints;
+	int64	   *last;			/* [partition]: the run's last position, 0: none */
+	int			nretries;		/* the subscription's retries, by position */
+	int64	   *retry_positions;
+	int32	   *retry_attempts;
+	int64		remaining;
+} EsPollReceiver;
+
+static void
+es_poll_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	(void) self;
+	(void) operation;
+	if (typeinfo->natts != ES_NCOLS + 2)
+		elog(ERROR, "eventstore: poll's query returns %d columns, expected %d", typeinfo->natts, ES_NCOLS + 2);
+}
+
+/* The partition of an event under partition_by, as eventstore._subscription_partition(_subscription_key()). */
+static int
+es_poll_partition(EsPollReceiver *r, Datum *values, bool *nulls)
+{
+	const char *key;
+	int			len;
+	char		buf[32];
+	uint64		h;
+
+	if (r->partition_by == 'n')
+	{
+		len = snprintf(buf, sizeof(buf), INT64_FORMAT, DatumGetInt64(values[ES_COL_POSITION]));
+		key = buf;
+	}
+	else
+	{
+		text	   *k = NULL;
+
+		if (r->partition_by == 'c' && !nulls[ES_COL_METADATA])
+		{
+			LOCAL_FCINFO(f, 2);
+			Datum		v;
+
+			InitFunctionCallInfoData(*f, NULL, 2, InvalidOid, NULL, NULL);
+			f->args[0].value = values[ES_COL_METADATA];
+			f->args[0].isnull = false;
+			f->args[1].value = CStringGetTextDatum("correlation_id");
+			f->args[1].isnull = false;
+			v = jsonb_object_field_text(f);
+			if (!f->isnull)
+				k = DatumGetTextPP(v);
+		}
+		if (k == NULL)
+			k = DatumGetTextPP(values[ES_COL_STREAM]);
+		key = VARDATA_ANY(k);
+		len = VARSIZE_ANY_EXHDR(k);
+	}
+	/* hashtextextended(key COLLATE "C", 0): a deterministic collation hashes the bytes */
+	h = DatumGetUInt64(hash_any_extended((const unsigned char *) key, len, 0));
+	return (int) ((h & PG_INT64_MAX) % (uint64) r->partitions);
+}
+
+/* The attempts of a retry of the event at pos (0: none). */
+static int32
+es_poll_attempts(EsPollReceiver *r, int64 pos)
+{
+	int			lo = 0,
+				hi = r->nretries - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (r->retry_positions[mid] == pos)
+			return r->retry_attempts[mid];
+		if (r->retry_positions[mid] < pos)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return 0;
+}
+
+static bool
+es_poll_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	EsPollReceiver *r = (EsPollReceiver *) self;
+	Datum	   *v;
+	bool	   *n;
+	Datum		out[9];
+	bool		outnulls[9] = {false};
+	int64		pos;
+	int			part;
+	int32		attempt;
+
+	slot_getallattrs(slot);
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+	pos = DatumGetInt64(v[ES_COL_POSITION]);
+	if (!n[ES_NCOLS])
+	{
+		/* a replayed parked event: its partition and attempt come with it */
+		part = DatumGetInt32(v[ES_NCOLS]);
+		attempt = DatumGetInt32(v[ES_NCOLS + 1]);
+	}
+	else
+	{
+		text	   *sid = DatumGetTextPP(v[ES_COL_STREAM]);
+		text	   *type = DatumGetTextPP(v[ES_COL_TYPE]);
+		const char *dash = memchr(VARDATA_ANY(sid), '-', VARSIZE_ANY_EXHDR(sid));
+		int			catlen = dash ? (int) (dash - VARDATA_ANY(sid)) : (int) VARSIZE_ANY_EXHDR(sid);
+
+		if (!es_in_list(r->categories, r->ncategories, VARDATA_ANY(sid), catlen) ||
+			!es_in_list(r->types, r->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+			return true;
+		part = es_poll_partition(r, v, n);
+		if (!r->open[part] || pos <= r->checkpoints[part])
+			return true;
+		attempt = (r->nretries > 0 ? es_poll_attempts(r, pos) : 0) + 1;
+	}
+	out[0] = Int32GetDatum(part);
+	out[1] = v[ES_COL_POSITION];
+	out[2] = v[ES_COL_STREAM];
+	out[3] = v[ES_COL_VERSION];
+	out[8] = Int32GetDatum(attempt);
+	out[7] = v[ES_COL_CREATED_AT];
+	outnulls[7] = n[ES_COL_CREATED_AT];
+	if (r->rowdesc != NULL)
+	{
+		/* upcast the delivered event (eventstore.events), after decryption */
+		int			natts = r->rowdesc->natts;
+		Datum	   *rv = palloc(sizeof(Datum) * natts);
+		bool	   *rn = palloc(sizeof(bool) * natts);
+		Datum		u;
+		HeapTupleHeader h;
+		HeapTupleData tup;
+
+		for (int i = 0; i < natts; i++)
+		{
+			rv[i] = r->rowmap[i] < 0 ? (Datum) 0 : v[r->rowmap[i]];
+			rn[i] = r->rowmap[i] < 0 ? true : n[r->rowmap[i]];
+		}
+		u = es_upcast_row(r->st, HeapTupleGetDatum(heap_form_tuple(r->rowdesc, rv, rn)));
+		h = DatumGetHeapTupleHeader(u);
+		tup.t_len = HeapTupleHeaderGetDatumLength(h);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = h;
+		heap_deform_tuple(&tup, r->rowdesc, rv, rn);
+		for (int i = 0; i < natts; i++)
+		{
+			int			col = r->rowmap[i];
+			int			o = col == ES_COL_TYPE ? 4 : col == ES_COL_DATA ? 5 : col == ES_COL_METADATA ? 6 : -1;
+
+			if (o >= 0)
+			{
+				out[o] = rv[i];
+				outnulls[o] = rn[i];
+			}
+		}
+	}
+	else
+	{
+		out[4] = v[ES_COL_TYPE];
+		out[5] = v[ES_COL_DATA];
+		outnulls[5] = n[ES_COL_DATA];
+		out[6] = v[ES_COL_METADATA];
+		outnulls[6] = n[ES_COL_METADATA];
+	}
+	tuplestore_putvalues(r->out, r->outdesc, out, outnulls);
+	r->last[part] = Max(r->last[part], pos);
+	return --r->remaining > 0;
+}
+
+static void
+es_poll_shutdown(DestReceiver *self)
+{
+	(void) self;
+}
+
+static void
+es_poll_destroy(DestReceiver *self)
+{
+	(void) self;
+}
+
+/*
+ * The queries poll delivers from, on store st, prepared once per store and
+ * lifecycle (kept in the store's cache): the store's columns, the lifecycle
+ * read's with lifecycle rows for the store (what reads hide is never
+ * delivered, data is decrypted), then a partition and an attempt.
+ *   scan:   the events in ($1, $2], in log order: NULL partition (the
+ *           receiver works it out), at most $3
+ *   replay: the replayed parked events of subscription $1 in the partitions
+ *           $2 (at or below their checkpoints), in log order, attempt
+ *           counted
+ */
+static SPIPlanPtr
+es_poll_plan(EsStore *st, bool replay, bool lifecycle)
+{
+	EsPlanSlot	slot = (replay ? ES_PLAN_SUB_REPLAY : ES_PLAN_SUB_SCAN) + lifecycle;
+
+	if (st->plans[slot] == NULL)
+	{
+		Oid			scan_types[3] = {INT8OID, INT8OID, INT8OID};
+		Oid			replay_types[2] = {TEXTOID, INT4ARRAYOID};
+		const char *cols = "e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,"
+			" e.data, e.metadata, e.created_at, e.tags";
+		const char *filter = "";
+		char	   *sql;
+
+		if (lifecycle)
+		{
+			cols = es_lifecycle_row_sql(st);
+			filter = es_lifecycle_filter_sql(st);
+		}
+		if (replay)
+			sql = psprintf("SELECT %s, r.partition, r.attempts OPERATOR(pg_catalog.+) 1"
+						   "  FROM eventstore.subscription_retries r"
+						   "  JOIN %s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position"
+						   " WHERE r.subscription OPERATOR(pg_catalog.=) $1"
+						   "   AND r.partition OPERATOR(pg_catalog.=) ANY ($2)"
+						   "   AND r.global_position OPERATOR(pg_catalog.<=) (SELECT x.checkpoint"
+						   "         FROM eventstore.subscription_partitions x"
+						   "        WHERE x.subscription OPERATOR(pg_catalog.=) $1"
+						   "          AND x.partition OPERATOR(pg_catalog.=) r.partition)%s"
+						   " ORDER BY r.global_position",
+						   cols, st->name, filter);
+		else
+			sql = psprintf("SELECT %s, NULL::pg_catalog.int4, NULL::pg_catalog.int4 FROM %s e"
+						   " WHERE e.global_position OPERATOR(pg_catalog.>) $1"
+						   "   AND e.global_position OPERATOR(pg_catalog.<=) $2%s"
+						   " ORDER BY e.global_position LIMIT $3",
+						   cols, st->name, filter);
+		/*
+		 * A generic plan: the scan's limit is only a bound (the receiver
+		 * stops it), and a custom plan for a long backlog would sort it.
+		 */
+		(void) es_store_plan(st, slot, sql, replay ? 2 : 3, replay ? replay_types : scan_types,
+							 CURSOR_OPT_GENERIC_PLAN);
+		pfree(sql);
+	}
+	return st->plans[slot];
+}
+
+/* Run plan with values into the receiver (which may stop it). */
+static void
+es_poll_run(SPIPlanPtr plan, int nargs, Oid *types, Datum *values, EsPollReceiver *r)
+{
+	ParamListInfo params = makeParamList(nargs);
+	SPIExecuteOptions options;
+
+	for (int i = 0; i < nargs; i++)
+	{
+		params->params[i].value = values[i];
+		params->params[i].isnull = false;
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = types[i];
+	}
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = false;	/* a fresh snapshot, taken after the horizon */
+	options.dest = &r->pub;
+	if (SPI_execute_plan_extended(plan, &options) < 0)
+		elog(ERROR, "eventstore: the delivery query of poll failed");
+}
+
+/* Load the retries of subscription name, by position, for the attempts of the scan's events. */
+static void
+es_poll_load_retries(EsPollReceiver *r, Datum name)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT r.global_position, r.attempts FROM eventstore.subscription_retries r"
+						   " WHERE r.subscription OPERATOR(pg_catalog.=) $1 ORDER BY r.global_position",
+						   1, types);
+		if (plan == NULL)
+			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	if (SPI_execute_plan(plan, &name, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: reading the retries of a subscription failed");
+	r->nretries = (int) SPI_processed;
+	r->retry_positions = palloc(sizeof(int64) * Max(r->nretries, 1));
+	r->retry_attempts = palloc(sizeof(int32) * Max(r->nretries, 1));
+	for (int i = 0; i < r->nretries; i++)
+	{
+		bool		isnull;
+
+		r->retry_positions[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		r->retry_attempts[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+}
+
+/*
+ * Mark the run of each partition delivered in flight (delivered_to its last
+ * position, delivered_at clock) and renew its lease, and renew the lease of
+ * the other partitions held (renew): one statement.
+ */
+static void
+es_poll_mark(Datum name, Datum clock, Datum lease, EsPollReceiver *r, ArrayType *renew)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[5] = {TEXTOID, TIMESTAMPTZOID, INTERVALOID, INT4ARRAYOID, INT8ARRAYOID};
+	int			nrenew = ArrayGetNItems(ARR_NDIM(renew), ARR_DIMS(renew));
+	int32	   *renewed = (int32 *) ARR_DATA_PTR(renew);
+	Datum	   *parts = palloc(sizeof(Datum) * (r->partitions + nrenew));
+	Datum	   *lasts = palloc(sizeof(Datum) * (r->partitions + nrenew));
+	bool	   *lastnulls = palloc(sizeof(bool) * (r->partitions + nrenew));
+	int			n = 0;
+	int			dims[1];
+	int			lbs[1] = {1};
+	Datum		values[5];
+
+	for (int p = 0; p < r->partitions; p++)
+		if (r->last[p] != 0)
+		{
+			parts[n] = Int32GetDatum(p);
+			lasts[n] = Int64GetDatum(r->last[p]);
+			lastnulls[n++] = false;
+		}
+	for (int i = 0; i < nrenew; i++)
+		if (renewed[i] < 0 || renewed[i] >= r->partitions || r->last[renewed[i]] == 0)
+		{
+			parts[n] = Int32GetDatum(renewed[i]);
+			lasts[n] = (Datum) 0;
+			lastnulls[n++] = true;
+		}
+	if (n == 0)
+		return;
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("UPDATE eventstore.subscription_partitions x"
+						   "   SET delivered_to = COALESCE(m.last, x.delivered_to),"
+						   "       delivered_at = CASE WHEN m.last IS NULL THEN x.delivered_at ELSE $2 END,"
+						   "       lease_until = $2 OPERATOR(pg_catalog.+) $3"
+						   "  FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5)) m(part, last)"
+						   " WHERE x.subscription OPERATOR(pg_catalog.=) $1"
+						   "   AND x.partition OPERATOR(pg_catalog.=) m.part"
+						   "   AND (m.last IS NOT NULL"
+						   "        OR x.lease_until IS DISTINCT FROM $2 OPERATOR(pg_catalog.+) $3)",
+						   5, types);
+		if (plan == NULL)
+			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	dims[0] = n;
+	values[0] = name;
+	values[1] = clock;
+	values[2] = lease;
+	values[3] = PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_md_array(lasts, lastnulls, 1, dims, lbs, INT8OID, 8,
+												   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "eventstore: marking the runs of poll failed");
+}
+
+/*
+ * poll(subscription, consumer, max_count): as the extension's owner, take
+ * the partitions (eventstore._subscription_take, one cached statement),
+ * deliver the replayed parked events of the partitions that have them, then
+ * scan the store from the lowest checkpoint to the read horizon (the events
+ * of every other partition that may deliver, in log order), at most
+ * max_count in all, into the result; then mark the runs and renew the
+ * leases (es_poll_mark).
+ */
 Datum
 eventstore_poll(PG_FUNCTION_ARGS)
 {
-	static const Oid argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr take = NULL;
+	Oid			take_types[4] = {TEXTOID, TEXTOID, INT4OID, OIDOID};
+	Datum		take_args[4];
+	char		take_nulls[4];
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			save_userid;
+	int			save_sec;
+	HeapTuple	row;
+	TupleDesc	desc;
+	Datum		v[13];
+	bool		n[13];
+	EsPollReceiver r;
+	int32		max_count;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -243,162 +652,115 @@ eventstore_poll(PG_FUNCTION_ARGS)
 				 errmsg("poll must run at READ COMMITTED"),
 				 errdetail("A transaction snapshot can be older than the read horizon, and events below it would be passed over."),
 				 errhint("Call poll in its own READ COMMITTED transaction; ack may run in any transaction.")));
-	es_consumer_call(fcinfo, &plan, "SELECT * FROM eventstore._subscription_poll($1, $2, $3, $4)",
-					 argtypes, true, false);
-	return (Datum) 0;
-}
-
-/*
- * The delivery query of poll on store st: the events of the partitions
- * given, in log order, at most $11; marks each partition's run in flight
- * (delivered_to, delivered_at = $12) and renews its lease (from $12).  First the replayed parked events of
- * the partitions $2 (at or below their checkpoints), then the partitions'
- * events after their checkpoints ($10, by partition + 1) and up to the
- * horizon $7 ($6: the lowest checkpoint), of the categories $8 and event
- * types $9, keyed by $4 into $5 partitions; $3: are there retries (an
- * event's attempt counts them).  $1 is the subscription.
- *
- * With lifecycle rows for the store, what reads hide is never delivered and
- * data is decrypted like a read's; with upcasters, the delivered events
- * (only) are upcast, after decryption.  Prepared once per store and
- * (lifecycle, upcast), kept in the store's cache (a generic plan: nothing in
- * it depends on the values).
- */
-static SPIPlanPtr
-es_subscription_deliver_plan(EsStore *st, bool lifecycle, bool upcast, Oid *argtypes)
-{
-	EsPlanSlot	slot = ES_PLAN_SUB_DELIVER + lifecycle * 2 + upcast;
-
-	if (st->plans[slot] == NULL)
+	for (int i = 0; i < 3; i++)
 	{
-		char	   *visible = "true";
-		char	   *data = "e.data";
-		char	   *upcaster = "";
-		char	   *sql;
-
-		if (lifecycle)
-		{
-			visible = psprintf("eventstore._visible(%s::pg_catalog.regclass,"
-							   " e.stream_id, e.stream_version, e.created_at)",
-							   quote_literal_cstr(st->name));
-			data = psprintf("eventstore.decrypt(e.data, %s::pg_catalog.regclass)",
-							quote_literal_cstr(st->name));
-		}
-		if (upcast)
-			upcaster = psprintf(" CROSS JOIN LATERAL eventstore._upcast(ROW(b.global_position, b.stream_id,"
-								" b.stream_version, b.event_id, b.event_type, b.data, b.metadata, b.created_at,"
-								" b.tags)::eventstore.events, %s::pg_catalog.regclass) u",
-								quote_literal_cstr(st->name));
-		sql = psprintf(
-			"WITH batch AS ("
-			" SELECT b.* FROM ("
-			"  SELECT r.partition AS part, e.global_position, e.stream_id, e.stream_version, e.event_type,"
-			"         %3$s AS data, e.metadata, e.created_at, r.attempts OPERATOR(pg_catalog.+) 1 AS attempt,"
-			"         true AS replay, e.event_id, e.tags"
-			"    FROM eventstore.subscription_retries r"
-			"    JOIN %1$s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position"
-			"   WHERE r.subscription OPERATOR(pg_catalog.=) $1"
-			"     AND r.partition OPERATOR(pg_catalog.=) ANY ($2)"
-			"     AND r.global_position OPERATOR(pg_catalog.<=) (SELECT x.checkpoint"
-			"           FROM eventstore.subscription_partitions x"
-			"          WHERE x.subscription OPERATOR(pg_catalog.=) $1"
-			"            AND x.partition OPERATOR(pg_catalog.=) r.partition)"
-			"     AND %2$s"
-			"  UNION ALL"
-			"  (SELECT k.part, e.global_position, e.stream_id, e.stream_version, e.event_type, %3$s AS data,"
-			"          e.metadata, e.created_at,"
-			"          CASE WHEN $3 THEN"
-			"              COALESCE((SELECT r.attempts FROM eventstore.subscription_retries r"
-			"                         WHERE r.subscription OPERATOR(pg_catalog.=) $1"
-			"                           AND r.global_position OPERATOR(pg_catalog.=) e.global_position), 0)"
-			"              OPERATOR(pg_catalog.+) 1"
-			"          ELSE 1 END,"
-			"          false, e.event_id, e.tags"
-			"     FROM %1$s e"
-			"    CROSS JOIN LATERAL (SELECT eventstore._subscription_partition("
-			"            eventstore._subscription_key($4, e.stream_id, e.metadata, e.global_position),"
-			"            $5) AS part) k"
-			"    WHERE e.global_position OPERATOR(pg_catalog.>) $6"
-			"      AND e.global_position OPERATOR(pg_catalog.<=) $7"
-			"      AND ($8 IS NULL"
-			"           OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($8))"
-			"      AND ($9 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($9))"
-			"      AND e.global_position OPERATOR(pg_catalog.>) ($10)[k.part OPERATOR(pg_catalog.+) 1]"
-			"      AND %2$s"
-			"    ORDER BY e.global_position"
-			"    LIMIT $11)) b"
-			"  ORDER BY b.replay DESC, b.global_position"
-			"  LIMIT $11),"
-			" marked AS ("
-			"  UPDATE eventstore.subscription_partitions x"
-			"     SET delivered_to = m.last, delivered_at = $12,"
-			"         lease_until = $12 OPERATOR(pg_catalog.+) (SELECT s.lease FROM eventstore.subscriptions s"
-			"                                                     WHERE s.name OPERATOR(pg_catalog.=) $1)"
-			"    FROM (SELECT bb.part, pg_catalog.max(bb.global_position) AS last FROM batch bb GROUP BY bb.part) m"
-			"   WHERE x.subscription OPERATOR(pg_catalog.=) $1 AND x.partition OPERATOR(pg_catalog.=) m.part"
-			"  RETURNING x.partition)"
-			" SELECT b.part, b.global_position, b.stream_id, b.stream_version, %5$s.event_type, %5$s.data,"
-			"        %5$s.metadata, b.created_at, b.attempt"
-			"   FROM batch b%4$s"
-			"  WHERE (SELECT pg_catalog.count(*) FROM marked) OPERATOR(pg_catalog.>=) 0"
-			"  ORDER BY b.replay DESC, b.global_position",
-			st->name, visible, data, upcaster, upcast ? "u" : "b");
-		(void) es_store_plan(st, slot, sql, 12, argtypes, 0);
-		pfree(sql);
+		take_args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		take_nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
-	return st->plans[slot];
-}
-
-/*
- * eventstore._subscription_deliver(store regclass, subscription text,
- *		replays integer[], retrying boolean, partition_by text, partitions integer,
- *		lo bigint, horizon bigint, categories text[], event_types text[],
- *		checkpoints bigint[], max_count integer, clock timestamptz):
- * the last step of poll (_subscription_poll, which has taken the
- * partitions and worked out the rest): run the store's delivery query
- * (es_subscription_deliver_plan, $1..$12 the arguments after the store).
- * Owner-only; called as the extension's owner.
- */
-Datum
-eventstore_subscription_deliver(PG_FUNCTION_ARGS)
-{
-	Oid			argtypes[12] = {TEXTOID, INT4ARRAYOID, BOOLOID, TEXTOID, INT4OID, INT8OID,
-	INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4OID, TIMESTAMPTZOID};
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	ParamListInfo params = makeParamList(12);
-	SPIExecuteOptions options;
-	DestReceiver *dest;
-	SPIPlanPtr	plan;
-	EsStore    *st;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("store must not be null")));
-	st = es_store(PG_GETARG_OID(0));
+	take_args[3] = ObjectIdGetDatum(GetUserId());
+	take_nulls[3] = ' ';
 	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; i < 12; i++)
-	{
-		params->params[i].value = PG_ARGISNULL(i + 1) ? (Datum) 0 : PG_GETARG_DATUM(i + 1);
-		params->params[i].isnull = PG_ARGISNULL(i + 1);
-		params->params[i].pflags = PARAM_FLAG_CONST;
-		params->params[i].ptype = argtypes[i];
-	}
 
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	plan = es_subscription_deliver_plan(st, es_lifecycle_active(st->relid, GetActiveSnapshot()),
-										es_upcasting(st), argtypes);
-	dest = CreateTuplestoreDestReceiver();
-	es_tuplestore_dest_params(dest, rsinfo->setResult, rsinfo->econtext->ecxt_per_query_memory);
-	memset(&options, 0, sizeof(options));
-	options.params = params;
-	options.read_only = false;
-	options.dest = dest;
-	if (SPI_execute_plan_extended(plan, &options) < 0)
-		elog(ERROR, "eventstore: the delivery query of poll failed");
-	dest->rDestroy(dest);
+	if (take == NULL)
+	{
+		take = SPI_prepare("SELECT * FROM eventstore._subscription_take($1, $2, $3, $4)", 4, take_types);
+		if (take == NULL)
+			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(take);
+	}
+	if (SPI_execute_plan(take, take_args, take_nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "eventstore: taking the partitions of poll failed");
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	if (desc->natts != 13)
+		elog(ERROR, "eventstore: _subscription_take returned %d columns, expected 13", desc->natts);
+	heap_deform_tuple(row, desc, v, n);
+	max_count = PG_GETARG_INT32(2);	/* not null: _subscription_take checked it */
+
+	/* v: store, name, partition_by, partitions, categories, event_types, lease, clock, checkpoints, replays, retrying, lo, renew */
+	memset(&r, 0, sizeof(r));
+	r.pub.receiveSlot = es_poll_receive;
+	r.pub.rStartup = es_poll_startup;
+	r.pub.rShutdown = es_poll_shutdown;
+	r.pub.rDestroy = es_poll_destroy;
+	r.pub.mydest = DestTuplestore;
+	r.out = rsinfo->setResult;
+	r.outdesc = rsinfo->setDesc;
+	r.partitions = DatumGetInt32(v[3]);
+	r.last = palloc0(sizeof(int64) * r.partitions);
+	r.remaining = max_count;
+	if (max_count > 0)
+	{
+		ArrayType  *replays = DatumGetArrayTypeP(v[9]);
+		int			nreplays = ArrayGetNItems(ARR_NDIM(replays), ARR_DIMS(replays));
+
+		r.st = es_store(DatumGetObjectId(v[0]));
+		if (nreplays > 0 || !n[11])
+		{
+			bool		lifecycle = es_lifecycle_active(r.st->relid, GetActiveSnapshot());
+
+			if (es_upcasting(r.st))
+			{
+				int			col = 0;
+
+				/* eventstore.events, whose attributes may include dropped ones */
+				r.rowdesc = lookup_rowtype_tupdesc_copy(get_rel_type_id(es_default_store()->relid), -1);
+				r.rowmap = palloc(sizeof(int) * r.rowdesc->natts);
+				for (int i = 0; i < r.rowdesc->natts; i++)
+					r.rowmap[i] = TupleDescAttr(r.rowdesc, i)->attisdropped ? -1 : col++;
+				if (col != ES_NCOLS)
+					elog(ERROR, "eventstore: eventstore.events has %d columns, expected %d", col, ES_NCOLS);
+			}
+			if (nreplays > 0)
+			{
+				Oid			types[2] = {TEXTOID, INT4ARRAYOID};
+				Datum		values[2] = {v[1], v[9]};
+
+				es_poll_run(es_poll_plan(r.st, true, lifecycle), 2, types, values, &r);
+			}
+			if (!n[11] && r.remaining > 0)
+			{
+				int64		lo = DatumGetInt64(v[11]);
+				int64		horizon = es_settled_horizon(ES_COUNTER_POSITION, es_position_seqid());
+
+				if (horizon > lo)
+				{
+					Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+					Datum		values[3] = {Int64GetDatum(lo), Int64GetDatum(horizon), Int64GetDatum(horizon - lo)};
+					Datum	   *cps;
+					bool	   *cpnulls;
+					int			ncps;
+					char	   *pb = TextDatumGetCString(v[2]);
+
+					r.partition_by = strcmp(pb, "stream") == 0 ? 's' : strcmp(pb, "correlation") == 0 ? 'c' : 'n';
+					r.ncategories = es_copy_text_array(v[4], n[4], CurrentMemoryContext, &r.categories);
+					r.ntypes = es_copy_text_array(v[5], n[5], CurrentMemoryContext, &r.types);
+					deconstruct_array(DatumGetArrayTypeP(v[8]), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+									  &cps, &cpnulls, &ncps);
+					if (ncps != r.partitions)
+						elog(ERROR, "eventstore: _subscription_take returned %d checkpoints for %d partitions",
+							 ncps, r.partitions);
+					r.open = palloc(sizeof(bool) * r.partitions);
+					r.checkpoints = palloc(sizeof(int64) * r.partitions);
+					for (int p = 0; p < r.partitions; p++)
+					{
+						r.open[p] = !cpnulls[p];
+						r.checkpoints[p] = cpnulls[p] ? 0 : DatumGetInt64(cps[p]);
+					}
+					if (DatumGetBool(v[10]))
+						es_poll_load_retries(&r, v[1]);
+					es_poll_run(es_poll_plan(r.st, false, lifecycle), 3, types, values, &r);
+				}
+			}
+		}
+	}
+	es_poll_mark(v[1], v[7], v[6], &r, DatumGetArrayTypeP(v[12]));
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
 	return (Datum) 0;
 }
 

@@ -19,7 +19,22 @@
  *		flight (poll could not see the event yet); once it commits, the
  *		wake-up must come within 2 s, though that commit matches nothing.
  *		Prints "early=0|1 woken_after_ms=..."; exits 1 unless early=0 and woken.
+ *
+ *	wakeup_bench CONNINFO SUB STREAM delivery RATE SECS
+ *		Commit-to-delivery at a steady rate: a writer thread appends RATE
+ *		events a second for SECS seconds to STREAM (autocommit, paced on a
+ *		schedule, each carrying its sequence number); the consumer waits
+ *		for wake-ups on the channel and on each one polls SUB (consumer
+ *		"c1", max_count 1000, again while batches come back full) and acks
+ *		the runs with ack_many.  An event's latency is the moment poll
+ *		returned it minus the moment its append returned (its commit).
+ *		Without a wake-up the consumer polls once a second, so a missed
+ *		wake-up shows as a latency near 1 s.  Prints "n=... lost=...
+ *		p50_ms=... p99_ms=... max_ms=... appends_per_s=..." (lost: not
+ *		delivered within 2 s of the last append; appends_per_s: the rate the
+ *		writer kept); exits 1 if any was lost.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +82,21 @@ run(PGconn *c, const char *sql, const char *param)
 	return r;
 }
 
+/* Run sql with two text parameters; exit on failure. */
+static PGresult *
+run2(PGconn *c, const char *sql, const char **params)
+{
+	PGresult   *r = PQexecParams(c, sql, 2, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+	{
+		fprintf(stderr, "wakeup_bench: %s: %s", sql, PQerrorMessage(c));
+		exit(1);
+	}
+	return r;
+}
+
 /* Wait up to timeout_ms for a notification on c; true if one came. */
 static bool
 await_notify(PGconn *c, double timeout_ms)
@@ -98,6 +128,96 @@ await_notify(PGconn *c, double timeout_ms)
 	}
 }
 
+/* The delivery mode's writer: appends on a schedule, notes when each returned. */
+typedef struct DeliveryWriter
+{
+	PGconn	   *conn;
+	const char *stream;
+	int			rate;
+	int			count;
+	double	   *returned;		/* [seq]: when its append returned, ms */
+	volatile bool done;
+} DeliveryWriter;
+
+static void *
+delivery_writer(void *arg)
+{
+	DeliveryWriter *w = arg;
+	double		start = clock_ms();
+
+	for (int i = 0; i < w->count; i++)
+	{
+		char		data[64];
+		const char *params[2] = {w->stream, data};
+		double		due = start + i * 1e3 / w->rate;
+		double		now = clock_ms();
+		PGresult   *r;
+
+		if (due > now)
+			usleep((useconds_t) ((due - now) * 1e3));
+		snprintf(data, sizeof(data), "{\"seq\": %d}", i);
+		r = PQexecParams(w->conn, "SELECT eventstore.append_event($1, NULL, 'Tick', $2::jsonb)",
+						 2, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		{
+			fprintf(stderr, "wakeup_bench: append: %s", PQerrorMessage(w->conn));
+			exit(1);
+		}
+		PQclear(r);
+		w->returned[i] = clock_ms();
+	}
+	w->done = true;
+	return NULL;
+}
+
+/*
+ * One poll of sub by c1 and the ack_many of its runs; notes when each event
+ * came; returns the number of rows.
+ */
+static int
+delivery_poll(PGconn *c, const char *sub, double *delivered, int count)
+{
+	const char *params[2] = {sub, NULL};
+	PGresult   *r = PQexecParams(c, "SELECT (p.data OPERATOR(pg_catalog.->>) 'seq')::integer, p.global_position,"
+								 " pg_catalog.max(p.global_position) OVER (PARTITION BY p.partition)"
+								 " FROM eventstore.poll($1, 'c1', 1000) p",
+								 1, NULL, params, NULL, NULL, 0);
+	double		now = clock_ms();
+	int			n;
+	char	   *runs;
+	size_t		len = 2;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+	{
+		fprintf(stderr, "wakeup_bench: poll: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	n = PQntuples(r);
+	if (n == 0)
+	{
+		PQclear(r);
+		return 0;
+	}
+	runs = malloc(n * 24 + 3);
+	strcpy(runs, "{");
+	for (int i = 0; i < n; i++)
+	{
+		int			seq = atoi(PQgetvalue(r, i, 0));
+
+		if (seq >= 0 && seq < count && delivered[seq] == 0)
+			delivered[seq] = now;
+		/* the run's last position, once per run */
+		if (strcmp(PQgetvalue(r, i, 1), PQgetvalue(r, i, 2)) == 0)
+			len += sprintf(runs + len - 1, "%s%s", len > 2 ? "," : "", PQgetvalue(r, i, 1));
+	}
+	strcpy(runs + len - 1, "}");
+	PQclear(r);
+	params[1] = runs;
+	PQclear(run2(c, "SELECT eventstore.ack_many($1, 'c1', $2::bigint[])", params));
+	free(runs);
+	return n;
+}
+
 static int
 by_value(const void *a, const void *b)
 {
@@ -122,7 +242,8 @@ main(int argc, char **argv)
 	if (argc < 6)
 	{
 		fprintf(stderr, "usage: wakeup_bench CONNINFO SUB STREAM latency COUNT [PAUSE_MS]\n"
-				"       wakeup_bench CONNINFO SUB STREAM inflight OTHER\n");
+				"       wakeup_bench CONNINFO SUB STREAM inflight OTHER\n"
+				"       wakeup_bench CONNINFO SUB STREAM delivery RATE SECS\n");
 		return 2;
 	}
 	listener = open_conn(argv[1]);
@@ -149,6 +270,55 @@ main(int argc, char **argv)
 		printf("early=%d woken_after_ms=%.3f\n", early, woken ? clock_ms() - released : -1.0);
 		PQfinish(holder);
 		return !early && woken ? 0 : 1;
+	}
+	if (strcmp(argv[4], "delivery") == 0 && argc > 6)
+	{
+		DeliveryWriter w;
+		pthread_t	thread;
+		double	   *delivered;
+		double		last_append = 0;
+
+		w.conn = writer;
+		w.stream = argv[3];
+		w.rate = atoi(argv[5]);
+		w.count = w.rate * atoi(argv[6]);
+		w.returned = calloc(w.count, sizeof(double));
+		w.done = false;
+		delivered = calloc(w.count, sizeof(double));
+		lat = calloc(w.count, sizeof(double));
+		/* anything delivered before is not this run's */
+		while (delivery_poll(listener, argv[2], delivered, 0) > 0)
+			;
+		if (pthread_create(&thread, NULL, delivery_writer, &w) != 0)
+			return 2;
+		for (;;)
+		{
+			bool		done = w.done;
+
+			if (done && last_append == 0)
+				last_append = clock_ms();
+			if (done && (got == w.count || clock_ms() - last_append > 2000))
+				break;
+			(void) await_notify(listener, done ? 100 : 1000);
+			while (delivery_poll(listener, argv[2], delivered, w.count) == 1000)
+				;
+			got = 0;
+			for (int i = 0; i < w.count; i++)
+				got += delivered[i] != 0;
+		}
+		pthread_join(thread, NULL);
+		got = 0;
+		for (int i = 0; i < w.count; i++)
+			if (delivered[i] != 0)
+				lat[got++] = delivered[i] > w.returned[i] ? delivered[i] - w.returned[i] : 0;
+		qsort(lat, got, sizeof(double), by_value);
+		if (got == 0)
+			printf("n=%d lost=%d\n", w.count, w.count);
+		else
+			printf("n=%d lost=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f appends_per_s=%.0f\n", w.count, w.count - got,
+				   lat[got / 2], lat[(int) (got * 0.99) < got ? (int) (got * 0.99) : got - 1], lat[got - 1],
+				   w.count > 1 ? (w.count - 1) * 1e3 / (w.returned[w.count - 1] - w.returned[0]) : 0.0);
+		return got == w.count ? 0 : 1;
 	}
 	count = atoi(argv[5]);
 	pause_ms = argc > 6 ? atoi(argv[6]) : 10;

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(684);
+SELECT plan(681);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -164,7 +164,6 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_backlog(eventstore.subscriptions,integer,bigint,bigint)',
     'eventstore._subscription_check(text[],text[],integer,interval,interval)',
     'eventstore._subscription_create(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval,regclass,oid)',
-    'eventstore._subscription_deliver(regclass,text,integer[],boolean,text,integer,bigint,bigint,text[],text[],bigint[],integer,timestamp with time zone)',
     'eventstore._subscription_delivered(eventstore.subscriptions,text,bigint)',
     'eventstore._subscription_drop(text,oid)',
     'eventstore._subscription_events(regclass,bigint[])',
@@ -173,11 +172,11 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_list_parked(text,oid)',
     'eventstore._subscription_nack(text,text,bigint,interval,text,oid)',
     'eventstore._subscription_partition(text,integer)',
-    'eventstore._subscription_poll(text,text,integer,oid)',
     'eventstore._subscription_replay(text,bigint,oid)',
     'eventstore._subscription_reset(text,bigint,timestamp with time zone,oid)',
     'eventstore._subscription_start(text,bigint,timestamp with time zone,regclass)',
     'eventstore._subscription_state(oid)',
+    'eventstore._subscription_take(text,text,integer,oid)',
     'eventstore._subscription_wake(bigint,bigint)',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
@@ -1180,12 +1179,12 @@ SELECT pg_temp.x('_subscription_reset', 'both', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_reset('bi_sub', 0, now(), 10)$$);
 SELECT pg_temp.x('_subscription_reset', 'time infinity', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_reset('bi_sub', NULL, 'infinity', 10)$$);
-SELECT pg_temp.x('_subscription_poll', 'unknown', 'error 42704', $$SELECT count(*) FROM eventstore._subscription_poll('bi_none', 'c', 1, 10)$$);
-SELECT pg_temp.x('_subscription_poll', 'NULL max_count', 'error 22023',
-    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT count(*) FROM eventstore._subscription_poll('bi_sub', 'c', NULL, 10)$$);
-SELECT pg_temp.x('_subscription_poll', 'a role without rights', 'error 42501',
+SELECT pg_temp.x('_subscription_take', 'unknown', 'error 42704', $$SELECT count(*) FROM eventstore._subscription_take('bi_none', 'c', 1, 10)$$);
+SELECT pg_temp.x('_subscription_take', 'NULL max_count', 'error 22023',
+    $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT count(*) FROM eventstore._subscription_take('bi_sub', 'c', NULL, 10)$$);
+SELECT pg_temp.x('_subscription_take', 'a role without rights', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$,
-    $$SELECT count(*) FROM eventstore._subscription_poll('bi_sub', 'c', 1, 'es_tap_bi_role'::regrole::oid)$$);
+    $$SELECT count(*) FROM eventstore._subscription_take('bi_sub', 'c', 1, 'es_tap_bi_role'::regrole::oid)$$);
 SELECT pg_temp.x('_subscription_delivered', 'NULL subscription row', 'error 22004',
     $$SELECT eventstore._subscription_delivered(NULL, 'c', 1)$$);
 SELECT pg_temp.x('_subscription_delivered', 'NULL consumer', 'error 22004',
@@ -1203,12 +1202,6 @@ SELECT pg_temp.x('_subscription_ack_many', 'negative position', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{-1}', 10)$$);
 SELECT pg_temp.x('_subscription_ack_many', 'NULL caller', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{1}', NULL)$$);
-SELECT pg_temp.x('_subscription_deliver', 'NULL store', 'error 22004',
-    $$SELECT count(*) FROM eventstore._subscription_deliver(NULL, 'x', '{}', false, 'stream', 1, 0, 10, NULL, NULL, '{0}', 10, now())$$);
-SELECT pg_temp.x('_subscription_deliver', 'not a store', 'error 42809',
-    $$SELECT count(*) FROM eventstore._subscription_deliver('pg_class', 'x', '{}', false, 'stream', 1, 0, 10, NULL, NULL, '{0}', 10, now())$$);
-SELECT pg_temp.x('_subscription_deliver', 'an empty range', 'ok 0',
-    $$SELECT count(*) FROM eventstore._subscription_deliver('eventstore.events', 'x', '{}', false, 'stream', 1, 0, 0, NULL, NULL, '{0}', 10, now())$$);
 SELECT pg_temp.x('_subscription_events', 'NULL positions', 'error 22004',
     $$SELECT count(*) FROM eventstore._subscription_events('eventstore.events', NULL)$$);
 SELECT pg_temp.x('_subscription_events', 'not a store', 'error 42809',
