@@ -34,6 +34,14 @@
 #     append's transaction and writes that worker's read model;
 #   - each worker's relay publishes its own outbox (the route is registered
 #     on every node): every routed event of the node once, in id order.
+#   - subscriptions per node: create_subscription on the coordinator of a
+#     distributed store is refused (0A000); created on every worker with
+#     run_command_on_workers (start => 'end' starts at the end of the
+#     worker's own log); a consumer per worker polls and acks, recording
+#     what it got in the ack's transaction, while the load runs (and a
+#     worker is killed): every event of the node's log delivered once, in
+#     the node's position order, each stream's versions in order, nothing
+#     of another node.
 #
 #   CITUS_PORT     first port (default 54470)
 #   CITUS_CLIENTS  clients (default 6)
@@ -193,6 +201,41 @@ done
 pj1=$(q 1 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts"); pj2=$(q 2 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts")
 check "a projection on every node counts each worker's own streams, 40 events in all" "t t 40" "$pj$((pj1 + pj2))"
 
+# -- subscriptions per node ------------------------------------------------------------
+# A subscription on a cluster is consumed per node: created on every worker
+# with run_command_on_workers, polled on each worker, where it reads the
+# node's shards up to the node's horizon with the node's checkpoints.  One
+# partition, so that a node's events come in the node's log order.
+check "create_subscription on the coordinator of a distributed store is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT eventstore.create_subscription('citus_sub')" 2>&1 | grep -o '0A000')"
+q 0 -c "SELECT run_command_on_workers(\$\$SELECT eventstore.create_subscription('citus_sub', categories => ARRAY['s'], partition_by => 'none', partitions => 1)\$\$)" \
+    -c "SELECT run_command_on_workers(\$\$CREATE TABLE public.sub_seen (seq bigserial PRIMARY KEY, pos bigint NOT NULL, stream_id text NOT NULL, version bigint NOT NULL)\$\$)" >/dev/null ||
+    fail "create_subscription on every worker"
+check "the subscription exists on each worker, not on the coordinator" "0 1 1" \
+    "$(for n in 0 1 2; do q $n -c "SELECT count(*) FROM eventstore.subscriptions WHERE name = 'citus_sub'"; done | tr '\n' ' ' | sed 's/ $//')"
+# start => 'end' on a worker starts at the end of that worker's log, not of the cluster's
+q 0 -c "SELECT run_command_on_workers(\$\$SELECT eventstore.create_subscription('citus_end', start => 'end')\$\$)" >/dev/null ||
+    fail "create_subscription(start => end) on every worker"
+check "start => 'end' on each worker: the checkpoint is the end of the worker's own log" "t t" \
+    "$(for n in 1 2; do q $n -c "SELECT bool_and(checkpoint >> 48 = (SELECT groupid FROM pg_dist_local_group) AND checkpoint = (SELECT max(global_position) FROM eventstore.read_node(0, NULL))) FROM eventstore.subscription_partitions WHERE subscription = 'citus_end'"; done | tr '\n' ' ' | sed 's/ $//')"
+# one consumer step: poll, record what came (the effects) and ack it, in one transaction
+cat >"$WORK/consume.sql" <<'SQL'
+BEGIN;
+CREATE TEMP TABLE b ON COMMIT DROP AS SELECT * FROM eventstore.poll('citus_sub', 'c', 300);
+INSERT INTO public.sub_seen (pos, stream_id, version)
+SELECT global_position, stream_id, stream_version FROM b ORDER BY global_position;
+SELECT eventstore.ack_many('citus_sub', 'c', ARRAY(SELECT max(global_position) FROM b GROUP BY partition))
+ WHERE EXISTS (SELECT FROM b);
+SELECT 'polled|' || count(*) FROM b;
+COMMIT;
+SQL
+consumer() {  # consumer NODE: drains its worker's subscription until told to stop
+    while [ ! -e "$WORK/stop" ]; do
+        q "$1" -f "$WORK/consume.sql" >/dev/null 2>>"$WORK/consumer.$1.err"
+        sleep 0.05
+    done
+}
+
 # -- load, with one worker killed --------------------------------------------------------
 # A client: one psql session running a generated script; it reads a stream's
 # version and appends with it, so concurrent clients on a hot stream race.
@@ -229,6 +272,8 @@ group1=$(q 1 -c "SELECT groupid FROM pg_dist_local_group")
 group2=$(q 2 -c "SELECT groupid FROM pg_dist_local_group")
 sampler 1 "$group1" & pids+=($!)
 sampler 2 "$group2" & pids+=($!)
+consumer 1 & pids+=($!)
+consumer 2 & pids+=($!)
 t0=$(date +%s%N)
 cpids=()
 for c in $(seq 1 "$CLIENTS"); do
@@ -330,6 +375,26 @@ for n in 1 2; do
                                       (SELECT FROM eventstore.read_node(0, NULL) e WHERE e.global_position = o.global_position AND e.event_type = 'T')),
                                    (SELECT count(*) FROM (SELECT published_at < lag(published_at) OVER (ORDER BY id) AS back FROM eventstore.outbox) s WHERE back)")"
 done
+# Each worker's consumer drains the rest; then what it recorded is the node's
+# log of category s: each event once, in the node's position order, each
+# stream's versions 1..N in order, nothing of another node.
+for n in 1 2; do
+    for _ in $(seq 1 200); do
+        r=$(q $n -f "$WORK/consume.sql" 2>>"$WORK/consumer.$n.err" | grep '^polled|')
+        [ "$r" = "polled|0" ] && [ "$(q $n -c "SELECT coalesce(sum(events_behind), 0) FROM eventstore.subscription_status WHERE subscription = 'citus_sub'")" = 0 ] && break
+        sleep 0.05
+    done
+    check "worker $n: its subscription delivered its log of s once each, in node order, streams in version order" "0|0|0|0|0|t" \
+        "$(q $n -F '|' -c "CREATE TEMP TABLE nodelog AS SELECT global_position, stream_id FROM eventstore.read_node(0, NULL) WHERE split_part(stream_id, '-', 1) = 's'" \
+                        -c "SELECT (SELECT count(*) - count(DISTINCT pos) FROM public.sub_seen),
+                                   (SELECT count(*) FROM nodelog l WHERE NOT EXISTS (SELECT FROM public.sub_seen x WHERE x.pos = l.global_position)),
+                                   (SELECT count(*) FROM public.sub_seen x WHERE NOT EXISTS (SELECT FROM nodelog l WHERE l.global_position = x.pos)),
+                                   (SELECT count(*) FROM (SELECT pos < lag(pos) OVER (ORDER BY seq) AS back FROM public.sub_seen) o WHERE back),
+                                   (SELECT count(*) FROM (SELECT version <> coalesce(lag(version) OVER (PARTITION BY stream_id ORDER BY seq), 0) + 1 AS bad FROM public.sub_seen) v WHERE bad),
+                                   (SELECT count(*) > 0 FROM public.sub_seen)" 2>&1)"
+    echo "citus: worker $n: $(q $n -c "SELECT count(*) FROM public.sub_seen") events delivered by its subscription; $(cat "$WORK/consumer.$n.err" 2>/dev/null | grep -ci error) consumer steps failed (the killed worker)"
+done
+
 nodes="$(q 1 -c "SELECT count(*) FROM eventstore.read_node(0, NULL)") $(q 2 -c "SELECT count(*) FROM eventstore.read_node(0, NULL)")"
 check "read_node on each worker returns the worker's events" "$(val node_events)" "$nodes"
 check "read_node returns them in position order, paged" "t t" \
