@@ -722,3 +722,78 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_backlog(s eventstore.subscri
         oldest := LEAST(oldest, retry_at);
     END
     $$;
+
+-- distribute() also makes the registries (projections, routes, upcasters,
+-- snapshot policies) reference tables: registered once, on every node.  The
+-- registry trigger (registry.c) invalidates the registry's caches when it
+-- fires on a node's shard of it.
+CREATE OR REPLACE FUNCTION eventstore.distribute(store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    events pg_catalog.regclass := 'eventstore.events'::pg_catalog.regclass;
+    registry pg_catalog.regclass;
+BEGIN
+    IF store IS NULL THEN
+        RAISE EXCEPTION 'store must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF store OPERATOR(pg_catalog.<>) events AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_class c
+            WHERE c.oid OPERATOR(pg_catalog.=) store
+              AND c.reloftype OPERATOR(pg_catalog.=) 'eventstore.event_store'::pg_catalog.regtype) THEN
+        RAISE EXCEPTION '"%" is not an event store', store
+            USING ERRCODE = '42809',
+                  HINT = 'Create a store with eventstore.create_store(name).';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension x
+                    WHERE x.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'eventstore.distribute() needs the citus extension'
+            USING ERRCODE = '55000',
+                  HINT = 'Preload citus first in shared_preload_libraries on every node and run CREATE EXTENSION citus.';
+    END IF;
+    -- row triggers (immutability, projections) must exist on every shard
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- every store is co-located with the default store: one delegation rule
+    IF store OPERATOR(pg_catalog.<>) events AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_dist_partition p
+            WHERE p.logicalrelid OPERATOR(pg_catalog.=) events) THEN
+        PERFORM eventstore.distribute(events);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                    WHERE p.logicalrelid OPERATOR(pg_catalog.=) store) THEN
+        IF store OPERATOR(pg_catalog.=) events THEN
+            PERFORM pg_catalog.create_distributed_table(store, 'stream_id');
+        ELSE
+            PERFORM pg_catalog.create_distributed_table(store, 'stream_id',
+                                                        colocate_with := 'eventstore.events');
+        END IF;
+    END IF;
+    -- the registries: reference tables, so that one registration (on the
+    -- coordinator) reaches every node; their triggers, which keep each
+    -- backend's cache current, fire on every node's placement
+    FOREACH registry IN ARRAY ARRAY['eventstore.projections', 'eventstore.routes', 'eventstore.upcasters',
+                                    'eventstore.snapshot_policies']::pg_catalog.regclass[] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                        WHERE p.logicalrelid OPERATOR(pg_catalog.=) registry) THEN
+            PERFORM pg_catalog.create_reference_table(registry);
+        END IF;
+    END LOOP;
+    PERFORM pg_catalog.create_distributed_function(
+        'eventstore.append(text,bigint,eventstore.new_event[],jsonb,regclass)'::pg_catalog.regprocedure,
+        '$1', colocate_with := 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_function(
+        'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb,regclass)'::pg_catalog.regprocedure,
+        '$1', colocate_with := 'eventstore.events');
+    -- positions of node group g start above g << 48: unique in the cluster,
+    -- ordered within a node, no order across nodes
+    PERFORM pg_catalog.run_command_on_all_nodes($c$
+        SELECT pg_catalog.setval('eventstore.events_global_position_seq',
+                                 g.groupid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 48)
+          FROM pg_catalog.pg_dist_local_group g, eventstore.events_global_position_seq s
+         WHERE g.groupid OPERATOR(pg_catalog.>) 0
+           AND s.last_value OPERATOR(pg_catalog.<) (g.groupid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 48)
+    $c$);
+END
+$$;

@@ -30,10 +30,14 @@
 #     events at or below every sampled horizon are exactly those counted
 #     then by a reader of that node's log (read_node: skips nothing); read_node
 #     on each worker returns the worker's events, in order, page by page.
-#   - a projection registered on every node runs on the worker in the
-#     append's transaction and writes that worker's read model;
-#   - each worker's relay publishes its own outbox (the route is registered
-#     on every node): every routed event of the node once, in id order.
+#   - the registries are reference tables: a route and a projection
+#     registered once on the coordinator are on every node; a worker
+#     backend that cached the routes sees a route added on the coordinator
+#     at its next transaction;
+#   - the projection runs on the worker in the append's transaction and
+#     writes that worker's read model;
+#   - each worker's relay publishes its own outbox (the route registered on
+#     the coordinator): every routed event of the node once, in id order.
 #   - read_all, read_all_until and read_category of a distributed store are
 #     refused on the coordinator (0A000); on a worker they return the node's
 #     log (what read_node returns, in its order, paged).
@@ -146,7 +150,7 @@ q 0 -c "SELECT count(*) FROM (SELECT eventstore.append_event('pre-' || g, NULL, 
 q 0 -c "SET client_min_messages = warning" -c "SELECT eventstore.create_store('second')" \
     -c "SELECT eventstore.distribute('second')" >/dev/null 2>"$WORK/distribute.err"
 check "distribute(second) distributes both stores, co-located" "eventstore.events|true second|true" \
-    "$(q 0 -c "SELECT string_agg(logicalrelid::regclass::text || '|' || (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass))::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition" 2>&1)$(sed 's/^/ /' "$WORK/distribute.err")"
+    "$(q 0 -c "SELECT string_agg(logicalrelid::regclass::text || '|' || (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass))::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition WHERE partmethod = 'h'" 2>&1)$(sed 's/^/ /' "$WORK/distribute.err")"
 check "events stored before distribute() are in the shards and their streams go on" "20 2 21" \
     "$(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'pre-%'") $(q 0 -c "SELECT stream_version FROM eventstore.append_event('pre-1', 1, 'A', '{}')" 2>&1) $(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'pre-%'")"
 check "the append functions are delegated by stream, co-located with the store" "append|0 append_event|0" \
@@ -184,16 +188,37 @@ check "a reader role may not append (42501 on the worker)" "42501" \
 check "positions of each worker come from its group's range (group << 48)" "t" \
     "$(q 0 -c "CREATE TEMP TABLE e AS SELECT stream_id, global_position FROM eventstore.events WHERE global_position > 20" -c "SELECT bool_and(global_position >> 48 = (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', e.stream_id))) FROM e")"
 
-# Each node has its own registries and outbox: the route goes to every node.
-q 0 -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.add_route('citus_out', ARRAY['T'])\$\$)" >/dev/null ||
-    fail "add_route on every node"
+# The registries are reference tables (distribute()): a route registered on
+# the coordinator is on every node; each node has its own outbox.
+check "distribute() made the registries reference tables" "projections|n routes|n snapshot_policies|n upcasters|n" \
+    "$(q 0 -c "SELECT string_agg(replace(logicalrelid::regclass::text, 'eventstore.', '') || '|' || partmethod::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition WHERE logicalrelid::regclass::text IN ('eventstore.projections', 'eventstore.routes', 'eventstore.upcasters', 'eventstore.snapshot_policies')")"
+q 0 -c "SELECT eventstore.add_route('citus_out', ARRAY['T'])" >/dev/null || fail "add_route on the coordinator"
+check "a route registered on the coordinator is seen on every node" "citus_out citus_out citus_out" \
+    "$(for n in 0 1 2; do q $n -c "SELECT string_agg(channel, ',') FROM eventstore.routes"; done | tr '\n' ' ' | sed 's/ $//')"
+# A worker backend that cached the routes sees one registered on the
+# coordinator at its next transaction (the registry trigger fires on the
+# worker's shard of the reference table and invalidates the cache).
+s1=$(q 0 -c "SELECT x.s FROM (SELECT 'inv-' || g AS s FROM generate_series(1, 100) g) x
+              WHERE (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', x.s))
+                    = (SELECT groupid FROM pg_dist_node WHERE nodeport = $(node_port 1)) LIMIT 1")
+check "a worker's cached routes see a route added on the coordinator" "0|1" \
+    "$(q 1 -F '|' 2>&1 <<SQL | tr '\n' '|' | sed 's/|$//'
+SELECT count(*) FROM eventstore.append_event('$s1', NULL, 'W', '{}') \\gset
+SELECT count(*) FROM eventstore.outbox WHERE channel = 'w_out';
+\! "$PSQL" -X -q -At -h 127.0.0.1 -p $(node_port 0) -U postgres -d es -c "SELECT eventstore.add_route('w_out', ARRAY['W'])" >/dev/null
+SELECT count(*) FROM eventstore.append_event('$s1', NULL, 'W', '{}') \\gset
+SELECT count(*) FROM eventstore.outbox WHERE channel = 'w_out';
+SQL
+)"
+# (worker 1's outbox keeps that W event's row: the relay check below leaves channel w_out out)
+q 0 -c "SELECT eventstore.remove_route('w_out')" >/dev/null || fail "remove_route on the coordinator"
 
 # A projection registered on every node runs on the worker, in the append's
 # transaction, and writes the worker's own read model.
 q 0 -c "SELECT run_command_on_all_nodes(\$\$CREATE TABLE public.pj_counts (stream_id text PRIMARY KEY, n int NOT NULL)\$\$)" \
     -c "SELECT run_command_on_all_nodes(\$\$CREATE FUNCTION public.pj_count(e eventstore.events) RETURNS void LANGUAGE sql AS 'INSERT INTO public.pj_counts VALUES (e.stream_id, 1) ON CONFLICT (stream_id) DO UPDATE SET n = pj_counts.n + 1'\$\$)" \
-    -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.register_projection('pj', 'public.pj_count(eventstore.events)', ARRAY['P'])\$\$)" >/dev/null ||
-    fail "projection on every node"
+    -c "SELECT eventstore.register_projection('pj', 'public.pj_count(eventstore.events)', ARRAY['P'])" >/dev/null ||
+    fail "projection registered on the coordinator"
 for k in $(seq 1 20); do
     q 0 -c "SELECT eventstore.append('pj-$k', 0, ARRAY[eventstore.event('P', '{}'), eventstore.event('P', '{}')])" >/dev/null || fail "append pj-$k"
 done
@@ -202,7 +227,7 @@ for n in 1 2; do
     pj+="$(q $n -c "SELECT (SELECT coalesce(sum(n), 0) FROM public.pj_counts) = (SELECT count(*) FROM eventstore.read_node(0, NULL) WHERE event_type = 'P') AND (SELECT count(*) FROM public.pj_counts) > 0 AND (SELECT count(*) FROM public.pj_counts) = (SELECT count(DISTINCT stream_id) FROM eventstore.read_node(0, NULL) WHERE event_type = 'P')") "
 done
 pj1=$(q 1 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts"); pj2=$(q 2 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts")
-check "a projection on every node counts each worker's own streams, 40 events in all" "t t 40" "$pj$((pj1 + pj2))"
+check "a projection registered on the coordinator runs on every worker: each counts its own streams, 40 events in all" "t t 40" "$pj$((pj1 + pj2))"
 
 # -- subscriptions per node ------------------------------------------------------------
 # A subscription on a cluster is consumed per node: created on every worker
@@ -374,7 +399,7 @@ for n in 1 2; do
         "$(q $n -F '|' -c "SELECT (SELECT count(*) FROM eventstore.outbox WHERE published_at IS NULL),
                                    (SELECT count(*) FROM eventstore.read_node(0, NULL) e WHERE e.event_type = 'T'
                                       AND (SELECT count(*) FROM eventstore.outbox o WHERE o.global_position = e.global_position AND o.channel = 'citus_out') <> 1),
-                                   (SELECT count(*) FROM eventstore.outbox o WHERE NOT EXISTS
+                                   (SELECT count(*) FROM eventstore.outbox o WHERE o.channel <> 'w_out' AND NOT EXISTS
                                       (SELECT FROM eventstore.read_node(0, NULL) e WHERE e.global_position = o.global_position AND e.event_type = 'T')),
                                    (SELECT count(*) FROM (SELECT published_at < lag(published_at) OVER (ORDER BY id) AS back FROM eventstore.outbox) s WHERE back)")"
 done
