@@ -726,7 +726,8 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_backlog(s eventstore.subscri
 -- distribute() also makes the registries (projections, routes, upcasters,
 -- snapshot policies) reference tables: registered once, on every node.  The
 -- registry trigger (registry.c) invalidates the registry's caches when it
--- fires on a node's shard of it.
+-- fires on a node's shard of it.  It refuses a store with subscriptions on
+-- the coordinator (consumed per worker).
 CREATE OR REPLACE FUNCTION eventstore.distribute(store regclass DEFAULT 'eventstore.events')
     RETURNS void
     LANGUAGE plpgsql
@@ -752,6 +753,16 @@ BEGIN
         RAISE EXCEPTION 'eventstore.distribute() needs the citus extension'
             USING ERRCODE = '55000',
                   HINT = 'Preload citus first in shared_preload_libraries on every node and run CREATE EXTENSION citus.';
+    END IF;
+    -- a subscription is consumed per worker: one on the coordinator would
+    -- have no log to read once the store is distributed
+    IF EXISTS (SELECT FROM eventstore.subscriptions x WHERE x.store OPERATOR(pg_catalog.=) $1)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                        WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1) THEN
+        RAISE EXCEPTION 'store % has subscriptions on the coordinator', $1
+            USING ERRCODE = '0A000',
+                  DETAIL = 'A subscription of a distributed store is consumed on each worker; the coordinator holds no log of it.',
+                  HINT = 'Drop them with eventstore.drop_subscription, distribute the store, and create them on every worker with run_command_on_workers.';
     END IF;
     -- row triggers (immutability, projections) must exist on every shard
     PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);

@@ -8,6 +8,8 @@
 # that script is missing or cannot build Citus.
 #
 # Checks:
+#   - eventstore.distribute() refuses a store with a subscription on the
+#     coordinator (0A000);
 #   - eventstore.distribute() distributes the default store (with 20 events
 #     stored before) and a second store by stream_id, co-located, and
 #     delegates the append functions; the earlier streams go on;
@@ -147,6 +149,10 @@ check "eventstore installed on both workers by the coordinator" "0.7.0 0.7.0" \
 # -- distribute -------------------------------------------------------------------
 # events stored before the store is distributed (on the coordinator)
 q 0 -c "SELECT count(*) FROM (SELECT eventstore.append_event('pre-' || g, NULL, 'A', '{}') FROM generate_series(1, 20) g) x" >/dev/null
+# a store with a subscription on the coordinator is refused (consumed per worker)
+check "distribute() of a store with a subscription on the coordinator is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT eventstore.create_subscription('pre_sub')" -c "SELECT eventstore.distribute()" 2>&1 | grep -o '0A000')"
+q 0 -c "SELECT eventstore.drop_subscription('pre_sub')" >/dev/null || fail "drop_subscription(pre_sub)"
 q 0 -c "SET client_min_messages = warning" -c "SELECT eventstore.create_store('second')" \
     -c "SELECT eventstore.distribute('second')" >/dev/null 2>"$WORK/distribute.err"
 check "distribute(second) distributes both stores, co-located" "eventstore.events|true second|true" \
