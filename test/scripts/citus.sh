@@ -46,7 +46,8 @@
 #   - subscriptions per node: create_subscription on the coordinator of a
 #     distributed store is refused (0A000); created on every worker with
 #     run_command_on_workers (start => 'end' starts at the end of the
-#     worker's own log); a consumer per worker polls and acks, recording
+#     worker's own log, start_time before the worker's own first event
+#     since then); a consumer per worker polls and acks, recording
 #     what it got in the ack's transaction, while the load runs (and a
 #     worker is killed): every event of the node's log delivered once, in
 #     the node's position order, each stream's versions in order, nothing
@@ -252,6 +253,12 @@ q 0 -c "SELECT run_command_on_workers(\$\$SELECT eventstore.create_subscription(
     fail "create_subscription(start => end) on every worker"
 check "start => 'end' on each worker: the checkpoint is the end of the worker's own log" "t t" \
     "$(for n in 1 2; do q $n -c "SELECT bool_and(checkpoint >> 48 = (SELECT groupid FROM pg_dist_local_group) AND checkpoint = (SELECT max(global_position) FROM eventstore.read_node(0, NULL))) FROM eventstore.subscription_partitions WHERE subscription = 'citus_end'"; done | tr '\n' ' ' | sed 's/ $//')"
+# start_time on a worker: the first event of the worker's own log created then or later
+t_pj=$(q 0 -c "SELECT min(created_at) FROM eventstore.events WHERE stream_id LIKE 'pj-%'")
+q 0 -c "SELECT run_command_on_workers(\$\$SELECT eventstore.create_subscription('citus_time', start_time => '$t_pj')\$\$)" >/dev/null ||
+    fail "create_subscription(start_time) on every worker"
+check "start_time on each worker: the checkpoint is before the worker's own first event since then" "t t" \
+    "$(for n in 1 2; do q $n -c "SELECT bool_and(checkpoint >> 48 = (SELECT groupid FROM pg_dist_local_group) AND checkpoint + 1 = (SELECT min(global_position) FROM eventstore.read_node(0, NULL) WHERE created_at >= '$t_pj')) FROM eventstore.subscription_partitions WHERE subscription = 'citus_time'"; done | tr '\n' ' ' | sed 's/ $//')"
 # one consumer step: poll, record what came (the effects) and ack it, in one transaction
 cat >"$WORK/consume.sql" <<'SQL'
 BEGIN;
