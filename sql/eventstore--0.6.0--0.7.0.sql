@@ -39,11 +39,13 @@ CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS
         hit boolean;
         woken integer := 0;
     BEGIN
-        FOR s IN SELECT x.name, x.categories, x.event_types, x.store FROM eventstore.subscriptions x
+        -- src: the store, or on a Citus worker its shards there
+        FOR s IN SELECT x.name, x.categories, x.event_types, eventstore._store_local(x.store) AS src
+                   FROM eventstore.subscriptions x
                   ORDER BY x.name COLLATE "C" LOOP
             IF upto OPERATOR(pg_catalog.-) after OPERATOR(pg_catalog.>) 10000 THEN
                 hit := true;
-            ELSIF s.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass THEN
+            ELSIF s.src OPERATOR(pg_catalog.=) 'eventstore.events' THEN
                 -- the default store: a static query, planned once per session
                 hit := EXISTS (SELECT FROM eventstore.events e
                                 WHERE e.global_position OPERATOR(pg_catalog.>) after
@@ -59,7 +61,7 @@ CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS
                                       AND ($3 IS NULL
                                            OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($3))
                                       AND ($4 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($4)))
-                    $q$, s.store)
+                    $q$, s.src)
                    INTO hit USING after, upto, s.categories, s.event_types;
             END IF;
             IF hit THEN
@@ -325,6 +327,7 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_delivered(s eventstore.subsc
         e eventstore.events;
         n integer;
         r eventstore.subscription_retries;
+        src text;
     BEGIN
         IF s.name IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'subscription must not be null';
@@ -334,11 +337,13 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_delivered(s eventstore.subsc
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'global_position must be a positive position';
         END IF;
-        IF s.store OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass THEN
+        -- what to read: the store, or on a Citus worker its shards there
+        src := eventstore._store_local(s.store);
+        IF src OPERATOR(pg_catalog.=) 'eventstore.events' THEN
             -- the default store: a static query, planned once per session
             SELECT * INTO e FROM eventstore.events x WHERE x.global_position OPERATOR(pg_catalog.=) "position";
         ELSE
-            EXECUTE pg_catalog.format('SELECT * FROM %s x WHERE x.global_position OPERATOR(pg_catalog.=) $1', s.store)
+            EXECUTE pg_catalog.format('SELECT * FROM %s x WHERE x.global_position OPERATOR(pg_catalog.=) $1', src)
                INTO e USING "position";
         END IF;
         IF e.global_position IS NULL
@@ -581,3 +586,219 @@ SELECT o.id, o.channel, o.global_position, o.created_at, o.published_at,
 -- == Consistency across streams (DCB) =======================================
 
 -- == Append path ============================================================
+
+-- == Scale-out on Citus (#18) ================================================
+-- Subscriptions on a cluster are consumed per node: on a worker a
+-- subscription reads the node's own shards of a distributed store, up to the
+-- node's horizon, with the node's checkpoints and leases (its own tables).
+-- _store_local(store): what to read the store's events on this node from, as
+-- SQL text to follow FROM (the store's name, or the UNION ALL of its local
+-- shards); refused with 0A000 on the coordinator (citus.c).  The bodies below
+-- (and _subscription_delivered, _subscription_wake above) read through it.
+CREATE FUNCTION eventstore._store_local(store regclass) RETURNS text
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'eventstore_store_local';
+REVOKE ALL ON FUNCTION eventstore._store_local(regclass) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_start(start text, start_position bigint, start_time timestamptz,
+                                               store regclass)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        given integer := (start IS NOT NULL)::integer OPERATOR(pg_catalog.+) (start_position IS NOT NULL)::integer
+                         OPERATOR(pg_catalog.+) (start_time IS NOT NULL)::integer;
+        first_after bigint;
+        horizon bigint;
+        top bigint;
+    BEGIN
+        IF given OPERATOR(pg_catalog.>) 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'give at most one of start, start_position and start_time';
+        END IF;
+        IF given OPERATOR(pg_catalog.=) 0 THEN
+            start := 'beginning';
+        END IF;
+        IF start_position IS NOT NULL THEN
+            IF start_position OPERATOR(pg_catalog.<) 0 THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'start_position must not be negative';
+            END IF;
+            RETURN start_position;
+        ELSIF start_time IS NOT NULL THEN
+            IF NOT pg_catalog.isfinite(start_time) THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'start_time must be finite';
+            END IF;
+            horizon := eventstore._log_horizon();
+            EXECUTE pg_catalog.format('SELECT pg_catalog.min(e.global_position) FROM %s e'
+                                      ' WHERE e.created_at OPERATOR(pg_catalog.>=) $1'
+                                      ' AND e.global_position OPERATOR(pg_catalog.<=) $2', eventstore._store_local(store))
+               INTO first_after USING start_time, horizon;
+            IF first_after IS NOT NULL THEN
+                RETURN first_after OPERATOR(pg_catalog.-) 1;
+            END IF;
+            start := 'end';
+        END IF;
+        IF start OPERATOR(pg_catalog.=) 'beginning' THEN
+            RETURN 0;
+        ELSIF start OPERATOR(pg_catalog.=) 'end' THEN
+            horizon := eventstore._log_horizon();
+            EXECUTE pg_catalog.format('SELECT pg_catalog.max(e.global_position) FROM %s e', eventstore._store_local(store)) INTO top;
+            RETURN LEAST(horizon, COALESCE(top, 0));
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown start "%s"', start),
+            HINT = 'Use beginning or end, or give start_position or start_time.';
+    END
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_list_parked(subscription text, caller oid)
+    RETURNS TABLE (global_position bigint, partition integer, stream_id text, stream_version bigint,
+                   event_type text, attempts integer, reason text,
+                   first_failed_at timestamptz, last_failed_at timestamptz)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        s eventstore.subscriptions;
+    BEGIN
+        PERFORM eventstore._subscription_arg($1, 'subscription');
+        SELECT * INTO s FROM eventstore.subscriptions x WHERE x.name OPERATOR(pg_catalog.=) $1;
+        IF s.name IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('subscription "%s" does not exist', $1);
+        END IF;
+        IF NOT (pg_catalog.pg_has_role(caller, s.owner::pg_catalog.oid, 'USAGE')
+                OR pg_catalog.has_table_privilege(caller, 'eventstore.subscriptions'::pg_catalog.regclass, 'UPDATE')) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('subscription "%s" belongs to another role', $1);
+        END IF;
+        RETURN QUERY EXECUTE pg_catalog.format(
+            'SELECT k.global_position, k.partition, e.stream_id, e.stream_version, e.event_type, k.attempts,'
+            ' k.reason, k.first_failed_at, k.last_failed_at'
+            ' FROM eventstore.subscription_parked k'
+            ' LEFT JOIN %s e ON e.global_position OPERATOR(pg_catalog.=) k.global_position'
+            ' WHERE k.subscription OPERATOR(pg_catalog.=) $1'
+            ' ORDER BY k.global_position', eventstore._store_local(s.store))
+        USING s.name;
+    END
+    $$;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_backlog(s eventstore.subscriptions, part integer, checkpoint bigint,
+                                                 horizon bigint, OUT n bigint, OUT oldest timestamptz)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    DECLARE
+        retry_at timestamptz;
+    BEGIN
+        n := 0;
+        IF s.store IS NULL THEN
+            RETURN;
+        END IF;
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.count(*), pg_catalog.min(q.created_at) FROM ('
+            ' SELECT e.created_at FROM %s e'
+            ' WHERE e.global_position OPERATOR(pg_catalog.>) $1'
+            ' AND e.global_position OPERATOR(pg_catalog.<=) $2'
+            ' AND ($3 IS NULL OR pg_catalog.split_part(e.stream_id, ''-'', 1) OPERATOR(pg_catalog.=) ANY ($3))'
+            ' AND ($4 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($4))'
+            ' AND eventstore._subscription_partition('
+            '   eventstore._subscription_key($5, e.stream_id, e.metadata, e.global_position), $6)'
+            '   OPERATOR(pg_catalog.=) $7'
+            ' ORDER BY e.global_position LIMIT 10000) q', eventstore._store_local(s.store))
+           INTO n, oldest
+           USING checkpoint, horizon, s.categories, s.event_types, s.partition_by, s.partitions, part;
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.min(e.created_at) FROM eventstore.subscription_retries r'
+            ' JOIN %s e ON e.global_position OPERATOR(pg_catalog.=) r.global_position'
+            ' WHERE r.subscription OPERATOR(pg_catalog.=) $1 AND r.partition OPERATOR(pg_catalog.=) $2', eventstore._store_local(s.store))
+           INTO retry_at USING s.name, part;
+        oldest := LEAST(oldest, retry_at);
+    END
+    $$;
+
+-- distribute() also makes the registries (projections, routes, upcasters,
+-- snapshot policies) reference tables: registered once, on every node.  The
+-- registry trigger (registry.c) invalidates the registry's caches when it
+-- fires on a node's shard of it.  It refuses a store with subscriptions on
+-- the coordinator (consumed per worker).
+CREATE OR REPLACE FUNCTION eventstore.distribute(store regclass DEFAULT 'eventstore.events')
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    events pg_catalog.regclass := 'eventstore.events'::pg_catalog.regclass;
+    registry pg_catalog.regclass;
+BEGIN
+    IF store IS NULL THEN
+        RAISE EXCEPTION 'store must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF store OPERATOR(pg_catalog.<>) events AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_class c
+            WHERE c.oid OPERATOR(pg_catalog.=) store
+              AND c.reloftype OPERATOR(pg_catalog.=) 'eventstore.event_store'::pg_catalog.regtype) THEN
+        RAISE EXCEPTION '"%" is not an event store', store
+            USING ERRCODE = '42809',
+                  HINT = 'Create a store with eventstore.create_store(name).';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension x
+                    WHERE x.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'eventstore.distribute() needs the citus extension'
+            USING ERRCODE = '55000',
+                  HINT = 'Preload citus first in shared_preload_libraries on every node and run CREATE EXTENSION citus.';
+    END IF;
+    -- a subscription is consumed per worker: one on the coordinator would
+    -- have no log to read once the store is distributed
+    IF EXISTS (SELECT FROM eventstore.subscriptions x WHERE x.store OPERATOR(pg_catalog.=) $1)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                        WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1) THEN
+        RAISE EXCEPTION 'store % has subscriptions on the coordinator', $1
+            USING ERRCODE = '0A000',
+                  DETAIL = 'A subscription of a distributed store is consumed on each worker; the coordinator holds no log of it.',
+                  HINT = 'Drop them with eventstore.drop_subscription, distribute the store, and create them on every worker with run_command_on_workers.';
+    END IF;
+    -- row triggers (immutability, projections) must exist on every shard
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- every store is co-located with the default store: one delegation rule
+    IF store OPERATOR(pg_catalog.<>) events AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_dist_partition p
+            WHERE p.logicalrelid OPERATOR(pg_catalog.=) events) THEN
+        PERFORM eventstore.distribute(events);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                    WHERE p.logicalrelid OPERATOR(pg_catalog.=) store) THEN
+        IF store OPERATOR(pg_catalog.=) events THEN
+            PERFORM pg_catalog.create_distributed_table(store, 'stream_id');
+        ELSE
+            PERFORM pg_catalog.create_distributed_table(store, 'stream_id',
+                                                        colocate_with := 'eventstore.events');
+        END IF;
+    END IF;
+    -- the registries: reference tables, so that one registration (on the
+    -- coordinator) reaches every node; their triggers, which keep each
+    -- backend's cache current, fire on every node's placement
+    FOREACH registry IN ARRAY ARRAY['eventstore.projections', 'eventstore.routes', 'eventstore.upcasters',
+                                    'eventstore.snapshot_policies']::pg_catalog.regclass[] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                        WHERE p.logicalrelid OPERATOR(pg_catalog.=) registry) THEN
+            PERFORM pg_catalog.create_reference_table(registry);
+        END IF;
+    END LOOP;
+    PERFORM pg_catalog.create_distributed_function(
+        'eventstore.append(text,bigint,eventstore.new_event[],jsonb,regclass)'::pg_catalog.regprocedure,
+        '$1', colocate_with := 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_function(
+        'eventstore.append_event(text,bigint,text,jsonb,jsonb,uuid,text[],jsonb,regclass)'::pg_catalog.regprocedure,
+        '$1', colocate_with := 'eventstore.events');
+    -- positions of node group g start above g << 48: unique in the cluster,
+    -- ordered within a node, no order across nodes
+    PERFORM pg_catalog.run_command_on_all_nodes($c$
+        SELECT pg_catalog.setval('eventstore.events_global_position_seq',
+                                 g.groupid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 48)
+          FROM pg_catalog.pg_dist_local_group g, eventstore.events_global_position_seq s
+         WHERE g.groupid OPERATOR(pg_catalog.>) 0
+           AND s.last_value OPERATOR(pg_catalog.<) (g.groupid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 48)
+    $c$);
+END
+$$;

@@ -18,6 +18,13 @@
  * append is refused rather than routed: the stream lock and the position
  * would be taken on the wrong node.
  *
+ * Reads of the log (read_all, read_category, subscriptions) on a worker read
+ * the node's own shards of a distributed store (es_store_local_sql), up to
+ * the node's horizon: each worker's log, ordered within the node.  On the
+ * coordinator, which holds no part of any node's log, they are refused with
+ * 0A000 rather than read through Citus, which would mix the nodes' logs
+ * under one node's horizon.
+ *
  * Nothing here runs for a store that is not distributed: whether a store is
  * distributed is decided when catalog.c checks the store (once per backend
  * and table change; Citus sends a relcache invalidation for the table when
@@ -26,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/tupdesc.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
@@ -41,6 +49,7 @@
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_read_node);
+PG_FUNCTION_INFO_V1(eventstore_store_local);
 
 /*
  * Is relid a hash-distributed Citus table?  Reads Citus's pg_dist_partition
@@ -125,6 +134,110 @@ es_citus_shard(EsStore *st, Datum stream_id)
 }
 
 /*
+ * The shards of distributed store st placed on this node, as quoted names
+ * for SQL text, in shard id order, allocated in the caller's memory
+ * context.  *coordinator: is this node the coordinator (group 0)?
+ */
+static List *
+es_citus_local_shards(EsStore *st, bool *coordinator)
+{
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[1] = {ObjectIdGetDatum(st->relid)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *shards = NIL;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (SPI_execute("SELECT g.groupid OPERATOR(pg_catalog.=) 0 FROM pg_catalog.pg_dist_local_group g",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "eventstore: reading pg_dist_local_group failed");
+	*coordinator = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (SPI_execute_with_args("SELECT pg_catalog.shard_name($1, s.shardid)"
+							  " FROM pg_catalog.pg_dist_shard s, pg_catalog.pg_dist_placement p,"
+							  " pg_catalog.pg_dist_local_group g"
+							  " WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1"
+							  " AND p.shardid OPERATOR(pg_catalog.=) s.shardid"
+							  " AND p.groupid OPERATOR(pg_catalog.=) g.groupid"
+							  " ORDER BY s.shardid",
+							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventstore: listing the local shards failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+		shards = lappend(shards, MemoryContextStrdup(caller,
+													 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
+	SPI_finish();
+	return shards;
+}
+
+/*
+ * What a read of this node's log of store st reads, as SQL text to follow
+ * FROM: the store itself unless it is distributed; for a distributed store
+ * on a worker, its shards on this node (UNION ALL: the planner pushes the
+ * conditions into each shard's indexes), or no rows of the store's columns
+ * when the node holds none.  On the coordinator a distributed store has no
+ * log: the caller's operation (what, for the message) is refused with
+ * 0A000 and hint.
+ */
+char *
+es_store_local_sql(EsStore *st, const char *what, const char *hint)
+{
+	StringInfoData sql;
+	List	   *shards;
+	bool		coordinator;
+	ListCell   *lc;
+
+	if (!st->distributed)
+		return st->name;
+	shards = es_citus_local_shards(st, &coordinator);
+	if (coordinator)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s does not read distributed store %s on the coordinator", what, st->name),
+				 errdetail("Each node of the cluster keeps its own log of the store, ordered within the node only; reading them together through the coordinator would mix the nodes under one node's horizon."),
+				 errhint("%s", hint)));
+	initStringInfo(&sql);
+	appendStringInfoChar(&sql, '(');
+	foreach(lc, shards)
+		appendStringInfo(&sql, "%sSELECT * FROM %s", lc == list_head(shards) ? "" : " UNION ALL ",
+						 (char *) lfirst(lc));
+	if (shards == NIL)
+	{
+		Relation	rel = relation_open(st->relid, AccessShareLock);
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		first = true;
+
+		appendStringInfoString(&sql, "SELECT ");
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (att->attisdropped)
+				continue;
+			appendStringInfo(&sql, "%sNULL::%s AS %s", first ? "" : ", ",
+							 format_type_be(att->atttypid), quote_identifier(NameStr(att->attname)));
+			first = false;
+		}
+		appendStringInfoString(&sql, " WHERE false");
+		relation_close(rel, AccessShareLock);
+	}
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/*
+ * eventstore._store_local(store regclass) RETURNS text (STRICT):
+ * es_store_local_sql for the SQL bodies that read a subscription's store
+ * (owner-only).
+ */
+Datum
+eventstore_store_local(PG_FUNCTION_ARGS)
+{
+	EsStore    *st = es_store(PG_GETARG_OID(0));
+
+	PG_RETURN_TEXT_P(cstring_to_text(es_store_local_sql(st, "a subscription", ES_CITUS_SUBSCRIPTION_HINT)));
+}
+
+/*
  * eventstore.read_node(after_position bigint DEFAULT 0, max_count integer
  * DEFAULT 1000, store regclass DEFAULT 'eventstore.events'): this node's log
  * of the store, in position order, up to this node's read horizon.
@@ -176,20 +289,9 @@ eventstore_read_node(PG_FUNCTION_ARGS)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	if (st->distributed)
 	{
-		Oid			argtypes[1] = {REGCLASSOID};
-		Datum		values[1] = {ObjectIdGetDatum(st->relid)};
+		bool		coordinator;
 
-		if (SPI_execute_with_args("SELECT pg_catalog.shard_name($1, s.shardid)"
-								  " FROM pg_catalog.pg_dist_shard s, pg_catalog.pg_dist_placement p,"
-								  " pg_catalog.pg_dist_local_group g"
-								  " WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1"
-								  " AND p.shardid OPERATOR(pg_catalog.=) s.shardid"
-								  " AND p.groupid OPERATOR(pg_catalog.=) g.groupid"
-								  " ORDER BY s.shardid",
-								  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "eventstore: listing the local shards failed");
-		for (uint64 i = 0; i < SPI_processed; i++)
-			tables = lappend(tables, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		tables = es_citus_local_shards(st, &coordinator);
 	}
 	else
 		tables = list_make1(st->name);

@@ -135,6 +135,10 @@ extern void es_catalog_xact(XactEvent event);
 /* citus.c: stores distributed with Citus */
 extern bool es_citus_distributed(Oid relid);
 extern EsStore *es_citus_shard(EsStore *st, Datum stream_id);
+extern char *es_store_local_sql(EsStore *st, const char *what, const char *hint);
+
+#define ES_CITUS_SUBSCRIPTION_HINT \
+	"Create the subscription on every worker with SELECT run_command_on_workers($$SELECT eventstore.create_subscription(...)$$) and poll each worker: a subscription on a cluster is consumed per node."
 
 /* horizon.c: in-flight counters (positions, outbox ids) and read horizons */
 typedef enum EsCounter

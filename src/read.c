@@ -13,7 +13,9 @@
  * function's result tuplestore.  A store with stream metadata or deleted
  * streams (lifecycle.c) or keys (shred.c) is read with a query that filters
  * every row through eventstore._visible() and decrypts its data; a store
- * without is read as before.
+ * without is read as before.  On a Citus cluster read_all and read_category
+ * of a distributed store read the node's own shards on a worker and are
+ * refused on the coordinator (es_read_source).
  */
 #include "postgres.h"
 
@@ -126,6 +128,22 @@ es_read_sql_parts(EsStore *st, bool upcast, bool lifecycle,
 	}
 }
 
+/*
+ * What a read of kind reads from: a stream is read from the store (on a
+ * Citus cluster, Citus routes it to the stream's shard); the log and a
+ * category from this node's log of the store (citus.c): on a worker its own
+ * shards, up to the node's horizon like read_node; refused on the
+ * coordinator, where it would mix the nodes' logs under one horizon.
+ */
+static const char *
+es_read_source(EsStore *st, EsReadKind kind)
+{
+	if (kind == ES_READ_STREAM || kind == ES_READ_STREAM_BACKWARDS)
+		return st->name;
+	return es_store_local_sql(st, kind == ES_READ_ALL ? "read_all" : "read_category",
+							  "Read each node's log on that node: eventstore.read_node(), read_all or read_category on each worker, keeping one checkpoint per node; positions are ordered within a node only.");
+}
+
 static SPIPlanPtr
 es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *argtypes)
 {
@@ -141,7 +159,7 @@ es_read_plan(EsStore *st, EsReadKind kind, bool upcast, bool lifecycle, Oid *arg
 		es_read_sql_parts(st, upcast, lifecycle, &cols, &from, &filter);
 		sql = psprintf("SELECT %s FROM %s e%s"
 					   " WHERE %s%s AND %s LIMIT $4",
-					   cols, st->name, from,
+					   cols, es_read_source(st, kind), from,
 					   es_read_cond[kind], filter, es_read_range[kind]);
 		/*
 		 * A category read is planned for each call's values: a generic plan

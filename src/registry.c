@@ -285,6 +285,26 @@ es_copy_text_array(Datum arr, bool isnull, MemoryContext cxt, char ***out)
 }
 
 /*
+ * A registry made a Citus reference table (eventstore.distribute()) is
+ * written in its shard on every node (routes_102008 for routes), where the
+ * trigger fires: invalidate the registry's own table, which the caches
+ * know.  A registry's name never ends in _<digits> otherwise.
+ */
+static void
+es_registry_shard_changed(Relation rel)
+{
+	const char *name = RelationGetRelationName(rel);
+	const char *us = strrchr(name, '_');
+	Oid			relid;
+
+	if (us == NULL || us[1] == '\0' || strspn(us + 1, "0123456789") != strlen(us + 1))
+		return;
+	relid = get_relname_relid(pnstrdup(name, us - name), RelationGetNamespace(rel));
+	if (OidIsValid(relid))
+		CacheInvalidateRelcacheByRelid(relid);
+}
+
+/*
  * Statement trigger on the registry tables: send a relcache invalidation for
  * the table, so every backend's cache of it is rebuilt -- this one at its
  * next command, the others at their next transaction.  Row changes alone
@@ -301,6 +321,7 @@ eventstore_registry_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("eventstore_registry_changed() must be called as a trigger")));
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	es_registry_shard_changed(trigdata->tg_relation);
 	for (int i = 0; i < trigdata->tg_trigger->tgnargs; i++)
 	{
 		Oid			relid = get_relname_relid(trigdata->tg_trigger->tgargs[i], es_schema_oid());

@@ -12,7 +12,8 @@
  *
  * Events are read from the subscription's store (subscriptions.store, the
  * default store eventstore.events unless create_subscription named
- * another), at or below the read
+ * another; for a store distributed with Citus, the node's own shards of it:
+ * a subscription on a cluster is consumed per worker, citus.c), at or below the read
  * horizon (eventstore._log_horizon()), so a partition's checkpoint never
  * passes an event that commits late.  poll() reads with statement
  * snapshots taken after the horizon, which see every event at or below it
@@ -192,7 +193,11 @@ eventstore_create_subscription(PG_FUNCTION_ARGS)
 	static SPIPlanPtr plan = NULL;
 	static SPIPlanPtr plan_before = NULL;
 
-	(void) es_store_arg(fcinfo, 11, ACL_SELECT);
+	EsStore    *st = es_store_arg(fcinfo, 11, ACL_SELECT);
+
+	/* a distributed store: on a worker, its log there; refused on the coordinator */
+	if (st->distributed)
+		(void) es_store_local_sql(st, "create_subscription", ES_CITUS_SUBSCRIPTION_HINT);
 	if (PG_NARGS() > 11)
 		es_consumer_call(fcinfo, &plan,
 						 "SELECT eventstore._subscription_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -469,6 +474,8 @@ es_poll_plan(EsStore *st, bool replay, bool lifecycle)
 		const char *cols = "e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,"
 			" e.data, e.metadata, e.created_at, e.tags";
 		const char *filter = "";
+		/* the store, or on a Citus worker its shards there (citus.c) */
+		const char *events = es_store_local_sql(st, "poll", ES_CITUS_SUBSCRIPTION_HINT);
 		char	   *sql;
 
 		if (lifecycle)
@@ -487,13 +494,13 @@ es_poll_plan(EsStore *st, bool replay, bool lifecycle)
 						   "        WHERE x.subscription OPERATOR(pg_catalog.=) $1"
 						   "          AND x.partition OPERATOR(pg_catalog.=) r.partition)%s"
 						   " ORDER BY r.global_position",
-						   cols, st->name, filter);
+						   cols, events, filter);
 		else
 			sql = psprintf("SELECT %s, NULL::pg_catalog.int4, NULL::pg_catalog.int4 FROM %s e"
 						   " WHERE e.global_position OPERATOR(pg_catalog.>) $1"
 						   "   AND e.global_position OPERATOR(pg_catalog.<=) $2%s"
 						   " ORDER BY e.global_position LIMIT $3",
-						   cols, st->name, filter);
+						   cols, events, filter);
 		/*
 		 * A generic plan: the scan's limit is only a bound (the receiver
 		 * stops it), and a custom plan for a long backlog would sort it.
@@ -793,7 +800,8 @@ eventstore_subscription_events(PG_FUNCTION_ARGS)
 	if (st->plans[ES_PLAN_SUB_EVENTS] == NULL)
 	{
 		char	   *sql = psprintf("SELECT e.global_position, e.stream_id, e.event_type, e.metadata FROM %s e"
-								   " WHERE e.global_position OPERATOR(pg_catalog.=) ANY ($1)", st->name);
+								   " WHERE e.global_position OPERATOR(pg_catalog.=) ANY ($1)",
+								   es_store_local_sql(st, "ack_many", ES_CITUS_SUBSCRIPTION_HINT));
 
 		(void) es_store_plan(st, ES_PLAN_SUB_EVENTS, sql, 1, argtypes, 0);
 		pfree(sql);

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(681);
+SELECT plan(684);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -156,6 +156,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._store_arg(regclass)',
     'eventstore._store_dropped()',
     'eventstore._store_has(regclass,text)',
+    'eventstore._store_local(regclass)',
     'eventstore._stream_arg(text)',
     'eventstore._subscription_ack(text,text,bigint,oid)',
     'eventstore._subscription_ack_many(text,text,bigint[],oid)',
@@ -246,7 +247,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore.subscription_status()',
     'eventstore.unregister_projection(text)',
     'eventstore.unregister_upcaster(text,regclass)'],
-          'the functions of schema eventstore are exactly the 115 swept here (add a new one below)');
+          'the functions of schema eventstore are exactly the 116 swept here (add a new one below)');
 
 ------------------------------------------------------------------------
 -- append(stream_id, expected_version, events)
@@ -1127,7 +1128,7 @@ SELECT pg_temp.x('_subscription_check', 'all NULL: nothing to check', 'ok ',
 SELECT pg_temp.x('_subscription_start', 'two starts', 'error 22023', $$SELECT eventstore._subscription_start('end', 1, NULL, 'eventstore.events')$$);
 SELECT pg_temp.x('_subscription_start', 'unknown start', 'error 22023', $$SELECT eventstore._subscription_start('now', NULL, NULL, 'eventstore.events')$$);
 SELECT pg_temp.x('_subscription_start', 'nothing: the beginning', 'ok 0', $$SELECT eventstore._subscription_start(NULL, NULL, NULL, 'eventstore.events')$$);
-SELECT pg_temp.x('_subscription_start', 'end of a store that is a plain table', 'error 42703',
+SELECT pg_temp.x('_subscription_start', 'end of a store that is a plain table', 'error 42809',
     $$SELECT eventstore._subscription_start('end', NULL, NULL, 'bi_nasty')$$);
 SELECT pg_temp.x('_subscription_get', 'unknown', 'error 42704', $$SELECT eventstore._subscription_get('bi_none', 10)$$);
 SELECT pg_temp.x('_subscription_get', 'NULL caller', 'error 42501',
@@ -1263,6 +1264,9 @@ SELECT pg_temp.x('_store_has', 'NULL store', 'ok false', $$SELECT eventstore._st
 SELECT pg_temp.x('_store_has', 'an unknown check', 'ok <null>', $$SELECT eventstore._store_has('eventstore.events', 'nothing')$$);
 SELECT pg_temp.x('_store_has', 'the default store has its key', 'ok true', $$SELECT eventstore._store_has('eventstore.events', 'version_key')$$);
 SELECT pg_temp.x('_store_dropped', 'called directly', 'error 0A000', $$SELECT eventstore._store_dropped()$$);
+SELECT pg_temp.x('_store_local', 'NULL', 'ok <null>', $$SELECT eventstore._store_local(NULL)$$);
+SELECT pg_temp.x('_store_local', 'a store that is not distributed: its name', 'ok eventstore.events', $$SELECT eventstore._store_local('eventstore.events')$$);
+SELECT pg_temp.x('_store_local', 'a table that is not a store', 'error 42809', $$SELECT eventstore._store_local('public.bi_not_store')$$);
 SELECT pg_temp.x('append', 'NULL store', 'error 22004',
     $$SELECT eventstore.append('bi-9', 0, ARRAY[eventstore.event('T', '{}')], store => NULL)$$);
 SELECT pg_temp.x('append_event', 'a table that is not a store', 'error 42809',

@@ -8,6 +8,8 @@
 # that script is missing or cannot build Citus.
 #
 # Checks:
+#   - eventstore.distribute() refuses a store with a subscription on the
+#     coordinator (0A000);
 #   - eventstore.distribute() distributes the default store (with 20 events
 #     stored before) and a second store by stream_id, co-located, and
 #     delegates the append functions; the earlier streams go on;
@@ -30,10 +32,26 @@
 #     events at or below every sampled horizon are exactly those counted
 #     then by a reader of that node's log (read_node: skips nothing); read_node
 #     on each worker returns the worker's events, in order, page by page.
-#   - a projection registered on every node runs on the worker in the
-#     append's transaction and writes that worker's read model;
-#   - each worker's relay publishes its own outbox (the route is registered
-#     on every node): every routed event of the node once, in id order.
+#   - the registries are reference tables: a route and a projection
+#     registered once on the coordinator are on every node; a worker
+#     backend that cached the routes sees a route added on the coordinator
+#     at its next transaction;
+#   - the projection runs on the worker in the append's transaction and
+#     writes that worker's read model;
+#   - each worker's relay publishes its own outbox (the route registered on
+#     the coordinator): every routed event of the node once, in id order.
+#   - read_all, read_all_until and read_category of a distributed store are
+#     refused on the coordinator (0A000); on a worker they return the node's
+#     log (what read_node returns, in its order, paged).
+#   - subscriptions per node: create_subscription on the coordinator of a
+#     distributed store is refused (0A000); created on every worker with
+#     run_command_on_workers (start => 'end' starts at the end of the
+#     worker's own log, start_time before the worker's own first event
+#     since then); a consumer per worker polls and acks, recording
+#     what it got in the ack's transaction, while the load runs (and a
+#     worker is killed): every event of the node's log delivered once, in
+#     the node's position order, each stream's versions in order, nothing
+#     of another node.
 #
 #   CITUS_PORT     first port (default 54470)
 #   CITUS_CLIENTS  clients (default 6)
@@ -132,10 +150,14 @@ check "eventstore installed on both workers by the coordinator" "0.7.0 0.7.0" \
 # -- distribute -------------------------------------------------------------------
 # events stored before the store is distributed (on the coordinator)
 q 0 -c "SELECT count(*) FROM (SELECT eventstore.append_event('pre-' || g, NULL, 'A', '{}') FROM generate_series(1, 20) g) x" >/dev/null
+# a store with a subscription on the coordinator is refused (consumed per worker)
+check "distribute() of a store with a subscription on the coordinator is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT eventstore.create_subscription('pre_sub')" -c "SELECT eventstore.distribute()" 2>&1 | grep -o '0A000')"
+q 0 -c "SELECT eventstore.drop_subscription('pre_sub')" >/dev/null || fail "drop_subscription(pre_sub)"
 q 0 -c "SET client_min_messages = warning" -c "SELECT eventstore.create_store('second')" \
     -c "SELECT eventstore.distribute('second')" >/dev/null 2>"$WORK/distribute.err"
 check "distribute(second) distributes both stores, co-located" "eventstore.events|true second|true" \
-    "$(q 0 -c "SELECT string_agg(logicalrelid::regclass::text || '|' || (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass))::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition" 2>&1)$(sed 's/^/ /' "$WORK/distribute.err")"
+    "$(q 0 -c "SELECT string_agg(logicalrelid::regclass::text || '|' || (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass))::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition WHERE partmethod = 'h'" 2>&1)$(sed 's/^/ /' "$WORK/distribute.err")"
 check "events stored before distribute() are in the shards and their streams go on" "20 2 21" \
     "$(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'pre-%'") $(q 0 -c "SELECT stream_version FROM eventstore.append_event('pre-1', 1, 'A', '{}')" 2>&1) $(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'pre-%'")"
 check "the append functions are delegated by stream, co-located with the store" "append|0 append_event|0" \
@@ -173,16 +195,37 @@ check "a reader role may not append (42501 on the worker)" "42501" \
 check "positions of each worker come from its group's range (group << 48)" "t" \
     "$(q 0 -c "CREATE TEMP TABLE e AS SELECT stream_id, global_position FROM eventstore.events WHERE global_position > 20" -c "SELECT bool_and(global_position >> 48 = (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', e.stream_id))) FROM e")"
 
-# Each node has its own registries and outbox: the route goes to every node.
-q 0 -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.add_route('citus_out', ARRAY['T'])\$\$)" >/dev/null ||
-    fail "add_route on every node"
+# The registries are reference tables (distribute()): a route registered on
+# the coordinator is on every node; each node has its own outbox.
+check "distribute() made the registries reference tables" "projections|n routes|n snapshot_policies|n upcasters|n" \
+    "$(q 0 -c "SELECT string_agg(replace(logicalrelid::regclass::text, 'eventstore.', '') || '|' || partmethod::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition WHERE logicalrelid::regclass::text IN ('eventstore.projections', 'eventstore.routes', 'eventstore.upcasters', 'eventstore.snapshot_policies')")"
+q 0 -c "SELECT eventstore.add_route('citus_out', ARRAY['T'])" >/dev/null || fail "add_route on the coordinator"
+check "a route registered on the coordinator is seen on every node" "citus_out citus_out citus_out" \
+    "$(for n in 0 1 2; do q $n -c "SELECT string_agg(channel, ',') FROM eventstore.routes"; done | tr '\n' ' ' | sed 's/ $//')"
+# A worker backend that cached the routes sees one registered on the
+# coordinator at its next transaction (the registry trigger fires on the
+# worker's shard of the reference table and invalidates the cache).
+s1=$(q 0 -c "SELECT x.s FROM (SELECT 'inv-' || g AS s FROM generate_series(1, 100) g) x
+              WHERE (SELECT p.groupid FROM pg_dist_placement p WHERE p.shardid = get_shard_id_for_distribution_column('eventstore.events', x.s))
+                    = (SELECT groupid FROM pg_dist_node WHERE nodeport = $(node_port 1)) LIMIT 1")
+check "a worker's cached routes see a route added on the coordinator" "0|1" \
+    "$(q 1 -F '|' 2>&1 <<SQL | tr '\n' '|' | sed 's/|$//'
+SELECT count(*) FROM eventstore.append_event('$s1', NULL, 'W', '{}') \\gset
+SELECT count(*) FROM eventstore.outbox WHERE channel = 'w_out';
+\! "$PSQL" -X -q -At -h 127.0.0.1 -p $(node_port 0) -U postgres -d es -c "SELECT eventstore.add_route('w_out', ARRAY['W'])" >/dev/null
+SELECT count(*) FROM eventstore.append_event('$s1', NULL, 'W', '{}') \\gset
+SELECT count(*) FROM eventstore.outbox WHERE channel = 'w_out';
+SQL
+)"
+# (worker 1's outbox keeps that W event's row: the relay check below leaves channel w_out out)
+q 0 -c "SELECT eventstore.remove_route('w_out')" >/dev/null || fail "remove_route on the coordinator"
 
 # A projection registered on every node runs on the worker, in the append's
 # transaction, and writes the worker's own read model.
 q 0 -c "SELECT run_command_on_all_nodes(\$\$CREATE TABLE public.pj_counts (stream_id text PRIMARY KEY, n int NOT NULL)\$\$)" \
     -c "SELECT run_command_on_all_nodes(\$\$CREATE FUNCTION public.pj_count(e eventstore.events) RETURNS void LANGUAGE sql AS 'INSERT INTO public.pj_counts VALUES (e.stream_id, 1) ON CONFLICT (stream_id) DO UPDATE SET n = pj_counts.n + 1'\$\$)" \
-    -c "SELECT run_command_on_all_nodes(\$\$SELECT eventstore.register_projection('pj', 'public.pj_count(eventstore.events)', ARRAY['P'])\$\$)" >/dev/null ||
-    fail "projection on every node"
+    -c "SELECT eventstore.register_projection('pj', 'public.pj_count(eventstore.events)', ARRAY['P'])" >/dev/null ||
+    fail "projection registered on the coordinator"
 for k in $(seq 1 20); do
     q 0 -c "SELECT eventstore.append('pj-$k', 0, ARRAY[eventstore.event('P', '{}'), eventstore.event('P', '{}')])" >/dev/null || fail "append pj-$k"
 done
@@ -191,7 +234,48 @@ for n in 1 2; do
     pj+="$(q $n -c "SELECT (SELECT coalesce(sum(n), 0) FROM public.pj_counts) = (SELECT count(*) FROM eventstore.read_node(0, NULL) WHERE event_type = 'P') AND (SELECT count(*) FROM public.pj_counts) > 0 AND (SELECT count(*) FROM public.pj_counts) = (SELECT count(DISTINCT stream_id) FROM eventstore.read_node(0, NULL) WHERE event_type = 'P')") "
 done
 pj1=$(q 1 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts"); pj2=$(q 2 -c "SELECT coalesce(sum(n), 0) FROM public.pj_counts")
-check "a projection on every node counts each worker's own streams, 40 events in all" "t t 40" "$pj$((pj1 + pj2))"
+check "a projection registered on the coordinator runs on every worker: each counts its own streams, 40 events in all" "t t 40" "$pj$((pj1 + pj2))"
+
+# -- subscriptions per node ------------------------------------------------------------
+# A subscription on a cluster is consumed per node: created on every worker
+# with run_command_on_workers, polled on each worker, where it reads the
+# node's shards up to the node's horizon with the node's checkpoints.  One
+# partition, so that a node's events come in the node's log order.
+check "create_subscription on the coordinator of a distributed store is refused (0A000)" "0A000" \
+    "$(q 0 -v VERBOSITY=sqlstate -c "SELECT eventstore.create_subscription('citus_sub')" 2>&1 | grep -o '0A000')"
+q 0 -c "SELECT run_command_on_workers(\$\$SELECT eventstore.create_subscription('citus_sub', categories => ARRAY['s'], partition_by => 'none', partitions => 1)\$\$)" \
+    -c "SELECT run_command_on_workers(\$\$CREATE TABLE public.sub_seen (seq bigserial PRIMARY KEY, pos bigint NOT NULL, stream_id text NOT NULL, version bigint NOT NULL)\$\$)" >/dev/null ||
+    fail "create_subscription on every worker"
+check "the subscription exists on each worker, not on the coordinator" "0 1 1" \
+    "$(for n in 0 1 2; do q $n -c "SELECT count(*) FROM eventstore.subscriptions WHERE name = 'citus_sub'"; done | tr '\n' ' ' | sed 's/ $//')"
+# start => 'end' on a worker starts at the end of that worker's log, not of the cluster's
+q 0 -c "SELECT run_command_on_workers(\$\$SELECT eventstore.create_subscription('citus_end', start => 'end')\$\$)" >/dev/null ||
+    fail "create_subscription(start => end) on every worker"
+check "start => 'end' on each worker: the checkpoint is the end of the worker's own log" "t t" \
+    "$(for n in 1 2; do q $n -c "SELECT bool_and(checkpoint >> 48 = (SELECT groupid FROM pg_dist_local_group) AND checkpoint = (SELECT max(global_position) FROM eventstore.read_node(0, NULL))) FROM eventstore.subscription_partitions WHERE subscription = 'citus_end'"; done | tr '\n' ' ' | sed 's/ $//')"
+# start_time on a worker: the first event of the worker's own log created then or later
+t_pj=$(q 0 -c "SELECT min(created_at) FROM eventstore.events WHERE stream_id LIKE 'pj-%'")
+q 0 -c "SELECT run_command_on_workers(\$\$SELECT eventstore.create_subscription('citus_time', start_time => '$t_pj')\$\$)" >/dev/null ||
+    fail "create_subscription(start_time) on every worker"
+check "start_time on each worker: the checkpoint is before the worker's own first event since then" "t t" \
+    "$(for n in 1 2; do q $n -c "SELECT bool_and(checkpoint >> 48 = (SELECT groupid FROM pg_dist_local_group) AND checkpoint + 1 = (SELECT min(global_position) FROM eventstore.read_node(0, NULL) WHERE created_at >= '$t_pj')) FROM eventstore.subscription_partitions WHERE subscription = 'citus_time'"; done | tr '\n' ' ' | sed 's/ $//')"
+# one consumer step: poll, record what came (the effects) and ack it, in one transaction
+cat >"$WORK/consume.sql" <<'SQL'
+BEGIN;
+CREATE TEMP TABLE b ON COMMIT DROP AS SELECT * FROM eventstore.poll('citus_sub', 'c', 300);
+INSERT INTO public.sub_seen (pos, stream_id, version)
+SELECT global_position, stream_id, stream_version FROM b ORDER BY global_position;
+SELECT eventstore.ack_many('citus_sub', 'c', ARRAY(SELECT max(global_position) FROM b GROUP BY partition))
+ WHERE EXISTS (SELECT FROM b);
+SELECT 'polled|' || count(*) FROM b;
+COMMIT;
+SQL
+consumer() {  # consumer NODE: drains its worker's subscription until told to stop
+    while [ ! -e "$WORK/stop" ]; do
+        q "$1" -f "$WORK/consume.sql" >/dev/null 2>>"$WORK/consumer.$1.err"
+        sleep 0.05
+    done
+}
 
 # -- load, with one worker killed --------------------------------------------------------
 # A client: one psql session running a generated script; it reads a stream's
@@ -229,6 +313,8 @@ group1=$(q 1 -c "SELECT groupid FROM pg_dist_local_group")
 group2=$(q 2 -c "SELECT groupid FROM pg_dist_local_group")
 sampler 1 "$group1" & pids+=($!)
 sampler 2 "$group2" & pids+=($!)
+consumer 1 & pids+=($!)
+consumer 2 & pids+=($!)
 t0=$(date +%s%N)
 cpids=()
 for c in $(seq 1 "$CLIENTS"); do
@@ -326,14 +412,49 @@ for n in 1 2; do
         "$(q $n -F '|' -c "SELECT (SELECT count(*) FROM eventstore.outbox WHERE published_at IS NULL),
                                    (SELECT count(*) FROM eventstore.read_node(0, NULL) e WHERE e.event_type = 'T'
                                       AND (SELECT count(*) FROM eventstore.outbox o WHERE o.global_position = e.global_position AND o.channel = 'citus_out') <> 1),
-                                   (SELECT count(*) FROM eventstore.outbox o WHERE NOT EXISTS
+                                   (SELECT count(*) FROM eventstore.outbox o WHERE o.channel <> 'w_out' AND NOT EXISTS
                                       (SELECT FROM eventstore.read_node(0, NULL) e WHERE e.global_position = o.global_position AND e.event_type = 'T')),
                                    (SELECT count(*) FROM (SELECT published_at < lag(published_at) OVER (ORDER BY id) AS back FROM eventstore.outbox) s WHERE back)")"
 done
+# Each worker's consumer drains the rest; then what it recorded is the node's
+# log of category s: each event once, in the node's position order, each
+# stream's versions 1..N in order, nothing of another node.
+for n in 1 2; do
+    for _ in $(seq 1 200); do
+        r=$(q $n -f "$WORK/consume.sql" 2>>"$WORK/consumer.$n.err" | grep '^polled|')
+        [ "$r" = "polled|0" ] && [ "$(q $n -c "SELECT coalesce(sum(events_behind), 0) FROM eventstore.subscription_status WHERE subscription = 'citus_sub'")" = 0 ] && break
+        sleep 0.05
+    done
+    check "worker $n: its subscription delivered its log of s once each, in node order, streams in version order" "0|0|0|0|0|t" \
+        "$(q $n -F '|' -c "CREATE TEMP TABLE nodelog AS SELECT global_position, stream_id FROM eventstore.read_node(0, NULL) WHERE split_part(stream_id, '-', 1) = 's'" \
+                        -c "SELECT (SELECT count(*) - count(DISTINCT pos) FROM public.sub_seen),
+                                   (SELECT count(*) FROM nodelog l WHERE NOT EXISTS (SELECT FROM public.sub_seen x WHERE x.pos = l.global_position)),
+                                   (SELECT count(*) FROM public.sub_seen x WHERE NOT EXISTS (SELECT FROM nodelog l WHERE l.global_position = x.pos)),
+                                   (SELECT count(*) FROM (SELECT pos < lag(pos) OVER (ORDER BY seq) AS back FROM public.sub_seen) o WHERE back),
+                                   (SELECT count(*) FROM (SELECT version <> coalesce(lag(version) OVER (PARTITION BY stream_id ORDER BY seq), 0) + 1 AS bad FROM public.sub_seen) v WHERE bad),
+                                   (SELECT count(*) > 0 FROM public.sub_seen)" 2>&1)"
+    echo "citus: worker $n: $(q $n -c "SELECT count(*) FROM public.sub_seen") events delivered by its subscription; $(cat "$WORK/consumer.$n.err" 2>/dev/null | grep -ci error) consumer steps failed (the killed worker)"
+done
+
 nodes="$(q 1 -c "SELECT count(*) FROM eventstore.read_node(0, NULL)") $(q 2 -c "SELECT count(*) FROM eventstore.read_node(0, NULL)")"
 check "read_node on each worker returns the worker's events" "$(val node_events)" "$nodes"
 check "read_node returns them in position order, paged" "t t" \
     "$(for n in 1 2; do q $n -c "WITH RECURSIVE p(after, n, ok) AS (SELECT 0::bigint, 0::bigint, true UNION ALL SELECT (SELECT max(global_position) FROM eventstore.read_node(p.after, 100)), p.n + (SELECT count(*) FROM eventstore.read_node(p.after, 100)), p.ok AND (SELECT bool_and(global_position > p.after) FROM eventstore.read_node(p.after, 100)) FROM p WHERE EXISTS (SELECT FROM eventstore.read_node(p.after, 1))) SELECT bool_and(ok) AND max(n) = (SELECT count(*) FROM eventstore.read_node(0, NULL)) FROM p"; done | tr '\n' ' ' | sed 's/ $//')"
+# read_all and read_category of a distributed store: refused on the
+# coordinator; on a worker, the node's log (as read_node returns it).
+for f in "read_all(0, 10)" "read_all_until(now(), 0, 10)" "read_category('s', 0, 10)"; do
+    check "$f on the coordinator is refused (0A000)" "0A000" \
+        "$(q 0 -v VERBOSITY=sqlstate -c "SELECT count(*) FROM eventstore.$f" 2>&1 | grep -o '0A000')"
+done
+for n in 1 2; do
+    check "worker $n: read_all and read_category read the node's log, in its order, paged" "t|t|t|t" \
+        "$(q $n -F '|' -c "SELECT array(SELECT global_position FROM eventstore.read_all(0, NULL)) = array(SELECT global_position FROM eventstore.read_node(0, NULL)),
+                                  array(SELECT global_position FROM eventstore.read_category('s', 0, NULL))
+                                    = array(SELECT global_position FROM eventstore.read_node(0, NULL) WHERE split_part(stream_id, '-', 1) = 's'),
+                                  array(SELECT global_position FROM eventstore.read_all((SELECT global_position FROM eventstore.read_node(0, 50) ORDER BY 1 DESC LIMIT 1), 20))
+                                    = array(SELECT global_position FROM eventstore.read_node((SELECT global_position FROM eventstore.read_node(0, 50) ORDER BY 1 DESC LIMIT 1), 20)),
+                                  (SELECT count(*) > 0 FROM eventstore.read_category('s', 0, NULL))" 2>&1)"
+done
 echo "citus: $(val events) events in $(val streams) streams checked; $(( $(date +%s) - T_START )) s in all"
 if grep -q ERROR "$WORK/check.out"; then cat "$WORK/check.out"; fail "check queries"; fi
 [ "$(val horizon_skipped)" = 0 ] || grep '^sample|' "$WORK/check.out"
