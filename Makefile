@@ -13,7 +13,7 @@ HEADERS = include/eventstore_hooks.h
 DATA = $(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/$(EXTENSION)--*.sql))
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions category_plan dcb stores_registries stores_outbox lifecycle lifecycle_derived insert_path
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions category_plan dcb dcb_direct stores_registries stores_outbox lifecycle lifecycle_derived insert_path
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)

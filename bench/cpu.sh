@@ -15,6 +15,15 @@
 #   plain_store, encrypted   the encryption case of make bench: append_event
 #           to a store of its own, without and with one field encrypted
 #           (eventstore.encrypt, pgcrypto)
+#   dcb     append_event with one tag and a condition of one item (type and
+#           tag) that never matches: the conditional append of make bench.
+#           Its tag is not tagged's: events appended to one GIN posting
+#           list make each next insert into it dearer, so two cases on one
+#           tag would cost what their order makes them.
+#   read_query, select   read_query of 1,000 events of one tag (of 10,000
+#           tagged events, as in make bench) vs the hand-written SELECT,
+#           each counted as whole rows (count(x): printing 1,000 rows in
+#           single-user mode would cost 30 times the read)
 source "$(dirname "$0")/../scripts/cluster.sh"
 N=${1:-2000}; shift || true
 CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(ours raw tagged)
@@ -34,11 +43,16 @@ CREATE TABLE raw_events (LIKE eventstore.events INCLUDING ALL);
 CREATE EXTENSION pgcrypto;
 SELECT eventstore.create_store('public.bench_secure');
 SELECT eventstore.create_store('public.bench_plain');
+SELECT eventstore.append('tagged-1', 0, (SELECT array_agg(eventstore.event('Tagged', jsonb_build_object('n', i), tags => ARRAY['shard:' || (i % 10)])) FROM generate_series(1, 10000) i));
+ANALYZE eventstore.events;
 SQL
 statement() {
     case $1 in
         ours)   echo "SELECT eventstore.append_event('s-1', NULL, 'T', '{\"amount\": 42}')" ;;
         tagged) echo "SELECT eventstore.append_event('t-1', NULL, 'T', '{\"amount\": 42}', tags => ARRAY['t:1'])" ;;
+        dcb)    echo "SELECT eventstore.append_event('d-1', NULL, 'T', '{\"amount\": 42}', tags => ARRAY['d:1'], condition => '{\"fail_if_events_match\": {\"items\": [{\"types\": [\"T\"], \"tags\": [\"key:1\"]}]}}')" ;;
+        read_query) echo "SELECT count(x) FROM eventstore.read_query('{\"items\": [{\"types\": [\"Tagged\"], \"tags\": [\"shard:3\"]}]}', 0, 1000) x" ;;
+        select) echo "SELECT count(x) FROM (SELECT * FROM eventstore.events e WHERE e.event_type = 'Tagged' AND e.tags @> ARRAY['shard:3'] AND e.tags <> '{}' ORDER BY e.global_position LIMIT 1000) x" ;;
         raw)    echo "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, data, created_at)" \
                      "SELECT n, 's-1', n, gen_random_uuid(), 'T', '{\"amount\": 42}', now() FROM nextval('raw_seq') n" ;;
         plain_store) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_plain')" ;;
@@ -62,6 +76,12 @@ for c in "${CASES[@]}"; do
 done
 if [ -n "${per[encrypted]:-}" ] && [ -n "${per[plain_store]:-}" ]; then
     awk -v e="${per[encrypted]}" -v p="${per[plain_store]}" 'BEGIN {printf "plain_store / encrypted: %.2f\n", p / e}'
+fi
+if [ -n "${per[read_query]:-}" ] && [ -n "${per[select]:-}" ]; then
+    awk -v o="${per[read_query]}" -v s="${per[select]}" 'BEGIN {printf "select / read_query: %.2f\n", s / o}'
+fi
+if [ -n "${per[dcb]:-}" ] && [ -n "${per[tagged]:-}" ]; then
+    awk -v d="${per[dcb]}" -v t="${per[tagged]}" 'BEGIN {printf "tagged / dcb: %.2f\n", t / d}'
 fi
 if [ -n "${per[ours]:-}" ] && [ -n "${per[raw]:-}" ]; then
     awk -v o="${per[ours]}" -v r="${per[raw]}" 'BEGIN {printf "raw / ours: %.2f (the CPU-bound ratio an append can reach)\n", r / o}'

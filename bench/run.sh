@@ -92,6 +92,9 @@ for c in $CLIENT_SET; do
     add_case "conditional append, one-item query (DCB)|1|$c||ours_dcb_append.sql|plain:ours_append.sql tagged:ours_tagged_append.sql"
     add_case "read_query of 1000 tagged events|1000|$c||ours_read_query.sql|select:hand_read_query.sql"
 done
+# CPU-bound (no flush to wait for): 8 clients on disjoint tags, where the
+# condition's check and the tags cost what they cost (README DCB, "Cost").
+add_case "conditional append, 8 clients on disjoint tags, sync_commit=off|1|8|-c synchronous_commit=off|ours_dcb_append.sql|plain:ours_append.sql tagged:ours_tagged_append.sql"
 add_case "hot stream (successes)|1|8||ours_hot.sql|plpgsql:plpgsql_hot.sql"
 add_case "aggregate of 10,050 events, snapshot every 100|1|1||ours_agg_snapshot.sql|no_snapshot:agg_no_snapshot.sql"
 

@@ -422,6 +422,7 @@ es_store_fill(EsStore *st)
 	rel = table_open(relid, AccessShareLock);
 	st->version_index = InvalidOid;
 	st->event_id_index = InvalidOid;
+	st->tags_index = InvalidOid;
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
 	{
@@ -431,6 +432,9 @@ es_store_fill(EsStore *st)
 			st->version_index = indexoid;
 		else if (!OidIsValid(st->event_id_index) && es_is_key_index(indexoid, stream_att, id_att))
 			st->event_id_index = indexoid;
+		else if (!OidIsValid(st->tags_index) && st->has_tags &&
+				 es_dcb_is_tags_index(indexoid, st->attnum[ES_COL_TAGS]))
+			st->tags_index = indexoid;
 	}
 	list_free(indexes);
 	/* a Citus shard (citus.c) has its store's columns and keys, not its type */

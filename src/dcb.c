@@ -78,6 +78,14 @@
  * the store's table, which every append to it waits for (and holds off)
  * before any of this, and imported events carry no tags.
  *
+ * Direct scans.  A query whose items all have tags is read from the store's
+ * tags index without SPI (es_dcb_scan_begin and what follows): by the
+ * condition's check, with SnapshotSelf as its SQL query would, and by
+ * read_query when the store needs no upcasting or lifecycle filter.  They
+ * open no snapshot of their own and take the locks the executor would
+ * (AccessShareLock on the table and the index, to the end of the
+ * transaction).  Any other query goes through SQL.
+ *
  * Stores.  A condition concerns the store its append goes to, and
  * read_query reads one store.  Every key is hashed with the store's OID as
  * the seed, so the keys of two stores differ (but for hash collisions) and
@@ -85,9 +93,20 @@
  */
 #include "postgres.h"
 
+#include "access/amapi.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "nodes/tidbitmap.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -95,13 +114,17 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/array.h"
+#include "utils/arrayaccess.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
 #include "compat.h"
@@ -706,6 +729,547 @@ es_dcb_lock(EsStore *st, Datum *types, Datum *tags, int n, EsDcbCondition *cond)
 	return l.n;
 }
 
+/* ---------------------------------------------------------- direct scans */
+
+/*
+ * Is pred the predicate every store's tags index has, tags <> '{}' (which an
+ * event matching an item with tags satisfies)?
+ */
+static bool
+es_dcb_is_nonempty_pred(Node *pred, AttrNumber tags_att)
+{
+	OpExpr	   *op;
+	Node	   *arg;
+	Const	   *c;
+
+	if (IsA(pred, List) && list_length((List *) pred) == 1)
+		pred = linitial((List *) pred);
+	if (!IsA(pred, OpExpr))
+		return false;
+	op = (OpExpr *) pred;
+	if (get_opcode(op->opno) != F_ARRAY_NE || list_length(op->args) != 2)
+		return false;
+	arg = linitial(op->args);
+	c = (Const *) lsecond(op->args);
+	if (!IsA(arg, Var) || ((Var *) arg)->varattno != tags_att || !IsA(c, Const) || c->constisnull)
+		return false;
+	return ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(c->constvalue)),
+						  ARR_DIMS(DatumGetArrayTypeP(c->constvalue))) == 0;
+}
+
+/*
+ * Can indexoid serve direct scans of items with tags (catalog.c asks for
+ * each index of a store)?  A valid index on exactly the tags column whose
+ * operator family has the array @> operator (GIN's array_ops), either not
+ * partial or partial on tags <> '{}' as create_store makes it.  Its access
+ * method must also do bitmap scans (es_dcb_scan_begin).
+ */
+bool
+es_dcb_is_tags_index(Oid indexoid, AttrNumber tags_att)
+{
+	HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	Form_pg_index idx;
+	bool		ok;
+	bool		isnull;
+	Datum		d;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	idx = (Form_pg_index) GETSTRUCT(tup);
+	ok = idx->indisvalid && idx->indisready && idx->indislive && idx->indnkeyatts == 1 &&
+		idx->indkey.values[0] == tags_att &&
+		heap_attisnull(tup, Anum_pg_index_indexprs, NULL);
+	if (ok)
+	{
+		oidvector  *classes;
+
+		d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indclass, &isnull);
+		classes = (oidvector *) DatumGetPointer(d);
+		ok = !isnull && get_op_opfamily_strategy(OID_ARRAY_CONTAINS_OP,
+												 get_opclass_family(classes->values[0])) != 0;
+	}
+	if (ok)
+	{
+		d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indpred, &isnull);
+		if (!isnull)
+			ok = es_dcb_is_nonempty_pred(stringToNode(TextDatumGetCString(d)), tags_att);
+	}
+	ReleaseSysCache(tup);
+	return ok;
+}
+
+/*
+ * The memory of a direct scan: a context of the backend that keeps its first
+ * block across calls (no malloc and trim of it per call), reset at the start
+ * of each scan.  No other code runs during a scan, so scans never nest.
+ */
+#define ES_DCB_SCAN_KEEP (64 * 1024)
+
+static MemoryContext es_dcb_scan_cxt = NULL;
+
+static MemoryContext
+es_dcb_scan_memory(void)
+{
+	if (es_dcb_scan_cxt == NULL)
+		es_dcb_scan_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore direct scan",
+												ES_DCB_SCAN_KEEP, ES_DCB_SCAN_KEEP,
+												ALLOCSET_DEFAULT_MAXSIZE);
+	else
+		MemoryContextReset(es_dcb_scan_cxt);
+	return es_dcb_scan_cxt;
+}
+
+/*
+ * A direct scan: the events of a store matching a query whose items all have
+ * tags, found through the store's tags index (a bitmap of the union of the
+ * items' @> scans, as the plan of the query's SQL does) and rechecked in the
+ * heap, without SPI, planner or executor.
+ */
+typedef enum EsDcbScanMode
+{
+	ES_DCB_FIRST,				/* the lowest matching position only (a check) */
+	ES_DCB_STREAM,				/* matches straight into the result, in heap order */
+	ES_DCB_KEEP					/* copies of the matches, to sort */
+} EsDcbScanMode;
+
+typedef struct EsDcbScan
+{
+	EsStore    *st;
+	EsDcbQuery *q;
+	Relation	rel;
+	Relation	index;
+	Snapshot	snapshot;
+	TIDBitmap  *tbm;
+	EsDcbScanMode mode;
+	int64		first;			/* the lowest matching position, 0: none */
+	/* ES_DCB_KEEP: copies of the matches */
+	int			nrows;
+	int			caprows;
+	int64	   *positions;
+	HeapTuple  *rows;
+	/* ES_DCB_STREAM: the result, its layout, and how far it got */
+	Tuplestorestate *out;
+	TupleDesc	outdesc;
+	AttrNumber *map;			/* see es_dcb_column_map */
+	bool		same;			/* out's layout is the table's */
+	Datum	   *in_values;
+	bool	   *in_nulls;
+	Datum	   *values;
+	bool	   *nulls;
+	bool		limited;
+	int64		limit;
+	int64		nput;
+	int64		last;			/* the last position put */
+	bool		disorder;		/* a match below it came later */
+} EsDcbScan;
+
+/*
+ * Start a direct scan of st for q with snapshot, in the current memory
+ * context: false (and nothing open) when it cannot serve q: an item without
+ * tags, no usable tags index, row-level security, a distributed table.
+ */
+static bool
+es_dcb_scan_begin(EsDcbScan *s, EsStore *st, EsDcbQuery *q, Snapshot snapshot)
+{
+	StrategyNumber strategy;
+
+	if (!OidIsValid(st->tags_index) || st->distributed || q->nitems == 0)
+		return false;
+	for (int i = 0; i < q->nitems; i++)
+		if (q->items[i].ntags == 0)
+			return false;
+	memset(s, 0, sizeof(EsDcbScan));
+	s->rel = table_open(st->relid, AccessShareLock);
+	/* the lock may have brought news of the indexes (st->valid false) */
+	if (!st->valid || s->rel->rd_rel->relrowsecurity)
+	{
+		table_close(s->rel, NoLock);
+		return false;
+	}
+	s->st = st;
+	s->q = q;
+	s->snapshot = snapshot;
+	s->index = index_open(st->tags_index, AccessShareLock);
+	if (s->index->rd_indam->amgetbitmap == NULL)
+	{
+		index_close(s->index, NoLock);
+		table_close(s->rel, NoLock);
+		return false;
+	}
+	strategy = get_op_opfamily_strategy(OID_ARRAY_CONTAINS_OP, s->index->rd_opfamily[0]);
+	for (int i = 0; i < q->nitems; i++)
+	{
+		TIDBitmap  *tbm = tbm_create(work_mem * 1024L, NULL);
+		IndexScanDesc scan;
+		ScanKeyData key;
+
+		ScanKeyEntryInitialize(&key, 0, 1, strategy, ANYARRAYOID, s->index->rd_indcollation[0],
+							   F_ARRAYCONTAINS, es_dcb_text_array(q->items[i].tags, q->items[i].ntags));
+		scan = index_beginscan_bitmap(s->index, snapshot, 1);
+		index_rescan(scan, &key, 1, NULL, 0);
+		(void) index_getbitmap(scan, tbm);
+		index_endscan(scan);
+		if (s->tbm == NULL)
+			s->tbm = tbm;
+		else
+		{
+			tbm_union(s->tbm, tbm);
+			tbm_free(tbm);
+		}
+	}
+	return true;
+}
+
+static void
+es_dcb_scan_end(EsDcbScan *s)
+{
+	tbm_free(s->tbm);
+	index_close(s->index, NoLock);
+	table_close(s->rel, NoLock);
+}
+
+/* How many events the bitmap holds; -1 when it is lossy (only pages). */
+static int64
+es_dcb_scan_size(EsDcbScan *s)
+{
+	TBMIterator *it = tbm_begin_iterate(s->tbm);
+	TBMIterateResult *res;
+	int64		n = 0;
+
+	while ((res = tbm_iterate(it)) != NULL && n >= 0)
+		n = res->ntuples < 0 ? -1 : n + res->ntuples;
+	tbm_end_iterate(it);
+	return n;
+}
+
+/* Is the text datum equal to the string s? */
+static bool
+es_dcb_text_is(Datum d, const char *s)
+{
+	text	   *t = DatumGetTextPP(d);
+	size_t		len = VARSIZE_ANY_EXHDR(t);
+
+	return strlen(s) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/*
+ * Does the event in slot match the scan's query (any item: type and all
+ * tags)?  Its tags, usually a short varlena, are copied to the stack, not
+ * detoasted into palloc'd memory, and read in place.
+ */
+static bool
+es_dcb_scan_matches(EsDcbScan *s, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		type = slot_getattr(slot, s->st->attnum[ES_COL_TYPE], &isnull);
+	Datum		tagsd = slot_getattr(slot, s->st->attnum[ES_COL_TAGS], &isnull);
+	struct varlena *v = (struct varlena *) DatumGetPointer(tagsd);
+	union
+	{
+		int64		align;
+		char		data[1024];
+	}			buf;
+	ArrayType  *tags;
+	array_iter	iter;
+	Datum		local[ES_DCB_MAX_TAGS];
+	Datum	   *elems = local;
+	int			ntags;
+
+	if (isnull)
+		return false;
+	if (VARATT_IS_SHORT(v) && VARSIZE_SHORT(v) - VARHDRSZ_SHORT + VARHDRSZ <= sizeof(buf.data))
+	{
+		memcpy(buf.data + VARHDRSZ, VARDATA_SHORT(v), VARSIZE_SHORT(v) - VARHDRSZ_SHORT);
+		SET_VARSIZE(buf.data, VARSIZE_SHORT(v) - VARHDRSZ_SHORT + VARHDRSZ);
+		tags = (ArrayType *) buf.data;
+	}
+	else
+		tags = DatumGetArrayTypeP(tagsd);
+	ntags = ArrayGetNItems(ARR_NDIM(tags), ARR_DIMS(tags));
+	if (ntags > ES_DCB_MAX_TAGS)
+		elems = palloc(sizeof(Datum) * ntags);
+	array_iter_setup(&iter, (AnyArrayType *) tags);
+	for (int e = 0; e < ntags; e++)
+	{
+		elems[e] = array_iter_next(&iter, &isnull, e, -1, false, TYPALIGN_INT);
+		if (isnull)
+			elems[e] = (Datum) 0;
+	}
+	for (int i = 0; i < s->q->nitems; i++)
+	{
+		EsDcbItem  *item = &s->q->items[i];
+		bool		ok = item->ntypes == 0;
+
+		for (int t = 0; t < item->ntypes && !ok; t++)
+			ok = es_dcb_text_is(type, item->types[t]);
+		for (int g = 0; g < item->ntags && ok; g++)
+		{
+			ok = false;
+			for (int e = 0; e < ntags && !ok; e++)
+				ok = elems[e] != (Datum) 0 && es_dcb_text_is(elems[e], item->tags[g]);
+		}
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Put a row of the table into the result: as it is when the layouts agree
+ * and every column is stored, else column by column (by name).
+ */
+static void
+es_dcb_put_row(EsDcbScan *s, HeapTuple row)
+{
+	if (s->same && HeapTupleHeaderGetNatts(row->t_data) == s->outdesc->natts)
+	{
+		tuplestore_puttuple(s->out, row);
+		return;
+	}
+	heap_deform_tuple(row, RelationGetDescr(s->rel), s->in_values, s->in_nulls);
+	for (int o = 0; o < s->outdesc->natts; o++)
+	{
+		AttrNumber	a = s->map[o];
+
+		s->nulls[o] = a == 0 || s->in_nulls[a - 1];
+		s->values[o] = a == 0 ? (Datum) 0 : s->in_values[a - 1];
+	}
+	tuplestore_putvalues(s->out, s->outdesc, s->values, s->nulls);
+}
+
+/*
+ * Read the events of the bitmap with a position in (lo, hi] that match: the
+ * lowest position in s->first (0: none), and by s->mode a copy of each, or
+ * each put into the result as it comes.  Streaming relies on heap order
+ * being position order (an append-only table); past max_count rows only
+ * positions are read; the first match lower than the last row put sets
+ * s->disorder and ends the scan.  Per event the arrays of its tags are
+ * made in a context reset per event.
+ */
+static void
+es_dcb_scan_run(EsDcbScan *s, int64 lo, int64 hi)
+{
+	TableScanDesc scan = table_beginscan_bm(s->rel, s->snapshot, 0, NULL);
+	TupleTableSlot *slot = table_slot_create(s->rel, NULL);
+	TBMIterator *it = tbm_begin_iterate(s->tbm);
+	TBMIterateResult *res;
+	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore direct scan row",
+												  ALLOCSET_SMALL_SIZES);
+	AttrNumber	posatt = s->st->attnum[ES_COL_POSITION];
+
+	s->first = 0;
+	while ((res = tbm_iterate(it)) != NULL)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!table_scan_bitmap_next_block(scan, res))
+			continue;
+		while (table_scan_bitmap_next_tuple(scan, res, slot))
+		{
+			bool		isnull;
+			int64		pos = DatumGetInt64(slot_getattr(slot, posatt, &isnull));
+			MemoryContext old;
+			bool		match;
+
+			if (pos <= lo || pos > hi)
+				continue;
+			if (s->mode == ES_DCB_STREAM && s->limited && s->nput >= s->limit && pos > s->last)
+				continue;		/* after the whole result, so not in it */
+			old = MemoryContextSwitchTo(row_cxt);
+			match = es_dcb_scan_matches(s, slot);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
+			if (!match)
+				continue;
+			if (s->first == 0 || pos < s->first)
+				s->first = pos;
+			if (s->mode == ES_DCB_FIRST)
+				continue;
+			if (s->mode == ES_DCB_STREAM)
+			{
+				if (pos < s->last)
+				{
+					s->disorder = true;
+					goto done;
+				}
+				es_dcb_put_row(s, ExecFetchSlotHeapTuple(slot, false, NULL));
+				s->last = pos;
+				s->nput++;
+				continue;
+			}
+			if (s->nrows == s->caprows)
+			{
+				s->caprows = s->caprows ? s->caprows * 2 : 1024;
+				s->positions = s->positions ? repalloc(s->positions, sizeof(int64) * s->caprows)
+					: palloc(sizeof(int64) * s->caprows);
+				s->rows = s->rows ? repalloc(s->rows, sizeof(HeapTuple) * s->caprows)
+					: palloc(sizeof(HeapTuple) * s->caprows);
+			}
+			s->positions[s->nrows] = pos;
+			s->rows[s->nrows] = ExecCopySlotHeapTuple(slot);
+			s->nrows++;
+		}
+	}
+done:
+	tbm_end_iterate(it);
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	MemoryContextDelete(row_cxt);
+}
+
+/*
+ * The condition check without SPI, when a direct scan can serve its query:
+ * returns -1 when it cannot, else whether an event matching the query has a
+ * position above after (the first one in *found), in committed state plus
+ * this transaction's rows (SnapshotSelf), as es_dcb_first_match.
+ */
+static int
+es_dcb_direct_first(EsStore *st, EsDcbCondition *cond, int64 *found)
+{
+	MemoryContext old = MemoryContextSwitchTo(es_dcb_scan_memory());
+	EsDcbScan	s;
+	int			r = -1;
+
+	if (es_dcb_scan_begin(&s, st, cond->query, SnapshotSelf))
+	{
+		s.mode = ES_DCB_FIRST;
+		es_dcb_scan_run(&s, cond->after, PG_INT64_MAX);
+		es_dcb_scan_end(&s);
+		*found = s.first;
+		r = s.first != 0;
+	}
+	MemoryContextSwitchTo(old);
+	return r;
+}
+
+static int
+es_dcb_position_cmp(const void *a, const void *b)
+{
+	int64		x = **(const int64 *const *) a;
+	int64		y = **(const int64 *const *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Most events a direct read_query reads for max_count events: a bitmap with
+ * more (a common tag, or a tag read from late in the log) goes to the
+ * planner, which may walk the position index instead.
+ */
+#define ES_DCB_DIRECT_ROWS(limit) (4 * (limit) + 1000)
+
+/*
+ * The attribute of rel (1-based; 0: none, a dropped column) for each column
+ * of the result rowtype out, by name and type; NULL when one is missing.
+ */
+static AttrNumber *
+es_dcb_column_map(Relation rel, TupleDesc out)
+{
+	TupleDesc	in = RelationGetDescr(rel);
+	AttrNumber *map = palloc0(sizeof(AttrNumber) * out->natts);
+
+	for (int o = 0; o < out->natts; o++)
+	{
+		Form_pg_attribute oa = TupleDescAttr(out, o);
+
+		if (oa->attisdropped)
+			continue;
+		for (int i = 0; i < in->natts && map[o] == 0; i++)
+		{
+			Form_pg_attribute ia = TupleDescAttr(in, i);
+
+			if (!ia->attisdropped && ia->atttypid == oa->atttypid &&
+				strcmp(NameStr(ia->attname), NameStr(oa->attname)) == 0)
+				map[o] = i + 1;
+		}
+		if (map[o] == 0)
+			return NULL;
+	}
+	return map;
+}
+
+/*
+ * read_query by a direct scan with snapshot, its rows put straight into the
+ * function's result: for a store whose rows need no upcasting, lifecycle
+ * filter or decryption (the caller checks), a query a direct scan can serve,
+ * and a bitmap of at most ES_DCB_DIRECT_ROWS events.  The matches in
+ * (after, horizon] are sorted by position and the first max_count kept, the
+ * plan the planner makes for the same SQL then.  Returns false, with nothing
+ * in the result, when it cannot.
+ */
+static bool
+es_dcb_direct_read(FunctionCallInfo fcinfo, EsStore *st, EsDcbQuery *q, int64 after,
+				   int64 horizon, bool limited, int64 limit, Snapshot snapshot)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	out = rsinfo->setDesc;
+	MemoryContext old = MemoryContextSwitchTo(es_dcb_scan_memory());
+	EsDcbScan	s;
+	TupleDesc	in;
+	int64		size;
+	int64	  **order;
+
+	if (!es_dcb_scan_begin(&s, st, q, snapshot))
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	in = RelationGetDescr(s.rel);
+	s.map = es_dcb_column_map(s.rel, out);
+	size = es_dcb_scan_size(&s);
+	if (s.map == NULL || size < 0 || (limited && size > ES_DCB_DIRECT_ROWS(limit)))
+	{
+		es_dcb_scan_end(&s);
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	s.out = rsinfo->setResult;
+	s.outdesc = out;
+	s.same = out->natts == in->natts;
+	for (int o = 0; o < out->natts && s.same; o++)
+	{
+		Form_pg_attribute oa = TupleDescAttr(out, o);
+		Form_pg_attribute ia = TupleDescAttr(in, o);
+
+		s.same = oa->attisdropped == ia->attisdropped && oa->attlen == ia->attlen &&
+			oa->attalign == ia->attalign && (oa->attisdropped || s.map[o] == o + 1);
+	}
+	s.in_values = palloc(sizeof(Datum) * in->natts);
+	s.in_nulls = palloc(sizeof(bool) * in->natts);
+	s.values = palloc(sizeof(Datum) * out->natts);
+	s.nulls = palloc(sizeof(bool) * out->natts);
+	s.limited = limited;
+	s.limit = limit;
+	if (limited && limit == 0)
+	{
+		es_dcb_scan_end(&s);
+		MemoryContextSwitchTo(old);
+		return true;
+	}
+
+	/*
+	 * Usually the heap holds the events in position order, and the rows go
+	 * straight into the result.  When it does not (space freed by a purge
+	 * and reused), the result is emptied and the matches are sorted.
+	 */
+	s.mode = ES_DCB_STREAM;
+	es_dcb_scan_run(&s, after, horizon);
+	if (s.disorder)
+	{
+		tuplestore_clear(s.out);
+		s.mode = ES_DCB_KEEP;
+		es_dcb_scan_run(&s, after, horizon);
+		order = palloc(sizeof(int64 *) * Max(s.nrows, 1));
+		for (int i = 0; i < s.nrows; i++)
+			order[i] = &s.positions[i];
+		qsort(order, s.nrows, sizeof(int64 *), es_dcb_position_cmp);
+		for (int i = 0; i < s.nrows && (!limited || i < limit); i++)
+			es_dcb_put_row(&s, s.rows[order[i] - s.positions]);
+	}
+	es_dcb_scan_end(&s);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
 /* ---------------------------------------------------------------- checks */
 
 /*
@@ -788,14 +1352,17 @@ es_dcb_first_match(EsStore *st, EsDcbCondition *cond, bool visible, int64 *found
  * lifecycle.c) does not count: read_query does not return it, so a client
  * could never read past it, and it would fail every retry.  Hidden or not
  * is decided at the check, with the same fresh look.  Usually nothing
- * matches at all, and then no lifecycle lookup is made.
+ * matches at all, and then no lifecycle lookup is made.  The first look is
+ * a direct scan when one can serve the query.
  */
 void
 es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id)
 {
 	int64		found;
 
-	if (!es_dcb_first_match(st, cond, false, &found))
+	int			direct = es_dcb_direct_first(st, cond, &found);
+
+	if (direct == 0 || (direct < 0 && !es_dcb_first_match(st, cond, false, &found)))
 		return;
 	if (es_lifecycle_active(st->relid, GetLatestSnapshot()) &&
 		!es_dcb_first_match(st, cond, true, &found))
@@ -911,6 +1478,8 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 	const char *from;
 	const char *filter;
 	EsStore    *st;
+	bool		upcast;
+	bool		lifecycle;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -937,15 +1506,23 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "eventstore: SPI_connect failed");
 	/*
 	 * As read_all: with stream metadata, deleted streams or keys in the
 	 * store, hidden events are left out (before the limit) and data is
-	 * decrypted (read.c).
+	 * decrypted (read.c).  Without them, and for a query of items with tags
+	 * and a bitmap of moderate size, the tags index is read directly.
 	 */
-	es_read_sql_parts(st, es_upcasting(st), es_lifecycle_active(st->relid, snapshot),
-					  &cols, &from, &filter);
+	upcast = es_upcasting(st);
+	lifecycle = es_lifecycle_active(st->relid, snapshot);
+	if (!upcast && !lifecycle &&
+		es_dcb_direct_read(fcinfo, st, q, after, horizon, limited, limit, snapshot))
+	{
+		UnregisterSnapshot(snapshot);
+		return (Datum) 0;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	es_read_sql_parts(st, upcast, lifecycle, &cols, &from, &filter);
 	es_dcb_sql_init(&sql, q, 3);
 	appendStringInfo(&sql.text, "SELECT %s FROM %s e%s WHERE e.global_position OPERATOR(pg_catalog.>) ",
 					 cols, st->name, from);

@@ -110,6 +110,7 @@ typedef struct EsStore
 	Oid			nspid;
 	Oid			version_index;	/* unique (stream_id, stream_version) */
 	Oid			event_id_index; /* unique (stream_id, event_id) */
+	Oid			tags_index;		/* GIN on tags for direct scans (dcb.c), or invalid */
 	AttrNumber	attnum[ES_NCOLS];	/* the table's attribute number of each column */
 	char	   *name;			/* schema-qualified and quoted, for SQL text and messages */
 	SPIPlanPtr	plans[ES_NPLANS];
@@ -228,6 +229,7 @@ extern EsDcbCondition *es_dcb_parse_condition(Jsonb *cond);
 extern int	es_dcb_lock(EsStore *st, Datum *types, Datum *tags, int n, EsDcbCondition *cond);
 extern void es_dcb_check_after(EsDcbCondition *cond);
 extern void es_dcb_check(EsStore *st, EsDcbCondition *cond, Datum stream_id);
+extern bool es_dcb_is_tags_index(Oid indexoid, AttrNumber tags_att);
 
 /* projection.c: synchronous projections and the C hook */
 extern void es_projection_init(void);
