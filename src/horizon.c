@@ -22,11 +22,13 @@
  *	 A1. take the sequence's relation lock (the one nextval takes; an ALTER
  *		 SEQUENCE in an open transaction holds it), so that no wait on another
  *		 transaction happens while the slot holds anything;
- *	 A2. publish a lower bound b of the value nextval will return: the last
- *		 value this backend took from that sequence, plus one (the sequence's
- *		 last value, read once per backend and sequence, the first time);
- *		 published with a full barrier (atomic exchange), the database first;
- *	 A3. nextval: v >= b;
+ *	 A2. publish a lower bound b of the value nextval will return, marked
+ *		 pending: the last value this backend took from that sequence, plus
+ *		 one (the sequence's last value, read once per backend and sequence,
+ *		 the first time); published with a full barrier (atomic exchange),
+ *		 the database first;
+ *	 A3. nextval: v >= b (if it fails, no value was taken: the slot is
+ *		 cleared);
  *	 A4. publish v in place of b.
  * Later values of the same transaction are higher and need nothing: the slot
  * already holds them back.  The slot is cleared (atomic exchange, a full
@@ -37,7 +39,9 @@
  * Reader (es_read_horizon):
  *	 R1. read the sequence's last value M (under the sequence page's buffer
  *		 lock, as nextval writes it);
- *	 R2. scan the slots of its database: L = the lowest value found;
+ *	 R2. scan the slots of its database: L = the lowest value found, where a
+ *		 pending bound at or below M is waited for until the slot changes
+ *		 (one nextval: A1 waited for everything else before A2);
  *	 R3. take the snapshot to read with;
  *	 and read up to min(M, L - 1).
  *
@@ -47,22 +51,34 @@
  * wrote the sequence page before R1 read it (the page's buffer lock orders
  * them; the sequence has CACHE 1 and only grows).  T published b <= f at A2
  * before that nextval, with a full barrier, and R1 and R2 are separated by
- * one too: so when R2 reads T's slot it holds b or f, unless T has ended.
- * If it holds b or f, L <= f <= p, a contradiction.  So T had ended before
- * R2 read its slot: T's commit was visible to new snapshots before that, and
- * R3 comes after R2 (a slot found holding a later transaction's bound means
+ * one too: so when R2 reads T's slot it holds b (pending, b <= f <= M: R2
+ * waits until it changes) or f, unless T has ended.  If it ends up holding
+ * f, L <= f <= p, a contradiction.  So T had ended before R2 read its slot:
+ * T's commit was visible to new snapshots before that, and R3 comes after R2
+ * (a slot found holding a later transaction's value or pending bound means
  * the same).  import_events takes a block of positions by setval after its
- * first one: the same argument holds.  Positions above M are not
- * read; a reader merely stops early when it sees b instead of v, or a value
- * cleared a moment later.  The bound is below every value nextval can return
- * because the sequence only grows: a setval or ALTER SEQUENCE RESTART below
- * a value handed out breaks the unique positions too.  A lookup keyed by
- * sequence OID covers a store recreated in the same session.
+ * first one: the same argument holds.  Positions above M are not read.  The
+ * bound is below every value nextval can return because the sequence only
+ * grows: a setval or ALTER SEQUENCE RESTART below a value handed out breaks
+ * the unique positions too.  A lookup keyed by sequence OID covers a store
+ * recreated in the same session.
+ *
+ * Why the horizon never goes back (a client hands a horizon it was given,
+ * read_query's consistency position, to a later append, which refuses an
+ * "after" above its own horizon).  Let h1 = min(M1, L1 - 1) be returned by
+ * one reader and a second reader scan later.  M2 >= M1.  A transaction
+ * holding a value f <= h1 in a slot at the second scan took f at or below
+ * M1, so by the argument above it had ended before the first reader's R2,
+ * before the second scan: no slot holds it.  A slot can only show a value
+ * below h1 while it is pending (a bound at A2), which readers wait out
+ * instead of using.  So L2 - 1 >= h1 and h2 >= h1.  (Reading the bound
+ * instead of waiting, the horizon dropped for the few microseconds of a
+ * nextval to the appender's previous position: test/scripts/dcb_stress.sh
+ * caught appends refused with 22023.)
  *
  * Registration belongs to the top-level transaction.  A subtransaction that
- * took the first position and was rolled back (or failed between A2 and A4)
- * leaves the slot as it is: its positions are gaps, and later ones stay held
- * back.
+ * took the first position and was rolled back leaves the slot as it is: its
+ * positions are gaps, and later ones stay held back.
  *
  * Without preload there is no shared memory.  Appenders then take a shared
  * advisory lock (ES_LOCKTAG_LOG) before their first position, held by the
@@ -114,6 +130,9 @@ typedef struct EsHorizonShared
 } EsHorizonShared;
 
 static EsHorizonShared *es_shared = NULL;
+
+/* A slot's value published at A2, before its nextval returned (see es_horizon_scan). */
+#define ES_PENDING (UINT64CONST(1) << 63)
 
 /*
  * What this backend's transaction published of each counter (its first value,
@@ -338,13 +357,27 @@ es_allocate(EsCounter kind, Oid seqoid)
 		LockRelationOid(seqoid, RowExclusiveLock);
 		bound = es_next_bound(kind, seqoid);
 
-		/* A2 (a subtransaction's error from here on leaves the slot to the end) */
+		/* A2: the bound, marked pending until A4 */
 		slot->dbid = MyDatabaseId;
 		pg_write_barrier();
 		es_my_first[kind] = bound;
-		(void) pg_atomic_exchange_u64(&slot->first[kind], (uint64) bound);
+		(void) pg_atomic_exchange_u64(&slot->first[kind], (uint64) bound | ES_PENDING);
 
-		pos = nextval_internal(seqoid, false);	/* A3 */
+		/*
+		 * A3.  If nextval fails, no value was taken: clear the slot, which
+		 * readers would otherwise wait on to the transaction's end.
+		 */
+		PG_TRY();
+		{
+			pos = nextval_internal(seqoid, false);
+		}
+		PG_CATCH();
+		{
+			(void) pg_atomic_exchange_u64(&slot->first[kind], 0);
+			es_my_first[kind] = 0;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 		Assert(pos >= bound);
 		pg_atomic_write_u64(&slot->first[kind], (uint64) pos);	/* A4 */
 		es_my_first[kind] = pos;
@@ -415,21 +448,52 @@ es_standby_horizon(EsCounter kind, Snapshot *snapshot_out)
  * Scan the slots for the lowest value of counter kind in flight in database
  * dbid: false when there is none; else *lowest, the slot holding it, and
  * (when count is given) how many slots hold one.
+ *
+ * A slot marked ES_PENDING holds a bound published at A2 whose nextval has
+ * not returned yet.  With wait_upto > 0 (a reader, R2) a pending bound at or
+ * below wait_upto (R1's last value) is waited for until A4 replaces it with
+ * the value taken, or the slot is cleared: using the bound itself would be
+ * correct but could put the horizon below one returned before, which a
+ * client may have been handed (read_query's consistency position) and must
+ * never be refused.  Whatever the slot holds once it changed is used if it
+ * is a value; a new pending bound belongs to a transaction that registered
+ * after R1 and takes values above it.  The wait lasts one nextval (A1 took
+ * the sequence's lock first; an error in nextval clears the slot).  Without
+ * wait_upto (the status view) a pending bound counts as it is.
  */
 static bool
-es_horizon_scan(EsCounter kind, Oid dbid, int64 *lowest, int *slot, int *count)
+es_horizon_scan(EsCounter kind, Oid dbid, int64 *lowest, int *slot, int *count, int64 wait_upto)
 {
 	bool		found = false;
 
 	for (int i = 0; i < es_shared->nslots; i++)
 	{
-		uint64		v = pg_atomic_read_u64(&es_shared->slots[i].first[kind]);
+		pg_atomic_uint64 *first = &es_shared->slots[i].first[kind];
+		uint64		v = pg_atomic_read_u64(first);
 
 		if (v == 0)
 			continue;
 		pg_read_barrier();		/* the database was written before the value */
 		if (es_shared->slots[i].dbid != dbid)
 			continue;
+		if ((v & ES_PENDING) && wait_upto > 0 && (int64) (v & ~ES_PENDING) <= wait_upto)
+		{
+			uint64		was = v;
+			long		pause_us = 0;
+
+			while ((v = pg_atomic_read_u64(first)) == was)
+			{
+				CHECK_FOR_INTERRUPTS();
+				if (pause_us == 0)
+					pg_spin_delay();
+				else
+					pg_usleep(pause_us);
+				pause_us = pause_us == 0 ? 1 : Min(pause_us * 2, 1000);
+			}
+			if (v == 0 || (v & ES_PENDING))
+				continue;
+		}
+		v &= ~ES_PENDING;
 		if (count)
 			(*count)++;
 		if (!found || (int64) v < *lowest)
@@ -498,7 +562,7 @@ es_read_horizon(EsCounter kind, Oid seqoid, Snapshot *snapshot_out)
 
 		horizon = es_sequence_peek(seqoid);	/* R1 */
 		pg_memory_barrier();
-		if (es_horizon_scan(kind, MyDatabaseId, &lowest, &slot, NULL))	/* R2 */
+		if (es_horizon_scan(kind, MyDatabaseId, &lowest, &slot, NULL, Max(horizon, 1)))	/* R2 */
 			horizon = Min(horizon, lowest - 1);
 		pg_memory_barrier();
 		*snapshot_out = RegisterSnapshot(GetLatestSnapshot());	/* R3 */
@@ -581,6 +645,6 @@ es_horizon_oldest(EsCounter kind, Oid dbid, int64 *first, int *slot, int *count)
 	*count = 0;
 	if (es_shared == NULL)
 		return false;
-	(void) es_horizon_scan(kind, dbid, first, slot, count);
+	(void) es_horizon_scan(kind, dbid, first, slot, count, 0);
 	return true;
 }

@@ -11,6 +11,11 @@
 #     then committed) shows here as a skipped event;
 #   - read_all from its last checkpoint returns every event after it (the
 #     horizon is not stuck once nothing is in flight).
+# And a reader that asks for the horizon in a loop (eventstore._log_horizon)
+# never gets one lower than the one before: a client may hand a horizon it
+# was given (read_query's consistency position) to a later conditional
+# append, which refuses an "after" above its own (a horizon computed from an
+# appender's pending bound dropped for a moment: hundreds of drops per run).
 # With the library preloaded this exercises horizon.c's lock-free
 # registration (src/horizon.c, file header: A1-A4 and R1-R3); without
 # preload, the advisory-lock fallback.
@@ -46,6 +51,7 @@ q <<'SQL' || exit 1
 CREATE EXTENSION eventstore;
 CREATE TABLE seen (reader int, pos bigint);
 CREATE TABLE checkpoints (reader int PRIMARY KEY, cp bigint);
+CREATE TABLE monotonic (calls bigint, drops bigint, worst bigint);
 SQL
 
 cat > "$WORK/one.sql" <<'SQL'
@@ -80,6 +86,30 @@ END
 SQL
 done
 
+q > "$WORK/monotonic.out" 2>&1 <<SQL &
+DO \$\$
+DECLARE
+    prev bigint := 0;
+    h bigint;
+    calls bigint := 0;
+    drops bigint := 0;
+    worst bigint := 0;
+    deadline timestamptz := clock_timestamp() + interval '$((SECS + 1)) seconds';
+BEGIN
+    WHILE clock_timestamp() < deadline LOOP
+        h := eventstore._log_horizon();
+        calls := calls + 1;
+        IF h < prev THEN
+            drops := drops + 1;
+            worst := greatest(worst, prev - h);
+        END IF;
+        prev := greatest(prev, h);
+    END LOOP;
+    INSERT INTO monotonic VALUES (calls, drops, worst);
+END
+\$\$;
+SQL
+
 PGOPTIONS="-c synchronous_commit=off" "$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" \
     -f "$WORK/one.sql" -f "$WORK/two.sql" "$DB" > "$WORK/pgbench.out" 2>&1 ||
     fail "pgbench: $(tail -3 "$WORK/pgbench.out")"
@@ -108,5 +138,10 @@ for ((r = 1; r <= READERS; r++)); do
     [ $((given + skipped + rest)) = "$total" ] ||
         fail "reader $r: given $given + after the checkpoint $rest + skipped $skipped != $total events"
 done
+[ -s "$WORK/monotonic.out" ] && fail "monotonic reader: $(cat "$WORK/monotonic.out")"
+read -r calls drops worst <<<"$(q -F ' ' -c "SELECT calls, drops, worst FROM monotonic")"
+echo "horizon_race: horizon asked $calls times, lower than the one before $drops times (by at most $worst)"
+[ -n "$calls" ] && [ "$calls" -gt 0 ] || fail "the monotonic reader recorded nothing"
+[ "${drops:-1}" = 0 ] || fail "the horizon went back $drops times (by at most $worst positions)"
 [ $failed = 0 ] && echo "horizon_race: PASS" || echo "horizon_race: FAILED"
 exit $failed
