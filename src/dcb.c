@@ -1524,8 +1524,9 @@ eventstore_read_query(PG_FUNCTION_ARGS)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	es_read_sql_parts(st, upcast, lifecycle, &cols, &from, &filter);
 	es_dcb_sql_init(&sql, q, 3);
+	/* on a Citus worker the node's own shards, refused on the coordinator (citus.c) */
 	appendStringInfo(&sql.text, "SELECT %s FROM %s e%s WHERE e.global_position OPERATOR(pg_catalog.>) ",
-					 cols, st->name, from);
+					 cols, es_store_local_sql(st, "read_query", ES_CITUS_LOG_HINT), from);
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(after));
 	appendStringInfoString(&sql.text, " AND e.global_position OPERATOR(pg_catalog.<=) ");
 	es_dcb_param(&sql, INT8OID, Int64GetDatum(horizon));

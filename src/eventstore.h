@@ -138,6 +138,9 @@ extern bool es_citus_distributed(Oid relid);
 extern EsStore *es_citus_shard(EsStore *st, Datum stream_id);
 extern char *es_store_local_sql(EsStore *st, const char *what, const char *hint);
 
+#define ES_CITUS_LOG_HINT \
+	"Read each node's log on that node: eventstore.read_node(), read_all, read_category or read_query on each worker, keeping one checkpoint per node; positions are ordered within a node only."
+
 #define ES_CITUS_SUBSCRIPTION_HINT \
 	"Create the subscription on every worker with SELECT run_command_on_workers($$SELECT eventstore.create_subscription(...)$$) and poll each worker: a subscription on a cluster is consumed per node."
 

@@ -140,8 +140,7 @@ es_read_source(EsStore *st, EsReadKind kind)
 {
 	if (kind == ES_READ_STREAM || kind == ES_READ_STREAM_BACKWARDS)
 		return st->name;
-	return es_store_local_sql(st, kind == ES_READ_ALL ? "read_all" : "read_category",
-							  "Read each node's log on that node: eventstore.read_node(), read_all or read_category on each worker, keeping one checkpoint per node; positions are ordered within a node only.");
+	return es_store_local_sql(st, kind == ES_READ_ALL ? "read_all" : "read_category", ES_CITUS_LOG_HINT);
 }
 
 static SPIPlanPtr

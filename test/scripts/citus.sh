@@ -40,7 +40,7 @@
 #     writes that worker's read model;
 #   - each worker's relay publishes its own outbox (the route registered on
 #     the coordinator): every routed event of the node once, in id order.
-#   - read_all, read_all_until and read_category of a distributed store are
+#   - read_all, read_all_until, read_category and read_query of a distributed store are
 #     refused on the coordinator (0A000); on a worker they return the node's
 #     log (what read_node returns, in its order, paged).
 #   - subscriptions per node: create_subscription on the coordinator of a
@@ -442,7 +442,7 @@ check "read_node returns them in position order, paged" "t t" \
     "$(for n in 1 2; do q $n -c "WITH RECURSIVE p(after, n, ok) AS (SELECT 0::bigint, 0::bigint, true UNION ALL SELECT (SELECT max(global_position) FROM eventstore.read_node(p.after, 100)), p.n + (SELECT count(*) FROM eventstore.read_node(p.after, 100)), p.ok AND (SELECT bool_and(global_position > p.after) FROM eventstore.read_node(p.after, 100)) FROM p WHERE EXISTS (SELECT FROM eventstore.read_node(p.after, 1))) SELECT bool_and(ok) AND max(n) = (SELECT count(*) FROM eventstore.read_node(0, NULL)) FROM p"; done | tr '\n' ' ' | sed 's/ $//')"
 # read_all and read_category of a distributed store: refused on the
 # coordinator; on a worker, the node's log (as read_node returns it).
-for f in "read_all(0, 10)" "read_all_until(now(), 0, 10)" "read_category('s', 0, 10)"; do
+for f in "read_all(0, 10)" "read_all_until(now(), 0, 10)" "read_category('s', 0, 10)" "read_query('{\"items\": []}', 0, 10)"; do
     check "$f on the coordinator is refused (0A000)" "0A000" \
         "$(q 0 -v VERBOSITY=sqlstate -c "SELECT count(*) FROM eventstore.$f" 2>&1 | grep -o '0A000')"
 done
@@ -454,6 +454,10 @@ for n in 1 2; do
                                   array(SELECT global_position FROM eventstore.read_all((SELECT global_position FROM eventstore.read_node(0, 50) ORDER BY 1 DESC LIMIT 1), 20))
                                     = array(SELECT global_position FROM eventstore.read_node((SELECT global_position FROM eventstore.read_node(0, 50) ORDER BY 1 DESC LIMIT 1), 20)),
                                   (SELECT count(*) > 0 FROM eventstore.read_category('s', 0, NULL))" 2>&1)"
+    check "worker $n: read_query reads the node's log, in its order" "t|t" \
+        "$(q $n -F '|' -c "SELECT array(SELECT global_position FROM eventstore.read_query('{\"items\": []}', 0, 1000000))
+                                    = array(SELECT global_position FROM eventstore.read_node(0, NULL)),
+                                  (SELECT count(*) > 0 FROM eventstore.read_query('{\"items\": []}', 0, 1000000))" 2>&1)"
 done
 echo "citus: $(val events) events in $(val streams) streams checked; $(( $(date +%s) - T_START )) s in all"
 if grep -q ERROR "$WORK/check.out"; then cat "$WORK/check.out"; fail "check queries"; fi
