@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Growth benchmark: make bench-scale (not in CI).
 #
-# Starts its own cluster, grows the store to each size in SCALE_SIZES and, at
-# each size, measures the same figures with pgbench -M prepared, so that a cost
-# that grows with the store shows as a ratio below 1 against the previous size:
+# Starts its own cluster, loads a database of its own per size in SCALE_SIZES,
+# then measures the same figures
+# at every size with pgbench -M prepared, round by round and size by size
+# (interleaved, so noise hits the sizes alike), so that a cost that grows with
+# the store shows as a ratio below 1 against the previous size:
 #
 #   append tps at 1 and 8 clients  append_event to one of 100,000 "app-N" streams
 #   read_all at the tail            the last 100 events of the log
@@ -29,6 +31,8 @@
 #   SCALE_SECS    seconds per pgbench run      (default 5)
 #   SCALE_ROUNDS  runs per figure, interleaved; the median is kept (default 3)
 #   SCALE_CHUNK   events per import_events call (default 1000000)
+#   SCALE_SHARED_BUFFERS  shared_buffers of the cluster (default: a quarter of
+#                 the machine's memory, PostgreSQL's documented starting point)
 #   ES_PORT       port of the throwaway cluster (default 54334)
 #   SCALE_NO_BUILD=1  use the installed extension as it is (no make clean all install)
 # The full run needs up to about 10 GB of disk in /tmp and, on 2 cores, about
@@ -40,6 +44,7 @@ SIZES=${SCALE_SIZES:-0 1000000 10000000}
 SECS=${SCALE_SECS:-5}
 ROUNDS=${SCALE_ROUNDS:-3}
 CHUNK=${SCALE_CHUNK:-1000000}
+SHARED_BUFFERS=${SCALE_SHARED_BUFFERS:-$(awk '/^MemTotal:/ {printf "%dMB", $2 / 1024 / 4}' /proc/meminfo)}
 STREAMS=100000
 BENCH=$ES_ROOT/bench
 OUT=$BENCH/results; mkdir -p "$OUT"
@@ -58,13 +63,15 @@ ES_PGDATA=$WORK/data; mkdir -p "$ES_PGDATA"
 ES_FSYNC=on
 trap 'es_stop_cluster; rm -rf "$WORK"' EXIT
 es_start_cluster
-es_psql -d postgres -c "ALTER SYSTEM SET shared_buffers = '512MB'" -c "ALTER SYSTEM SET max_connections = 50" \
+es_psql -d postgres -c "ALTER SYSTEM SET shared_buffers = '$SHARED_BUFFERS'" -c "ALTER SYSTEM SET max_connections = 50" \
     -c "ALTER SYSTEM SET autovacuum = off" -c "ALTER SYSTEM SET max_wal_size = '4GB'" >/dev/null
 es_as_pg "$(es_bindir)/pg_ctl" -D "$ES_PGDATA" -w restart -l "$ES_PGDATA/server.log" >/dev/null
-es_psql -d postgres -c 'CREATE DATABASE scale' >/dev/null
-es_psql -d scale -c 'CREATE EXTENSION eventstore' >/dev/null
 PGBENCH="$(es_bindir)/pgbench"
-q() { es_psql -d scale -Atc "$1"; }
+# Each size is a database of its own (scale_<size>), so that every figure is
+# measured at every size round by round, interleaved: machine noise then hits
+# the sizes alike instead of whichever size ran while the machine was busy.
+DB=scale
+q() { es_psql -d "$DB" -Atc "$1"; }
 
 # The pgbench scripts.  :tail is the log's last position, :n a run number.
 S=$WORK/scripts; mkdir -p "$S"; chmod 777 "$S"
@@ -106,7 +113,7 @@ tps() {
     local script=$1 clients=$2; shift 2
     local out
     out=$(cd "$WORK" && "$PGBENCH" -n -M prepared -c "$clients" -j "$clients" -T "$SECS" "$@" \
-              -f "$S/$script" scale 2>&1) || { echo "$out" >&2; echo 0; return; }
+              -f "$S/$script" "$DB" 2>&1) || { echo "$out" >&2; echo 0; return; }
     echo "$out" | awk '/^tps = / {printf "%.0f\n", $3; exit}'
 }
 
@@ -115,7 +122,7 @@ load() {
     local from=$1 to=$2 lo hi
     for ((lo = from; lo < to; lo += CHUNK)); do
         hi=$((lo + CHUNK < to ? lo + CHUNK : to))
-        es_psql -d scale <<EOF >/dev/null
+        es_psql -d "$DB" <<EOF >/dev/null
 CREATE UNLOGGED TABLE staging (LIKE eventstore.import_row);
 INSERT INTO staging
 SELECT i,
@@ -139,7 +146,7 @@ EOF
 # generic plan, as in a pgbench run), from auto_explain.  auto_explain prints
 # the outer query last; keep the inner one (the log read).
 plan() {
-    es_psql -d scale -v call="$1" 2>&1 >/dev/null <<'EOF' |
+    es_psql -d "$DB" -v call="$1" 2>&1 >/dev/null <<'EOF' |
 LOAD 'auto_explain';
 SELECT count(*) FROM eventstore.:call \g /dev/null
 SELECT count(*) FROM eventstore.:call \g /dev/null
@@ -164,31 +171,42 @@ NAMES=("append tps, 1 client" "append tps, 8 clients" "read_all, tail (100 event
        "read_stream (10 events)" "stream_version"
        "fresh category after a burst, before ANALYZE" "same, after ANALYZE"
        "read_stream's SELECT by hand on the table (baseline)")
-loaded=0
 PLANS=$WORK/plans.txt; : > "$PLANS"
+declare -A TAIL
+# Load: a database per size, loaded from empty (a copy by CREATE DATABASE
+# ... TEMPLATE would wait for the relay worker to leave the template).
 for size in $SIZES; do
-    [ "$size" -gt "$loaded" ] && load "$loaded" "$size"
-    loaded=$size
+    DB=scale_$size
+    es_psql -d postgres -c "CREATE DATABASE $DB" >/dev/null
+    es_psql -d "$DB" -c 'CREATE EXTENSION eventstore' >/dev/null
+    load 0 "$size"
     es_log "size $size: VACUUM ANALYZE, CHECKPOINT"
-    es_psql -d scale -c 'VACUUM ANALYZE eventstore.events' -c 'CHECKPOINT' >/dev/null
-    tail=$(q "SELECT coalesce(max(global_position), 0) FROM eventstore.events")
-    # ROUNDS runs of every figure, round by round (noise hits them alike),
-    # the median of each kept
-    declare -A RUNS=()
-    for ((r = 1; r <= ROUNDS; r++)); do
-        RUNS[2]+="$(tps read_all_tail.sql 1 -D tail="$tail") "
-        RUNS[3]+="$(tps read_category_common.sql 1 -D tail="$tail") "
-        RUNS[4]+="$(tps read_category_rare.sql 1) "
-        RUNS[5]+="$(tps read_stream.sql 1) "
-        RUNS[9]+="$(tps read_stream_hand.sql 1) "
-        RUNS[6]+="$(tps stream_version.sql 1) "
-        RUNS[0]+="$(tps append.sql 1) "
-        RUNS[1]+="$(tps append.sql 8) "
-    done
-    for i in "${!RUNS[@]}"; do
-        FIG["$size|$i"]=$(printf '%s\n' ${RUNS[$i]} | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
-    done
+    es_psql -d "$DB" -c 'VACUUM ANALYZE eventstore.events' -c 'CHECKPOINT' >/dev/null
+    TAIL[$size]=$(q "SELECT coalesce(max(global_position), 0) FROM eventstore.events")
     SIZE_MB[$size]=$(q "SELECT pg_total_relation_size('eventstore.events') / 1048576")
+done
+# ROUNDS runs of every figure at every size, round by round and size by size;
+# the median of each kept.
+declare -A RUNS=()
+for ((r = 1; r <= ROUNDS; r++)); do
+    for size in $SIZES; do
+        DB=scale_$size tail=${TAIL[$size]}
+        RUNS[$size|2]+="$(tps read_all_tail.sql 1 -D tail="$tail") "
+        RUNS[$size|3]+="$(tps read_category_common.sql 1 -D tail="$tail") "
+        RUNS[$size|4]+="$(tps read_category_rare.sql 1) "
+        RUNS[$size|5]+="$(tps read_stream.sql 1) "
+        RUNS[$size|9]+="$(tps read_stream_hand.sql 1) "
+        RUNS[$size|6]+="$(tps stream_version.sql 1) "
+        RUNS[$size|0]+="$(tps append.sql 1) "
+        RUNS[$size|1]+="$(tps append.sql 8) "
+    done
+    es_log "round $r of $ROUNDS done"
+done
+for k in "${!RUNS[@]}"; do
+    FIG[$k]=$(printf '%s\n' ${RUNS[$k]} | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+done
+for size in $SIZES; do
+    DB=scale_$size tail=${TAIL[$size]}
     {
         echo "-- size $size: plan of read_category('rare', 0, 100), 7th call in a session:"
         plan "read_category('rare', 0, 100)"
@@ -198,7 +216,7 @@ for size in $SIZES; do
     # A burst of 10,000 events (100 streams x 100) to a category never seen
     # before, then reads of it at once, then after ANALYZE.
     cat=burst$size
-    es_psql -d scale -v cat="$cat" <<'EOF' >/dev/null
+    es_psql -d "$DB" -v cat="$cat" <<'EOF' >/dev/null
 SELECT eventstore.append(:'cat' || '-' || s, 0,
        (SELECT array_agg(eventstore.event('Burst', jsonb_build_object('n', i))) FROM generate_series(1, 100) i))
   FROM generate_series(1, 100) s;
@@ -208,7 +226,7 @@ EOF
         echo "-- size $size: plan of read_category('$cat', 0, 100) just after the burst, before ANALYZE, 7th call:"
         plan "read_category('$cat', 0, 100)"
     } >> "$PLANS"
-    es_psql -d scale -c 'ANALYZE eventstore.events' >/dev/null
+    es_psql -d "$DB" -c 'ANALYZE eventstore.events' >/dev/null
     FIG["$size|8"]=$(tps read_burst.sql 1 -D n="$size")
     es_log "size $size: $(for i in "${!NAMES[@]}"; do printf '%s=%s; ' "${NAMES[$i]}" "${FIG[$size|$i]}"; done)"
 done
@@ -235,7 +253,7 @@ TABLE=$WORK/table.md
     echo "In parentheses: the ratio to the previous size (target: >= 0.8 from 10^6 to 10^7)."
     echo "Table and indexes (MB):$(for size in $SIZES; do printf ' %s at %s events;' "${SIZE_MB[$size]}" "$size"; done)"
     echo "pgbench -M prepared, medians of ${ROUNDS} interleaved runs of ${SECS}s per figure, 1 client unless stated; $(nproc) cores;"
-    echo "$("$(es_bindir)/postgres" --version); shared_buffers 512MB, fsync on, autovacuum off; $(date -u +%Y-%m-%d)."
+    echo "$("$(es_bindir)/postgres" --version); shared_buffers $SHARED_BUFFERS, fsync on, autovacuum off; $(date -u +%Y-%m-%d)."
     echo "Command: SCALE_SIZES=\"$SIZES\" bash bench/scale.sh (make bench-scale)."
 } > "$TABLE"
 cp "$TABLE" "$OUT/$STAMP-scale.md"
