@@ -29,10 +29,11 @@
 #   drain, read_all   a consumer's batch of a subscription drain (make
 #           bench's subscription case): poll(1000) of a subscription of 16
 #           partitions and one ack_many of the last position of each
-#           partition's run, vs read_all(after, 1000) of the same store (a
-#           store of its own with a backlog of N * 1,000 + 10,000 events, 1,000
-#           streams); each run starts a new subscription (its first poll
-#           takes the partitions), in both counts alike
+#           partition's run, vs read_all(after, 1000) of the same store
+#           walking it as the drain does (after from a sequence); a store of
+#           its own with a backlog of N * 1,000 + 10,000 events, 1,000
+#           streams; each run starts a new subscription (its first poll
+#           takes the partitions) and the sequence anew, in both counts alike
 source "$(dirname "$0")/../scripts/cluster.sh"
 N=${1:-2000}; shift || true
 CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(ours raw tagged)
@@ -64,6 +65,7 @@ INSERT INTO drain_staging SELECT k, 'sb-' || (k % 1000), k / 1000 + 1, 'Placed',
 SELECT eventstore.import_events('drain_staging', 'public.bench_drain');
 DROP TABLE drain_staging;
 VACUUM ANALYZE public.bench_drain;
+CREATE SEQUENCE drain_after;
 SQL
 fi
 # what a case runs once before its calls (counted in both runs alike)
@@ -71,7 +73,9 @@ prologue() {
     case $1 in
         drain) echo "SELECT eventstore.drop_subscription(s.name) FROM eventstore.subscriptions s WHERE s.name = 'bench_drain';"
                echo "SELECT eventstore.create_subscription('bench_drain', partitions => 16, store => 'public.bench_drain');"
-               echo "SELECT count(*) FROM eventstore.poll('bench_drain', 'c1', 0);" ;;
+               echo "SELECT count(*) FROM eventstore.poll('bench_drain', 'c1', 0);"
+               ;;
+        read_all) echo "SELECT pg_catalog.setval('drain_after', 1, false);" ;;
     esac
 }
 statement() {
@@ -82,7 +86,7 @@ statement() {
         read_query) echo "SELECT count(x) FROM eventstore.read_query('{\"items\": [{\"types\": [\"Tagged\"], \"tags\": [\"shard:3\"]}]}', 0, 1000, store => 'public.bench_rq') x" ;;
         select) echo "SELECT count(x) FROM (SELECT * FROM public.bench_rq e WHERE e.event_type = 'Tagged' AND e.tags @> ARRAY['shard:3'] AND e.tags <> '{}' ORDER BY e.global_position LIMIT 1000) x" ;;
         drain)  echo "SELECT eventstore.ack_many('bench_drain', 'c1', ARRAY(SELECT max(p.global_position) FROM eventstore.poll('bench_drain', 'c1', 1000) p GROUP BY p.partition))" ;;
-        read_all) echo "SELECT max(r.global_position) FROM eventstore.read_all(0, 1000, store => 'public.bench_drain') r" ;;
+        read_all) echo "SELECT max(r.global_position) FROM eventstore.read_all((pg_catalog.nextval('drain_after') - 1) * 1000, 1000, store => 'public.bench_drain') r" ;;
         raw)    echo "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, data, created_at)" \
                      "SELECT n, 's-1', n, gen_random_uuid(), 'T', '{\"amount\": 42}', now() FROM nextval('raw_seq') n" ;;
         plain_store) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_plain')" ;;
