@@ -6,7 +6,7 @@ MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/registry.o src/projection.o src/upcast.o src/aggregate.o \
        src/outbox.o src/consumer.o src/relay.o src/relay_launcher.o src/relay_worker.o src/immutable.o \
-       src/stats.o src/import.o src/subscription.o src/dcb.o src/store.o src/citus.o src/lifecycle.o src/shred.o
+       src/stats.o src/import.o src/subscription.o src/subscription_lease.o src/dcb.o src/store.o src/citus.o src/lifecycle.o src/shred.o
 HEADERS = include/eventstore_hooks.h
 
 # relative to $(srcdir), which is not . in out-of-tree builds (pg_buildext, debian/)

@@ -26,6 +26,14 @@
 #           hand-written SELECT,
 #           each counted as whole rows (count(x): printing 1,000 rows in
 #           single-user mode would cost 30 times the read)
+#   drain, read_all   a consumer's batch of a subscription drain (make
+#           bench's subscription case): poll(1000) of a subscription of 16
+#           partitions and one ack_many of the last position of each
+#           partition's run, vs read_all(after, 1000) of the same store
+#           walking it as the drain does (after from a sequence); a store of
+#           its own with a backlog of N * 1,000 + 10,000 events, 1,000
+#           streams; each run starts a new subscription (its first poll
+#           takes the partitions) and the sequence anew, in both counts alike
 source "$(dirname "$0")/../scripts/cluster.sh"
 N=${1:-2000}; shift || true
 CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(ours raw tagged)
@@ -49,6 +57,27 @@ SELECT eventstore.create_store('public.bench_rq');
 SELECT eventstore.append('tagged-1', 0, (SELECT array_agg(eventstore.event('Tagged', jsonb_build_object('n', i), tags => ARRAY['shard:' || (i % 10)])) FROM generate_series(1, 10000) i), store => 'public.bench_rq');
 ANALYZE public.bench_rq;
 SQL
+if [[ " ${CASES[*]} " =~ " drain " || " ${CASES[*]} " =~ " read_all " ]]; then
+    single >/dev/null <<SQL
+SELECT eventstore.create_store('public.bench_drain');
+CREATE UNLOGGED TABLE drain_staging (LIKE eventstore.import_row);
+INSERT INTO drain_staging SELECT k, 'sb-' || (k % 1000), k / 1000 + 1, 'Placed', '{"amount": 42, "note": "a typical small event"}', NULL, now(), gen_random_uuid() FROM generate_series(0, $N * 1000 + 9999) k;
+SELECT eventstore.import_events('drain_staging', 'public.bench_drain');
+DROP TABLE drain_staging;
+VACUUM ANALYZE public.bench_drain;
+CREATE SEQUENCE drain_after;
+SQL
+fi
+# what a case runs once before its calls (counted in both runs alike)
+prologue() {
+    case $1 in
+        drain) echo "SELECT eventstore.drop_subscription(s.name) FROM eventstore.subscriptions s WHERE s.name = 'bench_drain';"
+               echo "SELECT eventstore.create_subscription('bench_drain', partitions => 16, store => 'public.bench_drain');"
+               echo "SELECT count(*) FROM eventstore.poll('bench_drain', 'c1', 0);"
+               ;;
+        read_all) echo "SELECT pg_catalog.setval('drain_after', 1, false);" ;;
+    esac
+}
 statement() {
     case $1 in
         ours)   echo "SELECT eventstore.append_event('s-1', NULL, 'T', '{\"amount\": 42}')" ;;
@@ -56,6 +85,8 @@ statement() {
         dcb)    echo "SELECT eventstore.append_event('d-1', NULL, 'T', '{\"amount\": 42}', tags => ARRAY['d:1'], condition => '{\"fail_if_events_match\": {\"items\": [{\"types\": [\"T\"], \"tags\": [\"key:1\"]}]}}')" ;;
         read_query) echo "SELECT count(x) FROM eventstore.read_query('{\"items\": [{\"types\": [\"Tagged\"], \"tags\": [\"shard:3\"]}]}', 0, 1000, store => 'public.bench_rq') x" ;;
         select) echo "SELECT count(x) FROM (SELECT * FROM public.bench_rq e WHERE e.event_type = 'Tagged' AND e.tags @> ARRAY['shard:3'] AND e.tags <> '{}' ORDER BY e.global_position LIMIT 1000) x" ;;
+        drain)  echo "SELECT eventstore.ack_many('bench_drain', 'c1', ARRAY(SELECT max(p.global_position) FROM eventstore.poll('bench_drain', 'c1', 1000) p GROUP BY p.partition))" ;;
+        read_all) echo "SELECT max(r.global_position) FROM eventstore.read_all((pg_catalog.nextval('drain_after') - 1) * 1000, 1000, store => 'public.bench_drain') r" ;;
         raw)    echo "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, data, created_at)" \
                      "SELECT n, 's-1', n, gen_random_uuid(), 'T', '{\"amount\": 42}', now() FROM nextval('raw_seq') n" ;;
         plain_store) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_plain')" ;;
@@ -65,7 +96,7 @@ statement() {
 }
 # (single-user mode ends a statement at a newline: one line each)
 instructions() {    # case calls -> total instructions of the process
-    { echo "PREPARE p AS $(statement "$1");"; for ((i = 0; i < $2; i++)); do echo 'EXECUTE p;'; done; } > "$WORK/in.sql"
+    { prologue "$1"; echo "PREPARE p AS $(statement "$1");"; for ((i = 0; i < $2; i++)); do echo 'EXECUTE p;'; done; } > "$WORK/in.sql"
     rm -f "$WORK/cg.out"
     es_as_pg valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
         "$BIN/postgres" --single -D "$WORK/data" postgres < "$WORK/in.sql" >/dev/null 2>&1
@@ -85,6 +116,9 @@ if [ -n "${per[read_query]:-}" ] && [ -n "${per[select]:-}" ]; then
 fi
 if [ -n "${per[dcb]:-}" ] && [ -n "${per[tagged]:-}" ]; then
     awk -v d="${per[dcb]}" -v t="${per[tagged]}" 'BEGIN {printf "tagged / dcb: %.2f\n", t / d}'
+fi
+if [ -n "${per[drain]:-}" ] && [ -n "${per[read_all]:-}" ]; then
+    awk -v d="${per[drain]}" -v r="${per[read_all]}" 'BEGIN {printf "read_all / drain: %.2f\n", r / d}'
 fi
 if [ -n "${per[ours]:-}" ] && [ -n "${per[raw]:-}" ]; then
     awk -v o="${per[ours]}" -v r="${per[raw]}" 'BEGIN {printf "raw / ours: %.2f (the CPU-bound ratio an append can reach)\n", r / o}'

@@ -88,39 +88,25 @@ DELETE FROM eventstore.subscription_leases l
 COMMENT ON TABLE eventstore.subscription_leases IS
     'The last 100 holdings of each partition of each subscription (poll deletes older ones).';
 
--- The events of a store at some positions (subscription.c: a statement
--- prepared once per store): ack_many looks its positions up with it.
-CREATE FUNCTION eventstore._subscription_events(store regclass, positions bigint[])
-    RETURNS TABLE (global_position bigint, stream_id text, event_type text, metadata jsonb)
-    LANGUAGE c VOLATILE PARALLEL UNSAFE
-    AS 'MODULE_PATHNAME', 'eventstore_subscription_events';
-REVOKE ALL ON FUNCTION eventstore._subscription_events(regclass, bigint[]) FROM PUBLIC;
-
 -- ack of many positions in one call: each as ack(position) would, in
 -- ascending order (so a later position of a partition's run comes after an
 -- earlier one), in one statement: all or none.
 --
--- The common case in one step: when every position is an event of the
--- subscription in the run in flight of a partition the consumer holds
--- (after its checkpoint, at or below delivered_to) and those partitions
--- have no retry or replay pending, acking them one by one leaves each
--- partition at its highest position, the run done when that is the run's
--- last: one UPDATE does that.  Anything else (an error to raise, a no-op
--- ack, a retry to delete) goes one position at a time, through ack.
+-- The common case is C (subscription_lease.c, es_ack_many_fast): when every
+-- position is an event of the subscription in the run in flight of a
+-- partition the consumer holds (after its checkpoint, at or below
+-- delivered_to) and those partitions have no retry or replay pending,
+-- acking them one by one leaves each partition at its highest position, the
+-- run done when that is the run's last: one UPDATE does that.  Anything else
+-- (an error to raise, a no-op ack, a retry to delete) comes here and goes
+-- one position at a time, through ack.
 CREATE FUNCTION eventstore._subscription_ack_many(subscription text, consumer text, positions bigint[], caller oid)
     RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
-    -- its statements read a few rows of small tables by key: plan them once
-    -- (with custom plans the UPDATE below was planned at every call)
-    SET plan_cache_mode = force_generic_plan
     AS $$
     DECLARE
-        s eventstore.subscriptions;
         p bigint;
-        found_positions bigint[];
-        found_partitions integer[];
-        fits boolean;
     BEGIN
         IF pg_catalog.array_ndims(positions) OPERATOR(pg_catalog.>) 1 THEN
             RAISE EXCEPTION USING ERRCODE = 'array_subscript_error',
@@ -130,54 +116,7 @@ CREATE FUNCTION eventstore._subscription_ack_many(subscription text, consumer te
             RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
                 MESSAGE = 'global_positions must not be null or contain NULL';
         END IF;
-        s := eventstore._subscription_get($1, caller);
-        IF pg_catalog.cardinality(positions) OPERATOR(pg_catalog.>) 0 THEN
-            PERFORM eventstore._subscription_arg(consumer, 'consumer');
-            SELECT pg_catalog.array_agg(e.global_position),
-                   pg_catalog.array_agg(eventstore._subscription_partition(
-                       eventstore._subscription_key(s.partition_by, e.stream_id, e.metadata, e.global_position),
-                       s.partitions)),
-                   pg_catalog.count(*) OPERATOR(pg_catalog.=) (SELECT pg_catalog.count(DISTINCT u.p)
-                                                                FROM pg_catalog.unnest(positions) u(p))
-                   AND pg_catalog.bool_and((s.categories IS NULL
-                                            OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
-                                           AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types)))
-              INTO found_positions, found_partitions, fits
-              FROM eventstore._subscription_events(s.store, positions) e;
-            IF fits THEN
-                -- lock the partitions, as ack does, then look at them
-                PERFORM FROM eventstore.subscription_partitions x
-                  WHERE x.subscription OPERATOR(pg_catalog.=) s.name
-                    AND x.partition OPERATOR(pg_catalog.=) ANY (found_partitions)
-                  ORDER BY x.partition FOR UPDATE;
-                WITH runs AS (
-                    SELECT u.n, pg_catalog.min(u.p) AS first, pg_catalog.max(u.p) AS last
-                      FROM ROWS FROM (pg_catalog.unnest(found_positions), pg_catalog.unnest(found_partitions)) u(p, n)
-                     GROUP BY u.n)
-                UPDATE eventstore.subscription_partitions x
-                   SET checkpoint = r.last,
-                       delivered_to = CASE WHEN r.last OPERATOR(pg_catalog.>=) x.delivered_to THEN NULL ELSE x.delivered_to END,
-                       delivered_at = CASE WHEN r.last OPERATOR(pg_catalog.>=) x.delivered_to THEN NULL ELSE x.delivered_at END,
-                       lease_until = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) s.lease
-                  FROM runs r
-                 WHERE x.subscription OPERATOR(pg_catalog.=) s.name AND x.partition OPERATOR(pg_catalog.=) r.n
-                   -- every run in flight, held by the consumer, nothing to retry or replay
-                   AND NOT EXISTS (SELECT FROM runs o
-                                    WHERE NOT EXISTS (SELECT FROM eventstore.subscription_partitions y
-                                                       WHERE y.subscription OPERATOR(pg_catalog.=) s.name
-                                                         AND y.partition OPERATOR(pg_catalog.=) o.n
-                                                         AND y.holder OPERATOR(pg_catalog.=) consumer
-                                                         AND y.lease_until OPERATOR(pg_catalog.>=) pg_catalog.clock_timestamp()
-                                                         AND o.first OPERATOR(pg_catalog.>) y.checkpoint
-                                                         AND o.last OPERATOR(pg_catalog.<=) y.delivered_to)
-                                       OR EXISTS (SELECT FROM eventstore.subscription_retries t
-                                                   WHERE t.subscription OPERATOR(pg_catalog.=) s.name
-                                                     AND t.partition OPERATOR(pg_catalog.=) o.n));
-                IF FOUND THEN
-                    RETURN;
-                END IF;
-            END IF;
-        END IF;
+        PERFORM eventstore._subscription_get($1, caller);
         FOR p IN SELECT DISTINCT u.p FROM pg_catalog.unnest(positions) u(p) ORDER BY u.p LOOP
             PERFORM eventstore._subscription_ack($1, $2, p, caller);
         END LOOP;

@@ -369,6 +369,72 @@ SELECT count(*) FILTER (WHERE x.lease_until > l.lease_until) AS renewed, count(*
  WHERE x.subscription = 'sub_many' AND x.holder = 'c1';
 
 ------------------------------------------------------------------------
+-- poll's lease step and ack_many on their common path (C): a consumer that
+-- keeps the partitions it holds, acking the runs it was sent
+------------------------------------------------------------------------
+SELECT eventstore.create_subscription('sub_fast', categories => '{subt}', partitions => 4);
+SELECT count(*) > 0 AS delivered FROM eventstore.poll('sub_fast', 'c1', 100);
+-- the next polls and ack_many run no PL/pgSQL
+BEGIN;
+SET LOCAL track_functions = 'pl';
+SELECT count(*) AS in_flight_not_sent FROM eventstore.poll('sub_fast', 'c1', 100);
+SELECT eventstore.ack_many('sub_fast', 'c1', ARRAY(SELECT x.delivered_to FROM eventstore.subscription_partitions x
+                                                    WHERE x.subscription = 'sub_fast' AND x.delivered_to IS NOT NULL));
+SELECT count(*) AS in_flight FROM eventstore.subscription_partitions
+ WHERE subscription = 'sub_fast' AND delivered_to IS NOT NULL;
+SELECT count(*) AS delivered FROM eventstore.poll('sub_fast', 'c1', 100);
+SELECT count(*) AS plpgsql_calls FROM pg_stat_xact_user_functions WHERE schemaname = 'eventstore';
+COMMIT;
+-- a run not acked within the lease comes again to its holder
+SELECT eventstore.reset_subscription('sub_fast', 0);
+CREATE TEMP TABLE fast_got AS SELECT * FROM eventstore.poll('sub_fast', 'c1', 100);
+SELECT count(*) AS in_flight_not_sent FROM eventstore.poll('sub_fast', 'c1', 100);
+UPDATE eventstore.subscription_partitions SET delivered_at = delivered_at - interval '1 hour'
+ WHERE subscription = 'sub_fast' AND delivered_to IS NOT NULL;
+SELECT array_agg(global_position ORDER BY global_position) = (SELECT array_agg(global_position ORDER BY global_position)
+                                                               FROM fast_got) AS sent_again,
+       bool_and(attempt = 1) AS first_attempts
+  FROM eventstore.poll('sub_fast', 'c1', 100);
+-- a consumer gone for ten leases is forgotten by the next poll of another
+INSERT INTO eventstore.subscription_consumers VALUES ('sub_fast', 'c_gone', now() - interval '1 hour');
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c1', 0);
+SELECT consumer FROM eventstore.subscription_consumers WHERE subscription = 'sub_fast' ORDER BY 1;
+-- three consumers: c1 keeps its runs in flight beyond its share, then
+-- releases two of its four partitions; shares 2, 1, 1 (by name), kept at
+-- each next poll, never a partition twice
+SELECT eventstore.ack_many('sub_fast', 'c1', ARRAY(SELECT global_position FROM fast_got));
+SELECT eventstore.reset_subscription('sub_fast', 0);
+SELECT count(*) > 0 AS delivered FROM eventstore.poll('sub_fast', 'c1', 100);
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c2', 100);
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c3', 100);
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c1', 100);
+SELECT holder, count(*) FROM eventstore.subscription_partitions WHERE subscription = 'sub_fast' GROUP BY 1 ORDER BY 1;
+SELECT eventstore.ack_many('sub_fast', 'c1', ARRAY(SELECT x.delivered_to FROM eventstore.subscription_partitions x
+                                                    WHERE x.subscription = 'sub_fast' AND x.delivered_to IS NOT NULL));
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c1', 0);
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c2', 0);
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c3', 0);
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c1', 0);
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c2', 0);
+SELECT count(*) FROM eventstore.poll('sub_fast', 'c3', 0);
+SELECT holder, count(*) FROM eventstore.subscription_partitions WHERE subscription = 'sub_fast' GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS overlaps FROM eventstore.subscription_leases a JOIN eventstore.subscription_leases b
+    ON a.subscription = b.subscription AND a.partition = b.partition AND a.acquired_at < b.acquired_at
+ WHERE a.subscription = 'sub_fast' AND (a.ended_at IS NULL OR a.ended_at > b.acquired_at);
+-- ack_many of runs of c1's partitions by c3: refused, nothing acked
+SELECT eventstore.reset_subscription('sub_fast', 0);
+TRUNCATE fast_got;
+INSERT INTO fast_got SELECT * FROM eventstore.poll('sub_fast', 'c1', 100);
+SELECT count(DISTINCT partition) AS c1_runs FROM fast_got;
+SELECT eventstore.ack_many('sub_fast', 'c3', ARRAY(SELECT global_position FROM fast_got));
+SELECT count(*) AS in_flight FROM eventstore.subscription_partitions
+ WHERE subscription = 'sub_fast' AND delivered_to IS NOT NULL;
+SELECT eventstore.ack_many('sub_fast', 'c1', ARRAY(SELECT global_position FROM fast_got));
+SELECT count(*) AS in_flight FROM eventstore.subscription_partitions
+ WHERE subscription = 'sub_fast' AND delivered_to IS NOT NULL;
+DROP TABLE fast_got;
+
+------------------------------------------------------------------------
 -- the lease history keeps the last 100 holdings of each partition
 ------------------------------------------------------------------------
 SELECT eventstore.create_subscription('sub_lease', categories => '{subt}', partitions => 2);

@@ -249,6 +249,17 @@ extern bool es_in_list(char **list, int n, const char *s, int len);
 /* subscription.c: wake-ups of subscriptions' listeners */
 extern void es_subscription_init(void);
 extern void es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int n, int64 last);
+extern char es_subscription_partition_by(text *partition_by);
+extern int	es_subscription_partition(char partition_by, int partitions, int64 pos, Datum stream,
+									  Datum metadata, bool metadata_null);
+extern SPIPlanPtr es_subscription_events_plan(EsStore *st);
+
+/* subscription_lease.c: the common path of poll's lease step and of ack_many */
+#define ES_TAKE_NCOLS 13		/* the columns of eventstore._subscription_take */
+extern bool es_take_fast(Datum name, bool name_null, Datum consumer, bool consumer_null, int32 max_count,
+						 bool max_count_null, Oid caller, Datum *v, bool *n);
+extern bool es_ack_many_fast(Datum name, bool name_null, Datum consumer, bool consumer_null, Datum positions,
+							 bool positions_null, Oid caller);
 
 /* relay.c: one relay pass; relay_worker.c: the background workers */
 extern int	es_relay_pass(int max_count, bool prune);

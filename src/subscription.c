@@ -5,10 +5,13 @@
  * The logic is SQL (the install script's section "Subscriptions"): the
  * public functions here take the caller's role and run the owner-only
  * bodies eventstore._subscription_*() as the extension's owner, like the
- * durable consumers (consumer.c, es_consumer_call).  poll is the exception
- * on its hot path: its lease step is SQL (_subscription_take), its delivery
- * C (eventstore_poll: one scan of the log, rows straight into the result).  A subscription belongs
- * to the role that created it; a body checks the caller against it.
+ * durable consumers (consumer.c, es_consumer_call).  poll and ack_many are
+ * the exceptions on a consumer's hot path: their common case is C (the lease
+ * step and ack_many in subscription_lease.c, the delivery here: one scan of
+ * the log, rows straight into the result), the rest of the lease step
+ * (_subscription_take) and ack_many (_subscription_ack_many) SQL.  A
+ * subscription belongs to the role that created it; a body checks the
+ * caller against it.
  *
  * Events are read from the subscription's store (subscriptions.store, the
  * default store eventstore.events unless create_subscription named
@@ -56,7 +59,6 @@ PG_FUNCTION_INFO_V1(eventstore_alter_subscription);
 PG_FUNCTION_INFO_V1(eventstore_drop_subscription);
 PG_FUNCTION_INFO_V1(eventstore_reset_subscription);
 PG_FUNCTION_INFO_V1(eventstore_poll);
-PG_FUNCTION_INFO_V1(eventstore_subscription_events);
 PG_FUNCTION_INFO_V1(eventstore_ack);
 PG_FUNCTION_INFO_V1(eventstore_ack_many);
 PG_FUNCTION_INFO_V1(eventstore_nack);
@@ -285,31 +287,50 @@ es_poll_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		elog(ERROR, "eventstore: poll's query returns %d columns, expected %d", typeinfo->natts, ES_NCOLS + 2);
 }
 
-/* The partition of an event under partition_by, as eventstore._subscription_partition(_subscription_key()). */
-static int
-es_poll_partition(EsPollReceiver *r, Datum *values, bool *nulls)
+/* partition_by ('stream', 'correlation', 'none') as es_subscription_partition takes it */
+char
+es_subscription_partition_by(text *partition_by)
+{
+	const char *s = VARDATA_ANY(partition_by);
+	int			len = VARSIZE_ANY_EXHDR(partition_by);
+
+	if (len == 6 && memcmp(s, "stream", 6) == 0)
+		return 's';
+	if (len == 11 && memcmp(s, "correlation", 11) == 0)
+		return 'c';
+	return 'n';
+}
+
+/*
+ * The partition of the event at pos (stream, metadata) under partition_by
+ * ('s'tream, 'c'orrelation, 'n'one), of partitions: as
+ * eventstore._subscription_partition(_subscription_key()).
+ */
+int
+es_subscription_partition(char partition_by, int partitions, int64 pos, Datum stream, Datum metadata,
+						  bool metadata_null)
 {
 	const char *key;
 	int			len;
 	char		buf[32];
 	uint64		h;
 
-	if (r->partition_by == 'n')
+	if (partition_by == 'n')
 	{
-		len = snprintf(buf, sizeof(buf), INT64_FORMAT, DatumGetInt64(values[ES_COL_POSITION]));
+		len = snprintf(buf, sizeof(buf), INT64_FORMAT, pos);
 		key = buf;
 	}
 	else
 	{
 		text	   *k = NULL;
 
-		if (r->partition_by == 'c' && !nulls[ES_COL_METADATA])
+		if (partition_by == 'c' && !metadata_null)
 		{
 			LOCAL_FCINFO(f, 2);
 			Datum		v;
 
 			InitFunctionCallInfoData(*f, NULL, 2, InvalidOid, NULL, NULL);
-			f->args[0].value = values[ES_COL_METADATA];
+			f->args[0].value = metadata;
 			f->args[0].isnull = false;
 			f->args[1].value = CStringGetTextDatum("correlation_id");
 			f->args[1].isnull = false;
@@ -318,13 +339,13 @@ es_poll_partition(EsPollReceiver *r, Datum *values, bool *nulls)
 				k = DatumGetTextPP(v);
 		}
 		if (k == NULL)
-			k = DatumGetTextPP(values[ES_COL_STREAM]);
+			k = DatumGetTextPP(stream);
 		key = VARDATA_ANY(k);
 		len = VARSIZE_ANY_EXHDR(k);
 	}
 	/* hashtextextended(key COLLATE "C", 0): a deterministic collation hashes the bytes */
 	h = DatumGetUInt64(hash_any_extended((const unsigned char *) key, len, 0));
-	return (int) ((h & PG_INT64_MAX) % (uint64) r->partitions);
+	return (int) ((h & PG_INT64_MAX) % (uint64) partitions);
 }
 
 /* The attempts of a retry of the event at pos (0: none). */
@@ -380,7 +401,8 @@ es_poll_receive(TupleTableSlot *slot, DestReceiver *self)
 		if (!es_in_list(r->categories, r->ncategories, VARDATA_ANY(sid), catlen) ||
 			!es_in_list(r->types, r->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 			return true;
-		part = es_poll_partition(r, v, n);
+		part = es_subscription_partition(r->partition_by, r->partitions, pos, v[ES_COL_STREAM],
+										 v[ES_COL_METADATA], n[ES_COL_METADATA]);
 		if (!r->open[part] || pos <= r->checkpoints[part])
 			return true;
 		attempt = (r->nretries > 0 ? es_poll_attempts(r, pos) : 0) + 1;
@@ -629,7 +651,8 @@ es_poll_mark(Datum name, Datum clock, Datum lease, EsPollReceiver *r, ArrayType 
 
 /*
  * poll(subscription, consumer, max_count): as the extension's owner, take
- * the partitions (eventstore._subscription_take, one cached statement),
+ * the partitions (es_take_fast when the consumer keeps what it holds,
+ * otherwise eventstore._subscription_take, one cached statement),
  * deliver the replayed parked events of the partitions that have them, then
  * scan the store from the lowest checkpoint to the read horizon (the events
  * of every other partition that may deliver, in log order), at most
@@ -648,8 +671,8 @@ eventstore_poll(PG_FUNCTION_ARGS)
 	int			save_sec;
 	HeapTuple	row;
 	TupleDesc	desc;
-	Datum		v[13];
-	bool		n[13];
+	Datum		v[ES_TAKE_NCOLS];
+	bool		n[ES_TAKE_NCOLS];
 	EsPollReceiver r;
 	int32		max_count;
 
@@ -672,20 +695,27 @@ eventstore_poll(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
-	if (take == NULL)
+	if (!es_take_fast(take_args[0], PG_ARGISNULL(0), take_args[1], PG_ARGISNULL(1),
+					  PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), PG_ARGISNULL(2),
+					  DatumGetObjectId(take_args[3]), v, n))
 	{
-		take = SPI_prepare("SELECT * FROM eventstore._subscription_take($1, $2, $3, $4)", 4, take_types);
+		/* anything else, errors included: the SQL function */
 		if (take == NULL)
-			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(take);
+		{
+			take = SPI_prepare("SELECT * FROM eventstore._subscription_take($1, $2, $3, $4)", 4, take_types);
+			if (take == NULL)
+				elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(take);
+		}
+		if (SPI_execute_plan(take, take_args, take_nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "eventstore: taking the partitions of poll failed");
+		row = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		if (desc->natts != ES_TAKE_NCOLS)
+			elog(ERROR, "eventstore: _subscription_take returned %d columns, expected %d",
+				 desc->natts, ES_TAKE_NCOLS);
+		heap_deform_tuple(row, desc, v, n);
 	}
-	if (SPI_execute_plan(take, take_args, take_nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "eventstore: taking the partitions of poll failed");
-	row = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	if (desc->natts != 13)
-		elog(ERROR, "eventstore: _subscription_take returned %d columns, expected 13", desc->natts);
-	heap_deform_tuple(row, desc, v, n);
 	max_count = PG_GETARG_INT32(2);	/* not null: _subscription_take checked it */
 
 	/* v: store, name, partition_by, partitions, categories, event_types, lease, clock, checkpoints, replays, retrying, lo, renew */
@@ -741,9 +771,8 @@ eventstore_poll(PG_FUNCTION_ARGS)
 					Datum	   *cps;
 					bool	   *cpnulls;
 					int			ncps;
-					char	   *pb = TextDatumGetCString(v[2]);
 
-					r.partition_by = strcmp(pb, "stream") == 0 ? 's' : strcmp(pb, "correlation") == 0 ? 'c' : 'n';
+					r.partition_by = es_subscription_partition_by(DatumGetTextPP(v[2]));
 					r.ncategories = es_copy_text_array(v[4], n[4], CurrentMemoryContext, &r.categories);
 					r.ntypes = es_copy_text_array(v[5], n[5], CurrentMemoryContext, &r.types);
 					deconstruct_array(DatumGetArrayTypeP(v[8]), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
@@ -772,33 +801,16 @@ eventstore_poll(PG_FUNCTION_ARGS)
 }
 
 /*
- * eventstore._subscription_events(store regclass, positions bigint[])
- *		RETURNS TABLE (global_position bigint, stream_id text, event_type text, metadata jsonb):
- * the events of store at positions (those that exist), with what a
- * subscription's filters and partition keys need; ack_many looks its
- * positions up with it.  A statement prepared once per store.  Owner-only.
+ * The statement that reads the events of store st at positions ($1,
+ * bigint[]): global_position, stream_id, event_type, metadata.  Prepared
+ * once per store, in an SPI connection.
  */
-Datum
-eventstore_subscription_events(PG_FUNCTION_ARGS)
+SPIPlanPtr
+es_subscription_events_plan(EsStore *st)
 {
-	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum		values[1];
-	bool		nulls[1] = {false};
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	DestReceiver *dest;
-	EsStore    *st;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("store and positions must not be null")));
-	st = es_store(PG_GETARG_OID(0));
-	values[0] = PG_GETARG_DATUM(1);
-	InitMaterializedSRF(fcinfo, 0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "eventstore: SPI_connect failed");
 	if (st->plans[ES_PLAN_SUB_EVENTS] == NULL)
 	{
+		Oid			argtypes[1] = {INT8ARRAYOID};
 		char	   *sql = psprintf("SELECT e.global_position, e.stream_id, e.event_type, e.metadata FROM %s e"
 								   " WHERE e.global_position OPERATOR(pg_catalog.=) ANY ($1)",
 								   es_store_local_sql(st, "ack_many", ES_CITUS_SUBSCRIPTION_HINT));
@@ -806,12 +818,7 @@ eventstore_subscription_events(PG_FUNCTION_ARGS)
 		(void) es_store_plan(st, ES_PLAN_SUB_EVENTS, sql, 1, argtypes, 0);
 		pfree(sql);
 	}
-	dest = CreateTuplestoreDestReceiver();
-	es_tuplestore_dest_params(dest, rsinfo->setResult, rsinfo->econtext->ecxt_per_query_memory);
-	es_spi_into_dest(st->plans[ES_PLAN_SUB_EVENTS], 1, argtypes, values, nulls, dest);
-	dest->rDestroy(dest);
-	SPI_finish();
-	return (Datum) 0;
+	return st->plans[ES_PLAN_SUB_EVENTS];
 }
 
 /* ack(subscription, consumer, global_position) */
@@ -826,15 +833,48 @@ eventstore_ack(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* ack(subscription, consumer, global_positions bigint[]): every position, in one statement */
+/*
+ * ack(subscription, consumer, global_positions bigint[]): every position, in
+ * one statement, as the extension's owner: the common case in C
+ * (es_ack_many_fast), anything else one position at a time through
+ * eventstore._subscription_ack_many.
+ */
 Datum
 eventstore_ack_many(PG_FUNCTION_ARGS)
 {
-	static const Oid argtypes[3] = {TEXTOID, TEXTOID, INT8ARRAYOID};
 	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {TEXTOID, TEXTOID, INT8ARRAYOID, OIDOID};
+	Datum		values[4];
+	char		nulls[4];
+	Oid			save_userid;
+	int			save_sec;
 
-	es_consumer_call(fcinfo, &plan, "SELECT eventstore._subscription_ack_many($1, $2, $3, $4)",
-					 argtypes, false, false);
+	for (int i = 0; i < 3; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	values[3] = ObjectIdGetDatum(GetUserId());
+	nulls[3] = ' ';
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "eventstore: SPI_connect failed");
+	if (!es_ack_many_fast(values[0], PG_ARGISNULL(0), values[1], PG_ARGISNULL(1), values[2], PG_ARGISNULL(2),
+						  save_userid))
+	{
+		if (plan == NULL)
+		{
+			plan = SPI_prepare("SELECT eventstore._subscription_ack_many($1, $2, $3, $4)", 4, types);
+			if (plan == NULL)
+				elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(plan);
+		}
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "eventstore: ack_many failed");
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
 	PG_RETURN_VOID();
 }
 

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(684);
+SELECT plan(681);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -167,7 +167,6 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_create(text,text[],text[],text,bigint,timestamp with time zone,text,integer,integer,interval,interval,regclass,oid)',
     'eventstore._subscription_delivered(eventstore.subscriptions,text,bigint)',
     'eventstore._subscription_drop(text,oid)',
-    'eventstore._subscription_events(regclass,bigint[])',
     'eventstore._subscription_get(text,oid,boolean)',
     'eventstore._subscription_key(text,text,jsonb,bigint)',
     'eventstore._subscription_list_parked(text,oid)',
@@ -1203,12 +1202,6 @@ SELECT pg_temp.x('_subscription_ack_many', 'negative position', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{-1}', 10)$$);
 SELECT pg_temp.x('_subscription_ack_many', 'NULL caller', 'error 42501',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_ack_many('bi_sub', 'c', '{1}', NULL)$$);
-SELECT pg_temp.x('_subscription_events', 'NULL positions', 'error 22004',
-    $$SELECT count(*) FROM eventstore._subscription_events('eventstore.events', NULL)$$);
-SELECT pg_temp.x('_subscription_events', 'not a store', 'error 42809',
-    $$SELECT count(*) FROM eventstore._subscription_events('pg_class', '{1}')$$);
-SELECT pg_temp.x('_subscription_events', 'no such positions', 'ok 0',
-    $$SELECT count(*) FROM eventstore._subscription_events('eventstore.events', '{-1, 0}')$$);
 SELECT pg_temp.x('_subscription_nack', 'unknown', 'error 42704', $$SELECT eventstore._subscription_nack('bi_none', 'c', 1, NULL, NULL, 10)$$);
 SELECT pg_temp.x('_subscription_nack', 'negative retry_after', 'error 22023',
     $$SELECT eventstore.create_subscription('bi_sub')$$, $$SELECT eventstore._subscription_nack('bi_sub', 'c', 1, '-1 s', NULL, 10)$$);

@@ -24,7 +24,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION eventstore;
 
-SELECT plan(361);
+SELECT plan(360);
 
 ------------------------------------------------------------------------
 -- Roles
