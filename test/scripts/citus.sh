@@ -32,6 +32,10 @@
 #     events at or below every sampled horizon are exactly those counted
 #     then by a reader of that node's log (read_node: skips nothing); read_node
 #     on each worker returns the worker's events, in order, page by page.
+#   - a route registered before distribute() names the store on every node
+#     (worker 2's OIDs are shifted: Citus copies the rows in binary, with the
+#     coordinator's OID of the store, and distribute() sets them again by
+#     name), and remove_route removes it everywhere;
 #   - the registries are reference tables: a route and a projection
 #     registered once on the coordinator are on every node; a worker
 #     backend that cached the routes sees a route added on the coordinator
@@ -149,6 +153,9 @@ for n in 0 1 2; do
     q $n -d postgres -c 'CREATE DATABASE es' && q $n -c 'CREATE EXTENSION citus' ||
         { fail "citus on node $n"; exit 1; }
 done
+# worker 2's OIDs run ahead: its eventstore objects get other OIDs than the coordinator's
+q 2 -c "DO \$\$BEGIN FOR i IN 1..50 LOOP EXECUTE pg_catalog.format('CREATE TABLE public.oid_pad_%s (x int)', i); END LOOP; END\$\$" ||
+    fail "shifting worker 2's OIDs"
 q 0 -c "SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', $(node_port 0))" \
     -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 1))" \
     -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 2))" \
@@ -163,6 +170,8 @@ q 0 -c "SELECT count(*) FROM (SELECT eventstore.append_event('pre-' || g, NULL, 
 check "distribute() of a store with a subscription on the coordinator is refused (0A000)" "0A000" \
     "$(q 0 -v VERBOSITY=sqlstate -c "SELECT eventstore.create_subscription('pre_sub')" -c "SELECT eventstore.distribute()" 2>&1 | grep -o '0A000')"
 q 0 -c "SELECT eventstore.drop_subscription('pre_sub')" >/dev/null || fail "drop_subscription(pre_sub)"
+# a route registered before distribute(): the registries become reference tables with it
+q 0 -c "SELECT eventstore.add_route('pre_out', ARRAY['PR'])" >/dev/null || fail "add_route before distribute()"
 q 0 -c "SET client_min_messages = warning" -c "SELECT eventstore.create_store('second')" \
     -c "SELECT eventstore.distribute('second')" >/dev/null 2>"$WORK/distribute.err"
 check "distribute(second) distributes both stores, co-located" "eventstore.events|true second|true" \
@@ -172,6 +181,15 @@ check "events stored before distribute() are in the shards and their streams go 
 check "the append functions are delegated by stream, co-located with the store" "append|0 append_event|0" \
     "$(q 0 -c "SELECT string_agg(p.proname || '|' || d.distribution_argument_index, ' ' ORDER BY p.proname) FROM pg_dist_object d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid WHERE p.pronamespace = 'eventstore'::regnamespace AND d.colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass)" 2>&1)"
 check "distribute() again is harmless" "" "$(q 0 -c "SELECT eventstore.distribute()" 2>&1)"
+check "worker 2 has other OIDs than the coordinator (the store's)" "t" \
+    "$(q 0 -c "SELECT 'eventstore.events'::regclass::oid <> '$(q 2 -c "SELECT 'eventstore.events'::regclass::oid")'::oid")"
+# Citus copies a registry's rows to the workers in binary (the coordinator's
+# OID of the store); distribute() sets them again by name on every node
+check "a route registered before distribute() names the store on every node" "1 1 1" \
+    "$(for n in 0 1 2; do q $n -c "SELECT count(*) FROM eventstore.routes WHERE channel = 'pre_out' AND store = 'eventstore.events'::regclass"; done | tr '\n' ' ' | sed 's/ $//')"
+q 0 -c "SELECT eventstore.remove_route('pre_out')" >/dev/null || fail "remove_route(pre_out)"
+check "remove_route of it removes it on every node" "0 0 0" \
+    "$(for n in 0 1 2; do q $n -c "SELECT count(*) FROM eventstore.routes WHERE channel = 'pre_out'"; done | tr '\n' ' ' | sed 's/ $//')"
 
 # -- the bug of issue 18: the head is read on the local shard ------------------------
 check "second append with expected version 1" "2" \
