@@ -658,6 +658,8 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_backlog(s eventstore.subscri
 
 -- distribute() also makes the registries (projections, routes, upcasters,
 -- snapshot policies) reference tables: registered once, on every node.  The
+-- rows it finds there reach the other nodes with this node's OIDs of their
+-- store and owner (Citus copies them in binary); it sets them again by name.  The
 -- registry trigger (registry.c) invalidates the registry's caches when it
 -- fires on a node's shard of it.  It refuses a store with subscriptions on
 -- the coordinator (consumed per worker).
@@ -669,6 +671,10 @@ CREATE OR REPLACE FUNCTION eventstore.distribute(store regclass DEFAULT 'eventst
 DECLARE
     events pg_catalog.regclass := 'eventstore.events'::pg_catalog.regclass;
     registry pg_catalog.regclass;
+    col pg_catalog.name;
+    typ pg_catalog.regtype;
+    id pg_catalog.oid;
+    label pg_catalog.text;
 BEGIN
     IF store IS NULL THEN
         RAISE EXCEPTION 'store must not be null' USING ERRCODE = '22004';
@@ -722,6 +728,21 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
                         WHERE p.logicalrelid OPERATOR(pg_catalog.=) registry) THEN
             PERFORM pg_catalog.create_reference_table(registry);
+            -- Citus copied the rows to the other nodes in binary: a store
+            -- (regclass) or owner (regrole) is this node's OID there, which
+            -- may name nothing or something else.  Set each value again by
+            -- name through Citus, which each node resolves to its own OID.
+            FOR col, typ IN SELECT a.attname, a.atttypid::pg_catalog.regtype FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid OPERATOR(pg_catalog.=) registry AND a.attnum OPERATOR(pg_catalog.>) 0
+                               AND NOT a.attisdropped
+                               AND a.atttypid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.regclass', 'pg_catalog.regrole']::pg_catalog.regtype[])
+                             ORDER BY a.attnum LOOP
+                FOR id, label IN EXECUTE pg_catalog.format('SELECT DISTINCT r.%I::pg_catalog.oid, r.%I::pg_catalog.text FROM %s r',
+                                                           col, col, registry) LOOP
+                    EXECUTE pg_catalog.format('UPDATE %s r SET %I = %L::%s WHERE r.%I::pg_catalog.oid OPERATOR(pg_catalog.=) %s',
+                                              registry, col, label, typ, col, id);
+                END LOOP;
+            END LOOP;
         END IF;
     END LOOP;
     PERFORM pg_catalog.create_distributed_function(

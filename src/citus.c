@@ -16,7 +16,10 @@
  * done by eventstore.distribute()).  Called on a node that does not hold the
  * stream's shard (the coordinator, when Citus did not delegate the call), an
  * append is refused rather than routed: the stream lock and the position
- * would be taken on the wrong node.
+ * would be taken on the wrong node.  Because the append writes the shard
+ * itself, not through Citus's executor, it takes the shard lock that
+ * executor would (es_citus_shard), so that shard moves and appends wait for
+ * each other.
  *
  * Reads of the log (read_all, read_category, subscriptions) on a worker read
  * the node's own shards of a distributed store (es_store_local_sql), up to
@@ -84,13 +87,29 @@ es_citus_distributed(Oid relid)
 /*
  * The local shard of distributed store st that holds stream_id, as a store
  * entry (catalog.c checks its keys like a store's and keeps its prepared
- * inserts).  Raises 0A000 when the shard is placed on another node.
+ * inserts), with Citus's metadata lock on it held to the end of the
+ * transaction.
+ *
+ * The lock is the one Citus's own executor takes before it writes a shard
+ * (LockShardDistributionMetadata(shard, ShareLock), here through Citus's
+ * lock_shard_metadata()): a shard move or split takes it in ExclusiveLock
+ * on every node while it blocks the shard's writes, so an append holding it
+ * is either done before the move copies the shard (or its last changes, for
+ * a logical move) or waits until the move is over.  Citus leaves that lock
+ * to the worker when it delegates a call (it treats the call as a read), so
+ * without it an append could write the old placement during or after a move
+ * and be lost with it.  Once the lock is held the placement is read again
+ * with a fresh snapshot: if the shard is no longer placed here (it moved
+ * while the call was routed or waiting) the append is refused with 40001, and
+ * a retry through the coordinator goes to the node that now holds the stream.
+ * Raises 0A000 when the shard was never here (the call ran on the wrong
+ * node).
  */
 EsStore *
 es_citus_shard(EsStore *st, Datum stream_id)
 {
-	Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
-	Datum		values[2];
+	Oid			argtypes[3] = {REGCLASSOID, TEXTOID, INT8OID};
+	Datum		values[3];
 	SPIPlanPtr	plan;
 	int64		shardid;
 	Oid			shard = InvalidOid;
@@ -102,26 +121,42 @@ es_citus_shard(EsStore *st, Datum stream_id)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "eventstore: SPI_connect failed");
 	plan = es_store_plan(st, ES_PLAN_CITUS_SHARD,
-						 "SELECT s.id,"
-						 " pg_catalog.to_regclass(pg_catalog.shard_name($1, s.id))::pg_catalog.oid,"
-						 " EXISTS (SELECT FROM pg_catalog.pg_dist_placement p, pg_catalog.pg_dist_local_group g"
-						 "  WHERE p.shardid OPERATOR(pg_catalog.=) s.id"
-						 "  AND p.groupid OPERATOR(pg_catalog.=) g.groupid)"
+						 "SELECT s.id, pg_catalog.lock_shard_metadata(5, ARRAY[s.id])"	/* 5: ShareLock */
 						 " FROM (SELECT pg_catalog.get_shard_id_for_distribution_column($1, $2) AS id) s",
 						 2, argtypes, 0);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "eventstore: looking up the shard of stream \"%s\" failed",
 			 TextDatumGetCString(stream_id));
 	shardid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	/* with the lock held: where the shard is placed now */
+	values[2] = Int64GetDatum(shardid);
+	plan = es_store_plan(st, ES_PLAN_CITUS_PLACEMENT,
+						 "SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1, $3))::pg_catalog.oid,"
+						 " EXISTS (SELECT FROM pg_catalog.pg_dist_placement p, pg_catalog.pg_dist_local_group g"
+						 "  WHERE p.shardid OPERATOR(pg_catalog.=) $3"
+						 "  AND p.groupid OPERATOR(pg_catalog.=) g.groupid)",
+						 3, argtypes, 0);
+	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "eventstore: looking up the placement of shard " INT64_FORMAT " failed", shardid);
 	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 		if (!isnull)
 			shard = DatumGetObjectId(d);
 	}
-	local = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	local = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_finish();
 
+	if (!local && OidIsValid(shard))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("stream \"%s\" of distributed store %s is moving or has moved to another node",
+						TextDatumGetCString(stream_id), st->name),
+				 errdetail("Shard " INT64_FORMAT " still has a table on this node but is not placed here; nothing was appended.",
+						   shardid),
+				 errhint("Retry the append through the coordinator, which sends it to the node that holds the stream.")));
 	if (!local || !OidIsValid(shard))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -79,8 +79,9 @@ typedef enum EsPlanSlot
 	ES_PLAN_SUB_REPLAY,			/* subscription.c: poll's replayed parked events, [lifecycle] */
 	ES_PLAN_SUB_REPLAY_LAST = ES_PLAN_SUB_REPLAY + 1,
 	ES_PLAN_SUB_EVENTS,			/* subscription.c: _subscription_events() */
-	ES_PLAN_CITUS_SHARD = 47,	/* citus.c: the local shard of a stream (last slot) */
-	ES_NPLANS = 48
+	ES_PLAN_CITUS_SHARD = 47,	/* citus.c: the shard of a stream, locked (last slots) */
+	ES_PLAN_CITUS_PLACEMENT,	/* citus.c: is that shard placed here */
+	ES_NPLANS
 } EsPlanSlot;
 
 /* The columns of a store (the attributes of eventstore.event_store). */

@@ -32,6 +32,10 @@
 #     events at or below every sampled horizon are exactly those counted
 #     then by a reader of that node's log (read_node: skips nothing); read_node
 #     on each worker returns the worker's events, in order, page by page.
+#   - a route registered before distribute() names the store on every node
+#     (worker 2's OIDs are shifted: Citus copies the rows in binary, with the
+#     coordinator's OID of the store, and distribute() sets them again by
+#     name), and remove_route removes it everywhere;
 #   - the registries are reference tables: a route and a projection
 #     registered once on the coordinator are on every node; a worker
 #     backend that cached the routes sees a route added on the coordinator
@@ -52,6 +56,14 @@
 #     worker is killed): every event of the node's log delivered once, in
 #     the node's position order, each stream's versions in order, nothing
 #     of another node.
+#   - shard moves while appending: a shard moves to the other worker, with
+#     shard_transfer_mode block_writes and then (another shard) force_logical
+#     (the nodes run wal_level = logical), while four clients append to its
+#     streams through the coordinator with their own event ids, retrying on
+#     40001: the shard is on the other worker; appends that waited for the
+#     block_writes move were refused with 40001; nothing else failed; every
+#     acknowledged append is on the new placement at its version, each
+#     stream's versions 1..N once, no more events than acknowledged.
 #
 #   CITUS_PORT     first port (default 54470)
 #   CITUS_CLIENTS  clients (default 6)
@@ -135,11 +147,15 @@ for n in 0 1 2; do
         echo "max_worker_processes = 32"
         echo "max_connections = 100"
         echo "fsync = off"
+        echo "wal_level = logical"      # the force_logical shard move
     } | es_as_pg tee -a "$d/postgresql.auto.conf" >/dev/null
     start_node $n || { fail "start node $n"; cat "$d/server.log"; exit 1; }
     q $n -d postgres -c 'CREATE DATABASE es' && q $n -c 'CREATE EXTENSION citus' ||
         { fail "citus on node $n"; exit 1; }
 done
+# worker 2's OIDs run ahead: its eventstore objects get other OIDs than the coordinator's
+q 2 -c "DO \$\$BEGIN FOR i IN 1..50 LOOP EXECUTE pg_catalog.format('CREATE TABLE public.oid_pad_%s (x int)', i); END LOOP; END\$\$" ||
+    fail "shifting worker 2's OIDs"
 q 0 -c "SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', $(node_port 0))" \
     -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 1))" \
     -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 2))" \
@@ -154,6 +170,8 @@ q 0 -c "SELECT count(*) FROM (SELECT eventstore.append_event('pre-' || g, NULL, 
 check "distribute() of a store with a subscription on the coordinator is refused (0A000)" "0A000" \
     "$(q 0 -v VERBOSITY=sqlstate -c "SELECT eventstore.create_subscription('pre_sub')" -c "SELECT eventstore.distribute()" 2>&1 | grep -o '0A000')"
 q 0 -c "SELECT eventstore.drop_subscription('pre_sub')" >/dev/null || fail "drop_subscription(pre_sub)"
+# a route registered before distribute(): the registries become reference tables with it
+q 0 -c "SELECT eventstore.add_route('pre_out', ARRAY['PR'])" >/dev/null || fail "add_route before distribute()"
 q 0 -c "SET client_min_messages = warning" -c "SELECT eventstore.create_store('second')" \
     -c "SELECT eventstore.distribute('second')" >/dev/null 2>"$WORK/distribute.err"
 check "distribute(second) distributes both stores, co-located" "eventstore.events|true second|true" \
@@ -163,6 +181,15 @@ check "events stored before distribute() are in the shards and their streams go 
 check "the append functions are delegated by stream, co-located with the store" "append|0 append_event|0" \
     "$(q 0 -c "SELECT string_agg(p.proname || '|' || d.distribution_argument_index, ' ' ORDER BY p.proname) FROM pg_dist_object d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid WHERE p.pronamespace = 'eventstore'::regnamespace AND d.colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass)" 2>&1)"
 check "distribute() again is harmless" "" "$(q 0 -c "SELECT eventstore.distribute()" 2>&1)"
+check "worker 2 has other OIDs than the coordinator (the store's)" "t" \
+    "$(q 0 -c "SELECT 'eventstore.events'::regclass::oid <> '$(q 2 -c "SELECT 'eventstore.events'::regclass::oid")'::oid")"
+# Citus copies a registry's rows to the workers in binary (the coordinator's
+# OID of the store); distribute() sets them again by name on every node
+check "a route registered before distribute() names the store on every node" "1 1 1" \
+    "$(for n in 0 1 2; do q $n -c "SELECT count(*) FROM eventstore.routes WHERE channel = 'pre_out' AND store = 'eventstore.events'::regclass"; done | tr '\n' ' ' | sed 's/ $//')"
+q 0 -c "SELECT eventstore.remove_route('pre_out')" >/dev/null || fail "remove_route(pre_out)"
+check "remove_route of it removes it on every node" "0 0 0" \
+    "$(for n in 0 1 2; do q $n -c "SELECT count(*) FROM eventstore.routes WHERE channel = 'pre_out'"; done | tr '\n' ' ' | sed 's/ $//')"
 
 # -- the bug of issue 18: the head is read on the local shard ------------------------
 check "second append with expected version 1" "2" \
@@ -459,6 +486,97 @@ for n in 1 2; do
                                     = array(SELECT global_position FROM eventstore.read_node(0, NULL)),
                                   (SELECT count(*) > 0 FROM eventstore.read_query('{\"items\": []}', 0, 1000000))" 2>&1)"
 done
+# -- shard moves while appends run ------------------------------------------------------
+# A shard moves to the other worker while clients append to its streams
+# through the coordinator.  An append on the old placement takes Citus's
+# shard metadata lock (as Citus's executor does), so it waits for the move's
+# write block and, when the shard has moved meanwhile, is refused with 40001;
+# the client retries and the coordinator sends the retry to the new node.
+# Afterwards every acknowledged append is on the new placement, each
+# stream's versions 1..N once.  (Before: the appends that reached the old
+# placement during the move were acknowledged and lost with it.)
+mover() {  # mover TAG CLIENT: appends to TAG's streams until TAG.stop exists, retrying on 40001
+    local tag=$1 c=$2 k=0 s id r
+    local -a streams
+    read -r -a streams <"$WORK/$tag.streams"
+    while [ ! -e "$WORK/$tag.stop" ] || [ $k -lt 20 ]; do
+        k=$((k + 1))
+        s=${streams[$(( RANDOM % ${#streams[@]} ))]}
+        printf -v id '%08x-0000-4000-9000-%012x' "$c" "$k"
+        for _ in $(seq 1 100); do
+            r=$(q 0 -v VERBOSITY=sqlstate -c "SELECT stream_version || '|' || global_position FROM eventstore.append_event('$s', NULL, 'M', '{}', NULL, '$id')" 2>&1)
+            case $r in
+                *40001*) echo "retry|$s|$id" >>"$WORK/$tag.retries.$c"; sleep 0.01 ;;
+                ERROR*|*ERROR*) echo "$s|$id|$r" >>"$WORK/$tag.errors.$c"; break ;;
+                *) echo "$s|$id|$r" >>"$WORK/$tag.acks.$c"; break ;;
+            esac
+        done
+    done
+}
+moved=0
+move_test() {  # move_test TAG MODE: moves a shard (not moved before) with shard_transfer_mode MODE
+    local tag=$1 mode=$2 shard src dst n0 t_move c
+    local -a mpids=()
+    shard=$(q 0 -c "SELECT s FROM (SELECT get_shard_id_for_distribution_column('eventstore.events', '$tag-' || g) s
+                     FROM generate_series(1, 100) g) x WHERE s NOT IN ($moved) LIMIT 1")
+    moved+=",$shard"
+    src=$(q 0 -c "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = $shard")
+    if [ "$src" = "$(node_port 1)" ]; then dst=$(node_port 2); else dst=$(node_port 1); fi
+    q 0 -c "SELECT string_agg(s, ' ') FROM (SELECT '$tag-' || g AS s FROM generate_series(1, 5000) g
+             WHERE get_shard_id_for_distribution_column('eventstore.events', '$tag-' || g) = $shard LIMIT 8) x" >"$WORK/$tag.streams"
+    : >"$WORK/$tag.acks.0"
+    for c in 1 2 3 4; do mover "$tag" "$c" & mpids+=($!); done
+    for _ in $(seq 1 300); do
+        [ "$(cat "$WORK/$tag".acks.* | wc -l)" -ge 40 ] && break
+        sleep 0.05
+    done
+    n0=$(cat "$WORK/$tag".acks.* | wc -l)
+    t_move=$(date +%s%N)
+    q 0 -c "SELECT citus_move_shard_placement($shard, '127.0.0.1', $src, '127.0.0.1', $dst, shard_transfer_mode => '$mode')" \
+        >/dev/null 2>"$WORK/$tag.move.err" || fail "$mode move of shard $shard: $(head -3 "$WORK/$tag.move.err")"
+    t_move=$(( ($(date +%s%N) - t_move) / 1000000 ))
+    for _ in $(seq 1 300); do
+        [ "$(cat "$WORK/$tag".acks.* | wc -l)" -ge $((n0 * 2 + 40)) ] && break
+        sleep 0.05
+    done
+    touch "$WORK/$tag.stop"
+    for c in "${mpids[@]}"; do wait "$c"; done
+    cat "$WORK/$tag".acks.* >"$WORK/$tag.acks"
+    local acked retries errors
+    acked=$(grep -c . "$WORK/$tag.acks"); retries=$(cat "$WORK/$tag".retries.* 2>/dev/null | grep -c .)
+    errors=$(cat "$WORK/$tag".errors.* 2>/dev/null | grep -c .)
+    echo "citus: $mode move of shard $shard ($src -> $dst) took ${t_move} ms; $acked appends acknowledged ($n0 before it), $retries refused with 40001 and retried"
+    check "$mode move: the shard is on the other worker" "$dst" \
+        "$(q 0 -c "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = $shard")"
+    # a block_writes move holds the writes for the whole copy: appends wait on the old placement, then are refused
+    if [ "$mode" = block_writes ]; then
+        [ "$retries" -gt 0 ] && ok "$mode move: appends that waited for it were refused (40001) and retried" ||
+            fail "$mode move: no append was refused with 40001 (none waited for the move)"
+    fi
+    check "$mode move: no append failed otherwise" 0 "$errors"
+    [ "$errors" = 0 ] || cat "$WORK/$tag".errors.* | head -3
+    # what the new placement holds, read on its worker
+    local dn; if [ "$dst" = "$(node_port 1)" ]; then dn=1; else dn=2; fi
+    check "$mode move: every acknowledged append is on the new placement, streams 1..N once" "0|0|0|0" \
+        "$(q $dn -F '|' 2>&1 <<SQL
+CREATE TEMP TABLE acks (stream_id text, id uuid, version bigint, pos bigint);
+\\copy acks FROM '$WORK/$tag.acks' WITH (FORMAT csv, DELIMITER '|')
+CREATE TEMP TABLE ev AS SELECT stream_id, stream_version, event_id FROM eventstore.events_$shard WHERE stream_id LIKE '$tag-%';
+SELECT (SELECT count(*) FROM acks a WHERE NOT EXISTS (SELECT FROM ev e WHERE e.event_id = a.id AND e.stream_id = a.stream_id AND e.stream_version = a.version)),
+       (SELECT count(*) FROM (SELECT stream_id FROM ev GROUP BY stream_id
+                              HAVING count(*) <> max(stream_version) OR count(DISTINCT stream_version) <> count(*) OR min(stream_version) <> 1) s),
+       (SELECT count(*) - count(DISTINCT event_id) FROM ev),
+       (SELECT count(*) FROM ev) - (SELECT count(*) FROM acks);
+SQL
+)"
+}
+move_test mvb block_writes
+if [ "$(q 0 -c "SHOW wal_level")" = logical ]; then
+    move_test mvl force_logical
+else
+    echo "citus: wal_level is not logical; the force_logical move is not tested"
+fi
+
 echo "citus: $(val events) events in $(val streams) streams checked; $(( $(date +%s) - T_START )) s in all"
 if grep -q ERROR "$WORK/check.out"; then cat "$WORK/check.out"; fail "check queries"; fi
 [ "$(val horizon_skipped)" = 0 ] || grep '^sample|' "$WORK/check.out"
