@@ -483,6 +483,13 @@ es_store_refill(EsStore *st)
 	}
 	st->acl_user = InvalidOid;
 	es_store_fill(st);
+
+	/*
+	 * A store this backend checks for the first time, or again after its
+	 * table changed, may be a new table under the OID of a dropped store:
+	 * the cached stream heads (stream_head.c) of that OID are not used again.
+	 */
+	es_head_invalidate(false);
 }
 
 /*
