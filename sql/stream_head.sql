@@ -109,6 +109,20 @@ SELECT stream_version FROM eventstore.append_event('sh-1', 4, 'T', '{}');
 SELECT stream_version FROM eventstore.append_event(repeat('x', 100), 0, 'T', '{}');
 SELECT stream_version FROM eventstore.append_event(repeat('x', 100), 1, 'T', '{}');
 
+------------------------------------------------------------------------
+-- Another session finds the head in the cache: its append does not scan
+-- the primary key (a backend that checks the store first uses the entries
+-- other backends left)
+------------------------------------------------------------------------
+\c
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan AS pkey_scans FROM pg_stat_user_indexes
+ WHERE indexrelid = 'eventstore.events_pkey'::regclass \gset
+SELECT stream_version FROM eventstore.append_event('sh-1', 5, 'T', '{}');
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan - :pkey_scans AS pkey_scans_of_the_append FROM pg_stat_user_indexes
+ WHERE indexrelid = 'eventstore.events_pkey'::regclass;
+
 DROP SCHEMA sh CASCADE;
 DROP EXTENSION eventstore;
 DROP SCHEMA IF EXISTS eventstore;

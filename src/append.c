@@ -391,7 +391,7 @@ es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time)
 	TimestampTz cached_time;
 
 	/* what the append that wrote the head left in the shared cache (stream_head.c) */
-	if (es_head_get(st->relid, sid, &version, &cached_time))
+	if (es_head_get(st, sid, &version, &cached_time))
 	{
 		if (last_time)
 			*last_time = cached_time;
@@ -1075,7 +1075,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	*version = current + n;
 	/* the next append to the stream finds its head here (a shard's is not kept) */
 	if (!st->distributed)
-		es_head_put(at->relid, stream_id, *version, created_at, generation);
+		es_head_put(at, stream_id, *version, created_at, generation);
 	es_stats_append(st, sid, n, es_events_bytes(events, n));
 
 	/* Outbox rows for the routes that match, in the same transaction. */

@@ -388,6 +388,7 @@ es_store_fill(EsStore *st)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
 	cls = (Form_pg_class) GETSTRUCT(tup);
+	st->rel_xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
 	if (cls->relkind != RELKIND_RELATION)
 	{
 		ReleaseSysCache(tup);
@@ -483,13 +484,6 @@ es_store_refill(EsStore *st)
 	}
 	st->acl_user = InvalidOid;
 	es_store_fill(st);
-
-	/*
-	 * A store this backend checks for the first time, or again after its
-	 * table changed, may be a new table under the OID of a dropped store:
-	 * the cached stream heads (stream_head.c) of that OID are not used again.
-	 */
-	es_head_invalidate(false);
 }
 
 /*

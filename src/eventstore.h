@@ -102,6 +102,7 @@ typedef enum EsColumn
 typedef struct EsStore
 {
 	Oid			relid;			/* hash key: the table */
+	TransactionId rel_xmin;		/* of its pg_class row: tells a table from one recreated under its OID */
 	bool		valid;			/* checked since the table last changed */
 	bool		is_default;		/* eventstore.events */
 	bool		has_tags;		/* the tags column (0.5.0 on) */
@@ -173,8 +174,8 @@ extern bool es_head_appending;
 extern void es_head_init(void);
 extern Size es_head_shmem_size(void);
 extern void es_head_shmem_init(void);
-extern bool es_head_get(Oid store, text *sid, int64 *version, TimestampTz *last_time);
-extern void es_head_put(Oid store, text *sid, int64 version, TimestampTz last_time,
+extern bool es_head_get(EsStore *st, text *sid, int64 *version, TimestampTz *last_time);
+extern void es_head_put(EsStore *st, text *sid, int64 version, TimestampTz last_time,
 						uint64 generation);
 extern uint64 es_head_generation(void);
 extern void es_head_invalidate(bool at_commit);

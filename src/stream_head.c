@@ -14,10 +14,9 @@
  * Rows that reach a store other than through append do not update entries:
  * an import, a purge and an INSERT by the store's owner bump the shared
  * generation instead (the owner's INSERT at its statement and again at its
- * commit), and an entry of an older generation is not used.  So does a
- * backend that checks a store it had not checked, or checks it again after
- * an invalidation (catalog.c): a store dropped and another created under its
- * OID leaves no entry behind that the new one could use.  An import holds
+ * commit), and an entry of an older generation is not used.  An entry names
+ * its store by OID and by the xmin of the store's pg_class row (catalog.c),
+ * so a store dropped and another created under its OID share no entry.  An import holds
  * SHARE ROW EXCLUSIVE on the store while it runs, so no append can write an
  * entry for that store before the imported rows are committed.  A miss (no
  * entry, another stream in the entry, an older generation) falls back to
@@ -63,6 +62,7 @@ typedef struct EsHeadEntry
 	uint8		keylen;
 	Oid			dbid;			/* a database made from a template has its stores' OIDs */
 	Oid			store;
+	TransactionId store_xmin;	/* the store's pg_class row's, as OIDs are reused */
 	int			owner;			/* PENDING: the writer's backend slot */
 	LocalTransactionId owner_lxid;	/* and its transaction */
 	uint64		generation;
@@ -158,7 +158,7 @@ es_head_mine(EsHeadEntry *e, LocalTransactionId lxid)
  * written earlier by this very transaction.
  */
 bool
-es_head_get(Oid store, text *sid, int64 *version, TimestampTz *last_time)
+es_head_get(EsStore *st, text *sid, int64 *version, TimestampTz *last_time)
 {
 	int			i = es_head_entry(sid);
 	EsHeadEntry *e;
@@ -170,7 +170,8 @@ es_head_get(Oid store, text *sid, int64 *version, TimestampTz *last_time)
 	e = &es_head->entries[i];
 	generation = pg_atomic_read_u64(&es_head->generation);
 	SpinLockAcquire(&e->mutex);
-	hit = e->store == store && e->dbid == MyDatabaseId && e->generation == generation &&
+	hit = e->store == st->relid && e->store_xmin == st->rel_xmin &&
+		e->dbid == MyDatabaseId && e->generation == generation &&
 		e->keylen == VARSIZE_ANY_EXHDR(sid) &&
 		memcmp(e->key, VARDATA_ANY(sid), e->keylen) == 0 &&
 		(e->state == ES_HEAD_COMMITTED || (e->state == ES_HEAD_PENDING && es_head_mine(e, ES_MY_LXID())));
@@ -189,7 +190,7 @@ es_head_get(Oid store, text *sid, int64 *version, TimestampTz *last_time)
  * was looked up: an invalidation since then leaves the entry unused.
  */
 void
-es_head_put(Oid store, text *sid, int64 version, TimestampTz last_time, uint64 generation)
+es_head_put(EsStore *st, text *sid, int64 version, TimestampTz last_time, uint64 generation)
 {
 	int			i = es_head_entry(sid);
 	EsHeadEntry *e;
@@ -202,7 +203,8 @@ es_head_put(Oid store, text *sid, int64 version, TimestampTz last_time, uint64 g
 	e = &es_head->entries[i];
 	SpinLockAcquire(&e->mutex);
 	e->state = ES_HEAD_PENDING;
-	e->store = store;
+	e->store = st->relid;
+	e->store_xmin = st->rel_xmin;
 	e->dbid = MyDatabaseId;
 	e->owner = ES_MY_SLOT();
 	e->owner_lxid = ES_MY_LXID();
