@@ -123,6 +123,29 @@ SELECT pg_stat_force_next_flush();
 SELECT idx_scan - :pkey_scans AS pkey_scans_of_the_append FROM pg_stat_user_indexes
  WHERE indexrelid = 'eventstore.events_pkey'::regclass;
 
+------------------------------------------------------------------------
+-- More appends in one transaction than it tracks entries (64): 70 to one
+-- stream, then 70 streams twice over.  Before, the 65th write was dropped
+-- and the entry kept the 64th head: the 66th append read it and failed with
+-- 23505 (version 65 already there).
+------------------------------------------------------------------------
+DO $$
+BEGIN
+    FOR i IN 1 .. 70 LOOP
+        PERFORM eventstore.append_event('sh-many', i - 1, 'T', '{}');
+    END LOOP;
+    FOR r IN 1 .. 2 LOOP
+        FOR s IN 1 .. 70 LOOP
+            PERFORM eventstore.append_event('sh-wide-' || s, r - 1, 'T', '{}');
+        END LOOP;
+    END LOOP;
+END $$;
+-- and the next transactions continue every stream from its real head
+SELECT stream_version FROM eventstore.append_event('sh-many', 70, 'T', '{}');
+SELECT count(*) AS continued
+  FROM generate_series(1, 70) s, LATERAL eventstore.append_event('sh-wide-' || s, 2, 'T', '{}') a
+ WHERE a.stream_version = 3;
+
 DROP SCHEMA sh CASCADE;
 DROP EXTENSION eventstore;
 DROP SCHEMA IF EXISTS eventstore;

@@ -195,12 +195,33 @@ es_head_put(EsStore *st, text *sid, int64 version, TimestampTz last_time, uint64
 	int			i = es_head_entry(sid);
 	EsHeadEntry *e;
 
-	if (i < 0 || es_head_nwritten == ES_HEAD_TRACKED)
+	if (i < 0)
 		return;
-	es_head_lxid = ES_MY_LXID();
-	es_head_written[es_head_nwritten].entry = i;
-	es_head_written[es_head_nwritten++].subid = GetCurrentSubTransactionId();
 	e = &es_head->entries[i];
+	if (es_head_nwritten > 0 && es_head_written[es_head_nwritten - 1].entry == i &&
+		es_head_written[es_head_nwritten - 1].subid == GetCurrentSubTransactionId())
+	{
+		/* the entry this subtransaction wrote last: already tracked */
+	}
+	else if (es_head_nwritten == ES_HEAD_TRACKED)
+	{
+		/*
+		 * Too many entries to finish at the transaction's end: this one is
+		 * emptied instead, as it may hold an older head of the stream (or one
+		 * this transaction wrote earlier).  Emptying another stream's entry
+		 * only costs that stream one index lookup.
+		 */
+		SpinLockAcquire(&e->mutex);
+		e->state = ES_HEAD_EMPTY;
+		SpinLockRelease(&e->mutex);
+		return;
+	}
+	else
+	{
+		es_head_lxid = ES_MY_LXID();
+		es_head_written[es_head_nwritten].entry = i;
+		es_head_written[es_head_nwritten++].subid = GetCurrentSubTransactionId();
+	}
 	SpinLockAcquire(&e->mutex);
 	e->state = ES_HEAD_PENDING;
 	e->store = st->relid;
