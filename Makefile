@@ -6,14 +6,15 @@ MODULE_big = eventstore
 OBJS = src/eventstore.o src/catalog.o src/horizon.o src/append.o src/read.o \
        src/registry.o src/projection.o src/upcast.o src/aggregate.o \
        src/outbox.o src/consumer.o src/relay.o src/relay_launcher.o src/relay_worker.o src/immutable.o \
-       src/stats.o src/import.o src/subscription.o src/subscription_lease.o src/dcb.o src/store.o src/citus.o src/lifecycle.o src/shred.o
+       src/stats.o src/import.o src/subscription.o src/subscription_lease.o src/dcb.o src/store.o src/citus.o src/lifecycle.o src/shred.o \
+       src/stream_head.o
 HEADERS = include/eventstore_hooks.h
 
 # relative to $(srcdir), which is not . in out-of-tree builds (pg_buildext, debian/)
 DATA = $(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/$(EXTENSION)--*.sql))
 
 # pg_regress suites (sql/*.sql -> expected/*.out)
-REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions category_plan dcb dcb_direct stores_registries stores_outbox lifecycle lifecycle_derived insert_path
+REGRESS = core append expected_version idempotency metadata validation reads immutable prepare search_path projections outbox aggregates aggregates_crash hijack temporal_prefix consumers outbox_payloads snapshot_upgrade stats registry_handlers import subscriptions category_plan dcb dcb_direct stores_registries stores_outbox lifecycle lifecycle_derived insert_path stream_head
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)

@@ -388,7 +388,15 @@ es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time)
 	EsHeadHint *hint = &es_head_hints[h % ES_HEAD_HINTS];
 	int64		from = (hint->store == st->relid && hint->hash == h) ? hint->version : 0;
 	int64		version = 0;
+	TimestampTz cached_time;
 
+	/* what the append that wrote the head left in the shared cache (stream_head.c) */
+	if (es_head_get(st, sid, &version, &cached_time))
+	{
+		if (last_time)
+			*last_time = cached_time;
+		return version;
+	}
 	if (last_time)
 		*last_time = 0;
 	if (!es_head_lookup(st, stream_id, from, &version, last_time) && from > 1)
@@ -737,7 +745,9 @@ es_inserter_begin(EsStore *st, bool bulk, const char *what)
 
 	AfterTriggerBeginQuery();
 	ins->capture = MakeTransitionCaptureState(rel->trigdesc, st->relid, CMD_INSERT);
+	es_head_appending = true;	/* the store's trigger: not an INSERT of the owner's */
 	ExecBSInsertTriggers(ins->estate, ins->rri);
+	es_head_appending = false;
 
 	ins->nslots = (bulk && !(ins->rri->ri_TrigDesc &&
 							 ins->rri->ri_TrigDesc->trig_insert_before_row))
@@ -943,6 +953,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	bool		deleted;
 	TimestampTz last_time;
 	TimestampTz created_at;
+	uint64		generation;
 	bool		any_id_given = false;
 	bool		dispatch;
 	int64	   *positions;
@@ -1025,6 +1036,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 		SetUserIdAndSecContext(save_userid, save_sec);
 		return;
 	}
+	generation = es_head_generation();
 	current = es_current_version(at, sid, &last_time);
 	deleted = es_lifecycle_append_check(st, sid, &current);
 	es_check_expected(st, sid, any_version, expected, current, deleted);
@@ -1061,6 +1073,9 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	*position = es_insert_events(at, sid, events, n, current, created_at, positions,
 								 dispatch ? &rows : NULL, &rows_desc);
 	*version = current + n;
+	/* the next append to the stream finds its head here (a shard's is not kept) */
+	if (!st->distributed)
+		es_head_put(at, stream_id, *version, created_at, generation);
 	es_stats_append(st, sid, n, es_events_bytes(events, n));
 
 	/* Outbox rows for the routes that match, in the same transaction. */

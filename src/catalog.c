@@ -388,6 +388,7 @@ es_store_fill(EsStore *st)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
 	cls = (Form_pg_class) GETSTRUCT(tup);
+	st->rel_xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
 	if (cls->relkind != RELKIND_RELATION)
 	{
 		ReleaseSysCache(tup);

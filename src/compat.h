@@ -24,6 +24,13 @@
 #define ES_SLOT_PROC(slot)		(BackendIdGetProc((slot) + 1))	/* the PGPROC of a slot, or NULL */
 #endif
 
+/* This backend's local transaction id (of its virtual transaction id). */
+#if PG_VERSION_NUM >= 170000
+#define ES_MY_LXID()			(MyProc->vxid.lxid)
+#else
+#define ES_MY_LXID()			(MyProc->lxid)
+#endif
+
 /*
  * How many backend slots shared memory must hold.  From 15 on MaxBackends is
  * known when shmem_request_hook runs; before that we size for the worst case

@@ -45,6 +45,7 @@ es_xact_callback(XactEvent event, void *arg)
 	es_catalog_xact(event);
 	es_relay_xact(event);
 	es_stats_xact(event);
+	es_head_xact(event);
 }
 
 void
@@ -168,6 +169,7 @@ _PG_init(void)
 
 	RegisterXactCallback(es_xact_callback, NULL);
 	es_horizon_init();
+	es_head_init();
 	es_projection_init();
 	es_outbox_init();
 	es_subscription_init();

@@ -102,6 +102,7 @@ typedef enum EsColumn
 typedef struct EsStore
 {
 	Oid			relid;			/* hash key: the table */
+	TransactionId rel_xmin;		/* of its pg_class row: tells a table from one recreated under its OID */
 	bool		valid;			/* checked since the table last changed */
 	bool		is_default;		/* eventstore.events */
 	bool		has_tags;		/* the tags column (0.5.0 on) */
@@ -167,6 +168,18 @@ extern void es_check_stream_id(text *stream_id);
 extern text *es_stream_id_arg(FunctionCallInfo fcinfo, int argno);
 extern bool es_lock_stream(EsStore *st, text *stream_id, bool nowait);
 extern int64 es_current_version(EsStore *st, Datum stream_id, TimestampTz *last_time);
+
+/* stream_head.c: the shared cache of stream heads */
+extern bool es_head_appending;
+extern void es_head_init(void);
+extern Size es_head_shmem_size(void);
+extern void es_head_shmem_init(void);
+extern bool es_head_get(EsStore *st, text *sid, int64 *version, TimestampTz *last_time);
+extern void es_head_put(EsStore *st, text *sid, int64 version, TimestampTz last_time,
+						uint64 generation);
+extern uint64 es_head_generation(void);
+extern void es_head_invalidate(bool at_commit);
+extern void es_head_xact(XactEvent event);
 typedef struct EsInserter EsInserter;
 extern EsInserter *es_inserter_begin(EsStore *st, bool bulk, const char *what);
 extern TupleTableSlot *es_inserter_slot(EsInserter *ins);

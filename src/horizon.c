@@ -168,6 +168,7 @@ es_horizon_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	RequestAddinShmemSpace(es_horizon_shmem_size());
+	RequestAddinShmemSpace(es_head_shmem_size());	/* stream_head.c */
 }
 
 static void
@@ -190,6 +191,7 @@ es_horizon_shmem_startup(void)
 				pg_atomic_init_u64(&es_shared->slots[i].first[k], 0);
 		}
 	}
+	es_head_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -46,7 +46,15 @@ eventstore_refuse_change(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
 		if (es_class_ownercheck(RelationGetRelid(trigdata->tg_relation), GetUserId()))
+		{
+			/*
+			 * The owner's own INSERT writes stream versions no append saw:
+			 * the cached stream heads (stream_head.c) are not used again.
+			 */
+			if (!es_head_appending)
+				es_head_invalidate(true);
 			return PointerGetDatum(NULL);
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("INSERT into %s is not allowed: append with eventstore.append()",

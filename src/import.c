@@ -531,6 +531,8 @@ eventstore_import_events(PG_FUNCTION_ARGS)
 	LockRelationOid(source, ShareLock);
 	LockRelationOid(st->relid, ShareRowExclusiveLock);
 	LockRelationOid(es_position_seqid(), ShareRowExclusiveLock);
+	/* no append runs in the store until we commit: its cached heads go now */
+	es_head_invalidate(false);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(st->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);

@@ -712,6 +712,7 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	es_head_invalidate(false);	/* cached heads may name purged events */
 	PG_TRY();
 	{
 		es_purging = st->relid;
