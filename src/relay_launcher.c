@@ -30,6 +30,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "port/pg_bitutils.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -192,13 +193,14 @@ es_relay_xact(XactEvent event)
 
 		if (entry != NULL && wake_position > entry->wake_position)
 			entry->wake_position = wake_position;
-		for (int s = 0; entry != NULL && mask != 0 && s < ES_WAKE_SLOTS; s++)
-			if (mask & (UINT64CONST(1) << s))
-			{
-				entry->wake_lo[s] = entry->wake_lo[s] == 0 ? es_wake_lo[s] : Min(entry->wake_lo[s], es_wake_lo[s]);
-				entry->wake_hi[s] = Max(entry->wake_hi[s], es_wake_hi[s]);
-				entry->sub_signal = true;
-			}
+		for (; entry != NULL && mask != 0; mask &= mask - 1)
+		{
+			int			s = pg_rightmost_one_pos64(mask);
+
+			entry->wake_lo[s] = entry->wake_lo[s] == 0 ? es_wake_lo[s] : Min(entry->wake_lo[s], es_wake_lo[s]);
+			entry->wake_hi[s] = Max(entry->wake_hi[s], es_wake_hi[s]);
+			entry->sub_signal = true;
+		}
 		if (entry != NULL && outbox)
 			entry->outbox_wake = true;
 		/* a commit signalled since the worker's last wake pass set its latch already */
