@@ -78,7 +78,6 @@ for c in "${CLIENTS[@]}"; do
         for f in 1 2 3 4; do m+="$(printf '%s' "${S[$v]}" | awk -v f=$f 'NF {print $f}' | median) "; done
         echo "clients $c median $v: $m"
     done
-    printf '%s\n%s\n' "${S[with]}" "${S[without]}" >/dev/null
     tw=$(printf '%s' "${S[with]}" | awk 'NF {print $1}' | median); two=$(printf '%s' "${S[without]}" | awk 'NF {print $1}' | median)
     awk -v a="$tw" -v b="$two" -v c="$c" 'BEGIN {printf "clients %s with/without appends/s: %.2fx\n", c, a / b}'
     unset S
