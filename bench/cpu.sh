@@ -20,6 +20,10 @@
 #           Its tag is not tagged's: events appended to one GIN posting
 #           list make each next insert into it dearer, so two cases on one
 #           tag would cost what their order makes them.
+#   subscribed   append_event to a store of its own (bench_sub) with one
+#           subscription matching every event, created for this case only
+#           (issue #12: what a subscription costs the append itself, the
+#           commit's signal included; compare with plain_store)
 #   read_query, select   read_query of 1,000 events of one tag (of 10,000
 #           tagged events, as in make bench, in a store of their own so that
 #           ours and raw append to tables in the same state) vs the
@@ -54,6 +58,7 @@ CREATE EXTENSION pgcrypto;
 SELECT eventstore.create_store('public.bench_secure');
 SELECT eventstore.create_store('public.bench_plain');
 SELECT eventstore.create_store('public.bench_rq');
+SELECT eventstore.create_store('public.bench_sub');
 SELECT eventstore.append('tagged-1', 0, (SELECT array_agg(eventstore.event('Tagged', jsonb_build_object('n', i), tags => ARRAY['shard:' || (i % 10)])) FROM generate_series(1, 10000) i), store => 'public.bench_rq');
 ANALYZE public.bench_rq;
 SQL
@@ -68,14 +73,21 @@ VACUUM ANALYZE public.bench_drain;
 CREATE SEQUENCE drain_after;
 SQL
 fi
-# what a case runs once before its calls (counted in both runs alike)
+# what a case runs once before its calls, and after them (counted in both
+# runs alike): subscribed's subscription exists during that case only
 prologue() {
     case $1 in
+        subscribed) echo "SELECT eventstore.create_subscription('bench_sub', store => 'public.bench_sub');" ;;
         drain) echo "SELECT eventstore.drop_subscription(s.name) FROM eventstore.subscriptions s WHERE s.name = 'bench_drain';"
                echo "SELECT eventstore.create_subscription('bench_drain', partitions => 16, store => 'public.bench_drain');"
                echo "SELECT count(*) FROM eventstore.poll('bench_drain', 'c1', 0);"
                ;;
         read_all) echo "SELECT pg_catalog.setval('drain_after', 1, false);" ;;
+    esac
+}
+epilogue() {
+    case $1 in
+        subscribed) echo "SELECT eventstore.drop_subscription('bench_sub');" ;;
     esac
 }
 statement() {
@@ -90,13 +102,15 @@ statement() {
         raw)    echo "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, data, created_at)" \
                      "SELECT n, 's-1', n, gen_random_uuid(), 'T', '{\"amount\": 42}', now() FROM nextval('raw_seq') n" ;;
         plain_store) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_plain')" ;;
+        subscribed) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_sub')" ;;
         encrypted) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', eventstore.encrypt('subject-1', '\"a typical small event\"', 'public.bench_secure')), store => 'public.bench_secure')" ;;
         *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }
 # (single-user mode ends a statement at a newline: one line each)
 instructions() {    # case calls -> total instructions of the process
-    { prologue "$1"; echo "PREPARE p AS $(statement "$1");"; for ((i = 0; i < $2; i++)); do echo 'EXECUTE p;'; done; } > "$WORK/in.sql"
+    { prologue "$1"; echo "PREPARE p AS $(statement "$1");"; for ((i = 0; i < $2; i++)); do echo 'EXECUTE p;'; done
+      epilogue "$1"; } > "$WORK/in.sql"
     rm -f "$WORK/cg.out"
     es_as_pg valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
         "$BIN/postgres" --single -D "$WORK/data" postgres < "$WORK/in.sql" >/dev/null 2>&1
@@ -110,6 +124,9 @@ for c in "${CASES[@]}"; do
 done
 if [ -n "${per[encrypted]:-}" ] && [ -n "${per[plain_store]:-}" ]; then
     awk -v e="${per[encrypted]}" -v p="${per[plain_store]}" 'BEGIN {printf "plain_store / encrypted: %.2f\n", p / e}'
+fi
+if [ -n "${per[subscribed]:-}" ] && [ -n "${per[plain_store]:-}" ]; then
+    awk -v s="${per[subscribed]}" -v p="${per[plain_store]}" 'BEGIN {printf "plain_store / subscribed: %.3f\n", p / s}'
 fi
 if [ -n "${per[read_query]:-}" ] && [ -n "${per[select]:-}" ]; then
     awk -v o="${per[read_query]}" -v s="${per[select]}" 'BEGIN {printf "select / read_query: %.2f\n", s / o}'

@@ -27,10 +27,15 @@ COMMENT ON FUNCTION eventstore.subscription_channel(text) IS
 
 -- Called by the relay pass (relay.c) when the log horizon it publishes moves
 -- from after to upto: NOTIFY the channel of every subscription with an event
--- in (after, upto], payload upto (the horizon: poll sees every event up to
--- it).  A jump of more than 10,000 positions (the first pass, a restore:
--- log_horizon starts at 0) wakes every subscription without looking.
-CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS integer
+-- in (since, upto], payload upto (the horizon: poll sees every event up to
+-- it).  since is after, or for a subscription in names the matching element
+-- of afters when higher: the relay notified it at that horizon already (a
+-- commit signalled its events), which covers every event below.  A range of
+-- more than 10,000 positions (the first pass, a restore: log_horizon starts
+-- at 0) wakes the subscription without looking.
+CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint,
+                                             names text[] DEFAULT NULL, afters bigint[] DEFAULT NULL)
+    RETURNS integer
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -40,15 +45,19 @@ CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS
         woken integer := 0;
     BEGIN
         -- src: the store, or on a Citus worker its shards there
-        FOR s IN SELECT x.name, x.categories, x.event_types, eventstore._store_local(x.store) AS src
+        FOR s IN SELECT x.name, x.categories, x.event_types, eventstore._store_local(x.store) AS src,
+                        GREATEST(after, (SELECT pg_catalog.max(u.a) FROM ROWS FROM (pg_catalog.unnest(names), pg_catalog.unnest(afters)) u(n, a)
+                                          WHERE u.n OPERATOR(pg_catalog.=) x.name)) AS since
                    FROM eventstore.subscriptions x
                   ORDER BY x.name COLLATE "C" LOOP
-            IF upto OPERATOR(pg_catalog.-) after OPERATOR(pg_catalog.>) 10000 THEN
+            IF s.since OPERATOR(pg_catalog.>=) upto THEN
+                hit := false;
+            ELSIF upto OPERATOR(pg_catalog.-) s.since OPERATOR(pg_catalog.>) 10000 THEN
                 hit := true;
             ELSIF s.src OPERATOR(pg_catalog.=) 'eventstore.events' THEN
                 -- the default store: a static query, planned once per session
                 hit := EXISTS (SELECT FROM eventstore.events e
-                                WHERE e.global_position OPERATOR(pg_catalog.>) after
+                                WHERE e.global_position OPERATOR(pg_catalog.>) s.since
                                   AND e.global_position OPERATOR(pg_catalog.<=) upto
                                   AND (s.categories IS NULL
                                        OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY (s.categories))
@@ -62,7 +71,7 @@ CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS
                                            OR pg_catalog.split_part(e.stream_id, '-', 1) OPERATOR(pg_catalog.=) ANY ($3))
                                       AND ($4 IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY ($4)))
                     $q$, s.src)
-                   INTO hit USING after, upto, s.categories, s.event_types;
+                   INTO hit USING s.since, upto, s.categories, s.event_types;
             END IF;
             IF hit THEN
                 PERFORM pg_catalog.pg_notify(eventstore.subscription_channel(s.name), upto::text);
@@ -72,7 +81,7 @@ CREATE FUNCTION eventstore._subscription_wake(after bigint, upto bigint) RETURNS
         RETURN woken;
     END
     $$;
-REVOKE ALL ON FUNCTION eventstore._subscription_wake(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._subscription_wake(bigint, bigint, text[], bigint[]) FROM PUBLIC;
 
 -- subscription_leases keeps the last 100 holdings of each partition: poll
 -- deletes older ones when it records a new holding (below); an existing

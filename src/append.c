@@ -1082,7 +1082,7 @@ es_append(EsStore *st, text *stream_id, bool any_version, int64 expected,
 	es_outbox_route(st, sid, types, positions, n);
 
 	/* The relay wakes the listeners of matching subscriptions (subscription.c). */
-	es_subscriptions_wake(st, sid, types, n, positions[n - 1]);
+	es_subscriptions_wake(st, sid, types, positions, n);
 
 	/*
 	 * Back to the appending user, still connected: the hook runs as that

@@ -262,7 +262,11 @@ extern bool es_in_list(char **list, int n, const char *s, int len);
 
 /* subscription.c: wake-ups of subscriptions' listeners */
 extern void es_subscription_init(void);
-extern void es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int n, int64 last);
+extern void es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int64 *positions, int n);
+extern int	es_wake_slot(const char *name, int len);
+extern bool es_subscriptions_wake_pass(void);
+extern bool es_subscriptions_fire(int64 horizon, int64 *woken_to);
+extern int	es_subscriptions_wake_since(int64 after, int64 *woken_to, Datum **names, Datum **afters);
 extern char es_subscription_partition_by(text *partition_by);
 extern int	es_subscription_partition(char partition_by, int partitions, int64 pos, Datum stream,
 									  Datum metadata, bool metadata_null);
@@ -280,7 +284,8 @@ extern int	es_relay_pass(int max_count, bool prune);
 extern void es_relay_worker_init(void);
 extern void es_relay_xact(XactEvent event);
 extern void es_relay_wakeup_at_commit(void);
-extern void es_relay_wake_position(int64 position);
+extern void es_relay_wake_position(int slot, int64 lo, int64 hi);
+extern uint64 es_relay_wake_slots(int64 horizon, int64 *woken_to);
 extern bool es_relay_wake_pending(int64 horizon);
 extern bool es_relay_outbox_woken(bool clear);
 extern int64 es_relay_log_horizon;

@@ -71,6 +71,7 @@
 #include "catalog/pg_class.h"
 
 #include "eventstore.h"
+#include "relay_shared.h"
 
 PG_FUNCTION_INFO_V1(eventstore_relay_once);
 
@@ -387,19 +388,26 @@ es_relay_prune(void)
  * standby that sees P has replayed them all, and can read up to P without
  * ever skipping an event.  Written only when it moves.
  *
- * When it moves, from old to P, the subscriptions with events in (old, P]
- * are woken: eventstore._subscription_wake NOTIFYs their channels, at this
- * pass's commit (a schema before 0.7.0 has no such function).  Every
- * position is in exactly one such range, so every committed event of a
- * subscription wakes it once, and only when poll can see it.
+ * Subscriptions: first those that commits signalled up to P are notified
+ * (es_subscriptions_fire, as a wake pass of the worker does).  Then, when
+ * the published horizon moves from old to P, each subscription with an
+ * event in (old, P] that no wake-up covered yet -- above the horizon its
+ * slot was last notified at -- is woken: eventstore._subscription_wake
+ * NOTIFYs its channel, at this pass's commit (a schema before 0.7.0 has no
+ * such function).  That catches the events whose commit signalled nothing
+ * (import_events, an append whose cached subscriptions were stale).
  */
 static void
 es_publish_log_horizon(void)
 {
-	Oid			argtypes[2] = {INT8OID, INT8OID};
-	Datum		values[2];
+	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTARRAYOID, INT8ARRAYOID};
+	Datum		values[4];
 	bool		isnull;
 	List	   *wake_name;
+	int64		woken_to[ES_WAKE_SLOTS];
+	Datum	   *names;
+	Datum	   *afters;
+	int			n;
 
 	if (!OidIsValid(get_relname_relid("log_horizon", es_schema_oid())))
 		return;					/* schema older than 0.4.0 */
@@ -407,6 +415,7 @@ es_publish_log_horizon(void)
 	/* one horizon for every store, settled for a later snapshot (horizon.c) */
 	values[1] = Int64GetDatum(es_settled_horizon(ES_COUNTER_POSITION, es_position_seqid()));
 	es_relay_log_horizon = Max(es_relay_log_horizon, DatumGetInt64(values[1]));
+	(void) es_subscriptions_fire(DatumGetInt64(values[1]), woken_to);
 	if (SPI_execute_plan(es_relay_plan(&es_plan_log_publish,
 									   "UPDATE eventstore.log_horizon h SET position = $1"
 									   " FROM (SELECT o.position FROM eventstore.log_horizon o) old"
@@ -418,11 +427,14 @@ es_publish_log_horizon(void)
 		return;
 	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	wake_name = list_make2(makeString("eventstore"), makeString("_subscription_wake"));
-	if (isnull || !OidIsValid(LookupFuncName(wake_name, 2, argtypes, true)))
+	if (isnull || !OidIsValid(LookupFuncName(wake_name, 4, argtypes, true)))
 		return;
+	n = es_subscriptions_wake_since(DatumGetInt64(values[0]), woken_to, &names, &afters);
+	values[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(afters, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(es_relay_plan(&es_plan_wake,
-									   "SELECT eventstore._subscription_wake($1, $2)",
-									   2, argtypes),
+									   "SELECT eventstore._subscription_wake($1, $2, $3, $4)",
+									   4, argtypes),
 						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "eventstore: waking subscriptions failed");
 }

@@ -30,6 +30,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "port/pg_bitutils.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -112,38 +113,102 @@ es_relay_entry(Oid dbid, bool create)
 
 /* ---------- waking up at commit ---------- */
 
+/*
+ * A wake pass of this transaction fired these slots (es_relay_wake_slots):
+ * at commit their woken_to moves to es_fired_horizon; at abort the
+ * positions it took out of them are put back, so no wake-up is lost (the
+ * next commit that signals, or the next pass, fires them).
+ */
+static uint64 es_fired = 0;
+static int64 es_fired_horizon = 0;
+static int64 es_fired_lo[ES_WAKE_SLOTS];
+static int64 es_fired_hi[ES_WAKE_SLOTS];
+
+/* The subscriptions this transaction's appends matched, by slot (es_relay_wake_position). */
+static uint64 es_wake_mask = 0;
+static int64 es_wake_lo[ES_WAKE_SLOTS];
+static int64 es_wake_hi[ES_WAKE_SLOTS];
+
+/* Settle the slots a wake pass fired, at its transaction's end.  Lock held. */
+static void
+es_relay_fired_end(EsRelayDb *entry, bool commit)
+{
+	for (int s = 0; s < ES_WAKE_SLOTS; s++)
+	{
+		if (!(es_fired & (UINT64CONST(1) << s)))
+			continue;
+		if (commit)
+			entry->woken_to[s] = Max(entry->woken_to[s], es_fired_horizon);
+		else
+		{
+			entry->wake_lo[s] = entry->wake_lo[s] == 0 ? es_fired_lo[s] : Min(entry->wake_lo[s], es_fired_lo[s]);
+			entry->wake_hi[s] = Max(entry->wake_hi[s], es_fired_hi[s]);
+		}
+	}
+}
+
 /* Transaction end (called from eventstore.c's transaction callback). */
 void
 es_relay_xact(XactEvent event)
 {
 	int64		wake_position = es_wake_position;
-
 	bool		outbox = es_wakeup_outbox;
+	uint64		mask = es_wake_mask;
+	uint64		fired = es_fired;
 
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT && event != XACT_EVENT_PREPARE)
+		return;
+	if (fired != 0 && es_relay != NULL)
+	{
+		LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
+		{
+			EsRelayDb  *entry = es_relay_entry(MyDatabaseId, true);
+
+			if (entry != NULL)
+				es_relay_fired_end(entry, event == XACT_EVENT_COMMIT);
+		}
+		LWLockRelease(es_relay->lock);
+	}
+	es_fired = 0;
+	es_fired_horizon = 0;
+	if (event != XACT_EVENT_COMMIT || !es_wakeup_at_commit)
 	{
 		es_wakeup_at_commit = false;
 		es_wake_position = 0;
 		es_wakeup_outbox = false;
-	}
-	if (event != XACT_EVENT_COMMIT || !es_wakeup_at_commit)
+		es_wake_mask = 0;
 		return;
+	}
 	es_wakeup_at_commit = false;
 	es_wake_position = 0;
 	es_wakeup_outbox = false;
+	es_wake_mask = 0;
 	if (es_relay == NULL)
 		return;
 
 	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
 	{
 		EsRelayDb  *entry = es_relay_entry(MyDatabaseId, true);
+		bool		signalled = entry != NULL && entry->sub_signal;
 
 		if (entry != NULL && wake_position > entry->wake_position)
 			entry->wake_position = wake_position;
+		for (; entry != NULL && mask != 0; mask &= mask - 1)
+		{
+			int			s = pg_rightmost_one_pos64(mask);
+
+			entry->wake_lo[s] = entry->wake_lo[s] == 0 ? es_wake_lo[s] : Min(entry->wake_lo[s], es_wake_lo[s]);
+			entry->wake_hi[s] = Max(entry->wake_hi[s], es_wake_hi[s]);
+			entry->sub_signal = true;
+		}
 		if (entry != NULL && outbox)
 			entry->outbox_wake = true;
+		/* a commit signalled since the worker's last wake pass set its latch already */
 		if (entry != NULL && entry->pid != 0 && entry->latch != NULL)
-			SetLatch(entry->latch);
+		{
+			if (outbox || !signalled)
+				SetLatch(entry->latch);
+		}
 		else
 		{
 			if (entry != NULL)
@@ -165,15 +230,81 @@ es_relay_wakeup_at_commit(void)
 
 /*
  * Ask for the relay worker at commit for a subscription's wake-up: the
- * transaction appended a matching event at position (or below).  The
- * worker keeps passing, at short intervals, until its log horizon reaches
- * the highest such position (es_relay_wake_pending).
+ * transaction appended events matching the subscriptions of slot
+ * (es_wake_slot), from position lo to hi.  At commit the slot's range in
+ * shared memory takes them in; the worker keeps passing, at short
+ * intervals, until its log horizon reaches the highest such position
+ * (es_relay_wake_pending).
  */
 void
-es_relay_wake_position(int64 position)
+es_relay_wake_position(int slot, int64 lo, int64 hi)
 {
+	uint64		bit = UINT64CONST(1) << slot;
+
 	es_wakeup_at_commit = true;
-	es_wake_position = Max(es_wake_position, position);
+	es_wake_position = Max(es_wake_position, hi);
+	if (!(es_wake_mask & bit))
+	{
+		es_wake_mask |= bit;
+		es_wake_lo[slot] = lo;
+		es_wake_hi[slot] = hi;
+	}
+	else
+	{
+		es_wake_lo[slot] = Min(es_wake_lo[slot], lo);
+		es_wake_hi[slot] = Max(es_wake_hi[slot], hi);
+	}
+}
+
+/*
+ * A wake pass, with the log horizon it computed: the slots whose lowest
+ * signalled position is at or below horizon fire (their subscriptions are
+ * notified in this transaction); positions above it stay for a later pass
+ * (the slot's range then starts right above horizon: an extra wake-up at
+ * worst).  Fills woken_to[] with each slot's woken_to as of this pass
+ * (fired ones: horizon).  Returns the fired slots; 0 without shared memory.
+ */
+uint64
+es_relay_wake_slots(int64 horizon, int64 *woken_to)
+{
+	EsRelayDb  *entry;
+	uint64		fired = 0;
+
+	memset(woken_to, 0, sizeof(int64) * ES_WAKE_SLOTS);
+	if (es_relay == NULL)
+		return 0;
+	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
+	entry = es_my_entry ? es_my_entry : es_relay_entry(MyDatabaseId, false);
+	if (entry != NULL)
+	{
+		entry->sub_signal = false;
+		for (int s = 0; s < ES_WAKE_SLOTS; s++)
+		{
+			woken_to[s] = entry->woken_to[s];
+			if (entry->wake_lo[s] == 0 || entry->wake_lo[s] > horizon)
+				continue;
+			fired |= UINT64CONST(1) << s;
+			if (!(es_fired & (UINT64CONST(1) << s)))
+			{
+				es_fired_lo[s] = entry->wake_lo[s];
+				es_fired_hi[s] = entry->wake_hi[s];
+			}
+			else
+			{
+				es_fired_lo[s] = Min(es_fired_lo[s], entry->wake_lo[s]);
+				es_fired_hi[s] = Max(es_fired_hi[s], entry->wake_hi[s]);
+			}
+			if (entry->wake_hi[s] > horizon)
+				entry->wake_lo[s] = horizon + 1;
+			else
+				entry->wake_lo[s] = entry->wake_hi[s] = 0;
+			woken_to[s] = Max(woken_to[s], horizon);
+		}
+		es_fired |= fired;
+		es_fired_horizon = Max(es_fired_horizon, horizon);
+	}
+	LWLockRelease(es_relay->lock);
+	return fired;
 }
 
 /* Whether a committed append matching a subscription lies above horizon (the worker's own entry). */

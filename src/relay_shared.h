@@ -3,8 +3,9 @@
  *		The relay's shared memory, seen by the launcher (relay_launcher.c),
  *		the per-database workers and relay_status() (relay_worker.c).
  *
- * Locking rules: es_relay->lock protects the per-database entries.  Holders
- * never do anything but read or write the entries and set latches.
+ * Locking rules: es_relay->lock protects the per-database entries, the
+ * subscriptions' wake-up slots included.  Holders never do anything but
+ * read or write the entries and set latches.
  */
 #ifndef EVENTSTORE_RELAY_SHARED_H
 #define EVENTSTORE_RELAY_SHARED_H
@@ -22,8 +23,10 @@
 #define ES_START_TIMEOUT_MS	30000	/* a worker not up by then is started again */
 #define ES_YIELD_IDLE_MS	1000	/* idle this long: give the slot to a waiting database */
 #define ES_YIELD_BUSY_MS	10000	/* busy this long: give it up too, and queue again */
+#define ES_YIELD_CHECK_MS	100		/* look for a database waiting for a slot at most this often */
 #define ES_WAKE_RETRY_MAX_MS	50	/* a subscription's wake-up waits for the horizon: retry this often */
 #define ES_WAKE_MIN_INTERVAL_MS	5	/* passes woken for subscriptions only: at most this often */
+#define ES_WAKE_SLOTS		64		/* subscriptions signalled by commits, by hash of name */
 
 typedef enum EsRelayExit
 {
@@ -48,6 +51,17 @@ typedef struct EsRelayDb
 	char		state[32];
 	uint64		published;
 	int64		wake_position;	/* a committed append matching a subscription, up to here */
+	/*
+	 * Commits signal the subscriptions their events matched (es_relay_xact):
+	 * slot es_wake_slot(name), lowest and highest committed position not yet
+	 * notified (0: none).  A wake pass notifies a slot's subscriptions when
+	 * its lowest position is at or below the horizon, and records that
+	 * horizon in woken_to (es_relay_wake_slots).
+	 */
+	bool		sub_signal;		/* a commit signalled since the last wake pass */
+	int64		wake_lo[ES_WAKE_SLOTS];
+	int64		wake_hi[ES_WAKE_SLOTS];
+	int64		woken_to[ES_WAKE_SLOTS];
 	bool		outbox_wake;	/* a commit with outbox rows woke the worker since its last pass */
 	char		last_error[ES_RELAY_ERRLEN];
 	TimestampTz last_error_at;

@@ -125,6 +125,32 @@ es_database_drop_pending(void)
 }
 
 /*
+ * In a PG_CATCH of the worker: abort the transaction and log the error;
+ * that of a relay pass or wake pass (what) is also recorded as last_error,
+ * that of the purge of store is not (what NULL).
+ */
+static void
+es_worker_failed(MemoryContext cxt, const char *what, Oid store)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	if (what == NULL)
+		ereport(LOG,
+				(errmsg("eventstore purge of store %u failed: %s", store, edata->message)));
+	else
+	{
+		ereport(LOG,
+				(errmsg("eventstore relay %s failed: %s", what, edata->message)));
+		es_relay_report(0, edata->message);
+	}
+	FreeErrorData(edata);
+}
+
+/*
  * The physical purge of what the stores' lifecycle hides (lifecycle.c), one
  * batch of eventstore.purge_batch_size events per store that has lifecycle
  * rows, each in its own transaction: purge() takes no stream lock and no
@@ -221,15 +247,7 @@ es_worker_purge(void)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			ereport(LOG,
-					(errmsg("eventstore purge of store %u failed: %s", store, edata->message)));
-			FreeErrorData(edata);
+			es_worker_failed(cxt, NULL, store);
 			pgstat_report_activity(STATE_IDLE, NULL);
 		}
 		PG_END_TRY();
@@ -291,16 +309,7 @@ es_worker_pass(void)
 	PG_CATCH();
 	{
 		/* The worker's top level: report, clean up, carry on after a nap. */
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG,
-				(errmsg("eventstore relay pass failed: %s", edata->message)));
-		es_relay_report(0, edata->message);
-		FreeErrorData(edata);
+		es_worker_failed(oldcxt, "pass", InvalidOid);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		return -1;
 	}
@@ -310,6 +319,13 @@ es_worker_pass(void)
 		es_worker_exit(reason, reason == ES_EXIT_DROPPING ? "left: database dropping"
 					   : "left: no extension");
 	es_relay_report(published, NULL);
+	return published;
+}
+
+/* Run a purge batch per store if one is due (es_worker_purge). */
+static void
+es_worker_purge_if_due(void)
+{
 	if (es_purge_wait_ms() == 0)
 	{
 		bool		more = es_worker_purge();
@@ -317,7 +333,45 @@ es_worker_pass(void)
 		es_purge_next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													more ? es_purge_delay : ES_PRUNE_MS);
 	}
-	return published;
+}
+
+/*
+ * A wake pass, in its own transaction: notify the subscriptions that
+ * commits signalled up to the log horizon (es_subscriptions_wake_pass):
+ * no SQL, no write.  NOTIFY takes a transaction id, so a pass that
+ * notified writes a commit record, and only that: PostgreSQL commits a
+ * transaction that wrote no other WAL without flushing it, whatever
+ * synchronous_commit says.  The passes that read the outbox and publish
+ * the log horizon still run when a commit with outbox rows wakes the
+ * worker, and every naptime.  An error
+ * is logged; the slots it fired are signalled again (es_relay_xact).
+ * Like a full pass, it leaves when DROP DATABASE waits for it.
+ */
+static void
+es_worker_wake_pass(void)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool dropping = false;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		XactIsoLevel = XACT_READ_COMMITTED;
+		PushActiveSnapshot(GetTransactionSnapshot());
+		dropping = es_database_drop_pending();
+		if (!dropping && OidIsValid(get_namespace_oid("eventstore", true)))
+			(void) es_subscriptions_wake_pass();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		es_worker_failed(oldcxt, "wake pass", InvalidOid);
+	}
+	PG_END_TRY();
+	if (dropping)
+		es_worker_exit(ES_EXIT_DROPPING, "left: database dropping");
 }
 
 /*
@@ -326,6 +380,8 @@ es_worker_pass(void)
  * holding the slot for ES_YIELD_BUSY_MS, in which case this database queues
  * again at once, among the databases that have work.  Exits, or returns.
  */
+static TimestampTz es_yield_checked = 0;
+
 static void
 es_worker_maybe_yield(TimestampTz last_work)
 {
@@ -336,6 +392,14 @@ es_worker_maybe_yield(TimestampTz last_work)
 
 	if (!idle && !busy_long)
 		return;
+	/*
+	 * Looking for a waiting database reads every entry: at most every
+	 * ES_YIELD_CHECK_MS, not after each wake pass (every 5 ms under appends
+	 * matching a subscription, it was a tenth of the worker's CPU time).
+	 */
+	if (!TimestampDifferenceExceeds(es_yield_checked, now, ES_YIELD_CHECK_MS))
+		return;
+	es_yield_checked = now;
 	LWLockAcquire(es_relay->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < ES_RELAY_MAX_DBS && !someone_waits; i++)
 	{
@@ -374,8 +438,10 @@ void
 eventstore_relay_worker_main(Datum arg)
 {
 	Oid			dbid = DatumGetObjectId(arg);
-	TimestampTz last_pass = 0;
+	TimestampTz last_pass = 0;	/* the last pass of either kind */
+	TimestampTz last_full = 0;	/* the last pass that read the outbox */
 	TimestampTz last_work;
+	bool		wake_only = false;	/* the next pass: a wake pass if nothing else is due */
 	long		wake_retry_ms = 0;	/* a subscription's event above the horizon: pass again soon */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -442,18 +508,28 @@ eventstore_relay_worker_main(Datum arg)
 				es_worker_exit(ES_EXIT_NOT_WANTED, "left: not in relay_databases");
 			}
 			CommitTransactionCommand();
+			wake_only = false;
 		}
 
 		if (RecoveryInProgress())
 			es_relay_set_state("idle: standby");
+		else if (wake_only && !es_relay_outbox_woken(false) &&
+				 !TimestampDifferenceExceeds(last_full, GetCurrentTimestamp(), es_relay_naptime))
+		{
+			/* woken for subscriptions only, and the naptime has not passed */
+			es_worker_wake_pass();
+			last_pass = GetCurrentTimestamp();
+		}
 		else
 		{
 			es_relay_set_state("publishing");
 			(void) es_relay_outbox_woken(true);
 			published = es_worker_pass();
-			last_pass = GetCurrentTimestamp();
+			last_pass = last_full = GetCurrentTimestamp();
 			es_relay_set_state(published < 0 ? "idle: after error" : "idle");
 		}
+		es_worker_purge_if_due();
+		wake_only = false;
 
 		if (published > 0)
 			last_work = GetCurrentTimestamp();
@@ -479,7 +555,9 @@ eventstore_relay_worker_main(Datum arg)
 
 		/*
 		 * Sleep until woken, the naptime passes, the next purge batch is due,
-		 * or it is time to look for a pending DROP DATABASE.
+		 * or it is time to look for a pending DROP DATABASE.  Woken by a
+		 * commit or the retry above, the next pass is a wake pass (unless
+		 * the commit wrote outbox rows or the naptime is up).
 		 */
 		for (;;)
 		{
@@ -487,9 +565,18 @@ eventstore_relay_worker_main(Datum arg)
 			long		purge_ms = es_purge_wait_ms();
 
 			now = GetCurrentTimestamp();
-			wait_ms = es_relay_naptime - (long) (TimestampDifferenceMilliseconds(last_pass, now));
+			wait_ms = es_relay_naptime - (long) (TimestampDifferenceMilliseconds(last_full, now));
 			if (wake_retry_ms > 0)
-				wait_ms = Min(wait_ms, wake_retry_ms - (long) TimestampDifferenceMilliseconds(last_pass, now));
+			{
+				long		retry_ms = wake_retry_ms - (long) TimestampDifferenceMilliseconds(last_pass, now);
+
+				if (retry_ms <= 0)
+				{
+					wake_only = true;
+					break;
+				}
+				wait_ms = Min(wait_ms, retry_ms);
+			}
 			if (purge_ms >= 0)
 				wait_ms = Min(wait_ms, purge_ms);
 			if (wait_ms <= 0)
@@ -513,6 +600,7 @@ eventstore_relay_worker_main(Datum arg)
 				if (since < ES_WAKE_MIN_INTERVAL_MS && !es_relay_outbox_woken(false))
 					(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 									 ES_WAKE_MIN_INTERVAL_MS - since, PG_WAIT_EXTENSION);
+				wake_only = true;
 				break;
 			}
 			es_worker_maybe_yield(last_work);

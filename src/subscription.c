@@ -24,13 +24,17 @@
  * SERIALIZABLE) may be older than the horizon, so poll() refuses it.
  *
  * Wake-ups: the subscriptions are a registry (registry.c), cached per
- * backend.  An append whose events match a subscription of its store asks,
- * at commit, for the relay worker with the append's last position
- * (es_relay_wake_position); the worker's pass notifies the channel of each
- * subscription with events between the last published log horizon and the
- * new one (eventstore._subscription_wake, called by relay.c).  The append
- * writes nothing and sends no NOTIFY itself: with no subscription on the
- * store it costs one cached test.
+ * backend.  An append notes, for each subscription of its store that its
+ * events match, the subscription's slot (es_wake_slot) and the first and
+ * last matching positions (es_relay_wake_position); at commit they go to
+ * shared memory and the relay worker is woken (relay_launcher.c).  The
+ * worker's wake pass (es_subscriptions_wake_pass) notifies the channel of
+ * each subscription whose slot has a signalled position at or below the
+ * settled horizon: no SQL, no write.  Its pass that reads the outbox also
+ * wakes the subscriptions with events no commit signalled, between the
+ * last published log horizon and the new one (eventstore._subscription_wake,
+ * called by relay.c).  The append writes nothing and sends no NOTIFY
+ * itself: with no subscription on the store it costs one cached test.
  */
 #include "postgres.h"
 
@@ -50,8 +54,12 @@
 #include "utils/typcache.h"
 #include "utils/snapmgr.h"
 
+#include "commands/async.h"
+#include "common/md5.h"
+
 #include "compat.h"
 #include "eventstore.h"
+#include "relay_shared.h"
 
 PG_FUNCTION_INFO_V1(eventstore_log_horizon);
 PG_FUNCTION_INFO_V1(eventstore_create_subscription);
@@ -69,6 +77,9 @@ PG_FUNCTION_INFO_V1(eventstore_subscription_status);
 /* A subscription as the wake-up check needs it. */
 typedef struct EsSubFilter
 {
+	char	   *name;
+	char	   *channel;		/* eventstore.subscription_channel(name) */
+	int			slot;			/* es_wake_slot(name) */
 	Oid			store;
 	int			ntypes;			/* -1: every event type */
 	char	  **types;
@@ -83,13 +94,14 @@ typedef struct EsSubFilters
 } EsSubFilters;
 
 static void es_subscriptions_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt);
+static char *es_subscription_channel(const char *name, MemoryContext cxt);
 
 /* subscriptions.store exists from 0.6.0 on; before, every one reads the default store */
 static EsRegistry es_subscriptions_registry = {
 	.relname = "subscriptions",
-	.query = "SELECT s.store::pg_catalog.oid, s.event_types, s.categories FROM eventstore.subscriptions s",
+	.query = "SELECT s.store::pg_catalog.oid, s.event_types, s.categories, s.name FROM eventstore.subscriptions s",
 	.since_column = "store",
-	.query_before = "SELECT NULL::pg_catalog.oid, s.event_types, s.categories FROM eventstore.subscriptions s",
+	.query_before = "SELECT NULL::pg_catalog.oid, s.event_types, s.categories, s.name FROM eventstore.subscriptions s",
 	.fill = es_subscriptions_fill,
 };
 
@@ -118,20 +130,48 @@ es_subscriptions_fill(EsRegistry *reg, SPITupleTable *rows, MemoryContext cxt)
 		f->ntypes = es_copy_text_array(d, isnull, cxt, &f->types);
 		d = SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull);
 		f->ncategories = es_copy_text_array(d, isnull, cxt, &f->categories);
+		f->name = MemoryContextStrdup(cxt, SPI_getvalue(rows->vals[i], rows->tupdesc, 4));
+		f->slot = es_wake_slot(f->name, strlen(f->name));
+		f->channel = es_subscription_channel(f->name, cxt);
 	}
 	subs->n = (int) n;
 	reg->cache = subs;
 }
 
+/* The wake-up slot of the subscription named name (relay_shared.h): a hash of the name. */
+int
+es_wake_slot(const char *name, int len)
+{
+	return (int) (hash_bytes((const unsigned char *) name, len) % ES_WAKE_SLOTS);
+}
+
+/*
+ * The channel of subscription name, as eventstore.subscription_channel()
+ * names it: eventstore_sub_<name>, or for a name longer than 48 bytes
+ * eventstore_sub_<md5 of the name>.
+ */
+static char *
+es_subscription_channel(const char *name, MemoryContext cxt)
+{
+	char		md5[33];
+	const char *errstr = NULL;
+
+	if (strlen(name) <= 48)
+		return MemoryContextStrdup(cxt, psprintf("eventstore_sub_%s", name));
+	if (!pg_md5_hash(name, strlen(name), md5, &errstr))
+		elog(ERROR, "eventstore: md5 of a subscription name failed: %s", errstr ? errstr : "?");
+	return MemoryContextStrdup(cxt, psprintf("eventstore_sub_%s", md5));
+}
+
 /*
  * An append to store st of n events (stream stream_id, types event_types,
- * the last at position last) is about to finish: if any event matches a
- * subscription of st, ask for the relay worker at commit, with the
- * position, so that it notifies the subscription's channel once the
- * position is below the horizon.
+ * at positions) is about to finish: for each subscription of st that one of
+ * them matches, ask for the relay worker at commit with the subscription's
+ * wake-up slot and the first and last matching positions, so that it
+ * notifies the subscription's channel once they are below the horizon.
  */
 void
-es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int n, int64 last)
+es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int64 *positions, int n)
 {
 	EsSubFilters *subs;
 	text	   *sid;
@@ -148,6 +188,8 @@ es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int n, i
 	for (int s = 0; s < subs->n; s++)
 	{
 		EsSubFilter *f = &subs->items[s];
+		int			first = -1;
+		int			last = -1;
 
 		if (OidIsValid(f->store) ? f->store != st->relid : !st->is_default)
 			continue;
@@ -157,13 +199,87 @@ es_subscriptions_wake(EsStore *st, Datum stream_id, Datum *event_types, int n, i
 		{
 			text	   *type = DatumGetTextPP(event_types[i]);
 
-			if (es_in_list(f->types, f->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+			if (f->ntypes < 0 ||
+				es_in_list(f->types, f->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 			{
-				es_relay_wake_position(last);
-				return;
+				if (first < 0)
+					first = i;
+				last = i;
+				if (f->ntypes < 0)
+				{
+					last = n - 1;
+					break;
+				}
 			}
 		}
+		if (first >= 0)
+			es_relay_wake_position(f->slot, positions[first], positions[last]);
 	}
+}
+
+/*
+ * A wake pass of the relay worker (relay_worker.c), in its own transaction,
+ * between the passes that read the outbox and publish the log horizon: no
+ * SQL (but reloading the cached subscriptions after a change), no write.
+ * The subscriptions of every slot that commits signalled up to the settled
+ * horizon are notified (payload: the horizon), at this transaction's
+ * commit.  Returns whether it notified; es_relay_log_horizon is the horizon.
+ */
+bool
+es_subscriptions_wake_pass(void)
+{
+	int64		horizon = es_settled_horizon(ES_COUNTER_POSITION, es_position_seqid());
+	int64		woken_to[ES_WAKE_SLOTS];
+
+	es_relay_log_horizon = Max(es_relay_log_horizon, horizon);
+	return es_subscriptions_fire(horizon, woken_to);
+}
+
+/*
+ * Notify, at this transaction's commit, the subscriptions of every slot
+ * that commits signalled up to horizon (es_relay_wake_slots, which fills
+ * woken_to[]); payload: the horizon.  Returns whether any slot fired.
+ */
+bool
+es_subscriptions_fire(int64 horizon, int64 *woken_to)
+{
+	uint64		fired = es_relay_wake_slots(horizon, woken_to);
+	EsSubFilters *subs;
+	char		payload[32];
+
+	if (fired == 0)
+		return false;
+	es_registry_load(&es_subscriptions_registry);
+	subs = es_subscriptions_registry.cache;
+	snprintf(payload, sizeof(payload), INT64_FORMAT, horizon);
+	for (int s = 0; s < subs->n; s++)
+		if (fired & (UINT64CONST(1) << subs->items[s].slot))
+			Async_Notify(subs->items[s].channel, payload);
+	return true;
+}
+
+/*
+ * For the pass that publishes the log horizon from after to upto (relay.c):
+ * the range of the log each cached subscription still has to be checked
+ * over, as names[] and afters[] (its slot's woken_to if higher than after:
+ * a wake pass notified it at that horizon, which covers every event below).
+ * Returns how many.  palloc'd in the current context.
+ */
+int
+es_subscriptions_wake_since(int64 after, int64 *woken_to, Datum **names, Datum **afters)
+{
+	EsSubFilters *subs;
+
+	es_registry_load(&es_subscriptions_registry);
+	subs = es_subscriptions_registry.cache;
+	*names = palloc(sizeof(Datum) * Max(subs->n, 1));
+	*afters = palloc(sizeof(Datum) * Max(subs->n, 1));
+	for (int s = 0; s < subs->n; s++)
+	{
+		(*names)[s] = CStringGetTextDatum(subs->items[s].name);
+		(*afters)[s] = Int64GetDatum(Max(after, woken_to[subs->items[s].slot]));
+	}
+	return subs->n;
 }
 
 /*

@@ -177,7 +177,7 @@ SELECT is(ARRAY(SELECT s FROM (SELECT p.oid::regprocedure::text AS s FROM pg_pro
     'eventstore._subscription_start(text,bigint,timestamp with time zone,regclass)',
     'eventstore._subscription_state(oid)',
     'eventstore._subscription_take(text,text,integer,oid)',
-    'eventstore._subscription_wake(bigint,bigint)',
+    'eventstore._subscription_wake(bigint,bigint,text[],bigint[])',
     'eventstore._time_arg(timestamp with time zone)',
     'eventstore._upcast(eventstore.events)',
     'eventstore._upcast(eventstore.events,regclass)',
