@@ -64,6 +64,14 @@
 #     block_writes move were refused with 40001; nothing else failed; every
 #     acknowledged append is on the new placement at its version, each
 #     stream's versions 1..N once, no more events than acknowledged.
+#   - a per-node subscription across a shard move, worker 1 -> 2 and 2 -> 1:
+#     of the moving shard's events, the old node's consumer gets those it
+#     drained before the move and the new node's consumer those appended
+#     after it; those appended before and not yet consumed reach neither
+#     (the new node's checkpoint is past a lower range, its horizon below a
+#     higher one); read_node on the new node returns the moved rows only from
+#     a lower range; the README's catch-up query returns exactly the missed
+#     events.
 #
 #   CITUS_PORT     first port (default 54470)
 #   CITUS_CLIENTS  clients (default 6)
@@ -576,6 +584,84 @@ if [ "$(q 0 -c "SHOW wal_level")" = logical ]; then
 else
     echo "citus: wal_level is not logical; the force_logical move is not tested"
 fi
+
+# -- a per-node consumer across a shard move ------------------------------------------
+# A moved shard's rows keep their positions, from the old node's range.  A
+# subscription per worker (one partition, categories mu and md); for each
+# direction (worker 1 -> 2: streams mu-*, worker 2 -> 1: md-*) a shard of the
+# old node gets events A, which the old node's consumer drains, then events
+# B, which it does not, and the destination's consumer drains its own events
+# of the category; the shard moves; events C are appended after the move;
+# both consumers drain.  What each gets, as it is: A on the old node only
+# (once), C on the new node only, B by neither (the old node's log lost them;
+# the new node's consumer is past them when they come from a lower node's
+# range, and its horizon never reaches a higher node's range).  So the safe
+# procedure is the one A follows: drain the old node's consumers past the
+# shard's events (or stop appending to it) before the move.
+q 0 -c "SELECT run_command_on_workers(\$\$SELECT eventstore.create_subscription('mv_sub', categories => ARRAY['mu', 'md'], partition_by => 'none', partitions => 1)\$\$)" \
+    -c "SELECT run_command_on_workers(\$\$CREATE TABLE public.mv_seen (seq bigserial PRIMARY KEY, pos bigint NOT NULL, stream_id text NOT NULL, version bigint NOT NULL)\$\$)" >/dev/null ||
+    fail "mv_sub on every worker"
+sed -e 's/citus_sub/mv_sub/' -e 's/public\.sub_seen/public.mv_seen/' "$WORK/consume.sql" >"$WORK/mv_consume.sql"
+mv_drain() {  # mv_drain NODE: polls and acks mv_sub on NODE until a poll is empty
+    local r
+    for _ in $(seq 1 50); do
+        r=$(q "$1" -f "$WORK/mv_consume.sql" 2>>"$WORK/mv_consume.err" | grep '^polled|')
+        [ "$r" = "polled|0" ] && return 0
+    done
+    fail "mv_sub on worker $1 does not drain"
+}
+mv_append() {  # mv_append PHASE STREAM...: one event of type PHASE to each stream, through the coordinator
+    local p=$1 s; shift
+    for s in "$@"; do
+        q 0 -c "SELECT eventstore.append_event('$s', NULL, '$p', '{}')" >/dev/null || fail "append $p to $s"
+    done
+}
+move_read() {  # move_read TAG SRC: moves a shard of TAG's streams from worker SRC to the other one
+    local tag=$1 sn=$2 dn shard ms ds cp g
+    if [ "$sn" = 1 ]; then dn=2; else dn=1; fi
+    shard=$(q 0 -c "SELECT s FROM (SELECT get_shard_id_for_distribution_column('eventstore.events', '$tag-' || g) s
+                     FROM generate_series(1, 1000) g) x JOIN pg_dist_shard_placement p ON p.shardid = s
+                     WHERE p.nodeport = $(node_port "$sn") AND s NOT IN ($moved) LIMIT 1")
+    moved+=",$shard"
+    # two streams of the moving shard, one stream on the destination
+    read -r -a ms <<<"$(q 0 -c "SELECT string_agg(s, ' ') FROM (SELECT '$tag-' || g AS s FROM generate_series(1, 5000) g
+             WHERE get_shard_id_for_distribution_column('eventstore.events', '$tag-' || g) = $shard LIMIT 2) x")"
+    ds=$(q 0 -c "SELECT '$tag-' || g FROM generate_series(1, 5000) g JOIN pg_dist_shard_placement p
+                  ON p.shardid = get_shard_id_for_distribution_column('eventstore.events', '$tag-' || g)
+                 WHERE p.nodeport = $(node_port "$dn") LIMIT 1")
+    mv_append A "${ms[@]}" "${ms[@]}"; mv_append D "$ds" "$ds"
+    mv_drain "$sn"; mv_drain "$dn"
+    mv_append B "${ms[@]}" "${ms[@]}"
+    # the old node's checkpoint and group when the move starts (the catch-up query below reads above it)
+    cp=$(q "$sn" -c "SELECT min(checkpoint) FROM eventstore.subscription_partitions WHERE subscription = 'mv_sub'")
+    g=$(q "$sn" -c "SELECT groupid FROM pg_dist_local_group")
+    q 0 -c "SELECT citus_move_shard_placement($shard, '127.0.0.1', $(node_port "$sn"), '127.0.0.1', $(node_port "$dn"), shard_transfer_mode => 'block_writes')" \
+        >/dev/null 2>"$WORK/$tag.move.err" || fail "move of shard $shard: $(head -3 "$WORK/$tag.move.err")"
+    mv_append C "${ms[@]}"
+    mv_drain "$sn"; mv_drain "$dn"
+    # per worker: events of the moving streams its consumer got, per phase (versions: A 1-2, B 3-4, C 5)
+    local phases="SELECT string_agg(n::text, ' ' ORDER BY ph) FROM (SELECT ph, (SELECT count(*) FROM public.mv_seen x
+                   WHERE x.stream_id IN ('${ms[0]}', '${ms[1]}') AND x.version = ANY (CASE ph WHEN 'A' THEN ARRAY[1, 2]
+                   WHEN 'B' THEN ARRAY[3, 4] ELSE ARRAY[5] END)) n FROM unnest(ARRAY['A', 'B', 'C']) ph) s"
+    check "move $sn -> $dn: the new node's consumer gets C and its own events, not A or B (B lost to it)" "0 0 2 2" \
+        "$(q "$dn" -c "$phases") $(q "$dn" -c "SELECT count(*) FROM public.mv_seen WHERE stream_id = '$ds'")"
+    check "move $sn -> $dn: the old node's consumer got A (drained before the move), not B or C" "4 0 0" \
+        "$(q "$sn" -c "$phases")"
+    # the catch-up the README documents: on the coordinator, the moved shard's
+    # rows of the subscription's categories in the old node's range above its
+    # checkpoint at the move are exactly what its consumer missed (B)
+    check "move $sn -> $dn: the documented catch-up query returns B, in position order" "3 3 4 4" \
+        "$(q 0 -c "SELECT string_agg(stream_version::text, ' ' ORDER BY global_position) FROM eventstore.events
+                    WHERE get_shard_id_for_distribution_column('eventstore.events', stream_id) = $shard
+                      AND eventstore.category(stream_id) = ANY (ARRAY['mu', 'md'])
+                      AND global_position >> 48 = $g AND global_position > $cp" 2>&1)"
+    # the store lost nothing; the new node's log holds the moved rows only if they come from a lower node's range
+    check "move $sn -> $dn: the streams hold A B C; the new node's read_node returns $( [ "$sn" -lt "$dn" ] && echo 'all of them' || echo 'C only')" \
+        "10 $( [ "$sn" -lt "$dn" ] && echo 10 || echo 2)" \
+        "$(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id IN ('${ms[0]}', '${ms[1]}')") $(q "$dn" -c "SELECT count(*) FROM eventstore.read_node(0, NULL) WHERE stream_id IN ('${ms[0]}', '${ms[1]}')")"
+}
+move_read mu 1
+move_read md 2
 
 echo "citus: $(val events) events in $(val streams) streams checked; $(( $(date +%s) - T_START )) s in all"
 if grep -q ERROR "$WORK/check.out"; then cat "$WORK/check.out"; fail "check queries"; fi
