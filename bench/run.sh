@@ -11,10 +11,14 @@
 #
 #   BENCH_MODE=quick  1 round x 3 s per run   (under 60 s)
 #   BENCH_MODE=full   3 rounds x 8 s per run (about 13 min)
+#   BENCH_ONLY="cases subscription ..."  only these parts (default: all):
+#                     cases relay import subscription lifecycle memory citus
+#   BENCH_CASES=REGEX only the pgbench cases whose name matches (with "cases")
 ES_PORT=${ES_PORT:-54333}
 source "$(dirname "$0")/../scripts/cluster.sh"
 
 MODE=${BENCH_MODE:-quick}
+want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 case $MODE in
     quick) ROUNDS=1; SECS=3; CLIENT_SET="1 8"; MEM_APPENDS=10000; RELAY_RATE=500; RELAY_SECS=2; RELAY_COUNT=5000 ;;
     full)  ROUNDS=3; SECS=8; CLIENT_SET="1 8"; MEM_APPENDS=100000; RELAY_RATE=1000; RELAY_SECS=10; RELAY_COUNT=20000 ;;
@@ -66,7 +70,11 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((
 # Each case: name, unit multiplier (events per transaction), clients, options,
 # our script, baseline scripts (name:script[:setting=value] ...).
 declare -a CASES=()
-add_case() { CASES+=("$*"); }
+add_case() {
+    want cases || return 0
+    [ -z "${BENCH_CASES:-}" ] || [[ ${1%%|*} =~ $BENCH_CASES ]] || return 0
+    CASES+=("$*")
+}
 for c in $CLIENT_SET; do
     add_case "append|1|$c||ours_append.sql|raw:raw_append.sql plpgsql:plpgsql_append.sql"
     add_case "append, statistics on vs off|1|$c||ours_append.sql|stats_off:ours_append.sql:eventstore.stats=off"
@@ -124,6 +132,7 @@ done
 
 # Relay: commit-to-NOTIFY latency at a steady rate, and throughput draining a
 # backlog, against a hand-written SKIP LOCKED relay; rounds interleaved.
+if want relay; then
 es_log "building bench/relay/relay_bench.c"
 gcc -O2 -Wall -Wextra -I"$("$(es_pg_config)" --includedir)" -o "$WORK/relay_bench" \
     "$BENCH/relay/relay_bench.c" -L"$("$(es_pg_config)" --libdir)" -lpq -lpthread
@@ -141,18 +150,22 @@ for round in $(seq 1 "$ROUNDS"); do
 "
     done
 done
+fi
 field() { printf '%s' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}' | median; }
 
 # Bulk import: COPY + import_events against a raw COPY of the same rows.
+if want import; then
 source "$BENCH/import_case.sh"
 IMPORT_N=$([ "$MODE" = full ] && echo 1000000 || echo 100000)
 es_log "import: $IMPORT_N events per round"
 read -r imp_ours imp_raw <<<"$(import_case "$IMPORT_N" "$ROUNDS")"
+fi
 
 # Subscriptions: one consumer draining a backlog against a read_all loop
 # (default synchronous_commit and the consumer's synchronous_commit=off),
 # 4 consumers against 1, commit-to-delivery with LISTEN wake-ups, and the
 # append with a matching subscription against none.
+if want subscription; then
 source "$BENCH/subscription_case.sh"
 SUB_N=$([ "$MODE" = full ] && echo 1000000 || echo 100000)
 es_log "subscription: drain of $SUB_N events per round"
@@ -168,12 +181,15 @@ declare -A SUB_APPEND
 for c in $CLIENT_SET; do
     SUB_APPEND[$c]=$(subscription_append_case "$c" "$ROUNDS")
 done
+fi
 
 # Lifecycle: purge rate while 8 clients append, and their rate without it.
+if want lifecycle; then
 source "$BENCH/lifecycle_case.sh"
 PURGE_N=$([ "$MODE" = full ] && echo 600000 || echo 200000)
 es_log "lifecycle: purge of $PURGE_N deleted events per round while 8 clients append"
 read -r lc_purge lc_alone lc_during lc_loop lc_during_loop <<<"$(lifecycle_case "$PURGE_N" "$SECS" "$ROUNDS")"
+fi
 
 # Memory: one backend, MEM_APPENDS appends, memory contexts before and after.
 mem_growth() {
@@ -187,8 +203,11 @@ mem_growth() {
     } > "$f"
     es_psql -d bench -At -f "$f" | tail -1
 }
-es_log "memory: $MEM_APPENDS appends in one session"
-MEM=$(mem_growth)
+MEM=
+if want memory; then
+    es_log "memory: $MEM_APPENDS appends in one session"
+    MEM=$(mem_growth)
+fi
 
 # Report.
 {
@@ -222,6 +241,7 @@ for i in "${!CASES[@]}"; do
         printf '| hot stream (conflicts) | 8 | %s/s | plpgsql | %s/s | | | |\n' "$oc" "$pc" >> "$WORK/table.md"
     fi
 done
+if want relay; then
 for v in ours hand; do
     eval "r_${v}_p50=\$(field \"\${RELAY[lat|$v]}\" p50_ms)"
     eval "r_${v}_p99=\$(field \"\${RELAY[lat|$v]}\" p99_ms)"
@@ -236,11 +256,15 @@ printf ',\n  {"case": "relay throughput", "ours_per_s": %s, "baseline": "hand", 
     "$r_ours_thr" "$r_hand_thr" "$ratio" >> "$WORK/results.json"
 printf ',\n  {"case": "relay latency", "rate": %s, "ours_p50_ms": %s, "ours_p99_ms": %s, "baseline": "hand", "baseline_p50_ms": %s, "baseline_p99_ms": %s}' \
     "$RELAY_RATE" "$r_ours_p50" "$r_ours_p99" "$r_hand_p50" "$r_hand_p99" >> "$WORK/results.json"
+fi
+if want import; then
 ratio=$(awk -v a="$imp_ours" -v b="$imp_raw" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
 printf '| import of %s events (COPY to staging + import_events) | 1 | %s/s | raw COPY | %s/s | %s | | |\n' \
     "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/table.md"
 printf ',\n  {"case": "import", "events": %s, "ours_per_s": %s, "baseline": "raw COPY", "baseline_per_s": %s, "ratio": "%s"}' \
     "$IMPORT_N" "$imp_ours" "$imp_raw" "$ratio" >> "$WORK/results.json"
+fi
+if want subscription; then
 for sc in on off; do
     eval "sub_ours=\$sub_$sc sub_cpu=\$sub_${sc}_cpu"
     label=$([ $sc = on ] && echo "default synchronous_commit" || echo "consumer's synchronous_commit=off")
@@ -267,6 +291,8 @@ for c in $CLIENT_SET; do
     printf ',\n  {"case": "append with a matching subscription", "clients": %s, "ours_per_s": %s, "baseline": "no subscription", "baseline_per_s": %s, "ratio": "%s"}' \
         "$c" "$sub_with" "$sub_without" "$ratio" >> "$WORK/results.json"
 done
+fi
+if want lifecycle; then
 ratio=$(awk -v a="$lc_during" -v b="$lc_alone" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
 printf '| append while the relay worker purges, default pacing (purge: %s deleted events/s) | 8 | %s/s | append without purge | %s/s | %s | | |\n' \
     "$lc_purge" "$lc_during" "$lc_alone" "$ratio" >> "$WORK/table.md"
@@ -277,16 +303,20 @@ printf '| append while a purge(1000) loop runs flat out (purge: %s deleted event
     "$lc_loop" "$lc_during_loop" "$lc_alone" "$ratio" >> "$WORK/table.md"
 printf ',\n  {"case": "append during a purge loop", "purge_per_s": %s, "ours_per_s": %s, "baseline": "append without purge", "baseline_per_s": %s, "ratio": "%s"}' \
     "$lc_loop" "$lc_during_loop" "$lc_alone" "$ratio" >> "$WORK/results.json"
+fi
 # Scale-out: appends through a Citus coordinator with two workers (its own clusters)
 es_log "appends through a Citus coordinator (bench/citus.sh)"
-CITUS_BENCH_SECS=${CITUS_BENCH_SECS:-$SECS} bash "$BENCH/citus.sh" >> "$WORK/table.md"
+want citus && CITUS_BENCH_SECS=${CITUS_BENCH_SECS:-$SECS} bash "$BENCH/citus.sh" >> "$WORK/table.md"
 echo "" >> "$WORK/results.json"; echo "]" >> "$WORK/results.json"
+sed -i '2{/^,$/d}' "$WORK/results.json"   # no pgbench case ran (BENCH_ONLY): no comma after "["
 {
     echo
-    echo "Backend memory growth after $MEM_APPENDS appends in one session: $MEM bytes (pg_backend_memory_contexts, total_bytes)."
-    echo
+    if want memory; then
+        echo "Backend memory growth after $MEM_APPENDS appends in one session: $MEM bytes (pg_backend_memory_contexts, total_bytes)."
+        echo
+    fi
     echo "Mode $MODE: $ROUNDS round(s) x ${SECS}s per run, medians; $(nproc) cores; $("$(es_bindir)/postgres" --version); shared_buffers 512MB, fsync on; $(date -u +%Y-%m-%d)."
-    echo "Command: BENCH_MODE=$MODE bash bench/run.sh (or make bench / make bench-quick)."
+    echo "Command: ${BENCH_ONLY:+BENCH_ONLY=\"$BENCH_ONLY\" }${BENCH_CASES:+BENCH_CASES=\"$BENCH_CASES\" }BENCH_MODE=$MODE bash bench/run.sh (or make bench / make bench-quick)."
 } >> "$WORK/table.md"
 cp "$WORK/table.md" "$OUT/$STAMP-$MODE.md"
 cp "$WORK/results.json" "$OUT/$STAMP-$MODE.json"

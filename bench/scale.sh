@@ -33,6 +33,8 @@
 #   SCALE_CHUNK   events per import_events call (default 1000000)
 #   SCALE_SHARED_BUFFERS  shared_buffers of the cluster (default: a quarter of
 #                 the machine's memory, PostgreSQL's documented starting point)
+#   SCALE_PREWARM 1 (default): read each size's table and indexes into
+#                 shared_buffers (pg_prewarm) before the runs; 0: not
 #   ES_PORT       port of the throwaway cluster (default 54334)
 #   SCALE_NO_BUILD=1  use the installed extension as it is (no make clean all install)
 # The full run needs up to about 10 GB of disk in /tmp and, on 2 cores, about
@@ -185,6 +187,19 @@ for size in $SIZES; do
     TAIL[$size]=$(q "SELECT coalesce(max(global_position), 0) FROM eventstore.events")
     SIZE_MB[$size]=$(q "SELECT pg_total_relation_size('eventstore.events') / 1048576")
 done
+# The loads and VACUUM went through small ring buffers and left the data in
+# the kernel's cache: read every size's table and indexes into shared_buffers
+# (pg_prewarm), as a server that has run a while holds its hot data, so that
+# the runs measure the steady state and not the warm-up (SCALE_PREWARM=0: not).
+if [ "${SCALE_PREWARM:-1}" = 1 ]; then
+    for size in $SIZES; do
+        DB=scale_$size
+        es_psql -d "$DB" -c 'CREATE EXTENSION IF NOT EXISTS pg_prewarm' \
+            -c "SELECT sum(pg_prewarm(c.oid)) FROM pg_class c
+                 WHERE c.oid = 'eventstore.events'::regclass
+                    OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'eventstore.events'::regclass)" >/dev/null
+    done
+fi
 # ROUNDS runs of every figure at every size, round by round and size by size;
 # the median of each kept.
 declare -A RUNS=()
