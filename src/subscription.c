@@ -392,15 +392,18 @@ typedef struct EsPollReceiver
 	int64	   *retry_positions;
 	int32	   *retry_attempts;
 	int64		remaining;
+	bool		replay;			/* running the replay query, else the scan */
 } EsPollReceiver;
 
 static void
 es_poll_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
-	(void) self;
+	EsPollReceiver *r = (EsPollReceiver *) self;
+
 	(void) operation;
-	if (typeinfo->natts != ES_NCOLS + 2)
-		elog(ERROR, "eventstore: poll's query returns %d columns, expected %d", typeinfo->natts, ES_NCOLS + 2);
+	if (typeinfo->natts != (r->replay ? ES_NCOLS + 2 : ES_NCOLS))
+		elog(ERROR, "eventstore: poll's query returns %d columns, expected %d", typeinfo->natts,
+			 r->replay ? ES_NCOLS + 2 : ES_NCOLS);
 }
 
 /* partition_by ('stream', 'correlation', 'none') as es_subscription_partition takes it */
@@ -497,31 +500,45 @@ es_poll_receive(TupleTableSlot *slot, DestReceiver *self)
 	int			part;
 	int32		attempt;
 
-	slot_getallattrs(slot);
 	v = slot->tts_values;
 	n = slot->tts_isnull;
-	pos = DatumGetInt64(v[ES_COL_POSITION]);
-	if (!n[ES_NCOLS])
+	if (r->replay)
 	{
 		/* a replayed parked event: its partition and attempt come with it */
+		slot_getallattrs(slot);
+		pos = DatumGetInt64(v[ES_COL_POSITION]);
 		part = DatumGetInt32(v[ES_NCOLS]);
 		attempt = DatumGetInt32(v[ES_NCOLS + 1]);
 	}
 	else
 	{
-		text	   *sid = DatumGetTextPP(v[ES_COL_STREAM]);
-		text	   *type = DatumGetTextPP(v[ES_COL_TYPE]);
-		const char *dash = memchr(VARDATA_ANY(sid), '-', VARSIZE_ANY_EXHDR(sid));
-		int			catlen = dash ? (int) (dash - VARDATA_ANY(sid)) : (int) VARSIZE_ANY_EXHDR(sid);
+		text	   *sid;
+		text	   *type;
+		const char *dash;
+		int			catlen;
 
+		/*
+		 * The scan's slot is the stored tuple when the store's columns are
+		 * its attributes (no projection): deform what the filter needs
+		 * first, the rest only for an event delivered, never the tags.
+		 */
+		slot_getsomeattrs(slot, ES_COL_TYPE + 1);
+		pos = DatumGetInt64(v[ES_COL_POSITION]);
+		sid = DatumGetTextPP(v[ES_COL_STREAM]);
+		type = DatumGetTextPP(v[ES_COL_TYPE]);
+		dash = memchr(VARDATA_ANY(sid), '-', VARSIZE_ANY_EXHDR(sid));
+		catlen = dash ? (int) (dash - VARDATA_ANY(sid)) : (int) VARSIZE_ANY_EXHDR(sid);
 		if (!es_in_list(r->categories, r->ncategories, VARDATA_ANY(sid), catlen) ||
 			!es_in_list(r->types, r->ntypes, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 			return true;
+		if (r->partition_by == 'c')
+			slot_getsomeattrs(slot, ES_COL_METADATA + 1);
 		part = es_subscription_partition(r->partition_by, r->partitions, pos, v[ES_COL_STREAM],
-										 v[ES_COL_METADATA], n[ES_COL_METADATA]);
+										 v[ES_COL_METADATA], r->partition_by == 'c' ? n[ES_COL_METADATA] : true);
 		if (!r->open[part] || pos <= r->checkpoints[part])
 			return true;
 		attempt = (r->nretries > 0 ? es_poll_attempts(r, pos) : 0) + 1;
+		slot_getsomeattrs(slot, r->rowdesc != NULL ? ES_NCOLS : ES_COL_CREATED_AT + 1);
 	}
 	out[0] = Int32GetDatum(part);
 	out[1] = v[ES_COL_POSITION];
@@ -593,9 +610,10 @@ es_poll_destroy(DestReceiver *self)
  * The queries poll delivers from, on store st, prepared once per store and
  * lifecycle (kept in the store's cache): the store's columns, the lifecycle
  * read's with lifecycle rows for the store (what reads hide is never
- * delivered, data is decrypted), then a partition and an attempt.
- *   scan:   the events in ($1, $2], in log order: NULL partition (the
- *           receiver works it out), at most $3
+ * delivered, data is decrypted), the replay's then a partition and an attempt.
+ *   scan:   the events in ($1, $2], in log order, at most $3 (the
+ *           receiver works out the partition); the store's columns alone,
+ *           so that the scan's slot reaches the receiver unprojected
  *   replay: the replayed parked events of subscription $1 in the partitions
  *           $2 (at or below their checkpoints), in log order, attempt
  *           counted
@@ -634,7 +652,7 @@ es_poll_plan(EsStore *st, bool replay, bool lifecycle)
 						   " ORDER BY r.global_position",
 						   cols, events, filter);
 		else
-			sql = psprintf("SELECT %s, NULL::pg_catalog.int4, NULL::pg_catalog.int4 FROM %s e"
+			sql = psprintf("SELECT %s FROM %s e"
 						   " WHERE e.global_position OPERATOR(pg_catalog.>) $1"
 						   "   AND e.global_position OPERATOR(pg_catalog.<=) $2%s"
 						   " ORDER BY e.global_position LIMIT $3",
@@ -873,7 +891,9 @@ eventstore_poll(PG_FUNCTION_ARGS)
 				Oid			types[2] = {TEXTOID, INT4ARRAYOID};
 				Datum		values[2] = {v[1], v[9]};
 
+				r.replay = true;
 				es_poll_run(es_poll_plan(r.st, true, lifecycle), 2, types, values, &r);
+				r.replay = false;
 			}
 			if (!n[11] && r.remaining > 0)
 			{
