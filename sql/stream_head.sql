@@ -146,6 +146,43 @@ SELECT count(*) AS continued
   FROM generate_series(1, 70) s, LATERAL eventstore.append_event('sh-wide-' || s, 2, 'T', '{}') a
  WHERE a.stream_version = 3;
 
+------------------------------------------------------------------------
+-- An owner's INSERT prepared for two-phase commit: it holds SHARE ROW
+-- EXCLUSIVE on the store until COMMIT PREPARED, so no append caches a head
+-- in between.  Before, the append in between got version 3 and cached it,
+-- and after COMMIT PREPARED (stream 1, 2, 3, 4) the next append failed with
+-- 23505 and one expecting 4 with ES409 "actual 3".
+------------------------------------------------------------------------
+SELECT stream_version FROM eventstore.append_event('sh-2pc', 0, 'T', '{}');
+SELECT stream_version FROM eventstore.append_event('sh-2pc', 1, 'T', '{}');
+BEGIN;
+INSERT INTO eventstore.events (global_position, event_id, stream_id, stream_version, event_type, data)
+VALUES (nextval('eventstore.events_global_position_seq'), gen_random_uuid(), 'sh-2pc', 4, 'T', '{}');
+PREPARE TRANSACTION 'sh_2pc';
+SET lock_timeout = '200ms';
+SELECT stream_version FROM eventstore.append_event('sh-2pc', 2, 'T', '{}');  -- waits for the prepared INSERT
+RESET lock_timeout;
+COMMIT PREPARED 'sh_2pc';
+SELECT stream_version FROM eventstore.append_event('sh-2pc', NULL, 'T', '{}');
+SELECT stream_version FROM eventstore.append_event('sh-2pc', 5, 'T', '{}');
+
+------------------------------------------------------------------------
+-- A row inserted while the store's trigger is disabled (as pg_restore
+-- --disable-triggers does) moves no entry: the append that uses the old
+-- head fails once, and its abort empties the entry, so the next one looks
+-- the stream up.  Before, every later append failed (23505, or ES409
+-- "actual 1").
+------------------------------------------------------------------------
+SELECT stream_version FROM eventstore.append_event('sh-dis', 0, 'T', '{}');
+ALTER TABLE eventstore.events DISABLE TRIGGER events_immutable;
+INSERT INTO eventstore.events (global_position, event_id, stream_id, stream_version, event_type, data)
+VALUES (nextval('eventstore.events_global_position_seq'), gen_random_uuid(), 'sh-dis', 2, 'T', '{}');
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_immutable;
+SELECT stream_version FROM eventstore.append_event('sh-dis', NULL, 'T', '{}');
+SELECT stream_version FROM eventstore.append_event('sh-dis', NULL, 'T', '{}');
+SELECT stream_version FROM eventstore.append_event('sh-dis', 3, 'T', '{}');
+SELECT string_agg(stream_version::text, ',' ORDER BY stream_version) AS versions FROM eventstore.events WHERE stream_id = 'sh-dis';
+
 DROP SCHEMA sh CASCADE;
 DROP EXTENSION eventstore;
 DROP SCHEMA IF EXISTS eventstore;

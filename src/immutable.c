@@ -25,6 +25,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/rel.h"
 
 #include "compat.h"
@@ -49,10 +50,16 @@ eventstore_refuse_change(PG_FUNCTION_ARGS)
 		{
 			/*
 			 * The owner's own INSERT writes stream versions no append saw:
-			 * the cached stream heads (stream_head.c) are not used again.
+			 * the cached stream heads (stream_head.c) are not used again,
+			 * and it holds SHARE ROW EXCLUSIVE, as an import does, so that no
+			 * append writes an entry before its rows are committed (nor
+			 * while it is prepared for two-phase commit).
 			 */
 			if (!es_head_appending)
+			{
+				LockRelationOid(RelationGetRelid(trigdata->tg_relation), ShareRowExclusiveLock);
 				es_head_invalidate(true);
+			}
 			return PointerGetDatum(NULL);
 		}
 		ereport(ERROR,

@@ -13,8 +13,12 @@
  *
  * Rows that reach a store other than through append do not update entries:
  * an import, a purge and an INSERT by the store's owner bump the shared
- * generation instead (the owner's INSERT at its statement and again at its
- * commit), and an entry of an older generation is not used.  An entry names
+ * generation instead (the owner's INSERT at its statement, holding SHARE ROW
+ * EXCLUSIVE on the store to its end as an import does, and again at its
+ * commit), and an entry of an older generation is not used.  An abort
+ * empties the entries its transaction used as well as those it wrote: a head
+ * made wrong by rows that reached the store with its triggers disabled
+ * (which no trigger reports) fails one append, not every one after it.  An entry names
  * its store by OID and by the xmin of the store's pg_class row (catalog.c),
  * so a store dropped and another created under its OID share no entry.  An import holds
  * SHARE ROW EXCLUSIVE on the store while it runs, so no append can write an
@@ -153,6 +157,27 @@ es_head_mine(EsHeadEntry *e, LocalTransactionId lxid)
 }
 
 /*
+ * Track entry i as used or written by this subtransaction, to be finished at
+ * its end; false when ES_HEAD_TRACKED entries are tracked already.  The
+ * entry this subtransaction tracked last takes no new slot.
+ */
+static bool
+es_head_track(int i)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (es_head_nwritten > 0 && es_head_written[es_head_nwritten - 1].entry == i &&
+		es_head_written[es_head_nwritten - 1].subid == subid)
+		return true;
+	if (es_head_nwritten == ES_HEAD_TRACKED)
+		return false;
+	es_head_lxid = ES_MY_LXID();
+	es_head_written[es_head_nwritten].entry = i;
+	es_head_written[es_head_nwritten++].subid = subid;
+	return true;
+}
+
+/*
  * The cached head of stream sid in store: true with *version and *last_time
  * set when there is an entry of the current generation that is committed, or
  * written earlier by this very transaction.
@@ -165,7 +190,8 @@ es_head_get(EsStore *st, text *sid, int64 *version, TimestampTz *last_time)
 	bool		hit;
 	uint64		generation;
 
-	if (i < 0)
+	/* a store changed since it was checked (a TRUNCATE): its rel_xmin is old */
+	if (i < 0 || !st->valid)
 		return false;
 	e = &es_head->entries[i];
 	generation = pg_atomic_read_u64(&es_head->generation);
@@ -181,7 +207,15 @@ es_head_get(EsStore *st, text *sid, int64 *version, TimestampTz *last_time)
 		*last_time = e->last_time;
 	}
 	SpinLockRelease(&e->mutex);
-	return hit;
+
+	/*
+	 * An entry used is tracked like one written: if this (sub)transaction
+	 * aborts, the entry is emptied.  Should the head in it be wrong (rows
+	 * that reached the store with its triggers disabled), the append that
+	 * failed on it (23505, ES409) leaves the next one to the index lookup
+	 * instead of every retry failing the same way.
+	 */
+	return hit && es_head_track(i);
 }
 
 /*
@@ -195,15 +229,10 @@ es_head_put(EsStore *st, text *sid, int64 version, TimestampTz last_time, uint64
 	int			i = es_head_entry(sid);
 	EsHeadEntry *e;
 
-	if (i < 0)
+	if (i < 0 || !st->valid)
 		return;
 	e = &es_head->entries[i];
-	if (es_head_nwritten > 0 && es_head_written[es_head_nwritten - 1].entry == i &&
-		es_head_written[es_head_nwritten - 1].subid == GetCurrentSubTransactionId())
-	{
-		/* the entry this subtransaction wrote last: already tracked */
-	}
-	else if (es_head_nwritten == ES_HEAD_TRACKED)
+	if (!es_head_track(i))
 	{
 		/*
 		 * Too many entries to finish at the transaction's end: this one is
@@ -215,12 +244,6 @@ es_head_put(EsStore *st, text *sid, int64 version, TimestampTz last_time, uint64
 		e->state = ES_HEAD_EMPTY;
 		SpinLockRelease(&e->mutex);
 		return;
-	}
-	else
-	{
-		es_head_lxid = ES_MY_LXID();
-		es_head_written[es_head_nwritten].entry = i;
-		es_head_written[es_head_nwritten++].subid = GetCurrentSubTransactionId();
 	}
 	SpinLockAcquire(&e->mutex);
 	e->state = ES_HEAD_PENDING;
@@ -260,7 +283,10 @@ es_head_invalidate(bool at_commit)
 		es_head_bump_at_commit = true;
 }
 
-/* Mark (commit) or empty (abort) the entries written from index from on. */
+/*
+ * Commit: mark the entries this transaction wrote from index from on.
+ * Abort: empty every entry tracked from there, written or used.
+ */
 static void
 es_head_finish(int from, bool commit)
 {
@@ -269,8 +295,10 @@ es_head_finish(int from, bool commit)
 		EsHeadEntry *e = &es_head->entries[es_head_written[k].entry];
 
 		SpinLockAcquire(&e->mutex);
-		if (e->state == ES_HEAD_PENDING && es_head_mine(e, es_head_lxid))
-			e->state = commit ? ES_HEAD_COMMITTED : ES_HEAD_EMPTY;
+		if (!commit)
+			e->state = ES_HEAD_EMPTY;	/* written or used here: see es_head_get */
+		else if (e->state == ES_HEAD_PENDING && es_head_mine(e, es_head_lxid))
+			e->state = ES_HEAD_COMMITTED;
 		SpinLockRelease(&e->mutex);
 	}
 }
