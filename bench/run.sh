@@ -305,8 +305,8 @@ printf ',\n  {"case": "append during a purge loop", "purge_per_s": %s, "ours_per
     "$lc_loop" "$lc_during_loop" "$lc_alone" "$ratio" >> "$WORK/results.json"
 fi
 # Scale-out: appends through a Citus coordinator with two workers (its own clusters)
-es_log "appends through a Citus coordinator (bench/citus.sh)"
-want citus && CITUS_BENCH_SECS=${CITUS_BENCH_SECS:-$SECS} bash "$BENCH/citus.sh" >> "$WORK/table.md"
+want citus && es_log "appends through a Citus coordinator (bench/citus.sh)" &&
+    CITUS_BENCH_SECS=${CITUS_BENCH_SECS:-$SECS} bash "$BENCH/citus.sh" >> "$WORK/table.md"
 echo "" >> "$WORK/results.json"; echo "]" >> "$WORK/results.json"
 sed -i '2{/^,$/d}' "$WORK/results.json"   # no pgbench case ran (BENCH_ONLY): no comma after "["
 {
