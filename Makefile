@@ -18,7 +18,7 @@ REGRESS = core append expected_version idempotency metadata validation reads imm
 REGRESS_OPTS = --inputdir=. --load-extension=pgtap
 
 # isolation specs (specs/*.spec -> expected/*.out)
-ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order upcaster_cache snapshot_policy_rr horizon_seq_lock retry_lock consumer_claim horizon_status import_race subscription_group dcb_race stores_race lifecycle_race stream_head_truncate
+ISOLATION = append_race append_race_any read_all_inflight read_all_unrelated projection_cache projection_rebuild outbox_order upcaster_cache snapshot_policy_rr horizon_seq_lock retry_lock consumer_claim horizon_status import_race subscription_group dcb_race stores_race lifecycle_race stream_head_truncate stream_head_inval
 ISOLATION_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config

@@ -229,16 +229,17 @@ es_head_put(EsStore *st, text *sid, int64 version, TimestampTz last_time, uint64
 	int			i = es_head_entry(sid);
 	EsHeadEntry *e;
 
-	if (i < 0 || !st->valid)
+	if (i < 0)
 		return;
 	e = &es_head->entries[i];
-	if (!es_head_track(i))
+	if (!st->valid || !es_head_track(i))
 	{
 		/*
-		 * Too many entries to finish at the transaction's end: this one is
-		 * emptied instead, as it may hold an older head of the stream (or one
-		 * this transaction wrote earlier).  Emptying another stream's entry
-		 * only costs that stream one index lookup.
+		 * A store changed since it was checked (its rel_xmin may be old), or
+		 * too many entries to finish at the transaction's end: the entry is
+		 * emptied instead of written, as it may hold an older head of the
+		 * stream (or one this transaction wrote earlier).  Emptying another
+		 * stream's entry only costs that stream one index lookup.
 		 */
 		SpinLockAcquire(&e->mutex);
 		e->state = ES_HEAD_EMPTY;
