@@ -15,7 +15,7 @@
 # Prints "worker_purge_per_s append_tps_alone append_tps_during_worker
 # loop_purge_per_s append_tps_during_loop" (medians over the rounds).
 lifecycle_append() {
-    (cd "$WORK" && "$PGBENCH" -n -M prepared -c 8 -j 8 -T "$1" -f "$BENCH/scripts/ours_append.sql" purgebench 2>&1 |
+    (cd "$WORK" && "$PGBENCH" -n -M prepared -c 8 -j 8 -T "$1" -D run=purge -f "$BENCH/scripts/ours_append.sql" purgebench 2>&1 |
         awk '/^tps = / {printf "%.0f", $3; exit}')
 }
 lifecycle_mark() { es_psql -d purgebench -At -c 'SELECT coalesce(max(id), 0) FROM eventstore.lifecycle_log'; }

@@ -54,8 +54,14 @@ run_one() {
     local script=$1 clients=$2 opts=${3:-}
     local dir; dir=$(mktemp -d "$WORK/run.XXXX"); chmod 777 "$dir"
     local out
+    # run: the appending scripts' streams are bench-<run>-<client>, new for
+    # every run, so that each table's (stream_id, event_id) index is in the
+    # same state whichever variant ran before (one stream per client over the
+    # whole bench made eventstore.events' many times raw_events': its random
+    # event ids then dirtied more leaf pages after each checkpoint, each a
+    # full-page write in the WAL the commit flushes)
     out=$(cd "$dir" && PGOPTIONS="$opts" "$PGBENCH" -n -M prepared -c "$clients" -j "$clients" -T "$SECS" \
-              -l --log-prefix="$dir/log" -f "$BENCH/scripts/$script" bench 2>&1) || { echo "0 0 0"; echo "$out" >&2; return; }
+              -D run="${dir##*.}" -l --log-prefix="$dir/log" -f "$BENCH/scripts/$script" bench 2>&1) || { echo "0 0 0"; echo "$out" >&2; return; }
     local tps; tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
     local lat; lat=$(cat "$dir"/log* | awk '{print $3}' | sort -n | awk '
         {a[NR]=$1} END {if (NR==0) {print "0 0"; exit}

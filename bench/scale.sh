@@ -33,6 +33,12 @@
 #   SCALE_CHUNK   events per import_events call (default 1000000)
 #   SCALE_SHARED_BUFFERS  shared_buffers of the cluster (default: a quarter of
 #                 the machine's memory, PostgreSQL's documented starting point)
+#   SCALE_HUGE_PAGES  try (default): huge_pages = try, so the server's shared
+#                 memory is in 2 MB huge pages if the machine has enough
+#                 reserved (vm.nr_hugepages), else in 4 kB pages; reserve: as
+#                 root, raise vm.nr_hugepages by what the cluster needs for the
+#                 run (put back at exit) and start with huge_pages = on; off.
+#                 The table's last lines say which the run had.
 #   SCALE_PREWARM 1 (default): read each size's table and indexes into
 #                 shared_buffers (pg_prewarm) before the runs; 0: not
 #   ES_PORT       port of the throwaway cluster (default 54334)
@@ -63,11 +69,30 @@ es_install_deps
 [ "${SCALE_NO_BUILD:-0}" = 1 ] || es_build_install
 ES_PGDATA=$WORK/data; mkdir -p "$ES_PGDATA"
 ES_FSYNC=on
-trap 'es_stop_cluster; rm -rf "$WORK"' EXIT
+HUGE_PAGES=${SCALE_HUGE_PAGES:-try}
+case $HUGE_PAGES in try|reserve|off) ;; *) echo "SCALE_HUGE_PAGES must be try, reserve or off" >&2; exit 2 ;; esac
+NR_HUGEPAGES_BEFORE=$(cat /proc/sys/vm/nr_hugepages)
+trap 'es_stop_cluster; rm -rf "$WORK"; if [ "$HUGE_PAGES" = reserve ]; then sysctl -qw vm.nr_hugepages="$NR_HUGEPAGES_BEFORE"; fi' EXIT
 es_start_cluster
 es_psql -d postgres -c "ALTER SYSTEM SET shared_buffers = '$SHARED_BUFFERS'" -c "ALTER SYSTEM SET max_connections = 50" \
-    -c "ALTER SYSTEM SET autovacuum = off" -c "ALTER SYSTEM SET max_wal_size = '4GB'" >/dev/null
-es_as_pg "$(es_bindir)/pg_ctl" -D "$ES_PGDATA" -w restart -l "$ES_PGDATA/server.log" >/dev/null
+    -c "ALTER SYSTEM SET autovacuum = off" -c "ALTER SYSTEM SET max_wal_size = '4GB'" \
+    -c "ALTER SYSTEM SET huge_pages = $([ "$HUGE_PAGES" = reserve ] && echo on || echo "$HUGE_PAGES")" >/dev/null
+es_stop_cluster
+if [ "$HUGE_PAGES" = reserve ]; then
+    # what the server's shared memory needs, in huge pages (PostgreSQL 15 on)
+    need=$(es_as_pg "$(es_bindir)/postgres" -D "$ES_PGDATA" -C shared_memory_size_in_huge_pages)
+    # on top of the huge pages in use now (other servers' with huge_pages = try)
+    sysctl -qw vm.nr_hugepages=$(($(awk '/^HugePages_Total:/ {print $2}' /proc/meminfo) + need)) ||
+        { echo "SCALE_HUGE_PAGES=reserve: could not raise vm.nr_hugepages (not root?)" >&2; exit 2; }
+fi
+es_as_pg "$(es_bindir)/pg_ctl" -D "$ES_PGDATA" -w start -l "$ES_PGDATA/server.log" >/dev/null
+# Whether the shared memory got huge pages: its mapping is /anon_hugepage.
+if grep -q anon_hugepage "/proc/$(head -1 "$ES_PGDATA/postmaster.pid")/maps"; then
+    HUGE_PAGES_USED="in 2 MB huge pages"
+else
+    HUGE_PAGES_USED="in 4 kB pages"
+fi
+es_log "shared_buffers $SHARED_BUFFERS, shared memory $HUGE_PAGES_USED (SCALE_HUGE_PAGES=$HUGE_PAGES)"
 PGBENCH="$(es_bindir)/pgbench"
 # Each size is a database of its own (scale_<size>), so that every figure is
 # measured at every size round by round, interleaved: machine noise then hits
@@ -110,13 +135,26 @@ SELECT * FROM eventstore.read_category('burst' || :n, 0, 100);
 EOF
 chmod 644 "$S"/*.sql
 
-# tps SCRIPT CLIENTS [pgbench -D args...]
-tps() {
-    local script=$1 clients=$2; shift 2
-    local out
+# measure KEY SCRIPT CLIENTS [pgbench -D args...]: one pgbench run; its
+# transactions per second go to RUNS[KEY], and the CPU time its backends used
+# per transaction (microseconds) to CPUS[KEY].  pgbench's backends exit with
+# the run, so the postmaster has reaped their CPU time (cutime + cstime of
+# /proc/<postmaster>/stat): what the server spent on the calls, which other
+# work on a shared machine slows down but hardly changes, where the rate
+# falls with it.
+pm_cpu() { awk '{sub(/^.*\) /, ""); print $14 + $15}' "/proc/$(head -1 "$ES_PGDATA/postmaster.pid")/stat"; }
+measure() {
+    local key=$1 script=$2 clients=$3; shift 3
+    local out c0 c1 tps n
+    c0=$(pm_cpu)
     out=$(cd "$WORK" && "$PGBENCH" -n -M prepared -c "$clients" -j "$clients" -T "$SECS" "$@" \
-              -f "$S/$script" "$DB" 2>&1) || { echo "$out" >&2; echo 0; return; }
-    echo "$out" | awk '/^tps = / {printf "%.0f\n", $3; exit}'
+              -f "$S/$script" "$DB" 2>&1) || { echo "$out" >&2; RUNS[$key]+="0 "; CPUS[$key]+="0 "; return; }
+    sleep 0.2   # the backends' exit reaches the postmaster
+    c1=$(pm_cpu)
+    tps=$(echo "$out" | awk '/^tps = / {printf "%.0f", $3; exit}')
+    n=$(echo "$out" | awk '/^number of transactions actually processed:/ {split($NF, a, "/"); print a[1]; exit}')
+    RUNS[$key]+="$tps "
+    CPUS[$key]+="$(awk -v c=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", (n > 0 ? c * 1e6 / hz / n : 0)}') "
 }
 
 # Grow the store from $1 to $2 events.
@@ -202,23 +240,20 @@ if [ "${SCALE_PREWARM:-1}" = 1 ]; then
 fi
 # ROUNDS runs of every figure at every size, round by round and size by size;
 # the median of each kept.
-declare -A RUNS=()
+declare -A RUNS=() CPUS=() CPU=()
 for ((r = 1; r <= ROUNDS; r++)); do
     for size in $SIZES; do
         DB=scale_$size tail=${TAIL[$size]}
-        RUNS[$size|2]+="$(tps read_all_tail.sql 1 -D tail="$tail") "
-        RUNS[$size|3]+="$(tps read_category_common.sql 1 -D tail="$tail") "
-        RUNS[$size|4]+="$(tps read_category_rare.sql 1) "
-        RUNS[$size|5]+="$(tps read_stream.sql 1) "
-        RUNS[$size|9]+="$(tps read_stream_hand.sql 1) "
-        RUNS[$size|6]+="$(tps stream_version.sql 1) "
-        RUNS[$size|0]+="$(tps append.sql 1) "
-        RUNS[$size|1]+="$(tps append.sql 8) "
+        measure "$size|2" read_all_tail.sql 1 -D tail="$tail"
+        measure "$size|3" read_category_common.sql 1 -D tail="$tail"
+        measure "$size|4" read_category_rare.sql 1
+        measure "$size|5" read_stream.sql 1
+        measure "$size|9" read_stream_hand.sql 1
+        measure "$size|6" stream_version.sql 1
+        measure "$size|0" append.sql 1
+        measure "$size|1" append.sql 8
     done
     es_log "round $r of $ROUNDS done"
-done
-for k in "${!RUNS[@]}"; do
-    FIG[$k]=$(printf '%s\n' ${RUNS[$k]} | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
 done
 for size in $SIZES; do
     DB=scale_$size tail=${TAIL[$size]}
@@ -236,40 +271,51 @@ SELECT eventstore.append(:'cat' || '-' || s, 0,
        (SELECT array_agg(eventstore.event('Burst', jsonb_build_object('n', i))) FROM generate_series(1, 100) i))
   FROM generate_series(1, 100) s;
 EOF
-    FIG["$size|7"]=$(tps read_burst.sql 1 -D n="$size")
+    measure "$size|7" read_burst.sql 1 -D n="$size"
     {
         echo "-- size $size: plan of read_category('$cat', 0, 100) just after the burst, before ANALYZE, 7th call:"
         plan "read_category('$cat', 0, 100)"
     } >> "$PLANS"
     es_psql -d "$DB" -c 'ANALYZE eventstore.events' >/dev/null
-    FIG["$size|8"]=$(tps read_burst.sql 1 -D n="$size")
-    es_log "size $size: $(for i in "${!NAMES[@]}"; do printf '%s=%s; ' "${NAMES[$i]}" "${FIG[$size|$i]}"; done)"
+    measure "$size|8" read_burst.sql 1 -D n="$size"
+done
+med() { printf '%s\n' $1 | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+for k in "${!RUNS[@]}"; do
+    FIG[$k]=$(med "${RUNS[$k]}")
+    CPU[$k]=$(med "${CPUS[$k]}")
+done
+for size in $SIZES; do
+    es_log "size $size: $(for i in "${!NAMES[@]}"; do printf '%s=%s/s (%s us); ' "${NAMES[$i]}" "${FIG[$size|$i]}" "${CPU[$size|$i]}"; done)"
 done
 
-# The table: each figure per size, with its ratio to the previous size.
+# The table: each figure per size, with its ratio to the previous size; then
+# the server's CPU time per call, likewise (a ratio above 1: dearer).
 TABLE=$WORK/table.md
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}'; }
 {
     printf '| figure (per second) |'
     for size in $SIZES; do printf ' %s events |' "$(printf "%'d" "$size")"; done
-    printf '\n|---|'; for _ in $SIZES; do printf -- '---:|'; done; printf '\n'
+    printf ' server CPU per call, µs |'
+    printf '\n|---|'; for _ in $SIZES; do printf -- '---:|'; done; printf -- '---:|\n'
     for i in "${!NAMES[@]}"; do
         printf '| %s |' "${NAMES[$i]}"
-        p=
+        p= cpus= pc=
         for size in $SIZES; do
-            v=${FIG[$size|$i]}
-            if [ -z "$p" ]; then printf ' %s |' "$v"
-            else printf ' %s (%s×) |' "$v" "$(awk -v a="$v" -v b="$p" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')"
+            v=${FIG[$size|$i]} c=${CPU[$size|$i]}
+            if [ -z "$p" ]; then printf ' %s |' "$v"; cpus+="$c"
+            else printf ' %s (%s×) |' "$v" "$(ratio "$v" "$p")"; cpus+=" / $c ($(ratio "$c" "$pc")×)"
             fi
-            p=$v
+            p=$v pc=$c
         done
-        printf '\n'
+        printf ' %s |\n' "$cpus"
     done
     echo
-    echo "In parentheses: the ratio to the previous size (target: >= 0.8 from 10^6 to 10^7)."
+    echo "In parentheses: the ratio to the previous size (target: >= 0.8 from 10^6 to 10^7; for the CPU per call, below 1.25 is the same target)."
+    echo "Server CPU per call: what the cluster's backends used during the run (the postmaster's reaped children's time), per transaction."
     echo "Table and indexes (MB):$(for size in $SIZES; do printf ' %s at %s events;' "${SIZE_MB[$size]}" "$size"; done)"
     echo "pgbench -M prepared, medians of ${ROUNDS} interleaved runs of ${SECS}s per figure, 1 client unless stated; $(nproc) cores;"
-    echo "$("$(es_bindir)/postgres" --version); shared_buffers $SHARED_BUFFERS, fsync on, autovacuum off; $(date -u +%Y-%m-%d)."
-    echo "Command: SCALE_SIZES=\"$SIZES\" bash bench/scale.sh (make bench-scale)."
+    echo "$("$(es_bindir)/postgres" --version); shared_buffers $SHARED_BUFFERS, shared memory $HUGE_PAGES_USED, fsync on, autovacuum off; $(date -u +%Y-%m-%d)."
+    echo "Command: SCALE_SIZES=\"$SIZES\" SCALE_HUGE_PAGES=$HUGE_PAGES bash bench/scale.sh (make bench-scale)."
 } > "$TABLE"
 cp "$TABLE" "$OUT/$STAMP-scale.md"
 cp "$PLANS" "$OUT/$STAMP-scale-plans.txt"

@@ -51,7 +51,7 @@ run() {
     w=$(worker_pid)
     w0=$(ticks "$w"); o0=$(awk '{sub(/^.*\) /, ""); print $14 + $15}' "/proc/$PM/stat"); o0=$((o0 + $(cluster_ticks "$w")))
     l0=$(lsn); n0=$(count)
-    tps=$(cd /tmp && pgbench -n -M prepared -c "$1" -j "$1" -T "$SECS" -f "$HERE/scripts/ours_append.sql" subcost 2>&1 |
+    tps=$(cd /tmp && pgbench -n -M prepared -c "$1" -j "$1" -T "$SECS" -D run="$(date +%s%N)" -f "$HERE/scripts/ours_append.sql" subcost 2>&1 |
           awk '/^tps = / {printf "%.0f", $3}')
     sleep 0.5; n1=$(count); l1=$(lsn)
     w1=$(ticks "$w"); o1=$(awk '{sub(/^.*\) /, ""); print $14 + $15}' "/proc/$PM/stat"); o1=$((o1 + $(cluster_ticks "$w")))

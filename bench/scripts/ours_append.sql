@@ -1,1 +1,1 @@
-SELECT eventstore.append_event('bench-' || :client_id, NULL, 'Appended', '{"amount": 42, "note": "a typical small event"}');
+SELECT eventstore.append_event('bench-' || :run || '-' || :client_id, NULL, 'Appended', '{"amount": 42, "note": "a typical small event"}');

@@ -1,2 +1,2 @@
 \set s random(1, 100)
-SELECT eventstore.append_event('bench-' || :client_id, NULL, 'Appended', '{"amount": 42, "note": "a typical small event"}', store => ('bench_stores.s' || :s)::regclass);
+SELECT eventstore.append_event('bench-' || :run || '-' || :client_id, NULL, 'Appended', '{"amount": 42, "note": "a typical small event"}', store => ('bench_stores.s' || :s)::regclass);

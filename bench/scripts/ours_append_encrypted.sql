@@ -1,1 +1,1 @@
-SELECT eventstore.append_event('benc-' || :client_id, NULL, 'Appended', jsonb_build_object('amount', 42, 'note', eventstore.encrypt('subject-' || :client_id, '"a typical small event"', 'public.bench_secure')), store => 'public.bench_secure');
+SELECT eventstore.append_event('benc-' || :run || '-' || :client_id, NULL, 'Appended', jsonb_build_object('amount', 42, 'note', eventstore.encrypt('subject-' || :client_id, '"a typical small event"', 'public.bench_secure')), store => 'public.bench_secure');

@@ -1,1 +1,1 @@
-SELECT eventstore.append('batch-' || :client_id, NULL, (SELECT evs FROM bench_batch));
+SELECT eventstore.append('batch-' || :run || '-' || :client_id, NULL, (SELECT evs FROM bench_batch));

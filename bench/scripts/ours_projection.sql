@@ -1,1 +1,1 @@
-SELECT eventstore.append_event('proj-' || :client_id, NULL, 'Projected', '{"amount": 42}');
+SELECT eventstore.append_event('proj-' || :run || '-' || :client_id, NULL, 'Projected', '{"amount": 42}');
