@@ -665,13 +665,37 @@ CREATE OR REPLACE FUNCTION eventstore._subscription_backlog(s eventstore.subscri
     END
     $$;
 
+-- Snapshots are keyed by their store's name as well as its OID: store_name
+-- (schema-qualified, quoted as in SQL text) names the same store on every
+-- node, where an OID does not, and Citus copies a shard's rows in binary
+-- when it moves one.  The primary key is by name, so that a snapshot moved
+-- to another node stays one row of its stream there; the index by OID
+-- serves a store that is not distributed, which reads its snapshots by OID
+-- (a renamed store keeps them).  aggregate.c writes both columns; a row put
+-- in by hand defaults to the default store in both, as before.
+ALTER TABLE eventstore.snapshots ADD COLUMN store_name text;
+UPDATE eventstore.snapshots s
+   SET store_name = pg_catalog.format('%I.%I', n.nspname, c.relname)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE c.oid OPERATOR(pg_catalog.=) s.store;
+DELETE FROM eventstore.snapshots s WHERE s.store_name IS NULL;
+ALTER TABLE eventstore.snapshots ALTER COLUMN store_name SET NOT NULL,
+                                 ALTER COLUMN store_name SET DEFAULT 'eventstore.events';
+ALTER TABLE eventstore.snapshots DROP CONSTRAINT snapshots_pkey;
+ALTER TABLE eventstore.snapshots
+    ADD CONSTRAINT snapshots_pkey PRIMARY KEY (store_name, stream_id, snapshot_type, stream_version);
+CREATE INDEX snapshots_store_idx ON eventstore.snapshots (store, stream_id, snapshot_type, stream_version);
+COMMENT ON COLUMN eventstore.snapshots.store_name IS
+    'The store of the stream by name (schema-qualified): the key on a Citus cluster, where the store''s OID differs between nodes.';
+
 -- distribute() also makes the registries (projections, routes, upcasters,
 -- snapshot policies) reference tables: registered once, on every node.  The
 -- rows it finds there reach the other nodes with this node's OIDs of their
 -- store and owner (Citus copies them in binary); it sets them again by name.  The
 -- registry trigger (registry.c) invalidates the registry's caches when it
 -- fires on a node's shard of it.  It refuses a store with subscriptions on
--- the coordinator (consumed per worker).
+-- the coordinator (consumed per worker).  It distributes the snapshots by
+-- stream, co-located with the stores (found by store_name there).
 CREATE OR REPLACE FUNCTION eventstore.distribute(store regclass DEFAULT 'eventstore.events')
     RETURNS void
     LANGUAGE plpgsql
@@ -728,6 +752,30 @@ BEGIN
             PERFORM pg_catalog.create_distributed_table(store, 'stream_id',
                                                         colocate_with := 'eventstore.events');
         END IF;
+    END IF;
+    -- snapshots: on the shard group of their stream, so that they move with
+    -- it; found by the store's name, which every node resolves alike (a
+    -- moved row keeps the OID of the node that wrote it).  A store renamed
+    -- since its snapshots were taken gets them under its name now.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                    WHERE p.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.snapshots'::pg_catalog.regclass) THEN
+        DELETE FROM eventstore.snapshots s
+         USING pg_catalog.pg_class c, pg_catalog.pg_namespace n
+         WHERE c.oid OPERATOR(pg_catalog.=) s.store AND n.oid OPERATOR(pg_catalog.=) c.relnamespace
+           AND s.store_name OPERATOR(pg_catalog.<>) pg_catalog.format('%I.%I', n.nspname, c.relname)
+           AND EXISTS (SELECT FROM eventstore.snapshots t
+                        WHERE t.store_name OPERATOR(pg_catalog.=) pg_catalog.format('%I.%I', n.nspname, c.relname)
+                          AND t.stream_id OPERATOR(pg_catalog.=) s.stream_id
+                          AND t.snapshot_type OPERATOR(pg_catalog.=) s.snapshot_type
+                          AND t.stream_version OPERATOR(pg_catalog.=) s.stream_version);
+        UPDATE eventstore.snapshots s SET store_name = pg_catalog.format('%I.%I', n.nspname, c.relname)
+          FROM pg_catalog.pg_class c, pg_catalog.pg_namespace n
+         WHERE c.oid OPERATOR(pg_catalog.=) s.store AND n.oid OPERATOR(pg_catalog.=) c.relnamespace
+           AND s.store_name OPERATOR(pg_catalog.<>) pg_catalog.format('%I.%I', n.nspname, c.relname);
+        PERFORM pg_catalog.create_distributed_table('eventstore.snapshots', 'stream_id',
+                                                    colocate_with := 'eventstore.events');
+        -- the local copy Citus leaves on disk is hidden: free it
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('eventstore.snapshots');
     END IF;
     -- the registries: reference tables, so that one registration (on the
     -- coordinator) reaches every node; their triggers, which keep each

@@ -179,6 +179,26 @@ SELECT stream_version, state FROM eventstore.load_snapshot('sr_acc-1', 'sr_every
 SELECT pg_temp.try($$SELECT eventstore.remove_snapshot_policy('sr_every_2')$$) AS not_in_default;
 SELECT eventstore.remove_snapshot_policy('sr_every_2', 'sr.b');
 
+-- A snapshot names its store by name too (store_name, 0.7.0: the key on a
+-- Citus cluster, where a store's OID differs between nodes).  A store that is
+-- not distributed finds its snapshots by OID: a renamed store keeps them, a
+-- snapshot saved again under its new name is the one used, and a store made
+-- under the old name does not see them.
+SELECT s.store, s.store_name, s.stream_version FROM eventstore.snapshots s
+ WHERE s.stream_id = 'sr_acc-1' AND s.snapshot_type = 'sr_manual';
+SELECT eventstore.create_store('sr.ren') IS NOT NULL AS created;
+SELECT stream_version FROM eventstore.append_event('sr_ren-1', 0, 'SrDeposited', '{"n": 1}', store => 'sr.ren');
+SELECT eventstore.save_snapshot('sr_ren-1', 1, '{"sum": 7}', 'sr_manual', 'sr.ren');
+ALTER TABLE sr.ren RENAME TO ren2;
+SELECT stream_version, state FROM eventstore.load_snapshot('sr_ren-1', 'sr_manual', store => 'sr.ren2') AS renamed;
+SELECT eventstore.save_snapshot('sr_ren-1', 1, '{"sum": 8}', 'sr_manual', 'sr.ren2');
+SELECT stream_version, state FROM eventstore.load_snapshot('sr_ren-1', 'sr_manual', store => 'sr.ren2') AS saved_again;
+SELECT eventstore.create_store('sr.ren') IS NOT NULL AS created_under_old_name;
+SELECT stream_version FROM eventstore.append_event('sr_ren-1', 0, 'SrDeposited', '{"n": 1}', store => 'sr.ren');
+SELECT count(*) AS under_old_name FROM eventstore.load_snapshot('sr_ren-1', 'sr_manual', store => 'sr.ren');
+SELECT eventstore.drop_store('sr.ren'), eventstore.drop_store('sr.ren2');
+SELECT count(*) AS left_after_drop FROM eventstore.snapshots s WHERE s.stream_id = 'sr_ren-1';
+
 ------------------------------------------------------------------------
 -- Temporal reads per store
 ------------------------------------------------------------------------

@@ -24,6 +24,18 @@
  * takes SELECT on the store, saving one INSERT; the snapshot table itself is
  * read and written as the extension's owner.  A policy's fold reads the
  * stream as the store's owner: an appender needs no SELECT on the store.
+ *
+ * A snapshot names its store twice: by OID (store) and by name (store_name,
+ * 0.7.0 on).  A store that is not distributed reads its snapshots by OID, so
+ * a renamed store keeps them.  A distributed store (Citus) reads them by
+ * name: eventstore.snapshots is then distributed by stream_id, co-located
+ * with the stores, and a shard move copies its rows in binary, OID and all,
+ * to a node where that OID names another table or none; the name means the
+ * same store on every node.  The key is by name, so a moved row is still the
+ * one row of its stream, type and version on its new node.  A snapshot
+ * written at a version that a store renamed since has a row of under its old
+ * name replaces that row (es_write_snapshot), so a store keeps one row per
+ * version either way.
  */
 #include "postgres.h"
 
@@ -158,6 +170,28 @@ es_snapshots_per_store(void)
 	return OidIsValid(rel) && get_attnum(rel, "store") != InvalidAttrNumber;
 }
 
+/* Whether the snapshots table has its store_name column (0.7.0 on). */
+static bool
+es_snapshots_named(void)
+{
+	Oid			rel = get_relname_relid("snapshots", es_schema_oid());
+
+	return OidIsValid(rel) && get_attnum(rel, "store_name") != InvalidAttrNumber;
+}
+
+/*
+ * The condition, on snapshots s, that picks the snapshots of store st, for
+ * SQL text: by name for a distributed store (a row moved with its shard
+ * keeps another node's OID), else by OID as parameter $param (regclass).
+ */
+char *
+es_snapshots_of_store(EsStore *st, int param)
+{
+	if (st->distributed && es_snapshots_named())
+		return psprintf("s.store_name OPERATOR(pg_catalog.=) %s", quote_literal_cstr(st->name));
+	return psprintf("s.store OPERATOR(pg_catalog.=) $%d", param);
+}
+
 /*
  * The newest usable snapshot of stream/type in store st at or below
  * max_version, if any (its version, state and time).  Of a type that a
@@ -180,13 +214,13 @@ es_load_snapshot(EsStore *st, Datum stream_id, Datum type, int64 max_version,
 	char	   *sql;
 
 	sql = psprintf("SELECT s.stream_version, s.state, s.created_at FROM eventstore.snapshots s"
-				   " WHERE %s s.stream_id OPERATOR(pg_catalog.=) $1"
+				   " WHERE %s%s s.stream_id OPERATOR(pg_catalog.=) $1"
 				   " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
 				   " AND s.stream_version OPERATOR(pg_catalog.<=) $3"
 				   " AND (s.by_policy OR NOT EXISTS (SELECT FROM eventstore.snapshot_policies p"
 				   " WHERE %s p.snapshot_type OPERATOR(pg_catalog.=) $2))"
 				   " ORDER BY s.stream_version DESC LIMIT 1",
-				   per_store ? "s.store OPERATOR(pg_catalog.=) $4 AND" : "",
+				   per_store ? es_snapshots_of_store(st, 4) : "", per_store ? " AND" : "",
 				   per_store ? "p.store OPERATOR(pg_catalog.=) $4 AND" : "");
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(es_events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -498,19 +532,35 @@ eventstore_aggregate(PG_FUNCTION_ARGS)
 static void
 es_write_snapshot(EsStore *st, Datum stream_id, int64 version, Datum state, Datum type, bool by_policy)
 {
-	Oid			argtypes[6] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, BOOLOID, REGCLASSOID};
-	Datum		values[6] = {stream_id, type, Int64GetDatum(version), state, BoolGetDatum(by_policy),
-	ObjectIdGetDatum(st->relid)};
+	Oid			argtypes[7] = {TEXTOID, TEXTOID, INT8OID, JSONBOID, BOOLOID, REGCLASSOID, TEXTOID};
+	Datum		values[7] = {stream_id, type, Int64GetDatum(version), state, BoolGetDatum(by_policy),
+	ObjectIdGetDatum(st->relid), CStringGetTextDatum(st->name)};
 	bool		per_store = es_snapshots_per_store();
+	bool		named = per_store && es_snapshots_named();
 
-	(void) es_registry_write(psprintf("INSERT INTO eventstore.snapshots"
+	/*
+	 * created_at is the new row's default (now()): Citus refuses a function
+	 * in DO UPDATE SET of a distributed table.  The conflict is by name where
+	 * there is one: store takes the writer's OID of the store.  A store that
+	 * is not distributed first drops its row of the version under another
+	 * name (written before a rename), found by OID through the index.
+	 */
+	(void) es_registry_write(psprintf("%sINSERT INTO eventstore.snapshots"
 									  " (stream_id, snapshot_type, stream_version, state, by_policy%s)"
 									  " VALUES ($1, $2, $3, $4, $5%s)"
 									  " ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE"
 									  " SET state = EXCLUDED.state, by_policy = EXCLUDED.by_policy,"
-									  " created_at = pg_catalog.now()",
-									  per_store ? ", store" : "", per_store ? ", $6" : ""),
-							 per_store ? 6 : 5, argtypes, values, NULL);
+									  " created_at = EXCLUDED.created_at%s",
+									  named && !st->distributed ?
+									  "WITH renamed AS (DELETE FROM eventstore.snapshots s"
+									  " WHERE s.store OPERATOR(pg_catalog.=) $6 AND s.stream_id OPERATOR(pg_catalog.=) $1"
+									  " AND s.snapshot_type OPERATOR(pg_catalog.=) $2"
+									  " AND s.stream_version OPERATOR(pg_catalog.=) $3"
+									  " AND s.store_name OPERATOR(pg_catalog.<>) $7) " : "",
+									  named ? ", store, store_name" : per_store ? ", store" : "",
+									  named ? ", $6, $7" : per_store ? ", $6" : "",
+									  named ? ", store = EXCLUDED.store" : ""),
+							 named ? 7 : per_store ? 6 : 5, argtypes, values, NULL);
 }
 
 /*

@@ -353,6 +353,7 @@ extern Datum es_upcast_row(EsStore *st, Datum row);
 /* aggregate.c: snapshots, folding, snapshot policies */
 extern void es_aggregate_init(void);
 extern void es_snapshot_after_append(EsStore *st, Datum stream_id, int64 old_version, int64 new_version);
+extern char *es_snapshots_of_store(EsStore *st, int param);
 
 /* catalog.c: OIDs of the extension's own objects, cached per backend */
 extern Oid	es_schema_oid(void);

@@ -373,7 +373,7 @@ es_lifecycle_forget_snapshots(EsStore *st, const char *needle)
 	(void) es_life_write(psprintf("DELETE FROM eventstore.snapshots s WHERE s.stream_id OPERATOR(pg_catalog.=) ANY"
 								  " (ARRAY(SELECT e.stream_id FROM %s e"
 								  "  WHERE pg_catalog.strpos(e.data::pg_catalog.text, $2) OPERATOR(pg_catalog.>) 0))%s",
-								  st->name, per_store ? " AND s.store OPERATOR(pg_catalog.=) $1" : ""),
+								  st->name, per_store ? psprintf(" AND %s", es_snapshots_of_store(st, 1)) : ""),
 						 2, argtypes, values, NULL);
 }
 
@@ -657,8 +657,8 @@ es_lifecycle_forget_derived(EsStore *st, text *stream_id)
 	if (!OidIsValid(snapshots))
 		return;
 	if (get_attnum(snapshots, "store") != InvalidAttrNumber)
-		(void) es_life_write("DELETE FROM eventstore.snapshots s WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
-							 " AND s.store OPERATOR(pg_catalog.=) $2", 2, argtypes, values, NULL);
+		(void) es_life_write(psprintf("DELETE FROM eventstore.snapshots s WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
+									  " AND %s", es_snapshots_of_store(st, 2)), 2, argtypes, values, NULL);
 	else if (st->is_default)
 		(void) es_life_write("DELETE FROM eventstore.snapshots s WHERE s.stream_id OPERATOR(pg_catalog.=) $1",
 							 1, argtypes, values, NULL);
@@ -776,7 +776,7 @@ es_purge_batch(EsStore *st, const char *victims, int64 limit, text *category)
 				   " DELETE FROM eventstore.snapshots s USING g WHERE s.stream_id OPERATOR(pg_catalog.=) g.stream_id%s",
 				   quote_literal_cstr(actor), quote_literal_cstr(st->name), st->name,
 				   get_attnum(get_relname_relid("snapshots", es_schema_oid()), "store") != InvalidAttrNumber ?
-				   " AND s.store OPERATOR(pg_catalog.=) $1" : (st->is_default ? "" : " AND false"));
+				   psprintf(" AND %s", es_snapshots_of_store(st, 1)) : (st->is_default ? "" : " AND false"));
 	(void) es_life_write(sql, 4, dargtypes, dvalues, NULL);
 	/* one NOTIFY per batch: the id of its last audit row */
 	(void) es_life_write("SELECT pg_catalog.pg_notify('eventstore_lifecycle', pg_catalog.max(l.id)::pg_catalog.text)"

@@ -4,7 +4,7 @@
 -- SQLSTATE of every refusal.  Runs in one transaction and rolls it back
 -- (events included).
 BEGIN;
-SELECT plan(164);
+SELECT plan(167);
 
 ------------------------------------------------------------------------
 -- Functions and their return types
@@ -55,12 +55,19 @@ SELECT is(pg_get_function_arguments('eventstore.read_all_until(timestamptz, bigi
 ------------------------------------------------------------------------
 SELECT has_table('eventstore', 'snapshots', 'the snapshots table exists');
 SELECT columns_are('eventstore', 'snapshots',
-                   ARRAY['stream_id', 'snapshot_type', 'stream_version', 'state', 'created_at', 'by_policy', 'store']);
+                   ARRAY['stream_id', 'snapshot_type', 'stream_version', 'state', 'created_at', 'by_policy', 'store',
+                         'store_name']);
 SELECT col_type_is('eventstore', 'snapshots', 'by_policy', 'boolean', 'snapshots.by_policy is boolean');
 SELECT col_not_null('eventstore', 'snapshots', 'by_policy', 'snapshots.by_policy is NOT NULL');
 SELECT col_default_is('eventstore', 'snapshots', 'by_policy', 'false', 'snapshots.by_policy defaults to false');
-SELECT col_is_pk('eventstore', 'snapshots', ARRAY['store', 'stream_id', 'snapshot_type', 'stream_version'],
-                 'snapshots: primary key (store, stream_id, snapshot_type, stream_version)');
+SELECT col_is_pk('eventstore', 'snapshots', ARRAY['store_name', 'stream_id', 'snapshot_type', 'stream_version'],
+                 'snapshots: primary key (store_name, stream_id, snapshot_type, stream_version): the same on every Citus node');
+SELECT col_not_null('eventstore', 'snapshots', 'store_name', 'snapshots.store_name is NOT NULL');
+SELECT col_default_is('eventstore', 'snapshots', 'store_name', 'eventstore.events',
+                      'snapshots.store_name defaults to the default store, as store does');
+SELECT has_index('eventstore', 'snapshots', 'snapshots_store_idx',
+                 ARRAY['store', 'stream_id', 'snapshot_type', 'stream_version'],
+                 'snapshots: a store that is not distributed looks its snapshots up by OID through an index');
 SELECT has_table('eventstore', 'snapshot_policies', 'the snapshot_policies table exists');
 SELECT columns_are('eventstore', 'snapshot_policies',
                    ARRAY['snapshot_type', 'reducer', 'every', 'initial', 'categories', 'registered_at', 'reducer_owner', 'store']);

@@ -72,6 +72,15 @@
 #     higher one); read_node on the new node returns the moved rows only from
 #     a lower range; the README's catch-up query returns exactly the missed
 #     events.
+#   - snapshots: distribute() distributes eventstore.snapshots by stream_id,
+#     co-located with the stores; a snapshot policy runs on the worker in the
+#     appends of the streams of each moving shard (every 5 events, before,
+#     during and after the move) and a snapshot saved through the coordinator
+#     before the move is found after it (load_snapshot, aggregate from it), on
+#     the new node, although rows copied with the shard keep the old node's
+#     OID of the store; the old placements of the moved shards are cleaned
+#     up on their workers;
+#   - drop_store of a distributed store removes its snapshots on every node.
 #
 #   CITUS_PORT     first port (default 54470)
 #   CITUS_CLIENTS  clients (default 6)
@@ -111,7 +120,7 @@ cleanup() {
     local p n
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
-    for n in 0 1 2; do
+    for n in 0 1 2 3; do
         [ -f "$(node_dir $n)/postmaster.pid" ] &&
             es_as_pg "$BIN/pg_ctl" -D "$(node_dir $n)" -m immediate -w stop >/dev/null 2>&1
     done
@@ -141,7 +150,8 @@ start_node() {
     local d; d=$(node_dir "$1")
     es_as_pg "$BIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 start >/dev/null
 }
-for n in 0 1 2; do
+make_node() {  # make_node N: initdb, configure and start node N, with database es and citus in it
+    local n=$1 d
     d=$(node_dir $n)
     mkdir -p "$d"; chown postgres: "$d"; chmod 700 "$d"
     es_as_pg "$BIN/initdb" -D "$d" -A trust -U postgres --no-sync >/dev/null || { fail "initdb node $n"; exit 1; }
@@ -160,10 +170,14 @@ for n in 0 1 2; do
     start_node $n || { fail "start node $n"; cat "$d/server.log"; exit 1; }
     q $n -d postgres -c 'CREATE DATABASE es' && q $n -c 'CREATE EXTENSION citus' ||
         { fail "citus on node $n"; exit 1; }
-done
+}
+shift_oids() {  # shift_oids N K: node N's next OIDs run K tables ahead of the others'
+    q "$1" -c "DO \$\$BEGIN FOR i IN 1..$2 LOOP EXECUTE pg_catalog.format('CREATE TABLE public.oid_pad_%s (x int)', i); END LOOP; END\$\$" ||
+        fail "shifting node $1's OIDs"
+}
+for n in 0 1 2; do make_node $n; done
 # worker 2's OIDs run ahead: its eventstore objects get other OIDs than the coordinator's
-q 2 -c "DO \$\$BEGIN FOR i IN 1..50 LOOP EXECUTE pg_catalog.format('CREATE TABLE public.oid_pad_%s (x int)', i); END LOOP; END\$\$" ||
-    fail "shifting worker 2's OIDs"
+shift_oids 2 50
 q 0 -c "SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', $(node_port 0))" \
     -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 1))" \
     -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 2))" \
@@ -182,8 +196,10 @@ q 0 -c "SELECT eventstore.drop_subscription('pre_sub')" >/dev/null || fail "drop
 q 0 -c "SELECT eventstore.add_route('pre_out', ARRAY['PR'])" >/dev/null || fail "add_route before distribute()"
 q 0 -c "SET client_min_messages = warning" -c "SELECT eventstore.create_store('second')" \
     -c "SELECT eventstore.distribute('second')" >/dev/null 2>"$WORK/distribute.err"
-check "distribute(second) distributes both stores, co-located" "eventstore.events|true second|true" \
+check "distribute(second) distributes both stores, co-located" "eventstore.events|true eventstore.snapshots|true second|true" \
     "$(q 0 -c "SELECT string_agg(logicalrelid::regclass::text || '|' || (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass))::text, ' ' ORDER BY logicalrelid::regclass::text) FROM pg_dist_partition WHERE partmethod = 'h'" 2>&1)$(sed 's/^/ /' "$WORK/distribute.err")"
+check "distribute() distributes the snapshots by stream_id, co-located with the stores" "h|stream_id|true" \
+    "$(q 0 -c "SELECT partmethod::text || '|' || column_to_column_name(logicalrelid, partkey) || '|' || (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'eventstore.events'::regclass))::text FROM pg_dist_partition WHERE logicalrelid = 'eventstore.snapshots'::regclass" 2>&1)"
 check "events stored before distribute() are in the shards and their streams go on" "20 2 21" \
     "$(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'pre-%'") $(q 0 -c "SELECT stream_version FROM eventstore.append_event('pre-1', 1, 'A', '{}')" 2>&1) $(q 0 -c "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'pre-%'")"
 check "the append functions are delegated by stream, co-located with the store" "append|0 append_event|0" \
@@ -521,6 +537,13 @@ mover() {  # mover TAG CLIENT: appends to TAG's streams until TAG.stop exists, r
         done
     done
 }
+# Snapshots move with their stream's shard: a snapshot policy (every 5
+# events) runs on the worker inside the appends of the moving streams, before,
+# during and after the move; a snapshot saved through the coordinator before
+# the move (a made-up state) is found after it.
+q 0 -c "SELECT run_command_on_all_nodes(\$\$CREATE FUNCTION public.mv_count(s jsonb, e eventstore.events) RETURNS jsonb LANGUAGE sql IMMUTABLE AS 'SELECT pg_catalog.jsonb_build_object(''n'', coalesce((s->>''n'')::bigint, 0) + 1)'\$\$)" \
+    -c "SELECT eventstore.set_snapshot_policy('mv_count', 'public.mv_count(jsonb, eventstore.events)', 5, categories => ARRAY['mvb', 'mvl'])" >/dev/null ||
+    fail "snapshot policy for the moving streams"
 moved=0
 move_test() {  # move_test TAG MODE: moves a shard (not moved before) with shard_transfer_mode MODE
     local tag=$1 mode=$2 shard src dst n0 t_move c
@@ -539,6 +562,12 @@ move_test() {  # move_test TAG MODE: moves a shard (not moved before) with shard
         sleep 0.05
     done
     n0=$(cat "$WORK/$tag".acks.* | wc -l)
+    # a snapshot of a moving stream, saved through the coordinator (the state is made up: a fold from it shows it was used)
+    local s1 v1
+    read -r s1 _ <"$WORK/$tag.streams"
+    v1=$(q 0 -c "SELECT eventstore.stream_version('$s1')")
+    q 0 -c "SELECT eventstore.save_snapshot('$s1', $v1, '{\"n\": 1000000}', 'mv_fake')" >/dev/null 2>&1 ||
+        fail "$mode move: save_snapshot through the coordinator"
     t_move=$(date +%s%N)
     q 0 -c "SELECT citus_move_shard_placement($shard, '127.0.0.1', $src, '127.0.0.1', $dst, shard_transfer_mode => '$mode')" \
         >/dev/null 2>"$WORK/$tag.move.err" || fail "$mode move of shard $shard: $(head -3 "$WORK/$tag.move.err")"
@@ -576,7 +605,20 @@ SELECT (SELECT count(*) FROM acks a WHERE NOT EXISTS (SELECT FROM ev e WHERE e.e
        (SELECT count(*) - count(DISTINCT event_id) FROM ev),
        (SELECT count(*) FROM ev) - (SELECT count(*) FROM acks);
 SQL
-)"
+)"    # the snapshots moved with the shard: on the new node, under the store's
+    # name (some rows keep the old node's OID of the store, which names
+    # another table there or none), and the policy went on there
+    local ssh; ssh=$(q 0 -c "SELECT get_shard_id_for_distribution_column('eventstore.snapshots', '$s1')")
+    check "$mode move: the snapshots are in the new node's shard, found by name although copied with the old node's OID of the store" "$dst|t|t|0|0" \
+        "$(q 0 -c "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = $ssh")|$(q $dn -F '|' -c "SELECT (SELECT count(*) FROM eventstore.snapshots WHERE stream_id = '$s1' AND snapshot_type = 'mv_fake') = 1,
+              (SELECT count(*) FROM eventstore.snapshots WHERE stream_id LIKE '$tag-%' AND store::oid <> 'eventstore.events'::regclass::oid) > 0,
+              (SELECT count(*) FROM eventstore.snapshots WHERE stream_id LIKE '$tag-%' AND store_name <> 'eventstore.events'),
+              (SELECT count(*) FROM eventstore.snapshots s WHERE stream_id LIKE '$tag-%' AND snapshot_type = 'mv_count' AND (s.state->>'n')::bigint <> s.stream_version)" 2>&1)"
+    check "$mode move: each moving stream has a policy snapshot every 5 events, before and after the move" "0" \
+        "$(q 0 -c "SELECT count(*) FROM (SELECT e.stream_id, e.n, (SELECT count(*) FROM eventstore.snapshots s WHERE s.stream_id = e.stream_id AND s.snapshot_type = 'mv_count') AS k
+              FROM (SELECT stream_id, max(stream_version) AS n FROM eventstore.events WHERE stream_id LIKE '$tag-%' GROUP BY stream_id) e) x WHERE x.k <> x.n / 5" 2>&1)"
+    check "$mode move: load_snapshot and aggregate through the coordinator find the snapshot saved before the move" "$v1|1000000|true" \
+        "$(q 0 -c "SELECT l.stream_version || '|' || (l.state->>'n') || '|' || ((eventstore.aggregate('$s1', 'public.mv_count(jsonb, eventstore.events)', '{}', snapshot_type => 'mv_fake')->>'n')::bigint = 1000000 + eventstore.stream_version('$s1') - $v1)::text FROM eventstore.load_snapshot('$s1', 'mv_fake') l" 2>&1)"
 }
 move_test mvb block_writes
 if [ "$(q 0 -c "SHOW wal_level")" = logical ]; then
@@ -662,6 +704,23 @@ move_read() {  # move_read TAG SRC: moves a shard of TAG's streams from worker S
 }
 move_read mu 1
 move_read md 2
+
+# the old placements of the moves above are dropped on their workers (the
+# sql_drop trigger there leaves the shards of registries and snapshots alone)
+check "the moved shards' old placements are cleaned up" "0" \
+    "$(q 0 -c "CALL citus_cleanup_orphaned_resources()" -c "SELECT count(*) FROM pg_dist_cleanup" 2>&1 | grep -v '^NOTICE')"
+
+# drop_store of a distributed store: the coordinator's sql_drop trigger
+# forgets its registrations and snapshots on every node (the snapshots by
+# name: rows written on a worker hold the worker's OID of the store); the
+# workers' triggers leave the Citus tables alone (a query of one is refused
+# inside the coordinator's DROP)
+q 0 -c "SET client_min_messages = warning" -c "SELECT eventstore.create_store('gone')" -c "SELECT eventstore.distribute('gone')" \
+    -c "SELECT eventstore.append_event('gone-1', NULL, 'A', '{}', store => 'gone')" \
+    -c "SELECT eventstore.save_snapshot('gone-1', 1, '{}', 'gone_manual', 'gone')" >/dev/null 2>"$WORK/gone.err" ||
+    fail "a third distributed store: $(head -3 "$WORK/gone.err")"
+check "drop_store of a distributed store succeeds and removes its snapshots on every node" "|0" \
+    "$(q 0 -c "SELECT eventstore.drop_store('gone')" 2>&1)|$(q 0 -c "SELECT count(*) FROM eventstore.snapshots WHERE stream_id = 'gone-1'" 2>&1)"
 
 echo "citus: $(val events) events in $(val streams) streams checked; $(( $(date +%s) - T_START )) s in all"
 if grep -q ERROR "$WORK/check.out"; then cat "$WORK/check.out"; fail "check queries"; fi
