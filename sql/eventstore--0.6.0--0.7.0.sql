@@ -780,27 +780,44 @@ BEGIN
     -- the registries: reference tables, so that one registration (on the
     -- coordinator) reaches every node; their triggers, which keep each
     -- backend's cache current, fire on every node's placement
+    -- a node added since has no placement of the reference tables yet:
+    -- Citus copies them there now (in a transaction of its own, so before
+    -- this one writes any), and the registries are written again below
+    IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.partmethod OPERATOR(pg_catalog.=) 'n') THEN
+        PERFORM pg_catalog.replicate_reference_tables('block_writes');
+    END IF;
     FOREACH registry IN ARRAY ARRAY['eventstore.projections', 'eventstore.routes', 'eventstore.upcasters',
                                     'eventstore.snapshot_policies']::pg_catalog.regclass[] LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
                         WHERE p.logicalrelid OPERATOR(pg_catalog.=) registry) THEN
             PERFORM pg_catalog.create_reference_table(registry);
-            -- Citus copied the rows to the other nodes in binary: a store
-            -- (regclass) or owner (regrole) is this node's OID there, which
-            -- may name nothing or something else.  Set each value again by
-            -- name through Citus, which each node resolves to its own OID.
-            FOR col, typ IN SELECT a.attname, a.atttypid::pg_catalog.regtype FROM pg_catalog.pg_attribute a
-                             WHERE a.attrelid OPERATOR(pg_catalog.=) registry AND a.attnum OPERATOR(pg_catalog.>) 0
-                               AND NOT a.attisdropped
-                               AND a.atttypid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.regclass', 'pg_catalog.regrole']::pg_catalog.regtype[])
-                             ORDER BY a.attnum LOOP
-                FOR id, label IN EXECUTE pg_catalog.format('SELECT DISTINCT r.%I::pg_catalog.oid, r.%I::pg_catalog.text FROM %s r',
-                                                           col, col, registry) LOOP
-                    EXECUTE pg_catalog.format('UPDATE %s r SET %I = %L::%s WHERE r.%I::pg_catalog.oid OPERATOR(pg_catalog.=) %s',
-                                              registry, col, label, typ, col, id);
-                END LOOP;
-            END LOOP;
+        ELSE
+            -- run again: a node added since got the rows in binary from
+            -- whichever node Citus copied them from, so their OIDs are that
+            -- node's.  Write every node's rows again from this node's (the
+            -- coordinator's, where the OIDs are its own): Citus sends them
+            -- in binary, so every node then holds this node's OIDs, set
+            -- again by name below as after create_reference_table.
+            EXECUTE pg_catalog.format('CREATE TEMP TABLE es_registry_rows ON COMMIT DROP AS SELECT * FROM %s', registry);
+            EXECUTE pg_catalog.format('DELETE FROM %s', registry);
+            EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM pg_temp.es_registry_rows', registry);
+            DROP TABLE pg_temp.es_registry_rows;
         END IF;
+        -- Citus copied the rows to the other nodes in binary: a store
+        -- (regclass) or owner (regrole) is this node's OID there, which may
+        -- name nothing or something else.  Set each value again by name
+        -- through Citus, which each node resolves to its own OID.
+        FOR col, typ IN SELECT a.attname, a.atttypid::pg_catalog.regtype FROM pg_catalog.pg_attribute a
+                         WHERE a.attrelid OPERATOR(pg_catalog.=) registry AND a.attnum OPERATOR(pg_catalog.>) 0
+                           AND NOT a.attisdropped
+                           AND a.atttypid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.regclass', 'pg_catalog.regrole']::pg_catalog.regtype[])
+                         ORDER BY a.attnum LOOP
+            FOR id, label IN EXECUTE pg_catalog.format('SELECT DISTINCT r.%I::pg_catalog.oid, r.%I::pg_catalog.text FROM %s r',
+                                                       col, col, registry) LOOP
+                EXECUTE pg_catalog.format('UPDATE %s r SET %I = %L::%s WHERE r.%I::pg_catalog.oid OPERATOR(pg_catalog.=) %s',
+                                          registry, col, label, typ, col, id);
+            END LOOP;
+        END LOOP;
     END LOOP;
     PERFORM pg_catalog.create_distributed_function(
         'eventstore.append(text,bigint,eventstore.new_event[],jsonb,regclass)'::pg_catalog.regprocedure,

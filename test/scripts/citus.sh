@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Scale-out on Citus: a coordinator and two workers, each a throwaway cluster
-# of its own on loopback ports CITUS_PORT, +1, +2 (default 54470-54472),
-# stopped and deleted on exit.  Expects eventstore to be installed already
+# Scale-out on Citus: a coordinator and two workers (a third added at the
+# end), each a throwaway cluster of its own on loopback ports CITUS_PORT, +1,
+# +2, +3 (default 54470-54473), stopped and deleted on exit.  Expects eventstore to be installed already
 # (scripts/test.sh does that); builds and installs Citus 13.2.2 with
 # shared/citus/build.sh (CITUS_BUILD names it; found beside the repository or
 # in /work/shared otherwise) and SKIPS, with one line saying why, only when
@@ -80,6 +80,11 @@
 #     the new node, although rows copied with the shard keep the old node's
 #     OID of the store; the old placements of the moved shards are cleaned
 #     up on their workers;
+#   - a worker added later (worker 3, its OIDs shifted again): distribute()
+#     run again after citus_add_node gives it the registries naming its own
+#     OIDs (the same stores and roles as the coordinator's); on a shard moved
+#     to it the snapshot policy and the route apply and the moved snapshot is
+#     found;
 #   - drop_store of a distributed store removes its snapshots on every node.
 #
 #   CITUS_PORT     first port (default 54470)
@@ -709,6 +714,44 @@ move_read md 2
 # sql_drop trigger there leaves the shards of registries and snapshots alone)
 check "the moved shards' old placements are cleaned up" "0" \
     "$(q 0 -c "CALL citus_cleanup_orphaned_resources()" -c "SELECT count(*) FROM pg_dist_cleanup" 2>&1 | grep -v '^NOTICE')"
+
+# -- a worker added later ------------------------------------------------------------------
+# Citus copies the reference tables to a new node in binary, from another
+# node's placement: the registries' store (regclass) and owner (regrole)
+# there are that node's OIDs.  distribute() run again after citus_add_node
+# copies them there and sets them again by name.  Worker 3's OIDs run ahead
+# of both other nodes'; a shard of the moving streams moves to it, and the
+# registrations apply there: the snapshot policy snapshots its stream, the
+# route writes the node's outbox, and the snapshots moved with the shard are
+# found.
+make_node 3
+shift_oids 3 20
+q 0 -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $(node_port 3))" -c "SELECT eventstore.distribute()" >/dev/null 2>"$WORK/add3.err" ||
+    fail "citus_add_node and distribute() again: $(head -3 "$WORK/add3.err")"
+check "worker 3 has other OIDs than the coordinator and worker 2 (the store's)" "t" \
+    "$(q 0 -c "SELECT NOT ('$(q 3 -c "SELECT 'eventstore.events'::regclass::oid")'::oid IN ('eventstore.events'::regclass::oid, '$(q 2 -c "SELECT 'eventstore.events'::regclass::oid")'::oid))")"
+registries="SELECT string_agg(x, ' ' ORDER BY x) FROM (SELECT 'projections:' || r::text AS x FROM eventstore.projections r
+              UNION ALL SELECT 'routes:' || r::text FROM eventstore.routes r UNION ALL SELECT 'upcasters:' || r::text FROM eventstore.upcasters r
+              UNION ALL SELECT 'snapshot_policies:' || r::text FROM eventstore.snapshot_policies r) s"
+check "a worker added later: after distribute() it holds the registries, naming the same stores and roles as the coordinator's" \
+    "4 $(q 0 -c "$registries")" \
+    "$(q 0 -c "SELECT count(*) FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
+                WHERE s.logicalrelid::text IN ('eventstore.projections', 'eventstore.routes', 'eventstore.upcasters', 'eventstore.snapshot_policies')
+                  AND p.groupid = (SELECT groupid FROM pg_dist_node WHERE nodeport = $(node_port 3))") $(q 3 -c "$registries" 2>&1)"
+q 0 -c "SELECT run_command_on_all_nodes(\$\$CREATE OR REPLACE FUNCTION public.mv_count(s jsonb, e eventstore.events) RETURNS jsonb LANGUAGE sql IMMUTABLE AS 'SELECT pg_catalog.jsonb_build_object(''n'', coalesce((s->>''n'')::bigint, 0) + 1)'\$\$)" >/dev/null ||
+    fail "the reducer on worker 3"
+read -r s3 _ <"$WORK/mvb.streams"
+sh3=$(q 0 -c "SELECT get_shard_id_for_distribution_column('eventstore.events', '$s3')")
+q 0 -c "SELECT citus_move_shard_placement($sh3, '127.0.0.1', (SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = $sh3), '127.0.0.1', $(node_port 3), shard_transfer_mode => 'block_writes')" \
+    >/dev/null 2>"$WORK/move3.err" || fail "move of shard $sh3 to worker 3: $(head -3 "$WORK/move3.err")"
+n3=$(q 0 -c "SELECT eventstore.stream_version('$s3')")
+for k in 1 2 3 4 5; do
+    q 0 -c "SELECT eventstore.append_event('$s3', NULL, 'T', '{}')" >/dev/null || fail "append to $s3 on worker 3"
+done
+check "worker 3: the policy snapshots the stream it now holds, the route fills its outbox, the moved snapshot is found" \
+    "$(( (n3 + 5) / 5 ))|5|1000000" \
+    "$(q 3 -c "SELECT (SELECT count(*) FROM eventstore.snapshots WHERE stream_id = '$s3' AND snapshot_type = 'mv_count') || '|' ||
+                      (SELECT count(*) FROM eventstore.outbox WHERE channel = 'citus_out')" 2>&1)|$(q 3 -c "SELECT state->>'n' FROM eventstore.load_snapshot('$s3', 'mv_fake')" 2>&1)"
 
 # drop_store of a distributed store: the coordinator's sql_drop trigger
 # forgets its registrations and snapshots on every node (the snapshots by
