@@ -138,12 +138,15 @@ subscription_latency_case() {
     echo "$(field "$all" p50_ms) $(field "$all" p99_ms) $(field "$all" lost) $(field "$all" appends_per_s)"
 }
 
-# subscription_append_case CLIENTS ROUNDS: append (bench/scripts/ours_append.sql,
-# pgbench for $SECS s) with one matching subscription (no filter, a consumer
-# holding its partitions, idle) against none, interleaved.  Prints
-# "with_tps without_tps" (medians).
+# subscription_append_case CLIENTS ROUNDS SECS: append (bench/scripts/ours_append.sql,
+# pgbench for SECS s) with one matching subscription (no filter, a consumer
+# holding its partitions, idle) against none, interleaved, the order
+# alternating round by round.  Prints "with_tps without_tps ratio": the
+# medians of the rates, and the median of the rounds' own ratios (each
+# round's two runs are next to each other, so the machine's drift, which
+# moved the "without" runs alone by a third within one bench, cancels).
 subscription_append_case() {
-    local clients=$1 rounds=$2 round w wo with='' without=''
+    local clients=$1 rounds=$2 SECS=$3 round w wo with='' without='' ratios=''
     for round in $(seq 1 "$rounds"); do
         # the order alternates round by round: the store grows as it runs
         if [ $((round % 2)) = 0 ]; then
@@ -157,7 +160,8 @@ subscription_append_case() {
             wo=$(run_one ours_append.sql "$clients" | awk '{printf "%.0f", $1}')
         fi
         with+="$w "; without+="$wo "
+        ratios+="$(awk -v a="$w" -v b="$wo" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print 0}') "
         es_log "round $round: append, $clients clients, with a matching subscription $w/s, without $wo/s"
     done
-    echo "$(echo "$with" | tr ' ' '\n' | awk 'NF' | median) $(echo "$without" | tr ' ' '\n' | awk 'NF' | median)"
+    echo "$(echo "$with" | tr ' ' '\n' | awk 'NF' | median) $(echo "$without" | tr ' ' '\n' | awk 'NF' | median) $(echo "$ratios" | tr ' ' '\n' | awk 'NF' | median)"
 }
