@@ -40,7 +40,7 @@ for c in "$ES_ROOT/../shared/citus/build.sh" "$ES_ROOT/../../shared/citus/build.
     [ -z "$build" ] && [ -f "$c" ] && build=$c
 done
 if [ -z "$build" ] || ! PG_CONFIG="$(es_pg_config)" bash "$build" >"$WORK/build.log" 2>&1; then
-    echo "| append_event through a Citus coordinator + 2 workers: SKIPPED, Citus cannot be built here | | | | | | | |"
+    echo "| append_event through a Citus coordinator + 2 workers: SKIPPED, Citus cannot be built here | | | | | | | | | |"
     exit 0
 fi
 
@@ -79,7 +79,7 @@ cluster=$(run 0)
 hops=$(q 0 -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" \
            -c "SELECT eventstore.append_event('hops-1', NULL, 'Appended', '{}')" 2>&1 | grep -c 'issuing')
 ratio=$(awk -v a="$cluster" -v b="$single" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}')
-echo "| append_event through a Citus coordinator + 2 workers, $hops command(s) to a worker per append (same $(nproc) cores: overhead, not scaling) | $CLIENTS | ${cluster}/s | one plain node | ${single}/s | $ratio | | |"
+echo "| append_event through a Citus coordinator + 2 workers, $hops command(s) to a worker per append (same $(nproc) cores: overhead, not scaling) | $CLIENTS | ${cluster}/s | one plain node | ${single}/s | $ratio | | | | |"
 
 # -- reads of a node's log: worker 1 (its shards) against the plain node --------
 # Each node appends EVENTS events of its own to streams it holds (on the
@@ -133,5 +133,5 @@ acked=$(q 1 -c "SELECT coalesce(sum(events_behind), -1) FROM eventstore.subscrip
 rate() { awk -v n="$EVENTS" -v ms="$1" 'BEGIN {if (ms > 0) printf "%.0f", n * 1000 / ms; else print "n/a"}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "n/a"}'; }
 rwm=$(echo $rw | median); rpm=$(echo $rp | median); dwm=$(echo $dw | median); dpm=$(echo $dp | median)
-echo "| read_all loop of 1000 on a Citus worker, its shards of the store ($got events; ms per round $rw) | 1 | $(rate "$rwm")/s | the same on one plain node (ms $rp) | $(rate "$rpm")/s | $(ratio "$rwm" "$rpm") | | |"
-echo "| subscription drain on a Citus worker, its shards (poll 1000 + ack_many, 16 partitions; behind after: $acked; ms per round $dw) | 1 | $(rate "$dwm")/s | the same on one plain node (ms $dp) | $(rate "$dpm")/s | $(ratio "$dwm" "$dpm") | | |"
+echo "| read_all loop of 1000 on a Citus worker, its shards of the store ($got events; ms per round $rw) | 1 | $(rate "$rwm")/s | the same on one plain node (ms $rp) | $(rate "$rpm")/s | $(ratio "$rwm" "$rpm") | | | | |"
+echo "| subscription drain on a Citus worker, its shards (poll 1000 + ack_many, 16 partitions; behind after: $acked; ms per round $dw) | 1 | $(rate "$dwm")/s | the same on one plain node (ms $dp) | $(rate "$dpm")/s | $(ratio "$dwm" "$dpm") | | | | |"

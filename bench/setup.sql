@@ -112,6 +112,16 @@ CREATE SCHEMA bench_store;
 SELECT eventstore.create_store('bench_store.events');
 CREATE SCHEMA bench_stores;
 SELECT count(eventstore.create_store('bench_stores.s' || i)) FROM generate_series(1, 100) i;
+-- and their raw baseline: 100 tables like raw_events, a sequence each
+-- (bench/run.sh writes the script that inserts into a random one of them).
+CREATE SCHEMA raw100;
+DO $$
+BEGIN
+    FOR i IN 1 .. 100 LOOP
+        EXECUTE format('CREATE TABLE raw100.t%s (LIKE eventstore.events INCLUDING ALL)', i);
+        EXECUTE format('CREATE SEQUENCE raw100.seq%s CACHE 1', i);
+    END LOOP;
+END $$;
 
 -- Lifecycle: two stores of their own for the encryption case (keys in one
 -- store switch that store's reads to the decrypting plan; the default store

@@ -124,6 +124,30 @@ SELECT idx_scan - :pkey_scans AS pkey_scans_of_the_append FROM pg_stat_user_inde
  WHERE indexrelid = 'eventstore.events_pkey'::regclass;
 
 ------------------------------------------------------------------------
+-- The same stream id in two stores, appended to in turn: each keeps its
+-- own head.  Before, the entry was chosen by the stream id alone, so each
+-- append found the other store's head there and scanned its primary key
+-- (10 scans for these 10 appends; none now).
+------------------------------------------------------------------------
+SELECT stream_version FROM eventstore.append_event('sh-alt', 0, 'T', '{}');
+SELECT stream_version FROM eventstore.append_event('sh-alt', 0, 'T', '{}', store => 'sh.events');
+SELECT pg_stat_force_next_flush();
+SELECT sum(idx_scan) AS pkey_scans FROM pg_stat_user_indexes
+ WHERE indexrelid IN ('eventstore.events_pkey'::regclass, 'sh.events_pkey'::regclass) \gset
+DO $$
+BEGIN
+    FOR i IN 1 .. 5 LOOP
+        PERFORM eventstore.append_event('sh-alt', i, 'T', '{}');
+        PERFORM eventstore.append_event('sh-alt', i, 'T', '{}', store => 'sh.events');
+    END LOOP;
+END $$;
+SELECT pg_stat_force_next_flush();
+SELECT sum(idx_scan) - :pkey_scans AS pkey_scans_of_10_appends FROM pg_stat_user_indexes
+ WHERE indexrelid IN ('eventstore.events_pkey'::regclass, 'sh.events_pkey'::regclass);
+SELECT (SELECT max(stream_version) FROM eventstore.events WHERE stream_id = 'sh-alt') AS default_store_head,
+       (SELECT max(stream_version) FROM sh.events WHERE stream_id = 'sh-alt') AS sh_events_head;
+
+------------------------------------------------------------------------
 -- More appends in one transaction than it tracks entries (64): 70 to one
 -- stream, then 70 streams twice over.  Before, the 65th write was dropped
 -- and the entry kept the 64th head: the 66th append read it and failed with

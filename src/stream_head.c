@@ -134,15 +134,25 @@ es_head_init(void)
 		RegisterSubXactCallback(es_head_subxact, NULL);
 }
 
-/* The entry of a stream id, or -1 when it is too long to be cached. */
+/*
+ * The entry of a stream of a store, or -1 when its id is too long to be
+ * cached.  The store and the database are part of the hash: the same stream
+ * id in several stores (a store per tenant) is several streams, and taking
+ * the id alone put them all in one entry, where appends to them in turn
+ * found each other's head and looked every stream up.
+ */
 static int
-es_head_entry(text *sid)
+es_head_entry(EsStore *st, text *sid)
 {
 	int			len = VARSIZE_ANY_EXHDR(sid);
+	uint32		h;
 
 	if (es_head == NULL || len > ES_HEAD_KEYLEN)
 		return -1;
-	return hash_bytes((const unsigned char *) VARDATA_ANY(sid), len) % ES_HEAD_ENTRIES;
+	h = hash_bytes((const unsigned char *) VARDATA_ANY(sid), len);
+	h = hash_combine(h, hash_bytes_uint32(st->relid));
+	h = hash_combine(h, hash_bytes_uint32(MyDatabaseId));
+	return h % ES_HEAD_ENTRIES;
 }
 
 /*
@@ -185,7 +195,7 @@ es_head_track(int i)
 bool
 es_head_get(EsStore *st, text *sid, int64 *version, TimestampTz *last_time)
 {
-	int			i = es_head_entry(sid);
+	int			i = es_head_entry(st, sid);
 	EsHeadEntry *e;
 	bool		hit;
 	uint64		generation;
@@ -226,7 +236,7 @@ es_head_get(EsStore *st, text *sid, int64 *version, TimestampTz *last_time)
 void
 es_head_put(EsStore *st, text *sid, int64 version, TimestampTz last_time, uint64 generation)
 {
-	int			i = es_head_entry(sid);
+	int			i = es_head_entry(st, sid);
 	EsHeadEntry *e;
 
 	if (i < 0)
