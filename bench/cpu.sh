@@ -24,6 +24,9 @@
 #           subscription matching every event, created for this case only
 #           (issue #12: what a subscription costs the append itself, the
 #           commit's signal included; compare with plain_store)
+#   routed  append_event to bench_plain with one outbox route matching
+#           every event, added for this case only (an outbox row per
+#           append; compare with plain_store)
 #   read_query, select   read_query of 1,000 events of one tag (of 10,000
 #           tagged events, as in make bench, in a store of their own so that
 #           ours and raw append to tables in the same state) vs the
@@ -83,11 +86,13 @@ prologue() {
                echo "SELECT count(*) FROM eventstore.poll('bench_drain', 'c1', 0);"
                ;;
         read_all) echo "SELECT pg_catalog.setval('drain_after', 1, false);" ;;
+        routed) echo "SELECT eventstore.add_route('bench_routed', store => 'public.bench_plain');" ;;
     esac
 }
 epilogue() {
     case $1 in
         subscribed) echo "SELECT eventstore.drop_subscription('bench_sub');" ;;
+        routed) echo "SELECT eventstore.remove_route('bench_routed');" ;;
     esac
 }
 statement() {
@@ -101,7 +106,7 @@ statement() {
         read_all) echo "SELECT max(r.global_position) FROM eventstore.read_all((pg_catalog.nextval('drain_after') - 1) * 1000, 1000, store => 'public.bench_drain') r" ;;
         raw)    echo "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, data, created_at)" \
                      "SELECT n, 's-1', n, gen_random_uuid(), 'T', '{\"amount\": 42}', now() FROM nextval('raw_seq') n" ;;
-        plain_store) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_plain')" ;;
+        plain_store|routed) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_plain')" ;;
         subscribed) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', 'a typical small event'), store => 'public.bench_sub')" ;;
         encrypted) echo "SELECT eventstore.append_event('benc-1', NULL, 'Appended', jsonb_build_object('amount', 42, 'note', eventstore.encrypt('subject-1', '\"a typical small event\"', 'public.bench_secure')), store => 'public.bench_secure')" ;;
         *) echo "unknown case $1" >&2; exit 2 ;;
@@ -127,6 +132,9 @@ if [ -n "${per[encrypted]:-}" ] && [ -n "${per[plain_store]:-}" ]; then
 fi
 if [ -n "${per[subscribed]:-}" ] && [ -n "${per[plain_store]:-}" ]; then
     awk -v s="${per[subscribed]}" -v p="${per[plain_store]}" 'BEGIN {printf "plain_store / subscribed: %.3f\n", p / s}'
+fi
+if [ -n "${per[routed]:-}" ] && [ -n "${per[plain_store]:-}" ]; then
+    awk -v r="${per[routed]}" -v p="${per[plain_store]}" 'BEGIN {printf "plain_store / routed: %.3f\n", p / r}'
 fi
 if [ -n "${per[read_query]:-}" ] && [ -n "${per[select]:-}" ]; then
     awk -v o="${per[read_query]}" -v s="${per[select]}" 'BEGIN {printf "select / read_query: %.2f\n", s / o}'

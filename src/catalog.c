@@ -40,6 +40,7 @@ typedef struct EsCatalogCache
 	Oid			position_seq;
 	Oid			version_index;	/* events_pkey (stream_id, stream_version) */
 	Oid			event_id_index; /* events_stream_event_id_key (stream_id, event_id) */
+	Oid			outbox_seq;		/* outbox_id_seq */
 	Oid			owner;
 } EsCatalogCache;
 
@@ -56,7 +57,8 @@ es_catalog_reset_rel(Datum arg, Oid relid)
 {
 	(void) arg;
 	if (!OidIsValid(relid) || relid == es_cat.events || relid == es_cat.position_seq ||
-		relid == es_cat.version_index || relid == es_cat.event_id_index)
+		relid == es_cat.version_index || relid == es_cat.event_id_index ||
+		relid == es_cat.outbox_seq)
 		es_cat.valid = false;
 	es_store_reset_rel(arg, relid);
 }
@@ -101,6 +103,7 @@ es_catalog_load(void)
 	es_cat.position_seq = get_relname_relid("events_global_position_seq", schema);
 	es_cat.version_index = get_relname_relid("events_pkey", schema);
 	es_cat.event_id_index = get_relname_relid("events_stream_event_id_key", schema);
+	es_cat.outbox_seq = get_relname_relid("outbox_id_seq", schema);
 	if (!OidIsValid(es_cat.events) || !OidIsValid(es_cat.position_seq) ||
 		!OidIsValid(es_cat.version_index) || !OidIsValid(es_cat.event_id_index))
 		ereport(ERROR,
@@ -138,6 +141,19 @@ es_position_seqid(void)
 {
 	es_catalog_load();
 	return es_cat.position_seq;
+}
+
+/*
+ * The outbox's id sequence, or InvalidOid in a schema that has none yet (it
+ * is looked for again then: creating it invalidates nothing cached here).
+ */
+Oid
+es_outbox_seqid(void)
+{
+	es_catalog_load();
+	if (!OidIsValid(es_cat.outbox_seq))
+		es_cat.outbox_seq = get_relname_relid("outbox_id_seq", es_cat.schema);
+	return es_cat.outbox_seq;
 }
 
 Oid

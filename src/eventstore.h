@@ -360,6 +360,7 @@ extern Oid	es_schema_oid(void);
 extern Oid	es_events_relid(void);
 extern Oid	es_position_seqid(void);
 extern Oid	es_version_index(void);
+extern Oid	es_outbox_seqid(void);
 extern Oid	es_event_id_index(void);
 extern Oid	es_events_owner(void);
 extern bool es_events_have_tags(void);

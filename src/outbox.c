@@ -209,7 +209,7 @@ es_outbox_route(EsStore *st, Datum stream_id, Datum *event_types, int64 *positio
 	channels = palloc(sizeof(Datum) * n * routes->n);
 	poss = palloc(sizeof(Datum) * n * routes->n);
 	with_data = palloc(sizeof(Datum) * n * routes->n);
-	seq = get_relname_relid("outbox_id_seq", es_schema_oid());
+	seq = es_outbox_seqid();
 
 	for (int i = 0; i < n; i++)
 	{
@@ -433,7 +433,7 @@ eventstore_enqueue(PG_FUNCTION_ARGS)
 			elog(ERROR, "eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(es_plan_enqueue[w]);
 	}
-	id = es_allocate(ES_COUNTER_OUTBOX, get_relname_relid("outbox_id_seq", es_schema_oid()));
+	id = es_allocate(ES_COUNTER_OUTBOX, es_outbox_seqid());
 	values[0] = Int64GetDatum(id);
 	values[1] = PointerGetDatum(channel);
 	values[2] = JsonbPGetDatum(payload);

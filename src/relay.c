@@ -486,7 +486,7 @@ es_relay_pass(int max_count, bool prune)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"eventstore\" is not installed in this database")));
 
-	seq = get_relname_relid("outbox_id_seq", es_schema_oid());
+	seq = es_outbox_seqid();
 	if (!OidIsValid(seq))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -786,8 +786,7 @@ eventstore_horizon_status(PG_FUNCTION_ARGS)
 	{
 		Datum		values[6];
 		bool		nulls[6];
-		Oid			seq = k == ES_COUNTER_POSITION ? es_position_seqid() :
-			get_relname_relid("outbox_id_seq", es_schema_oid());
+		Oid			seq = k == ES_COUNTER_POSITION ? es_position_seqid() : es_outbox_seqid();
 		int64		newest = 0;
 		int64		first;
 		int			slot;
