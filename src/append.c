@@ -796,13 +796,18 @@ es_inserter_after(EsInserter *ins, int n)
 }
 
 /* Insert the buffered rows. */
-static void
+void
 es_inserter_flush(EsInserter *ins)
 {
+	MemoryContext old;
+
 	if (ins->used == 0)
 		return;
+	/* what the table AM allocates for the batch goes with the row memory */
+	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(ins->estate));
 	table_multi_insert(ins->rel, ins->slots, ins->used, ins->estate->es_output_cid,
 					   0, ins->bistate);
+	MemoryContextSwitchTo(old);
 	es_inserter_after(ins, ins->used);
 	ins->used = 0;
 	if (ins->nslots > 1)

@@ -184,6 +184,7 @@ typedef struct EsInserter EsInserter;
 extern EsInserter *es_inserter_begin(EsStore *st, bool bulk, const char *what);
 extern TupleTableSlot *es_inserter_slot(EsInserter *ins);
 extern TupleTableSlot *es_inserter_put(EsInserter *ins);
+extern void es_inserter_flush(EsInserter *ins);
 extern void es_inserter_end(EsInserter *ins);
 
 /* lifecycle.c: stream metadata, deletion, purge */
@@ -196,6 +197,8 @@ extern bool es_lifecycle_visible(EsVisibleCache **cachep, MemoryContext cxt, EsS
 extern Oid	es_lifecycle_visible_store(EsVisibleCache *cache);
 extern bool es_lifecycle_append_check(EsStore *st, Datum stream_id, int64 *current);
 extern int64 es_lifecycle_version_floor(EsStore *st, text *stream_id);
+extern int64 es_lifecycle_import_floor(EsStore *st, text *stream_id, Snapshot snapshot,
+									   bool *tombstone);
 extern void es_lifecycle_forget_derived(EsStore *st, text *stream_id);
 extern void es_lifecycle_require_acl(EsStore *st);
 extern void es_lifecycle_switch_store(EsStore *st);

@@ -1065,6 +1065,23 @@ es_lifecycle_version_floor(EsStore *st, text *stream_id)
 }
 
 /*
+ * For import (import.c): the version stream_id of st keeps through deletions
+ * and purges (0: none) under snapshot, and in *tombstone whether a hard
+ * delete refuses the stream id.
+ */
+int64
+es_lifecycle_import_floor(EsStore *st, text *stream_id, Snapshot snapshot, bool *tombstone)
+{
+	EsLifeRow	row;
+
+	*tombstone = false;
+	if (!es_life_lookup(st->relid, false, stream_id, snapshot, &row))
+		return 0;
+	*tombstone = row.tombstone;
+	return Max(row.version_floor, row.has_deleted ? row.deleted_version : 0);
+}
+
+/*
  * eventstore._version_floor(store, stream_id): the version a stream keeps
  * through deletions and purges (0: none); for a store other than the default
  * one also its last stored version, so stream_version() needs nothing else.

@@ -8,7 +8,7 @@
 -- this file fail until it is added here (with its bad inputs).
 --
 BEGIN;
-SELECT plan(681);
+SELECT plan(683);
 
 ------------------------------------------------------------------------
 -- Helpers
@@ -620,12 +620,21 @@ INSERT INTO bi_st_v1 VALUES (1, 'bi-1', 1, 'T', '{}', NULL, now(), NULL);
 CREATE TEMP TABLE bi_st_nasty (LIKE eventstore.import_row);
 INSERT INTO bi_st_nasty SELECT row_number() OVER (), s, 1, 'T', '{}', NULL, now(), NULL FROM bi_nasty;
 CREATE TEMP TABLE "bi""; DROP TABLE eventstore.events; --" (LIKE eventstore.import_row);
+-- values stored compressed: measured and read in full
+CREATE TEMP TABLE bi_st_big (LIKE eventstore.import_row);
+INSERT INTO bi_st_big VALUES (1, 'bi-big-1', 1, 'T', jsonb_build_object('x', repeat('x', 1048576)), NULL, now(), NULL);
+CREATE TEMP TABLE bi_st_md (LIKE eventstore.import_row);
+INSERT INTO bi_st_md VALUES (1, 'bi-md-1', 1, 'T', '{}', jsonb_build_array(repeat('x', 100000)), now(), NULL);
 SELECT pg_temp.x('import_events', 'a stream id of 1 MB', 'error 22001', $$SELECT eventstore.import_events('bi_st_long')$$);
 SELECT pg_temp.x('import_events', 'version 1 of stream bi-1, which is at 2', 'error ES409',
     $$SELECT eventstore.import_events('bi_st_v1')$$);
 SELECT pg_temp.x('import_events', 'SQL-looking stream ids: imported as they are', 'ok 15',
     $$SELECT eventstore.import_events('bi_st_nasty')$$,
     $$SELECT count(*) FROM eventstore.events e JOIN bi_nasty n ON n.s = e.stream_id$$);
+SELECT pg_temp.x('import_events', 'a compressible 1 MB event counts in full', 'error 54000',
+    $$SELECT eventstore.import_events('bi_st_big')$$);
+SELECT pg_temp.x('import_events', 'compressed metadata that is an array', 'error 22023',
+    $$SELECT eventstore.import_events('bi_st_md')$$);
 SELECT pg_temp.x('import_events', 'a SQL-looking source name', 'ok 0',
     $$SELECT eventstore.import_events('"bi""; DROP TABLE eventstore.events; --"')$$);
 
